@@ -1,0 +1,3 @@
+"""Trending-papers newsletter: feeds in, one well-made email per reader out."""
+
+__version__ = "0.1.0"

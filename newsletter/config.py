@@ -1,0 +1,377 @@
+"""Typed settings, declared once (default, type, help) and read from ``config.toml`` with ``tomllib``.
+
+Every key of the file maps to a field of a frozen dataclass below; the loader walks those fields, so the
+declaration is the single source of truth for validation, defaults and the reference in
+``docs/configuration.md`` (``python -m newsletter.config_docs`` regenerates it).
+Precedence: defaults < config file < environment (``NEWSLETTER_DATABASE_URL``) < command-line options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from newsletter.errors import ConfigError
+
+CONFIG_ENV = "NEWSLETTER_CONFIG"
+DATABASE_URL_ENV = "NEWSLETTER_DATABASE_URL"
+DEFAULT_CONFIG = "config.toml"
+
+Check = Callable[[Any], str | None]
+"""A value check: returns what was expected when the value is wrong, None when it is fine."""
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, check: Check | None = None) -> Any:
+    """Declare one setting: its default (none means required), its help text and an optional check."""
+    metadata = {"help": help, "check": check}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use a tuple default for sequences")  # pragma: no cover - programming error
+    return field(default=default, metadata=metadata)
+
+
+def section(cls: type, help: str) -> Any:
+    """A table of settings that all have defaults, so the whole table may be left out."""
+    return field(default_factory=cls, metadata={"help": help, "check": None})
+
+
+def _timezone(value: str) -> str | None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return "an IANA time zone name such as 'UTC' or 'Europe/Berlin'"
+    return None
+
+
+def _email(value: str) -> str | None:
+    if re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", value):
+        return None
+    return "an e-mail address such as 'papers@example.org'"
+
+
+def _http_url(value: str) -> str | None:
+    if re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        return None
+    return "an http(s) URL such as 'https://papers.example.org'"
+
+
+def _slug(value: str) -> str | None:
+    if re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", value):
+        return None
+    return "a slug of lowercase letters, digits and '-' (e.g. 'efficient-training')"
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "a number greater than 0"
+
+
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 else "a number of 0 or more"
+
+
+def _unit_interval(value: float) -> str | None:
+    return None if 0 <= value <= 1 else "a number between 0 and 1"
+
+
+def _non_empty(value: str) -> str | None:
+    return None if value.strip() else "a non-empty string"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewsletterSettings:
+    name: str = setting("Trending Papers", "Name shown in the email header and as the sender's display name.")
+    from_address: str = setting(help="Address the newsletter is sent from.", check=_email)
+    base_url: str = setting(
+        help="Public URL of the web pages; links in emails (manage, unsubscribe, archive) start with it.",
+        check=_http_url,
+    )
+    database_url: str = setting(
+        "sqlite:///newsletter.db",
+        "SQLAlchemy database URL. A relative SQLite path is relative to the config file's folder. "
+        f"Overridden by the environment variable {DATABASE_URL_ENV}.",
+    )
+    timezone: str = setting("UTC", "Time zone of edition dates and schedules.", check=_timezone)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FetchSettings:
+    timeout_seconds: float = setting(30.0, "Give up on a source that sends nothing for this long.", check=_positive)
+    max_bytes: int = setting(
+        50_000_000, "Largest response body accepted from one source; larger ones are refused.", check=_positive
+    )
+    max_retries: int = setting(3, "Retries after a 429 or 5xx answer or a network error.", check=_non_negative)
+    backoff_seconds: float = setting(
+        2.0, "First retry delay; doubles each retry unless the server sends Retry-After.", check=_non_negative
+    )
+    max_retry_after_seconds: float = setting(
+        300.0, "Longest Retry-After honoured; a longer one fails the source for this run.", check=_non_negative
+    )
+    per_host_delay_seconds: float = setting(
+        3.0, "Least time between two requests to the same host (arXiv asks for 3 s).", check=_non_negative
+    )
+    user_agent: str = setting(
+        "trending-papers-newsletter/0.1 (+https://github.com/)",
+        "User-Agent header sent to sources; name a contact for your installation.",
+        check=_non_empty,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class MatchingSettings:
+    method: Literal["tfidf"] = setting("tfidf", "How paper text is compared to topic text.")
+    similarity_threshold: float = setting(
+        0.12,
+        "Least TF-IDF cosine similarity between a paper and a topic that counts as a match on its own.",
+        check=_unit_interval,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrendingSettings:
+    half_life_days: float = setting(3.0, "A paper's score halves every this many days after publication.",
+                                    check=_positive)
+    upvote_weight: float = setting(1.0, "Weight of ln(1 + Hugging Face upvotes).", check=_non_negative)
+    star_weight: float = setting(0.5, "Weight of ln(1 + GitHub stars).", check=_non_negative)
+    source_bonus: float = setting(0.5, "Bonus per source beyond the first that carried the paper.",
+                                  check=_non_negative)
+
+
+SourceKind = Literal["arxiv-rss", "arxiv-api", "hf-daily", "rss"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceSettings:
+    name: str = setting(help="Unique name of the source, used in reports and `fetch --source`.", check=_non_empty)
+    kind: SourceKind = setting(help="Feed format.")
+    url: str = setting(
+        help="http(s) URL, or a local file path (relative to the config file's folder).", check=_non_empty
+    )
+    include_cross: bool = setting(True, "arxiv-rss only: keep cross-listed papers (announce type 'cross').")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopicSettings:
+    slug: str = setting(help="Stable identifier used in URLs and subscriber preferences.", check=_slug)
+    name: str = setting(help="Section title shown to readers.", check=_non_empty)
+    description: str = setting("", "One or two sentences; compared to each paper's title and abstract.")
+    keywords: tuple[str, ...] = setting((), "Words or phrases; a whole-word hit in title or abstract matches.")
+    categories: tuple[str, ...] = setting((), "arXiv categories (e.g. 'cs.LG'); a paper listed in one matches.")
+    exclude_keywords: tuple[str, ...] = setting((), "Words or phrases that keep a paper out of this topic.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    newsletter: NewsletterSettings = setting(help="The newsletter itself.")
+    fetch: FetchSettings = section(FetchSettings, "How sources are downloaded.")
+    matching: MatchingSettings = section(MatchingSettings, "How papers are matched to topics.")
+    trending: TrendingSettings = section(TrendingSettings, "The trending score.")
+    sources: tuple[SourceSettings, ...] = setting(help="Feeds to read, as [[sources]] tables.")
+    topics: tuple[TopicSettings, ...] = setting(help="Topics readers choose from, as [[topics]] tables.")
+    config_path: Path = field(default=Path(DEFAULT_CONFIG), metadata={"help": "", "internal": True})
+
+    def source(self, name: str) -> SourceSettings:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        known = ", ".join(s.name for s in self.sources)
+        raise ConfigError(f"no source named {name!r}; configured sources: {known}")
+
+    def topic(self, slug: str) -> TopicSettings:
+        for topic in self.topics:
+            if topic.slug == slug:
+                return topic
+        known = ", ".join(t.slug for t in self.topics)
+        raise ConfigError(f"no topic {slug!r}; configured topics: {known}")
+
+
+# --- loading -------------------------------------------------------------------------------------------------
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def load_settings(path: Path | str | None = None, *, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read, validate and resolve a config file; raise ConfigError with the key path on the first problem."""
+    environ = os.environ if environ is None else environ
+    config_path = Path(path) if path is not None else default_config_path()
+    shown = str(config_path)
+    try:
+        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file not found: {shown} (pass --config PATH or set {CONFIG_ENV})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file: {exc}", path=shown) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", path=shown) from None
+    return settings_from_mapping(raw, config_path=config_path, environ=environ)
+
+
+def settings_from_mapping(
+    raw: Mapping[str, Any], *, config_path: Path, environ: Mapping[str, str] | None = None
+) -> Settings:
+    shown = str(config_path)
+    settings: Settings = _build(Settings, raw, "", shown)
+    base = config_path.resolve().parent
+    newsletter = settings.newsletter
+    database_url = (environ or {}).get(DATABASE_URL_ENV) or newsletter.database_url
+    settings = dataclasses.replace(
+        settings,
+        config_path=config_path,
+        newsletter=dataclasses.replace(newsletter, database_url=resolve_database_url(database_url, base)),
+        sources=tuple(dataclasses.replace(s, url=_resolve_location(s.url, base)) for s in settings.sources),
+    )
+    _check_unique(settings.sources, "sources", "name", shown)
+    _check_unique(settings.topics, "topics", "slug", shown)
+    return settings
+
+
+def resolve_database_url(url: str, base: Path) -> str:
+    """Make a relative SQLite file path absolute against the config folder; leave other URLs alone."""
+    match = re.fullmatch(r"(sqlite(?:\+\w+)?):///(.+)", url)
+    if not match or match.group(2).startswith(("/", ":memory:")):
+        return url
+    return f"{match.group(1)}:///{(base / match.group(2)).resolve()}"
+
+
+def _resolve_location(url: str, base: Path) -> str:
+    if re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", url):
+        return url
+    return str((base / url).resolve())
+
+
+def _check_unique(items: tuple[Any, ...], table: str, key: str, shown: str) -> None:
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        value = getattr(item, key)
+        if value in seen:
+            raise ConfigError(
+                f"{table}[{index}].{key}: expected a unique {key}, found {value!r} "
+                f"(already used by {table}[{seen[value]}])",
+                path=shown,
+                key=f"{table}[{index}].{key}",
+            )
+        seen[value] = index
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if tp is str:
+        return "a string"
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(tp))
+    if origin in (tuple, list):
+        inner = typing.get_args(tp)[0]
+        if dataclasses.is_dataclass(inner):
+            return "an array of tables"
+        return f"a list of {_describe(inner).removeprefix('a ').removeprefix('an ')}s"
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    return str(tp)  # pragma: no cover - only the types above are declared
+
+
+def _fail(shown: str, key: str, expected: str, value: Any, hint: str = "") -> ConfigError:
+    found = _show(value)
+    return ConfigError(f"{key}: expected {expected}, found {found}{hint}", path=shown, key=key)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array" if len(value) < 1 or not all(isinstance(v, dict) for v in value) else "an array of tables"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _build(cls: Any, raw: Any, prefix: str, shown: str) -> Any:
+    if not isinstance(raw, dict):
+        raise _fail(shown, prefix, "a table", raw)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    for key in raw:
+        if key not in fields:
+            known = ", ".join(fields)
+            raise ConfigError(
+                f"{_join(prefix, key)}: unknown key (found {_show(raw[key])}); expected one of: {known}",
+                path=shown,
+                key=_join(prefix, key),
+            )
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        key = _join(prefix, name)
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                help_text = f.metadata.get("help", "")
+                raise ConfigError(
+                    f"{key}: missing required key; expected {_describe(hints[name])}"
+                    + (f" ({help_text.rstrip('.')})" if help_text else ""),
+                    path=shown,
+                    key=key,
+                )
+            continue
+        value = _convert(hints[name], raw[name], key, shown)
+        check = f.metadata.get("check")
+        if check is not None:
+            for item in value if isinstance(value, tuple) else (value,):
+                expected = check(item)
+                if expected is not None:
+                    raise _fail(shown, key, expected, item)
+        values[name] = value
+    return cls(**values)
+
+
+def _convert(tp: Any, value: Any, key: str, shown: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise _fail(shown, key, "true or false", value)
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _fail(shown, key, "an integer", value)
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise _fail(shown, key, "a number", value)
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _fail(shown, key, "a string", value, hint=' (put it in quotes: "...")')
+    if origin is Literal:
+        if value in typing.get_args(tp) and isinstance(value, str):
+            return value
+        raise _fail(shown, key, _describe(tp), value)
+    if origin in (tuple, list):
+        inner = typing.get_args(tp)[0]
+        if not isinstance(value, list):
+            raise _fail(shown, key, _describe(tp), value)
+        if dataclasses.is_dataclass(inner):
+            return tuple(_build(inner, item, f"{key}[{i}]", shown) for i, item in enumerate(value))
+        return tuple(_convert(inner, item, f"{key}[{i}]", shown) for i, item in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key, shown)
+    if origin is types.UnionType:  # pragma: no cover - no optional settings are declared yet
+        raise TypeError(f"unsupported setting type {tp}")
+    raise TypeError(f"unsupported setting type {tp}")  # pragma: no cover - programming error

@@ -1,0 +1,143 @@
+"""Database engine, schema and migrations.
+
+SQLite by default, PostgreSQL later: only portable SQLAlchemy Core constructs here (no SQLite-only SQL).
+The schema is declared once below; Alembic migrations in ``newsletter/migrations`` create it and are
+applied automatically when a store is opened, so an operator never runs a migration by hand.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from newsletter.errors import StoreError
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend (SQLite keeps no zone)."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+metadata = sa.MetaData()
+
+papers = sa.Table(
+    "papers",
+    metadata,
+    sa.Column("paper_id", sa.String(300), primary_key=True),
+    sa.Column("version", sa.Integer),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("authors", sa.JSON, nullable=False),
+    sa.Column("abstract", sa.Text, nullable=False),
+    sa.Column("categories", sa.JSON, nullable=False),
+    sa.Column("primary_category", sa.String(64)),
+    sa.Column("abs_url", sa.Text),
+    sa.Column("pdf_url", sa.Text),
+    sa.Column("hf_url", sa.Text),
+    sa.Column("code_url", sa.Text),
+    sa.Column("project_url", sa.Text),
+    sa.Column("thumbnail_url", sa.Text),
+    sa.Column("ai_summary", sa.Text),
+    sa.Column("ai_keywords", sa.JSON, nullable=False),
+    sa.Column("published", UTCDateTime),
+    sa.Column("announce_type", sa.String(32)),
+    sa.Column("upvotes", sa.Integer),
+    sa.Column("github_stars", sa.Integer),
+    sa.Column("sources", sa.JSON, nullable=False),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("updated", UTCDateTime, nullable=False),
+    sa.Index("ix_papers_first_seen", "first_seen"),
+)
+
+source_state = sa.Table(
+    "source_state",
+    metadata,
+    sa.Column("source", sa.String(200), primary_key=True),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("last_attempt", UTCDateTime),
+    sa.Column("last_success", UTCDateTime),
+    sa.Column("last_status", sa.String(32)),
+    sa.Column("last_error", sa.Text),
+    sa.Column("last_counts", sa.JSON),
+)
+
+topic_matches = sa.Table(
+    "topic_matches",
+    metadata,
+    sa.Column("paper_id", sa.String(300), sa.ForeignKey("papers.paper_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("topic", sa.String(64), primary_key=True),
+    sa.Column("strength", sa.Float, nullable=False),
+    sa.Column("similarity", sa.Float, nullable=False),
+    sa.Column("keywords", sa.JSON, nullable=False),
+    sa.Column("categories", sa.JSON, nullable=False),
+    sa.Index("ix_topic_matches_topic", "topic"),
+)
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def create_engine(url: str) -> Engine:
+    """Open the database; SQLite gets WAL and a busy timeout so the web app and a sender can share it."""
+    try:
+        engine = sa.create_engine(url)
+    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        raise StoreError(f"cannot open database {url!r}: {exc}") from None
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision; a no-op when it already is."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot migrate database {engine.url!r}: {exc}") from None
+
+
+def open_database(url: str) -> Engine:
+    engine = create_engine(url)
+    migrate(engine)
+    return engine

@@ -1,0 +1,45 @@
+"""One exception hierarchy for the whole package.
+
+The library raises these; only the CLI turns them into a one-line message and a non-zero exit code.
+Errors carry the data a caller needs to act (which key, which source, which recipient).
+"""
+
+from __future__ import annotations
+
+
+class NewsletterError(Exception):
+    """Base class: anything the operator can fix by changing input, config or environment."""
+
+
+class ConfigError(NewsletterError):
+    """The configuration file is missing, unreadable or invalid.
+
+    ``key`` is the dotted key path (``sources[2].kind``) when one key is at fault.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, key: str | None = None) -> None:
+        self.path = path
+        self.key = key
+        prefix = f"{path}: " if path else ""
+        super().__init__(f"{prefix}{message}")
+
+
+class SourceError(NewsletterError):
+    """One source could not be fetched or parsed; the others go on."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"source {source!r}: {reason}")
+
+
+class SourceTimeoutError(SourceError, TimeoutError):
+    """The source did not answer within the configured timeout."""
+
+
+class StoreError(NewsletterError):
+    """The database could not be opened or migrated."""
+
+
+class TopicError(NewsletterError):
+    """A topic slug was named that the configuration does not define."""
