@@ -99,6 +99,12 @@ class NewsletterSettings:
         f"Overridden by the environment variable {DATABASE_URL_ENV}.",
     )
     timezone: str = setting("UTC", "Time zone of edition dates and schedules.", check=_timezone)
+    secret_env: str = setting(
+        "NEWSLETTER_SECRET",
+        "Environment variable holding the key that signs links and Message-IDs: `secret`, or "
+        "`id:secret,id:secret` to rotate keys (the first signs, all verify).",
+        check=_non_empty,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,6 +150,84 @@ class TrendingSettings:
                                   check=_non_negative)
 
 
+@dataclass(frozen=True, kw_only=True)
+class DkimSettings:
+    selector: str = setting(help="DKIM selector: the key is published at SELECTOR._domainkey.DOMAIN.", check=_non_empty)
+    domain: str = setting(help="Signing domain (d=), normally the domain of from_address.", check=_non_empty)
+    private_key_path: str = setting(help="PEM file of the RSA private key (relative to the config file).",
+                                    check=_non_empty)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliverySettings:
+    backend: Literal["smtp", "file"] = setting("smtp", "`smtp` sends to the relay below; `file` writes .eml files.")
+    host: str = setting("127.0.0.1", "SMTP relay host.", check=_non_empty)
+    port: int = setting(25, "SMTP relay port.", check=_positive)
+    security: Literal["none", "starttls", "tls"] = setting("none", "Transport security to the relay.")
+    username: str = setting("", "SMTP AUTH user name; empty: no AUTH.")
+    password_env: str = setting("NEWSLETTER_SMTP_PASSWORD", "Environment variable holding the SMTP password.")
+    concurrency: int = setting(16, "SMTP connections per sending process, each reused for many messages.",
+                               check=_positive)
+    per_domain_concurrency: int = setting(8, "Most messages in flight at once to one recipient domain.",
+                                          check=_positive)
+    rate_limit: float = setting(0.0, "Messages per second per sending process; 0 means no limit.",
+                                check=_non_negative)
+    max_attempts: int = setting(8, "Attempts before a temporarily failing (4xx) message is marked failed.",
+                                check=_positive)
+    max_age_hours: float = setting(48.0, "A message still deferred this long after it was queued is failed.",
+                                   check=_positive)
+    retry_base_seconds: float = setting(60.0, "First retry delay after a 4xx; doubles per attempt, with jitter.",
+                                        check=_non_negative)
+    lease_seconds: float = setting(300.0, "A claim not renewed for this long is released (its process died).",
+                                   check=_positive)
+    timeout_seconds: float = setting(60.0, "Longest wait for one SMTP reply.", check=_positive)
+    processes: int = setting(1, "Sending processes; use one per core for large lists.", check=_positive)
+    claim_batch: int = setting(200, "Ledger rows claimed at once by a sending process.", check=_positive)
+    outbox: str = setting("outbox", "Folder of the `file` backend (relative to the config file).", check=_non_empty)
+    dkim: DkimSettings | None = setting(None, "Optional [delivery.dkim] table: sign every message with DKIM.")
+
+
+SUBJECT_FIELDS = ("name", "count", "topics", "date", "frequency")
+
+
+def _subject(value: str) -> str | None:
+    unknown = [f for f in re.findall(r"\{([^{}]*)\}", value) if f not in SUBJECT_FIELDS]
+    if value.strip() and not unknown:
+        return None
+    return "a subject with only the fields " + ", ".join("{" + f + "}" for f in SUBJECT_FIELDS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmailSettings:
+    subject: str = setting(
+        "{name}: {count} new papers on {topics}",
+        "Subject line. Fields: {name} (newsletter name), {count} (papers in this email), {topics} (its "
+        "section names), {date} (edition date), {frequency} (daily or weekly).",
+        check=_subject,
+    )
+    max_papers_per_topic: int = setting(10, "Most papers in one topic section of an email.", check=_positive)
+    abstract_chars: int = setting(
+        600, "Abstracts (or Hugging Face summaries) are cut at a word boundary after this many characters.",
+        check=_positive,
+    )
+    max_html_bytes: int = setting(
+        100_000,
+        "Size budget of the inlined HTML (Gmail clips above ~102 KB): abstracts are shortened, then the "
+        "lowest-ranked papers move behind a link to the web archive.",
+        check=_positive,
+    )
+    template_dir: str = setting(
+        "",
+        "Folder of your own templates (relative to the config file); a file there replaces the default of the "
+        "same name, and can extend it as `default:NAME`. Empty: the default templates only.",
+    )
+    postal_address: str = setting(
+        "",
+        "The sender's postal address, shown in every email's footer (anti-spam laws such as CAN-SPAM require "
+        "one for bulk email).",
+    )
+
+
 SourceKind = Literal["arxiv-rss", "arxiv-api", "hf-daily", "rss"]
 
 
@@ -173,6 +257,8 @@ class Settings:
     fetch: FetchSettings = section(FetchSettings, "How sources are downloaded.")
     matching: MatchingSettings = section(MatchingSettings, "How papers are matched to topics.")
     trending: TrendingSettings = section(TrendingSettings, "The trending score.")
+    email: EmailSettings = section(EmailSettings, "What the emails contain and how they look.")
+    delivery: DeliverySettings = section(DeliverySettings, "How emails are delivered.")
     sources: tuple[SourceSettings, ...] = setting(help="Feeds to read, as [[sources]] tables.")
     topics: tuple[TopicSettings, ...] = setting(help="Topics readers choose from, as [[topics]] tables.")
     config_path: Path = field(default=Path(DEFAULT_CONFIG), metadata={"help": "", "internal": True})
@@ -231,6 +317,21 @@ def settings_from_mapping(
         newsletter=dataclasses.replace(newsletter, database_url=resolve_database_url(database_url, base)),
         sources=tuple(dataclasses.replace(s, url=_resolve_location(s.url, base)) for s in settings.sources),
     )
+    delivery = settings.delivery
+    dkim = delivery.dkim
+    settings = dataclasses.replace(
+        settings,
+        delivery=dataclasses.replace(
+            delivery,
+            outbox=str((base / delivery.outbox).resolve()),
+            dkim=dataclasses.replace(dkim, private_key_path=str((base / dkim.private_key_path).resolve()))
+            if dkim
+            else None,
+        ),
+    )
+    if settings.email.template_dir:
+        template_dir = str((base / settings.email.template_dir).resolve())
+        settings = dataclasses.replace(settings, email=dataclasses.replace(settings.email, template_dir=template_dir))
     _check_unique(settings.sources, "sources", "name", shown)
     _check_unique(settings.topics, "topics", "slug", shown)
     return settings
@@ -283,6 +384,8 @@ def _describe(tp: Any) -> str:
         return f"a list of {_describe(inner).removeprefix('a ').removeprefix('an ')}s"
     if dataclasses.is_dataclass(tp):
         return "a table"
+    if origin is types.UnionType:
+        return " or ".join(_describe(arg) for arg in typing.get_args(tp) if arg is not type(None)) + " (optional)"
     return str(tp)  # pragma: no cover - only the types above are declared
 
 
@@ -372,6 +475,7 @@ def _convert(tp: Any, value: Any, key: str, shown: str) -> Any:
         return tuple(_convert(inner, item, f"{key}[{i}]", shown) for i, item in enumerate(value))
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key, shown)
-    if origin is types.UnionType:  # pragma: no cover - no optional settings are declared yet
-        raise TypeError(f"unsupported setting type {tp}")
+    if origin is types.UnionType:
+        inner = [arg for arg in typing.get_args(tp) if arg is not type(None)]
+        return _convert(inner[0], value, key, shown)
     raise TypeError(f"unsupported setting type {tp}")  # pragma: no cover - programming error

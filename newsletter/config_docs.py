@@ -6,6 +6,7 @@ Run ``python -m newsletter.config_docs > docs/configuration.md`` after changing 
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from typing import Any
 
@@ -27,6 +28,8 @@ a test fails when it is out of date.
 
 
 def _default(f: dataclasses.Field[Any]) -> str:
+    if f.default is None:
+        return "(none)"
     if f.default is not dataclasses.MISSING:
         value = f.default
         if isinstance(value, bool):
@@ -41,13 +44,25 @@ def _default(f: dataclasses.Field[Any]) -> str:
     return "**required**"
 
 
+def _nested_table(tp: Any) -> Any:
+    """The dataclass of a sub-table field (``X`` or ``X | None``), else None."""
+    candidates = typing.get_args(tp) if isinstance(tp, types.UnionType) else (tp,)
+    return next((c for c in candidates if dataclasses.is_dataclass(c)), None)
+
+
 def _section(title: str, cls: Any, lines: list[str]) -> None:
     hints = typing.get_type_hints(cls)
     lines += [f"## `{title}`", "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    nested: list[tuple[str, Any]] = []
     for f in dataclasses.fields(cls):
         help_text = f.metadata.get("help", "").replace("|", "\\|")
         lines.append(f"| `{f.name}` | {_describe(hints[f.name])} | {_default(f)} | {help_text} |")
+        table = _nested_table(hints[f.name])
+        if table is not None:
+            nested.append((f"{title.strip('[]')}.{f.name}", table))
     lines.append("")
+    for name, table in nested:
+        _section(f"[{name}]", table, lines)
 
 
 def render_reference() -> str:

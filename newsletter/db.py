@@ -101,6 +101,72 @@ meta = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
+editions = sa.Table(
+    "editions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("frequency", sa.String(16), nullable=False),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("slug", sa.String(64), nullable=False),
+    sa.Column("window_start", UTCDateTime, nullable=False),
+    sa.Column("cutoff", UTCDateTime, nullable=False),
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Column("paper_count", sa.Integer, nullable=False),
+    sa.Column("empty_reason", sa.Text),
+    sa.Column("content", sa.JSON, nullable=False),
+    sa.UniqueConstraint("frequency", "date", name="uq_editions_frequency_date"),
+    sa.UniqueConstraint("slug", name="uq_editions_slug"),
+)
+
+sent_papers = sa.Table(
+    "sent_papers",
+    metadata,
+    sa.Column("subscriber_id", sa.Integer, primary_key=True),
+    sa.Column("paper_id", sa.String(300), primary_key=True),
+    sa.Column("edition_id", sa.Integer, sa.ForeignKey("editions.id"), nullable=False),
+    sa.Index("ix_sent_papers_paper_id", "paper_id"),
+)
+
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("edition_id", sa.Integer, nullable=False),
+    sa.Column("subscriber_id", sa.Integer, nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("variant_key", sa.String(64), nullable=False),
+    sa.Column("message_id", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("phase", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime),
+    sa.Column("claim_token", sa.String(32)),
+    sa.Column("lease_until", UTCDateTime),
+    sa.Column("worker", sa.String(100)),
+    sa.Column("last_code", sa.Integer),
+    sa.Column("last_message", sa.Text),
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Column("updated", UTCDateTime, nullable=False),
+    sa.Column("sent_at", UTCDateTime),
+    sa.UniqueConstraint("edition_id", "subscriber_id", name="uq_deliveries_edition_subscriber"),
+    sa.Index("ix_deliveries_edition_state", "edition_id", "state"),
+    sa.Index("ix_deliveries_claim_token", "claim_token"),
+)
+
+variants = sa.Table(
+    "variants",
+    metadata,
+    sa.Column("edition_id", sa.Integer, primary_key=True),
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("html", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("nonce", sa.String(64), nullable=False),
+    sa.Column("created", UTCDateTime, nullable=False),
+)
+
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor = dbapi_connection.cursor()

@@ -43,3 +43,11 @@ class StoreError(NewsletterError):
 
 class TopicError(NewsletterError):
     """A topic slug was named that the configuration does not define."""
+
+
+class DeliveryError(NewsletterError):
+    """Sending cannot go on (the relay refuses our credentials, the ledger cannot be written)."""
+
+
+class TemplateError(NewsletterError):
+    """A template is missing, invalid or failed to render; the message names the template and search path."""

@@ -50,12 +50,12 @@ async def fetch_sources(
     ]
     responses = await fetch_all(requests, settings=settings.fetch, client=client)
     reports: list[SourceReport] = []
-    changed: list[str] = []
+    changed: dict[str, Paper] = {}
     for source, state, response in zip(sources, states, responses, strict=True):
-        report, changed_ids = _store_response(store, source, state, response, now=now)
+        report, changed_papers = _store_response(store, source, state, response, now=now)
         reports.append(report)
-        changed.extend(changed_ids)
-    refresh_matches(settings, store, paper_ids=changed)
+        changed.update(changed_papers)
+    refresh_matches(settings, store, papers=list(changed.values()))
     return reports
 
 
@@ -66,7 +66,7 @@ def _store_response(
     response: FetchResponse | SourceError,
     *,
     now: datetime,
-) -> tuple[SourceReport, list[str]]:
+) -> tuple[SourceReport, dict[str, Paper]]:
     if isinstance(response, FetchResponse) and response.not_modified:
         store.record_fetch(
             SourceState(
@@ -79,7 +79,7 @@ def _store_response(
                 last_counts={"fetched": 0, "new": 0, "updated": 0, "skipped": 0},
             )
         )
-        return SourceReport(source.name, not_modified=True), []
+        return SourceReport(source.name, not_modified=True), {}
     try:
         if isinstance(response, SourceError):
             raise response
@@ -100,7 +100,7 @@ def _store_response(
                 last_counts=state.last_counts,
             )
         )
-        return SourceReport(source.name, errors=(error.reason,)), []
+        return SourceReport(source.name, errors=(error.reason,)), {}
     counts = store.upsert(parsed.papers, now=now)
     report = SourceReport(
         source.name,
@@ -122,17 +122,19 @@ def _store_response(
                          "skipped": report.skipped},
         )
     )
-    return report, counts.changed_ids
+    return report, counts.changed
 
 
-def refresh_matches(settings: Settings, store: PaperStore, *, paper_ids: Sequence[str] = ()) -> int:
-    """Match the given papers; match every stored paper instead when the topics changed. Returns papers matched."""
+def refresh_matches(settings: Settings, store: PaperStore, *, papers: Sequence[Paper] = ()) -> int:
+    """Match the given (just stored) papers; every stored paper instead when the topics changed.
+
+    Returns how many papers were matched.
+    """
     fingerprint = topics_fingerprint(settings.topics, settings.matching.similarity_threshold)
     background: list[Paper] = []
     if store.get_meta(FINGERPRINT_KEY) != fingerprint:
         papers = store.papers()
-    elif paper_ids:
-        papers = list(store.get_many(paper_ids).values())
+    elif papers:
         background = store.papers(limit=IDF_BACKGROUND_PAPERS)
     else:
         return 0

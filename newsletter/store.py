@@ -28,7 +28,11 @@ class UpsertCounts:
     new: int = 0
     updated: int = 0
     unchanged: int = 0
-    changed_ids: list[str] = field(default_factory=list)
+    changed: dict[str, Paper] = field(default_factory=dict)
+
+    @property
+    def changed_ids(self) -> list[str]:
+        return list(self.changed)
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,7 @@ class PaperStore:
                 if not changed:
                     counts.unchanged += 1
                     continue
-                counts.changed_ids.append(paper_id)
+                counts.changed[paper_id] = merged
                 if before is None:
                     counts.new += 1
                     inserts.append(_paper_to_row(merged))

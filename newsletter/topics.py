@@ -46,15 +46,16 @@ class KeywordIndex:
 
     def __init__(self, keywords: Sequence[str]) -> None:
         self.keywords = tuple(dict.fromkeys(normalise_keyword(k) for k in keywords if k.strip()))
-        self._single = [re.compile(r"\b" + _phrase(k) + r"(?:e?s)?\b", re.IGNORECASE) for k in self.keywords]
+        self._single = [re.compile(r"\b" + _phrase(k) + r"(?:e?s)?\b") for k in self.keywords]
         ordered = sorted(self.keywords, key=len, reverse=True)
         alternatives = "|".join(_phrase(k) for k in ordered)
-        self._any = re.compile(r"\b(?:" + alternatives + r")(?:e?s)?\b", re.IGNORECASE) if ordered else None
+        self._any = re.compile(r"\b(?:" + alternatives + r")(?:e?s)?\b") if ordered else None
 
     def find(self, text: str) -> frozenset[str]:
+        """Keywords found in ``text``; the text is case-folded once (an IGNORECASE scan is 4× slower)."""
         if self._any is None:
             return frozenset()
-        spans = {m.group(0) for m in self._any.finditer(text)}
+        spans = {m.group(0) for m in self._any.finditer(text.lower())}
         if not spans:
             return frozenset()
         return frozenset(
@@ -94,12 +95,13 @@ def match_papers(
     wanted = [tuple(normalise_keyword(k) for k in t.keywords) for t in topics]
     unwanted = [tuple(normalise_keyword(k) for k in t.exclude_keywords) for t in topics]
     texts = [paper_text(p) for p in papers]
-    vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True, dtype=np.float64)
+    vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True, dtype=np.float32)
     seen = {p.paper_id for p in papers}
     extra = [paper_text(p) for p in background if p.paper_id not in seen]
-    vectorizer.fit(texts + extra + [topic_text(t) for t in topics])
-    matrix = vectorizer.transform(texts + [topic_text(t) for t in topics])
-    similarities = (matrix[: len(papers)] @ matrix[len(papers) :].T).toarray()
+    matrix = vectorizer.fit_transform(texts + [topic_text(t) for t in topics] + extra)
+    topic_rows = matrix[len(papers) : len(papers) + len(topics)]
+    similarities = (matrix[: len(papers)] @ topic_rows.T).toarray()
+    del matrix
     matches: list[TopicMatch] = []
     for row, (paper, text) in enumerate(zip(papers, texts, strict=True)):
         found = index.find(text)

@@ -78,3 +78,11 @@ def offline_settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def store(tmp_path: Path) -> PaperStore:
     return PaperStore(open_database(f"sqlite:///{tmp_path / 'store.db'}"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="Rewrite the golden files in tests/golden/ from the current output (then review the diff).",
+    )

@@ -16,6 +16,7 @@ from newsletter.ingest import fetch_sources, refresh_matches
 from newsletter.merge import merge_paper
 from newsletter.models import Paper
 from newsletter.store import PaperStore
+from subscribers.schema import metadata as subscriber_metadata
 from tests.conftest import fixture_path, write_config
 
 NOW = datetime(2026, 4, 27, 8, 0, tzinfo=UTC)
@@ -30,7 +31,8 @@ def test_migrations_create_exactly_the_declared_schema(tmp_path: Path) -> None:
     engine = open_database(f"sqlite:///{tmp_path / 'a.db'}")
     open_database(f"sqlite:///{tmp_path / 'a.db'}")  # a second open is a no-op
     with engine.connect() as connection:
-        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+        # newsletter's tables and the subscriber domain's (own metadata, same migrations)
+        assert compare_metadata(MigrationContext.configure(connection), [metadata, subscriber_metadata]) == []
 
 
 def test_fetching_the_offline_example_twice_stores_each_paper_once(offline_settings: Settings) -> None:

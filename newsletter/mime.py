@@ -1,0 +1,145 @@
+"""MIME bytes built once per variant, personalised per recipient by splicing, not by rebuilding.
+
+Building a stdlib ``EmailMessage`` per recipient costs ~4 ms, and quoted-printable encoding a 100 KB
+body ~1 ms: together more than everything else a send does. So the variant's HTML and text are split at
+their placeholders and each piece is quoted-printable encoded once; a recipient's message is the
+pre-encoded pieces joined with their own (short) encoded values, each value between QP soft line
+breaks so no line grows past the limit. Headers that differ per recipient are formatted per recipient.
+"""
+
+from __future__ import annotations
+
+import binascii
+import html
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.header import Header
+from email.utils import format_datetime, formataddr
+
+CRLF = b"\r\n"
+SOFT_BREAK = b"=\r\n"
+
+
+def _crlf(text: str) -> str:
+    return re.sub(r"\r\n|\r|\n", "\r\n", text)
+
+
+def _qp_text(text: str) -> bytes:
+    """QP for a body fragment: line breaks stay real CRLF line breaks, everything else is encoded."""
+    lines = _crlf(text).split("\r\n")
+    # b2a_qp wraps a line with "=\n" soft breaks; SMTP wants CRLF everywhere.
+    return CRLF.join(binascii.b2a_qp(line.encode("utf-8")).replace(b"\n", CRLF) for line in lines)
+
+
+def _qp_value(value: str) -> bytes:
+    """A spliced value never carries a line break of its own: a name or a URL is one line."""
+    flat = re.sub(r"[\r\n]+", " ", value)
+    return binascii.b2a_qp(flat.encode("utf-8")).replace(b"\n", CRLF) if flat else b""
+
+
+def encode_header(value: str) -> str:
+    """RFC 2047 when needed; collapses whitespace so no CR/LF from any source can start a new header."""
+    value = " ".join(value.split())
+    if value.isascii():
+        return value
+    return Header(value, "utf-8").encode(maxlinelen=900)
+
+
+@dataclass(frozen=True)
+class _Body:
+    pieces: tuple[bytes, ...]
+    names: tuple[str, ...]
+
+    def render(self, values: Mapping[str, str]) -> bytes:
+        out = [self.pieces[0]]
+        for name, piece in zip(self.names, self.pieces[1:], strict=True):
+            if not out[-1].endswith(CRLF):  # a value at the start of a line needs no break before it
+                out.append(SOFT_BREAK)
+            out.append(_qp_value(values[name]))
+            out.append(SOFT_BREAK)
+            out.append(piece)
+        return b"".join(out)
+
+
+def _split(document: str, placeholder: re.Pattern[str]) -> _Body:
+    pieces: list[bytes] = []
+    names: list[str] = []
+    position = 0
+    for match in placeholder.finditer(document):
+        pieces.append(_qp_text(document[position : match.start()]))
+        names.append(match.group("name"))
+        position = match.end()
+    pieces.append(_qp_text(document[position:]))
+    return _Body(tuple(pieces), tuple(names))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecipientHeaders:
+    to_email: str
+    to_name: str
+    message_id: str
+    date: datetime
+    list_unsubscribe: Sequence[str]
+
+
+class MessageTemplate:
+    """One variant's message with holes for the recipient; ``render`` fills them in microseconds."""
+
+    def __init__(
+        self,
+        *,
+        boundary_seed: str,
+        from_name: str,
+        from_address: str,
+        subject: str,
+        html_document: str,
+        text_document: str,
+        placeholder: re.Pattern[str],
+        list_id: str,
+        feedback_id: str,
+    ) -> None:
+        self.boundary = f"=_{re.sub(r'[^A-Za-z0-9]', '', boundary_seed)[:40]}"  # "=_" never occurs in QP
+        self._html = _split(html_document, placeholder)
+        self._text = _split(text_document, placeholder)
+        common = [
+            f"From: {formataddr((encode_header(from_name), from_address))}",
+            f"Subject: {encode_header(subject)}",
+            f"List-Id: {encode_header(list_id)}",
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+            f"Feedback-ID: {encode_header(feedback_id)}",
+            "MIME-Version: 1.0",
+            f'Content-Type: multipart/alternative; boundary="{self.boundary}"',
+        ]
+        self._common_headers = "\r\n".join(common).encode("ascii")
+        part = 'Content-Type: text/{kind}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+        self._text_head = f"--{self.boundary}\r\n{part.format(kind='plain')}".encode("ascii")
+        self._html_head = f"\r\n--{self.boundary}\r\n{part.format(kind='html')}".encode("ascii")
+        self._tail = f"\r\n--{self.boundary}--\r\n".encode("ascii")
+
+    def render(self, headers: RecipientHeaders, values: Mapping[str, str]) -> bytes:
+        """The complete message; ``values`` are raw: escaped here for HTML, kept as they are for text."""
+        html_values = {name: html.escape(value, quote=True) for name, value in values.items()}
+        per_recipient = "\r\n".join(
+            [
+                f"To: {formataddr((encode_header(headers.to_name), headers.to_email))}",
+                f"Date: {format_datetime(headers.date)}",
+                f"Message-ID: {headers.message_id}",
+                "List-Unsubscribe: " + ",\r\n ".join(f"<{url}>" for url in headers.list_unsubscribe),
+            ]
+        ).encode("utf-8")
+        return b"".join(
+            [
+                per_recipient,
+                CRLF,
+                self._common_headers,
+                CRLF,
+                CRLF,
+                self._text_head,
+                self._text.render(values),
+                self._html_head,
+                self._html.render(html_values),
+                self._tail,
+            ]
+        )

@@ -1,0 +1,86 @@
+"""Signed link tokens: each grants one purpose for one subscriber, and nothing else.
+
+A token is ``<key id>.<itsdangerous payload>``; the payload is signed with the key named by the id and
+salted with the purpose, so a manage token is useless as an unsubscribe token and vice versa, and old
+keys can keep verifying while a new key signs. Confirmation tokens expire after three days.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from subscribers.errors import ExpiredTokenError, KeyringError, TokenError
+
+Purpose = Literal["confirm", "manage", "unsubscribe"]
+PURPOSES: tuple[Purpose, ...] = ("confirm", "manage", "unsubscribe")
+MAX_AGE: dict[str, timedelta | None] = {"confirm": timedelta(days=3), "manage": None, "unsubscribe": None}
+_SALT_PREFIX = "newsletter-token:"
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """Signing keys by id; ``current`` signs, every key verifies."""
+
+    keys: dict[str, str]
+    current: str
+
+    @classmethod
+    def parse(cls, value: str | None, *, variable: str = "NEWSLETTER_SECRET") -> Keyring:
+        """Read ``secret`` or ``id:secret,id:secret`` (the first one signs) from an environment value."""
+        if not value or not value.strip():
+            raise KeyringError(
+                f"no signing key: set the environment variable {variable} to a long random string "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        keys: dict[str, str] = {}
+        entries = [e.strip() for e in value.split(",") if e.strip()]
+        for entry in entries:
+            key_id, sep, secret = entry.partition(":")
+            if not sep:
+                key_id, secret = "k0", entry
+            if len(secret) < 16 or not key_id.isalnum():
+                raise KeyringError(
+                    f"{variable}: each key must be 'id:secret' with an alphanumeric id and a secret of "
+                    "16 characters or more"
+                )
+            keys[key_id] = secret
+        return cls(keys=keys, current=entries[0].partition(":")[0] if ":" in entries[0] else "k0")
+
+    def secret(self, key_id: str | None = None) -> str:
+        return self.keys[key_id or self.current]
+
+
+class TokenSigner:
+    def __init__(self, keyring: Keyring) -> None:
+        self.keyring = keyring
+
+    def _serializer(self, key_id: str, purpose: str) -> URLSafeTimedSerializer:
+        return URLSafeTimedSerializer(self.keyring.keys[key_id], salt=_SALT_PREFIX + purpose)
+
+    def sign(self, purpose: Purpose, subscriber_id: int) -> str:
+        if purpose not in PURPOSES:
+            raise TokenError(f"unknown token purpose {purpose!r}")
+        key_id = self.keyring.current
+        return f"{key_id}.{self._serializer(key_id, purpose).dumps(subscriber_id)}"
+
+    def verify(self, purpose: Purpose, token: str) -> int:
+        """Return the subscriber id the token was made for, or raise TokenError."""
+        key_id, _, payload = token.partition(".")
+        if key_id not in self.keyring.keys or not payload:
+            raise TokenError("invalid token")
+        max_age = MAX_AGE.get(purpose)
+        try:
+            value = self._serializer(key_id, purpose).loads(
+                payload, max_age=int(max_age.total_seconds()) if max_age else None
+            )
+        except SignatureExpired:
+            raise ExpiredTokenError("this link has expired") from None
+        except BadSignature:
+            raise TokenError("invalid token") from None
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TokenError("invalid token")
+        return value
