@@ -15,11 +15,13 @@ How (everything through the library, as a user would run it):
   addresses spread over 997 domains. Then ``campaign.prepare`` is timed on its own: one render per
   variant (Premailer) + the ledger fill.
 * every delivery configuration starts from a copy of the prepared SQLite file (all rows pending), gets
-  its own config file (``run_send(processes=2)`` children reload it) and runs in a fresh Python process,
-  so its peak RSS (``ru_maxrss``) is that run's alone: for 1 process the sending process itself, for 2
-  processes the largest sending child (``RUSAGE_CHILDREN``). msg/s = messages sent / wall time of
-  ``newsletter.send_run.run_send`` (which calls ``prepare`` again: a no-op on a filled ledger, timed
-  separately and included). The sink's own count is checked against the ledger.
+  its own config file (``run_send(processes=2)`` children reload it) and runs in a fresh Python process.
+  msg/s = messages sent / wall time of ``newsletter.send_run.run_send`` (which calls ``prepare`` again:
+  a no-op on a filled ledger, timed separately and included). The sink's own count is checked against
+  the ledger. Peak RSS is VmHWM from /proc (see ``vm_hwm_kib`` for why not ``ru_maxrss``): for 1 process
+  the sending process itself, for 2 processes the largest sending child (polled every 50 ms). CPU is
+  ``getrusage`` of the sender (children included); "other load" is what /proc/stat shows busy beyond
+  sender and sink, since this machine is shared.
 * sinks — Postfix ``smtp-sink`` (C, discards mail; a fresh one per run, its ``-c`` counter gives the
   count) and, in a separate process, ``newsletter.mailsink.MailSink(reply_delay=0.02)``: aiosmtpd that
   waits 20 ms before answering the final "." of each message (a remote relay's latency).
@@ -31,6 +33,7 @@ How (everything through the library, as a user would run it):
   recipients (it is ~100 times slower; a sample keeps the run short).
 
     python bench/send.py                      # the main table: 20,000 recipients, 50 variants
+    python bench/send.py --what-if            # + 1 process with aiosmtplib's DATA regexes patched out
     python bench/send.py --scale              # peak RSS of delivery at 10,000 vs 100,000 recipients
     python bench/send.py --profile sink       # cProfile (all threads) of one 1-process run to smtp-sink
     python bench/send.py --profile latency    # ... to the 20 ms sink
@@ -342,10 +345,62 @@ class DelaySink:
 # --- workers (each a fresh process: `python bench/send.py --worker JSON`) ------------------------------------
 
 
+def vm_hwm_kib(pid: int | str = "self") -> int:
+    """Peak RSS of one process's own address space (/proc/PID/status VmHWM); 0 once it is gone.
+
+    Not ``ru_maxrss``: on Linux that also counts the parent's RSS at fork time, carried across exec (a
+    fresh ``python -c`` child of a 500 MiB parent reports ru_maxrss 513 MiB, VmHWM 13 MiB), so a worker
+    started by this script after a 100,000-recipient setup, or a sending child spawned by ``run_send``
+    after its ``prepare``, would report its parent's peak rather than its own.
+    """
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+class ChildPeaks:
+    """Polls the VmHWM of this process's `newsletter.send_child` children (the sending processes) every 50 ms."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.peaks: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="child-peaks", daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        me = os.getpid()
+        while not self._stop.wait(self.interval):
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+                    if ppid != me or b"newsletter.send_child" not in (entry / "cmdline").read_bytes():
+                        continue
+                except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                    continue
+                pid = int(entry.name)
+                self.peaks[pid] = max(self.peaks.get(pid, 0), vm_hwm_kib(pid))
+
+
 def _usage() -> dict[str, float]:
     me = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"rss_self_kib": me.ru_maxrss, "rss_children_kib": children.ru_maxrss,
+    return {"rss_self_kib": vm_hwm_kib(), "ru_maxrss_self_kib": me.ru_maxrss,
+            "ru_maxrss_children_kib": children.ru_maxrss,
             "cpu_self": me.ru_utime + me.ru_stime, "cpu_children": children.ru_utime + children.ru_stime}
 
 
@@ -370,7 +425,7 @@ def patch_aiosmtplib_data() -> None:
     def normalize(message: bytes) -> bytes:
         return message if message.endswith(b"\r\n") else message + b"\r\n"
 
-    protocol.normalize_message_line_endings = normalize  # type: ignore[assignment]
+    protocol.normalize_message_line_endings = normalize
     protocol.PERIOD_REGEX = _FastPeriods  # type: ignore[assignment]
 
 
@@ -393,6 +448,7 @@ def worker_send(spec: dict[str, Any]) -> dict[str, Any]:
     before = _usage()
     busy = machine_busy()
     started = time.perf_counter()
+    child_peaks: list[int] = []
     if spec["mode"] == "deliver":
         edition = EditionStore(engine).get_by_id(spec["edition_id"])
         assert edition is not None
@@ -401,8 +457,10 @@ def worker_send(spec: dict[str, Any]) -> dict[str, Any]:
         counts = Ledger(engine).counts(edition.id)
         sent = stats.sent
     else:
-        report = run_send(settings, engine, frequency="daily", day=day, processes=spec["processes"])
-        wall = time.perf_counter() - started
+        with ChildPeaks() as children:
+            report = run_send(settings, engine, frequency="daily", day=day, processes=spec["processes"])
+            wall = time.perf_counter() - started
+        child_peaks = sorted(children.peaks.values())
         counts, sent = report.counts, report.stats.sent
     busy = machine_busy() - busy
     after = _usage()
@@ -416,7 +474,9 @@ def worker_send(spec: dict[str, Any]) -> dict[str, Any]:
     return {"wall": wall, "sent": sent, "counts": counts, "prepare_noop": prepare_noop, "machine_busy": busy,
             "rss_before_kib": before["rss_self_kib"],
             "cpu": after["cpu_self"] - before["cpu_self"] + after["cpu_children"] - before["cpu_children"],
-            "rss_self_kib": after["rss_self_kib"], "rss_children_kib": after["rss_children_kib"]}
+            "rss_self_kib": after["rss_self_kib"], "rss_children_kib": max(child_peaks, default=0),
+            "child_peaks_kib": child_peaks, "ru_maxrss_self_kib": after["ru_maxrss_self_kib"],
+            "ru_maxrss_children_kib": after["ru_maxrss_children_kib"]}
 
 
 def worker_naive(spec: dict[str, Any]) -> dict[str, Any]:
@@ -442,6 +502,7 @@ def worker_naive(spec: dict[str, Any]) -> dict[str, Any]:
     domain = sender_domain(settings)
     render_s = build_s = smtp_s = 0.0
     sizes = 0
+    cpu = time.process_time()
     started = time.perf_counter()
     with smtplib.SMTP("127.0.0.1", spec["port"]) as smtp:
         for reader in readers:
@@ -460,7 +521,8 @@ def worker_naive(spec: dict[str, Any]) -> dict[str, Any]:
             render_s, build_s, smtp_s = render_s + t1 - t0, build_s + t2 - t1, smtp_s + t3 - t2
             sizes += len(raw)
     wall = time.perf_counter() - started
-    return {"wall": wall, "sent": len(readers), "render_s": render_s, "build_s": build_s, "smtp_s": smtp_s,
+    cpu = time.process_time() - cpu
+    return {"wall": wall, "cpu": cpu, "sent": len(readers), "render_s": render_s, "build_s": build_s, "smtp_s": smtp_s,
             "mean_size": sizes / max(1, len(readers))}
 
 
@@ -539,7 +601,7 @@ def worker_profile(spec: dict[str, Any]) -> dict[str, Any]:
         stats = asyncio.run(deliver_edition(settings, engine, edition))
     finally:
         main.disable()
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
     wall = time.perf_counter() - started
     main.dump_stats(spec["out"] + ".main")
     if threads.profilers:
@@ -587,8 +649,8 @@ class Row:
     wall: float
     cpu: float
     rss_mib: float | None
-    before_mib: float = 0.0
-    """Peak RSS of the measured process before the timed step (imports, open database)."""
+    before_mib: float | None = None
+    """Peak RSS of the sending process before the timed step (imports, open database); 1 process only."""
     others: float | None = None
     """Cores kept busy by processes other than the sender and the sink during the run (a shared machine)."""
     note: str = ""
@@ -619,14 +681,21 @@ def library_run(prepared: Prepared, name: str, *, folder: str, processes: int, c
     if mode == "run_send":
         note += f"; incl. no-op prepare {result['prepare_noop']:.2f} s"
     if processes > 1:
-        note += f"; parent peak {mib(result['rss_self_kib']):.0f} MiB"
+        note += (f"; children peaks {', '.join(f'{mib(k):.0f}' for k in result['child_peaks_kib'])} MiB, "
+                 f"parent peak {mib(result['rss_self_kib']):.0f} MiB")
     if counts.get("sent") != prepared.recipients:
         note += f"; LEDGER {counts}"
     result["sink_cpu"] = sink_cpu
+    # With nothing else running: all cores for sender(s) + sink, and at most one core per sending process.
+    per_message = (result["cpu"] + sink_cpu) / max(1, result["sent"])
+    cores = os.cpu_count() or 1
+    ceiling = min(cores / per_message, processes * result["sent"] / result["cpu"]) if result["cpu"] else 0.0
+    note += f"; CPU ceiling on {cores} idle cores ≈ {ceiling:,.0f} msg/s"
+    result["ceiling"] = ceiling
     others = max(0.0, result["machine_busy"] - result["cpu"] - sink_cpu) / result["wall"]
     row = Row(name=name, connections=f"{processes} × {concurrency}", sent=int(result["sent"]), received=received,
               wall=float(result["wall"]), cpu=float(result["cpu"]), rss_mib=mib(int(peak)), others=others,
-              note=note, before_mib=mib(int(result["rss_before_kib"])))
+              note=note, before_mib=mib(int(result["rss_before_kib"])) if processes == 1 else None)
     return row, result
 
 
@@ -659,7 +728,7 @@ def naive_run(prepared: Prepared, *, sample: int) -> tuple[Row, dict[str, Any]]:
     note = (f"SAMPLE of {n}; per message: render {1000 * result['render_s'] / n:.1f} ms, EmailMessage "
             f"{1000 * result['build_s'] / n:.1f} ms, smtplib {1000 * result['smtp_s'] / n:.2f} ms")
     return Row(name="naive (Premailer + EmailMessage + smtplib)", connections="1", sent=n, received=received,
-               wall=result["wall"], cpu=0.0, rss_mib=None, note=note), result
+               wall=result["wall"], cpu=result["cpu"], rss_mib=None, note=note), result
 
 
 def print_table(rows: Sequence[Row]) -> None:
@@ -675,8 +744,9 @@ def print_table(rows: Sequence[Row]) -> None:
                  f"{r.others:.2f} cores" if r.others is not None else "–")
         say("| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
                               for i, (c, w) in enumerate(zip(cells, widths, strict=True))) + " |")
-    say("CPU µs/msg: the sending side only (smtp-source, or the sending process(es)); the sink's CPU is in the "
-        "notes. other load: cores kept busy by other processes on this shared machine during the run.")
+    say("CPU µs/msg: the sending side only (smtp-source, the sending process(es), or the naive loop); the sink's "
+        "CPU is in the notes. other load: cores kept busy by other processes on this shared machine during the "
+        "run. CPU ceiling: cores / (sender + sink CPU per message), at most one core per sending process.")
     for r in rows:
         if r.note:
             say(f"  {r.name}: {r.note}")
@@ -765,6 +835,9 @@ def main_run(args: argparse.Namespace, folder: Path) -> tuple[list[Check], dict[
     say()
     say(f"naive: {1000 / naive.rate:.2f} ms per message = {naive.rate:.1f} msg/s (a sample of {naive.sent}); "
         + ", ".join(f"{r.name}: {r.rate / naive.rate:.0f}×" for r in sink_rows))
+    naive_cpu = naive.cpu / naive.sent
+    say(f"naive CPU per message {1e6 * naive_cpu:,.0f} µs; CPU ratio (load-independent): "
+        + ", ".join(f"{r.name}: {naive_cpu / (r.cpu / r.sent):.0f}×" for r in sink_rows))
     all_ok = all(r.sent == prepared.recipients == r.received for r in [*sink_rows, *latency_rows])
     checks = [
         Check(f"≥ {TARGET_SINK:,.0f} msg/s end to end to smtp-sink", f"{best_sink.rate:,.0f} msg/s ({best_sink.name})",
@@ -804,7 +877,8 @@ def scale_run(args: argparse.Namespace, folder: Path) -> tuple[list[Check], dict
         assert a.rss_mib is not None
         assert b.rss_mib is not None
         ratio = b.rss_mib / a.rss_mib
-        cells = [f"{r.rss_mib:.0f} ({r.before_mib:.0f}; {r.rate:,.0f}/s)" for r in (a, b)]
+        cells = [f"{r.rss_mib:.0f} ({'–' if r.before_mib is None else f'{r.before_mib:.0f}'}; {r.rate:,.0f}/s)"
+                 for r in (a, b)]
         say(f"| {label:<38} | {cells[0]:>22} | {cells[1]:>22} | {ratio:>5.2f} |")
         if label != "run_send, 1 process (whole process)":
             checks.append(Check(f"peak RSS flat from {small:,} to {large:,} ({label})",
@@ -832,7 +906,7 @@ IDLE = ("<method 'get' of '_queue.SimpleQueue' objects>", "_worker")
 
 def print_profile(path: Path, *, top: int, title: str, skip_idle: bool = False) -> None:
     stats = pstats.Stats(str(path))
-    raw: dict[tuple[str, int, str], tuple[int, int, float, float, object]] = stats.stats  # type: ignore[attr-defined]
+    raw: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
     entries = {k: v for k, v in raw.items() if not (skip_idle and k[2] in IDLE)}
     busy = sum(tt for _, _, tt, _, _ in entries.values())
     say(f"{title}: {busy:.2f} s of own time in all functions"
@@ -911,6 +985,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--no-check", action="store_true", help="exit 0 even when a target is missed")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")],
+                        help="instead: Celery worker counts to run, comma-separated (e.g. 1,2), with "
+                             "--database postgresql; runs bench/send_workers.py (see its docstring)")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="store of the runs (default sqlite; --workers needs postgresql)")
     return parser.parse_args(argv)
 
 
@@ -920,6 +999,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = json.loads(args.worker)
         print(json.dumps(WORKERS[spec["kind"]](spec)), flush=True)
         return 0
+    if args.workers or args.database != "sqlite":
+        if not args.workers or args.database != "postgresql":
+            raise SystemExit("--workers N[,N] goes with --database postgresql (and only with it)")
+        from send_workers import main as workers_main  # bench/send_workers.py, beside this file
+
+        return workers_main(["--recipients", str(args.recipients), "--workers", *map(str, args.workers),
+                             "--processes", *map(str, args.processes), "--concurrency", str(args.concurrency),
+                             "--batch-size", str(args.claim_batch),
+                             *(["--json", str(args.json)] if args.json else [])])
     for tool in (SMTP_SINK, SMTP_SOURCE):
         if not Path(tool).is_file():
             raise SystemExit(f"{tool} not found: install Debian's postfix package (only its test tools are used)")

@@ -22,10 +22,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from newsletter import __version__
+from newsletter.cli_subscribers import subscribers as subscribers_group
+from newsletter.cli_subscribers import web as web_command
+from newsletter.cli_topics import evaluate as topics_evaluate
+from newsletter.cli_topics import suggest as topics_suggest
 from newsletter.config import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
 from newsletter.db import open_database
 from newsletter.errors import NewsletterError
 from newsletter.ingest import fetch_sources, refresh_matches
+from newsletter.logs import configure_logging
 from newsletter.models import SourceReport
 from newsletter.reports import papers_view, topics_view
 from newsletter.store import PaperStore
@@ -78,13 +83,13 @@ console = Console()
     help=f"Config file (also read from ${CONFIG_ENV}).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log details of every step.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Log lines for people, or JSON lines for a log collector.")
 @click.version_option(__version__, prog_name="newsletter")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path, verbose: bool) -> None:
+def cli(ctx: click.Context, config_path: Path, verbose: bool, log_format: str) -> None:
     """Trending-papers newsletter: fetch papers, group them by topic, email them to subscribers."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(level=logging.INFO if verbose else logging.WARNING, json_lines=log_format == "json")
     ctx.obj = App(config_path)
 
 
@@ -286,6 +291,27 @@ def _print_send_report(result: SendReport) -> None:
                       "log before resending by hand)", highlight=False, soft_wrap=True)
     if result.live_claims:
         console.print(f"{result.live_claims} messages are held by another live `send`", highlight=False, soft_wrap=True)
+    if result.enqueued is not None:
+        again = f"; {result.requeued} enqueued again after their worker stopped" if result.requeued else ""
+        console.print(f"enqueued {result.enqueued} messages for the workers{again}", highlight=False, soft_wrap=True)
+        if not result.waited:
+            console.print("not waiting for the workers: they go on; `newsletter status` shows their progress",
+                          highlight=False, soft_wrap=True)
+    if result.workers and (result.enqueued is not None or len(result.workers) > 1):
+        _print_workers(result.workers)
+
+
+_WORKER_STATES = ("sent", "deferred", "failed", "ambiguous", "suppressed", "claimed")
+
+
+def _print_workers(workers: dict[str, dict[str, int]], title: str = "Per worker") -> None:
+    table = Table(title=title)
+    table.add_column("worker", overflow="fold")
+    for column in _WORKER_STATES:
+        table.add_column(column, justify="right")
+    for name, states in sorted(workers.items()):
+        table.add_row(name, *(str(states.get(state, 0)) for state in _WORKER_STATES))
+    console.print(table)
 
 
 @cli.command()
@@ -296,13 +322,18 @@ def _print_send_report(result: SendReport) -> None:
               help="Send a test copy of the most common email to EMAIL only; the ledger is not touched.")
 @click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages in this run.")
 @click.option("--processes", type=click.IntRange(min=1), help="Sending processes (default: [delivery] processes).")
+@click.option("--workers", "use_workers", is_flag=True,
+              help="Enqueue batches for the Celery workers ([workers] broker, `newsletter worker`) instead of "
+                   "sending from this process; waits until every message was tried.")
+@click.option("--no-wait", is_flag=True, help="With --workers: exit once the batches are enqueued.")
 @pass_app
 def send(app: App, frequency: Literal["daily", "weekly"], day: datetime | None, dry_run: bool,
-         to_address: str | None, limit: int | None, processes: int | None) -> None:
+         to_address: str | None, limit: int | None, processes: int | None, use_workers: bool, no_wait: bool) -> None:
     """Build the edition if needed, fill the delivery ledger and send, with progress and a summary.
 
     Safe to run again: it resumes, never sends a message twice, and never resends one whose delivery is
     ambiguous (listed at the end). SIGINT/SIGTERM stop claiming, let in-flight messages finish and exit.
+    With --workers the workers send; SIGINT/SIGTERM stop waiting for them, not them.
     """
     from newsletter.campaign import plan
     from newsletter.send_run import run_send, send_test_copy
@@ -310,6 +341,10 @@ def send(app: App, frequency: Literal["daily", "weekly"], day: datetime | None, 
     when = day.date() if day else None
     if dry_run and to_address:
         raise click.UsageError("--dry-run and --to do not go together")
+    if use_workers and (limit or processes or dry_run or to_address):
+        raise click.UsageError("--workers does not go with --limit, --processes, --dry-run or --to")
+    if no_wait and not use_workers:
+        raise click.UsageError("--no-wait goes with --workers")
     if dry_run:
         planned = plan(app.settings, app.store.engine, frequency=frequency, now=app.now(), day=when)
         _print_plan(planned)
@@ -331,7 +366,7 @@ def send(app: App, frequency: Literal["daily", "weekly"], day: datetime | None, 
             progress.update(task, total=state.total, completed=state.done, rate=f"{state.done / elapsed:,.0f} msg/s")
 
         result = run_send(app.settings, app.store.engine, frequency=frequency, day=when, limit=limit,
-                          processes=processes, on_progress=update)
+                          processes=processes, workers=use_workers, wait=not no_wait, on_progress=update)
     _print_send_report(result)
 
 
@@ -352,6 +387,110 @@ def demo(folder: Path | None) -> None:
     console.print(f"received {len(result.received)} messages in {result.maildir}:", highlight=False)
     for path in result.received:
         console.print(f"  {path}", highlight=False, soft_wrap=True)
+
+
+@cli.command()
+@pass_app
+def serve(app: App) -> None:
+    """Run the scheduler (fetch, daily and weekly editions, retries, housekeeping) and the web pages.
+
+    Schedules come from [schedule]. Only one `serve` per database runs jobs (a database lease); a second
+    one waits. A run missed while `serve` was down runs once on restart if it is within
+    misfire_grace_seconds, and is recorded as skipped otherwise. SIGTERM/SIGINT: no new jobs, running
+    ones finish cleanly (a send releases what it had queued), exit 0. Logs go to stderr; add `-v` for
+    every job's result and `--log-format json` for JSON lines.
+    """
+    from newsletter.scheduler import Service
+
+    logging.getLogger("newsletter").setLevel(logging.INFO)
+    from newsletter.web import run_server
+
+    settings, engine = app.settings, app.store.engine
+    service = Service(settings, engine)
+
+    async def web() -> None:
+        try:
+            await run_server(settings, engine, handle_signals=False)
+        except SystemExit as exit_:  # uvicorn exits the process when it cannot start; serve reports it instead
+            raise OSError(f"uvicorn could not start (exit code {exit_.code})") from None
+
+    asyncio.run(service.run(web=web))
+    if service.failure is not None:
+        raise click.ClickException(service.failure)
+
+
+@cli.command()
+@click.option("--concurrency", type=click.IntRange(min=1),
+              help="Batches sent at once, in threads (default: [workers] concurrency).")
+@pass_app
+def worker(app: App, concurrency: int | None) -> None:
+    """Run a Celery worker that sends the batches `send --workers` and `serve` enqueue ([workers] broker).
+
+    Each batch is sent with the same SMTP pool and ledger rules as `send`, and acknowledged when done. Start
+    one per core, on as many machines as you like: they share the PostgreSQL database and the queue.
+    SIGTERM: finish the current batches, then exit; a worker killed outright loses nothing (its claims
+    lapse after [delivery] lease_seconds and another worker sends them).
+    """
+    from newsletter.workers import run_worker
+
+    logging.getLogger("newsletter").setLevel(logging.INFO)
+    code = run_worker(app.settings, concurrency=concurrency)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (shape documented in docs/cli.md).")
+@pass_app
+def status(app: App, as_json: bool) -> None:
+    """Sources' last fetch, recent editions and deliveries, what needs attention, next runs, subscribers."""
+    from newsletter.status import status_view
+
+    view = status_view(app.settings, app.store.engine, now=app.now())
+    if as_json:
+        click.echo(json.dumps(view, indent=2, ensure_ascii=False))
+        return
+    _print_status(view)
+
+
+def _print_status(view: dict[str, Any]) -> None:
+    sources = Table(title="Sources")
+    for column in ("source", "last fetch", "result", "error"):
+        sources.add_column(column, overflow="fold")
+    for s in view["sources"]:
+        sources.add_row(s["name"], s["last_attempt"] or "never", s["result"] or "", s["error"] or "")
+    console.print(sources)
+    editions = Table(title="Recent editions")
+    for column in ("edition", "papers", "sent", "deferred", "failed", "ambiguous", "note"):
+        editions.add_column(column, overflow="fold")
+    for e in view["editions"]:
+        d = e["deliveries"]
+        editions.add_row(e["slug"], str(e["papers"]), str(d["sent"]), str(d["deferred"]), str(d["failed"]),
+                         str(d["ambiguous"]), e["empty_reason"] or "")
+    console.print(editions)
+    for e in view["editions"]:
+        if len(e["workers"]) > 1 or (e["workers"] and view.get("queue") is not None):
+            _print_workers(e["workers"], title=f"Per worker: {e['slug']}")
+    if view.get("queue") is not None:
+        queue = view["queue"]
+        waiting = queue["waiting"] if queue["error"] is None else f"unknown ({queue['error']})"
+        console.print(f"queue {queue['name']}: {waiting} batches waiting for a worker", highlight=False,
+                      soft_wrap=True)
+    attention = view["attention"]
+    console.print(f"deferred: {attention['deferred']}, ambiguous: {attention['ambiguous']}", highlight=False)
+    console.print("next runs: " + (", ".join(f"{job} {when}" for job, when in view["schedule"].items()) or "none"),
+                  highlight=False, soft_wrap=True)
+    for run in view["runs"]:
+        console.print(f"  {run['started']} {run['job']} [{run['status']}] {run['summary']}", highlight=False,
+                      soft_wrap=True)
+    console.print("subscribers: " + ", ".join(f"{n} {s}" for s, n in view["subscribers"].items()),
+                  highlight=False)
+
+
+cli.add_command(subscribers_group)
+cli.add_command(web_command)
+topics.add_command(topics_evaluate)
+topics.add_command(topics_suggest)
 
 
 def main() -> None:

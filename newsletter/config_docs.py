@@ -18,7 +18,8 @@ HEADER = """# Configuration
 Unknown keys, wrong types and missing required keys stop the program with one line naming the key path
 (`sources[2].kind`, counting array entries from 0), the value found and what was expected.
 Paths (SQLite files, local feed files) are relative to the config file's folder.
-Precedence: defaults < config file < environment (`NEWSLETTER_DATABASE_URL`) < command-line options.
+Precedence: defaults < config file < environment (`NEWSLETTER_DATABASE_URL`, `NEWSLETTER_BROKER_URL`) <
+command-line options.
 
 `config.toml` is the production example; `examples/offline.toml` runs on bundled feed files with no network.
 

@@ -7,36 +7,20 @@ applied automatically when a store is opened, so an operator never runs a migrat
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.errors import StoreError
+from subscribers.schema import UTCDateTime
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-
-
-class UTCDateTime(sa.TypeDecorator[datetime]):
-    """Aware datetimes in, aware UTC datetimes out, on every backend (SQLite keeps no zone)."""
-
-    impl = sa.DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store; pass an aware datetime")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
 
 
 metadata = sa.MetaData()
@@ -93,6 +77,17 @@ topic_matches = sa.Table(
     sa.Column("categories", sa.JSON, nullable=False),
     sa.Index("ix_topic_matches_topic", "topic"),
 )
+
+paper_embeddings = sa.Table(
+    "paper_embeddings",
+    metadata,
+    sa.Column("paper_id", sa.String(300), sa.ForeignKey("papers.paper_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("model", sa.String(100), primary_key=True),
+    sa.Column("text_hash", sa.String(32), nullable=False),
+    sa.Column("dim", sa.Integer, nullable=False),
+    sa.Column("vector", sa.LargeBinary, nullable=False),
+)
+"""One sentence embedding per paper and model (float32, little-endian); ``text_hash`` tells when it is stale."""
 
 meta = sa.Table(
     "meta",
@@ -168,6 +163,47 @@ variants = sa.Table(
 )
 
 
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job", sa.String(32), nullable=False),
+    sa.Column("started", UTCDateTime, nullable=False),
+    sa.Column("finished", UTCDateTime),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.Column("worker", sa.String(100), nullable=False),
+    sa.Index("ix_runs_job_started", "job", "started"),
+)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(100), nullable=False),
+    sa.Column("expires", UTCDateTime, nullable=False),
+)
+
+
+def insert_ignoring_duplicates(engine: Engine, table: sa.Table) -> Any:
+    """INSERT that skips rows whose key exists, in each supported dialect (resumed runs insert again)."""
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if engine.dialect.name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    raise StoreError(f"unsupported database {engine.dialect.name!r}: use SQLite or PostgreSQL")
+
+
+def insert_new(connection: sa.Connection, table: sa.Table, values: list[dict[str, Any]]) -> int:
+    """Insert many rows, skipping those whose key exists; returns how many were really added.
+
+    Counted from RETURNING: the rowcount of a many-row INSERT is -1 on PostgreSQL (psycopg).
+    """
+    statement = insert_ignoring_duplicates(connection.engine, table).returning(*table.primary_key.columns)
+    return len(connection.execute(statement, values).all())
+
+
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -178,11 +214,26 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
 
 
 def create_engine(url: str) -> Engine:
-    """Open the database; SQLite gets WAL and a busy timeout so the web app and a sender can share it."""
+    """Open the database; SQLite gets WAL and a busy timeout so the web app and a sender can share it.
+
+    PostgreSQL is reached through psycopg 3 (``postgresql+psycopg://``; a bare ``postgresql://`` means the
+    same), and every pooled connection is checked before use, so a restarted server costs no failed statement.
+    """
+    shown = url
     try:
-        engine = sa.create_engine(url)
-    except (SQLAlchemyError, ImportError, ValueError) as exc:
-        raise StoreError(f"cannot open database {url!r}: {exc}") from None
+        parsed = sa.make_url(url)
+        shown = parsed.render_as_string(hide_password=True)
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        if parsed.get_backend_name() == "postgresql":
+            engine = sa.create_engine(parsed, pool_pre_ping=True)
+        else:
+            engine = sa.create_engine(parsed)
+    except ImportError as exc:
+        raise StoreError(f"cannot open database {shown!r}: {exc} (for PostgreSQL, install the `scale` extra: "
+                         "pip install 'trending-papers-newsletter[scale]')") from None
+    except (SQLAlchemyError, ValueError) as exc:
+        raise StoreError(f"cannot open database {shown!r}: {exc}") from None
     if engine.dialect.name == "sqlite":
         database = engine.url.database
         if database and database != ":memory:":
@@ -198,7 +249,7 @@ def migrate(engine: Engine) -> None:
     try:
         with engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, "heads")
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot migrate database {engine.url!r}: {exc}") from None
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -53,14 +52,6 @@ def _row_to_edition(row: sa.RowMapping) -> Edition:
         topics=topics,
         empty_reason=row["empty_reason"],
     )
-
-
-def _insert_ignoring_duplicates(engine: Engine, table: sa.Table) -> Any:
-    if engine.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    if engine.dialect.name == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
-    raise NotImplementedError(f"unsupported database {engine.dialect.name}")  # pragma: no cover
 
 
 class EditionStore:
@@ -191,8 +182,7 @@ class EditionStore:
         ]
         if not values:
             return 0
-        statement = _insert_ignoring_duplicates(self.engine, db.sent_papers)
         if connection is not None:
-            return int(cast(Any, connection.execute(statement, values)).rowcount or 0)
+            return db.insert_new(connection, db.sent_papers, values)
         with self.engine.begin() as own:
-            return int(cast(Any, own.execute(statement, values)).rowcount or 0)
+            return db.insert_new(own, db.sent_papers, values)

@@ -51,3 +51,13 @@ class DeliveryError(NewsletterError):
 
 class TemplateError(NewsletterError):
     """A template is missing, invalid or failed to render; the message names the template and search path."""
+
+
+class LabelledDataError(NewsletterError):
+    """A labelled sample for `topics evaluate` is unreadable or invalid; ``line`` is the CSV line at fault."""
+
+    def __init__(self, path: str, message: str, *, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        where = f"{path}, line {line}" if line is not None else path
+        super().__init__(f"{where}: {message}")

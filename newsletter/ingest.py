@@ -7,6 +7,7 @@ topics afterwards; when the topic configuration changed since the last run, ever
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -14,12 +15,13 @@ from datetime import UTC, datetime
 import httpx
 
 from newsletter.config import Settings, SourceSettings
+from newsletter.embedding_store import EmbeddingStore
 from newsletter.errors import SourceError
 from newsletter.fetching import FetchRequest, FetchResponse, fetch_all
+from newsletter.matching import build_matcher
 from newsletter.models import Paper, SourceReport
 from newsletter.parsing import parse_feed
 from newsletter.store import PaperStore, SourceState
-from newsletter.topics import match_papers, topics_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,10 @@ async def fetch_sources(
     return reports
 
 
+def _counts(report: SourceReport) -> dict[str, int]:
+    return {"fetched": report.fetched, "new": report.new, "updated": report.updated, "skipped": report.skipped}
+
+
 def _store_response(
     store: PaperStore,
     source: SourceSettings,
@@ -67,80 +73,53 @@ def _store_response(
     *,
     now: datetime,
 ) -> tuple[SourceReport, dict[str, Paper]]:
+    """Parse and store one source's answer; remember its validators and outcome for the next fetch."""
+    changed: dict[str, Paper] = {}
     if isinstance(response, FetchResponse) and response.not_modified:
-        store.record_fetch(
-            SourceState(
-                source=source.name,
-                etag=response.etag,
-                last_modified=response.last_modified,
-                last_attempt=now,
-                last_success=now,
-                last_status="not-modified",
-                last_counts={"fetched": 0, "new": 0, "updated": 0, "skipped": 0},
+        report = SourceReport(source.name, not_modified=True)
+        status = "not-modified"
+    else:
+        try:
+            if isinstance(response, SourceError):
+                raise response
+            parsed = parse_feed(
+                source.kind, response.body or b"", source=source.name, include_cross=source.include_cross
             )
-        )
-        return SourceReport(source.name, not_modified=True), {}
-    try:
-        if isinstance(response, SourceError):
-            raise response
-        parsed = parse_feed(
-            source.kind, response.body or b"", source=source.name, include_cross=source.include_cross
-        )
-    except SourceError as error:
-        log.info("%s", error)
-        store.record_fetch(
-            SourceState(
-                source=source.name,
-                etag=state.etag,
-                last_modified=state.last_modified,
-                last_attempt=now,
-                last_success=state.last_success,
-                last_status="error",
-                last_error=error.reason,
-                last_counts=state.last_counts,
-            )
-        )
-        return SourceReport(source.name, errors=(error.reason,)), {}
-    counts = store.upsert(parsed.papers, now=now)
-    report = SourceReport(
-        source.name,
-        fetched=len(parsed.papers) + parsed.skipped,
-        new=counts.new,
-        updated=counts.updated,
-        skipped=parsed.skipped,
-        warnings=parsed.warnings,
-    )
+        except SourceError as error:
+            log.info("%s", error)
+            # a failure keeps the last good validators, success time and counts
+            store.record_fetch(dataclasses.replace(state, last_attempt=now, last_status="error",
+                                                   last_error=error.reason))
+            return SourceReport(source.name, errors=(error.reason,)), {}
+        upserted = store.upsert(parsed.papers, now=now)
+        changed = upserted.changed
+        report = SourceReport(source.name, fetched=len(parsed.papers) + parsed.skipped, new=upserted.new,
+                              updated=upserted.updated, skipped=parsed.skipped, warnings=parsed.warnings)
+        status = "ok"
     store.record_fetch(
-        SourceState(
-            source=source.name,
-            etag=response.etag,
-            last_modified=response.last_modified,
-            last_attempt=now,
-            last_success=now,
-            last_status="ok",
-            last_counts={"fetched": report.fetched, "new": report.new, "updated": report.updated,
-                         "skipped": report.skipped},
-        )
+        SourceState(source=source.name, etag=response.etag, last_modified=response.last_modified, last_attempt=now,
+                    last_success=now, last_status=status, last_counts=_counts(report))
     )
-    return report, counts.changed
+    return report, changed
 
 
 def refresh_matches(settings: Settings, store: PaperStore, *, papers: Sequence[Paper] = ()) -> int:
-    """Match the given (just stored) papers; every stored paper instead when the topics changed.
+    """Match the given (just stored) papers; every stored paper instead when the topics or the method changed.
 
-    Returns how many papers were matched.
+    Uses the matcher of ``[matching] method``; the `embedding` one reuses stored paper vectors. Returns how
+    many papers were matched.
     """
-    fingerprint = topics_fingerprint(settings.topics, settings.matching.similarity_threshold)
+    cache = EmbeddingStore(store.engine)
+    matcher = build_matcher(settings.matching, cache=cache, config_path=str(settings.config_path))
+    fingerprint = matcher.fingerprint(settings.topics)
     background: list[Paper] = []
     if store.get_meta(FINGERPRINT_KEY) != fingerprint:
         papers = store.papers()
     elif papers:
-        background = store.papers(limit=IDF_BACKGROUND_PAPERS)
+        background = store.papers(limit=IDF_BACKGROUND_PAPERS) if matcher.uses_background else []
     else:
         return 0
-    matches = match_papers(
-        papers, settings.topics, threshold=settings.matching.similarity_threshold, background=background
-    )
+    matches = matcher.match(papers, settings.topics, background=background)
     store.replace_matches([p.paper_id for p in papers], matches)
     store.set_meta(FINGERPRINT_KEY, fingerprint)
     return len(papers)

@@ -12,13 +12,12 @@ Every statement is portable SQL (SQLite by default, PostgreSQL later).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from newsletter import db
@@ -78,14 +77,6 @@ class StoredVariant:
     nonce: str
 
 
-def _insert(engine: Engine, table: sa.Table) -> Any:
-    if engine.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    if engine.dialect.name == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
-    raise NotImplementedError(f"unsupported database {engine.dialect.name}")  # pragma: no cover
-
-
 class Ledger:
     def __init__(self, engine: Engine, *, worker: str = "") -> None:
         self.engine = engine
@@ -101,7 +92,7 @@ class Ledger:
         ]
         if values:
             with self.engine.begin() as connection:
-                connection.execute(_insert(self.engine, variants), values)
+                connection.execute(db.insert_ignoring_duplicates(self.engine, variants), values)
 
     def variant(self, edition_id: int, key: str) -> StoredVariant:
         with self.engine.connect() as connection:
@@ -132,9 +123,9 @@ class Ledger:
         if not values:
             return 0
         if connection is not None:
-            return int(connection.execute(_insert(self.engine, deliveries), values).rowcount or 0)
+            return db.insert_new(connection, deliveries, values)
         with self.engine.begin() as own:
-            return int(own.execute(_insert(self.engine, deliveries), values).rowcount or 0)
+            return db.insert_new(own, deliveries, values)
 
     # --- claiming -----------------------------------------------------------------------------------------
 
@@ -157,13 +148,20 @@ class Ledger:
             ).rowcount
         return int(released or 0), int(ambiguous or 0)
 
-    def suppress_inactive(self, edition_id: int, *, active_subscribers: sa.Select[Any], now: datetime) -> int:
-        """Rows whose subscriber is no longer active are suppressed, checked again at every claim."""
+    def suppress_inactive(self, edition_id: int, *, active_subscribers: sa.Select[Any], now: datetime,
+                          only: Collection[int] | None = None) -> int:
+        """Rows whose subscriber is no longer active are suppressed, checked again at every claim.
+
+        ``only``: just these rows (a worker's batch), not the whole edition.
+        """
+        scope = [deliveries.c.edition_id == edition_id]
+        if only is not None:
+            scope.append(deliveries.c.id.in_(list(only)))
         with self.engine.begin() as connection:
             result = connection.execute(
                 deliveries.update()
                 .where(
-                    deliveries.c.edition_id == edition_id,
+                    *scope,
                     deliveries.c.state.in_(("pending", "deferred")),
                     ~deliveries.c.subscriber_id.in_(active_subscribers),
                 )
@@ -171,25 +169,41 @@ class Ledger:
             )
         return int(result.rowcount or 0)
 
-    def claim(self, edition_id: int, *, limit: int, now: datetime, lease: timedelta) -> list[Delivery]:
-        """Atomically take up to ``limit`` due rows for this process."""
-        token = uuid.uuid4().hex
-        due = sa.or_(
+    @staticmethod
+    def _due(now: datetime) -> sa.ColumnElement[bool]:
+        return sa.or_(
             deliveries.c.state == "pending",
             sa.and_(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= now),
         )
+
+    def claim(self, edition_id: int, *, limit: int, now: datetime, lease: timedelta,
+              only: Collection[int] | None = None) -> list[Delivery]:
+        """Atomically take up to ``limit`` due rows for this process (of ``only`` these rows, when given).
+
+        On PostgreSQL the candidates are locked with FOR UPDATE SKIP LOCKED: concurrent claimers never wait
+        for each other and never take the same row.
+        """
+        token = uuid.uuid4().hex
+        due = self._due(now)
         candidates = (
             sa.select(deliveries.c.id)
             .where(deliveries.c.edition_id == edition_id, due)
             .order_by(deliveries.c.id)
             .limit(limit)
         )
-        if self.engine.dialect.name == "postgresql":
-            candidates = candidates.with_for_update(skip_locked=True)
+        if only is not None:
+            candidates = candidates.where(deliveries.c.id.in_(list(only)))
         with self.engine.begin() as connection:
+            chosen: Any = candidates.scalar_subquery()
+            if self.engine.dialect.name == "postgresql":
+                # Lock the candidates first, in a statement of their own: a LIMIT … SKIP LOCKED subquery inside
+                # the UPDATE may be run more than once by PostgreSQL and then claim more than ``limit`` rows.
+                chosen = list(connection.execute(candidates.with_for_update(skip_locked=True)).scalars())
+                if not chosen:
+                    return []
             connection.execute(
                 deliveries.update()
-                .where(deliveries.c.id.in_(candidates.scalar_subquery()))
+                .where(deliveries.c.id.in_(chosen), due)
                 .values(state="claimed", claim_token=token, lease_until=now + lease, phase="", worker=self.worker,
                         updated=now)
             )
@@ -290,6 +304,38 @@ class Ledger:
                     deliveries.c.lease_until >= now)
             ).scalar_one())
 
+    def due_ids(self, edition_id: int, *, now: datetime) -> list[int]:
+        """Ids of the rows a sender could claim now (pending, or deferred and due), in id order."""
+        with self.engine.connect() as connection:
+            return [int(i) for i in connection.execute(
+                sa.select(deliveries.c.id).where(deliveries.c.edition_id == edition_id, self._due(now))
+                .order_by(deliveries.c.id)
+            ).scalars()]
+
+    def outstanding(self, edition_id: int, *, due_by: datetime) -> int:
+        """Rows still to be tried: pending, claimed, or deferred and due by ``due_by`` (a run's start)."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(
+                sa.select(sa.func.count()).select_from(deliveries).where(
+                    deliveries.c.edition_id == edition_id,
+                    sa.or_(deliveries.c.state.in_(("pending", "claimed")),
+                           sa.and_(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= due_by)))
+            ).scalar_one())
+
+    def held_until(self, ids: Collection[int]) -> datetime | None:
+        """When the last claim on any of these rows lapses (unless its holder renews it); None if none is held.
+
+        A lapsed claim counts too: it is released (to pending or ambiguous) by the next sender that starts.
+        """
+        if not ids:
+            return None
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                sa.select(sa.func.max(deliveries.c.lease_until)).where(
+                    deliveries.c.id.in_(list(ids)), deliveries.c.state == "claimed")
+            ).scalar()
+        return value if isinstance(value, datetime) else None
+
     def next_due(self, edition_id: int) -> datetime | None:
         with self.engine.connect() as connection:
             value = connection.execute(
@@ -297,3 +343,45 @@ class Ledger:
                     deliveries.c.edition_id == edition_id, deliveries.c.state == "deferred")
             ).scalar()
         return value if isinstance(value, datetime) else None
+
+    def editions_with_due(self, *, now: datetime) -> list[int]:
+        """Editions with deferred rows whose retry time has come (the scheduler's retry job)."""
+        with self.engine.connect() as connection:
+            query = (
+                sa.select(deliveries.c.edition_id).distinct()
+                .where(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= now)
+                .order_by(deliveries.c.edition_id)
+            )
+            return [int(e) for e in connection.execute(query).scalars()]
+
+    def totals(self, *, states: Sequence[str] = ("deferred", "ambiguous")) -> dict[str, int]:
+        """Rows in the given states across every edition (what still needs attention)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(deliveries.c.state, sa.func.count()).where(deliveries.c.state.in_(states))
+                .group_by(deliveries.c.state)
+            ).all()
+        counts = dict.fromkeys(states, 0)
+        counts.update({state: int(n) for state, n in rows})
+        return counts
+
+    def by_worker(self, edition_id: int) -> dict[str, dict[str, int]]:
+        """Per sending process (host:pid): rows it finished, by state — progress when several send."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(deliveries.c.worker, deliveries.c.state, sa.func.count())
+                .where(deliveries.c.edition_id == edition_id, deliveries.c.worker.is_not(None))
+                .group_by(deliveries.c.worker, deliveries.c.state)
+            ).all()
+        result: dict[str, dict[str, int]] = {}
+        for worker, state, n in rows:
+            result.setdefault(str(worker), {})[str(state)] = int(n)
+        return result
+
+    def prune(self, *, before: datetime) -> int:
+        """Forget the delivery rows and rendered variants of editions built before ``before``."""
+        old = sa.select(db.editions.c.id).where(db.editions.c.created < before)
+        with self.engine.begin() as connection:
+            removed = connection.execute(deliveries.delete().where(deliveries.c.edition_id.in_(old))).rowcount
+            connection.execute(variants.delete().where(variants.c.edition_id.in_(old)))
+        return int(removed or 0)

@@ -7,6 +7,8 @@ yields, with a warning. Every text field goes through ``html_to_text``: feed mar
 from __future__ import annotations
 
 import calendar
+import dataclasses
+import hashlib
 import json
 import logging
 import re
@@ -51,6 +53,31 @@ def _feedparse(data: bytes, *, source: str) -> Any:
     return parsed
 
 
+_COLUMN_LIMITS = {"paper_id": 300, "primary_category": 64, "announce_type": 32}
+"""Lengths of the store's columns: SQLite would keep a longer value, PostgreSQL refuses the whole batch."""
+
+
+def _storable(paper: Paper) -> Paper:
+    """The paper as every database can hold it: no NUL characters (PostgreSQL text refuses them), and no
+    value longer than its column. A long id (a link) keeps its start and gains a hash of the whole, so it
+    stays unique and the same on every fetch; a long category or announce type is cut."""
+    changes: dict[str, Any] = {}
+    for field in dataclasses.fields(paper):
+        value = getattr(paper, field.name)
+        if isinstance(value, str) and "\x00" in value:
+            value = changes[field.name] = value.replace("\x00", "")
+        elif isinstance(value, tuple) and any(isinstance(v, str) and "\x00" in v for v in value):
+            value = changes[field.name] = tuple(v.replace("\x00", "") for v in value)
+        limit = _COLUMN_LIMITS.get(field.name)
+        if limit is not None and isinstance(value, str) and len(value) > limit:
+            if field.name == "paper_id":
+                digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+                changes[field.name] = f"{value[: limit - 17]}#{digest}"
+            else:
+                changes[field.name] = value[:limit]
+    return dataclasses.replace(paper, **changes) if changes else paper
+
+
 def _collect(parsed: Any, source: str, convert: Callable[[Any], Paper | None]) -> ParsedFeed:
     warnings: list[str] = []
     if parsed.bozo:
@@ -64,7 +91,7 @@ def _collect(parsed: Any, source: str, convert: Callable[[Any], Paper | None]) -
         if paper is None:
             skipped += 1
         else:
-            papers.append(paper)
+            papers.append(_storable(paper))
     return ParsedFeed(tuple(papers), skipped=skipped, warnings=tuple(warnings))
 
 
@@ -197,7 +224,7 @@ def parse_hf_daily(data: bytes, *, source: str) -> ParsedFeed:
         if paper is None:
             skipped += 1
         else:
-            papers.append(paper)
+            papers.append(_storable(paper))
     return ParsedFeed(tuple(papers), skipped=skipped)
 
 

@@ -9,25 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-import multiprocessing
-import os
-import queue
 import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
 from newsletter.campaign import Plan, PlannedVariant, Prepared, plan, prepare, sample_copy
-from newsletter.config import Settings, load_settings
-from newsletter.db import open_database
+from newsletter.config import Settings
 from newsletter.delivery import RunStats, send_single
 from newsletter.edition_models import Frequency
-from newsletter.edition_store import EditionStore
 from newsletter.ledger import Ledger
 from newsletter.links import signer_from_settings
 from newsletter.sending import SendReport, deliver_edition, report, smtp_password
@@ -70,14 +68,20 @@ def run_send(
     day: date | None = None,
     limit: int | None = None,
     processes: int | None = None,
+    workers: bool = False,
+    wait: bool = True,
     clock: Callable[[], datetime] = _utcnow,
     on_prepare: Callable[[str], None] | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> SendReport:
+    """Prepare the edition's ledger, then deliver it: here, in ``processes`` processes, or by the Celery
+    ``workers`` (enqueued in batches; with ``wait``, followed until every row was tried)."""
     prepared = prepare(settings, engine, frequency=frequency, now=clock(), day=day,
                        signer=signer_from_settings(settings), progress=on_prepare)
     if prepared.edition.is_empty:
         return report(engine, prepared, RunStats(), now=clock())
+    if workers:
+        return _deliver_by_workers(settings, engine, prepared, wait=wait, clock=clock, on_progress=on_progress)
     processes = processes or settings.delivery.processes
     if processes > 1 and settings.config_path.is_file():
         stats = _deliver_in_processes(settings, engine, prepared, processes=processes, limit=limit,
@@ -133,21 +137,31 @@ def _deliver_here(
     return stats
 
 
-def _child(config_path: str, edition_id: int, limit: int | None, results: multiprocessing.Queue[RunStats]) -> None:
-    """One sending process: its own engine, pool and signal handling; reports its stats to the parent."""
-    settings = load_settings(Path(config_path))
-    engine = open_database(settings.newsletter.database_url)
-    edition = EditionStore(engine).get_by_id(edition_id)
-    assert edition is not None  # the parent built it before starting us
+def _deliver_by_workers(
+    settings: Settings,
+    engine: Engine,
+    prepared: Prepared,
+    *,
+    wait: bool,
+    clock: Callable[[], datetime],
+    on_progress: ProgressCallback | None,
+) -> SendReport:
+    """Enqueue the due rows for the Celery workers; SIGINT/SIGTERM stop waiting (the workers go on)."""
+    from newsletter.workers import send_with_workers
 
-    async def main() -> RunStats:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-        return await deliver_edition(settings, engine, edition, stop=stop, limit=limit)
+    def progress(done: int, total: int, counts: dict[str, int]) -> None:
+        if on_progress is not None:
+            on_progress(Progress(done=done, total=total, counts=counts))
 
-    results.put(asyncio.run(main()))
+    stop = threading.Event()
+    with _stop_on_signals(stop.set):
+        run = send_with_workers(settings, engine, prepared.edition.id, clock=clock, stop=stop, wait=wait,
+                                on_progress=progress)
+    result = report(engine, prepared, run.stats(), now=clock())
+    result.enqueued = run.enqueued
+    result.requeued = run.requeued
+    result.waited = run.finished
+    return result
 
 
 def _deliver_in_processes(
@@ -160,41 +174,34 @@ def _deliver_in_processes(
     on_progress: ProgressCallback | None,
 ) -> RunStats:
     total = _open_work(engine, prepared)
-    context = multiprocessing.get_context("spawn")
-    results: multiprocessing.Queue[RunStats] = context.Queue()
-    share = None if limit is None else max(1, -(-limit // processes))
-    children = [
-        context.Process(target=_child, args=(str(settings.config_path), prepared.edition.id, share, results),
-                        name=f"newsletter-send-{n}")
-        for n in range(processes)
-    ]
-    for child in children:
-        child.start()
+    share = [] if limit is None else [str(max(1, -(-limit // processes)))]
+    command = [sys.executable, "-m", "newsletter.send_child", str(settings.config_path.resolve()),
+               str(prepared.edition.id), *share]
+    children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # noqa: S603 - our own module
+                for _ in range(processes)]
 
-    def forward(*_: object) -> None:
+    def forward() -> None:
         for child in children:
-            if child.is_alive() and child.pid is not None:
+            if child.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(child.pid, signal.SIGTERM)
+                    child.send_signal(signal.SIGTERM)
 
+    stats = RunStats()
     with _stop_on_signals(forward):
-        stats = RunStats()
-        collected = 0
-        while collected < len(children):
+        while any(child.poll() is None for child in children):
             if on_progress is not None:
                 on_progress(_progress(engine, prepared, total))
-            try:
-                part = results.get(timeout=0.25)
-            except queue.Empty:
-                if not any(c.is_alive() for c in children) and results.empty():
-                    break
-                continue
-            collected += 1
-            for name in ("sent", "deferred", "failed", "ambiguous", "released"):
-                setattr(stats, name, getattr(stats, name) + getattr(part, name))
-            stats.bounced.extend(part.bounced)
-        for child in children:
-            child.join()
+            time.sleep(0.25)
+    for child in children:
+        output = child.stdout.read() if child.stdout is not None else ""
+        if child.returncode != 0 or not output.strip():
+            log.error("sending process %s exited with %s; its claims are released after the lease",
+                      child.pid, child.returncode)
+            continue
+        part = json.loads(output.strip().splitlines()[-1])
+        for name in ("sent", "deferred", "failed", "ambiguous", "released"):
+            setattr(stats, name, getattr(stats, name) + int(part[name]))
+        stats.bounced.extend(part["bounced"])
     if on_progress is not None:
         on_progress(_progress(engine, prepared, total))
     return stats

@@ -11,16 +11,15 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from newsletter.campaign import MessageFactory, Prepared
 from newsletter.config import DeliverySettings, Settings
 from newsletter.delivery import (
     Clock,
@@ -37,7 +36,11 @@ from newsletter.edition_models import Edition
 from newsletter.errors import ConfigError
 from newsletter.ledger import Delivery, Ledger
 from newsletter.links import signer_from_settings
+from newsletter.outgoing import MessageFactory
 from subscribers.store import SubscriberStore
+
+if TYPE_CHECKING:
+    from newsletter.campaign import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +70,12 @@ async def deliver(
     limit: int | None = None,
     password: str | None = None,
     on_progress: Callable[[RunStats], None] | None = None,
+    only: Collection[int] | None = None,
 ) -> RunStats:
-    """Send every due row of the edition this process can claim; returns what this process did."""
+    """Send every due row of the edition this process can claim; returns what this process did.
+
+    ``only``: claim among these ledger rows alone (a worker's batch); those no longer due are left alone.
+    """
     ledger = Ledger(engine, worker=worker_name())
     stop = stop or asyncio.Event()
     lease = timedelta(seconds=settings.lease_seconds)
@@ -98,10 +105,10 @@ async def deliver(
         while not stop.is_set() and (limit is None or queued < limit):
             if active_subscribers is not None:
                 await asyncio.to_thread(
-                    ledger.suppress_inactive, edition_id, active_subscribers=active_subscribers, now=clock()
+                    ledger.suppress_inactive, edition_id, active_subscribers=active_subscribers, now=clock(), only=only
                 )
             size = settings.claim_batch if limit is None else min(settings.claim_batch, limit - queued)
-            batch = await asyncio.to_thread(ledger.claim, edition_id, limit=size, now=clock(), lease=lease)
+            batch = await asyncio.to_thread(ledger.claim, edition_id, limit=size, now=clock(), lease=lease, only=only)
             if not batch:
                 break
             for delivery in batch:
@@ -157,6 +164,15 @@ class SendReport:
     counts: dict[str, int]
     ambiguous: list[dict[str, Any]]
     live_claims: int
+    workers: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per sending process or worker (host:pid): its rows by state."""
+    enqueued: int | None = None
+    """With `--workers`: rows handed to the workers (None when this process sent)."""
+    requeued: int = 0
+    """With `--workers`: rows enqueued again because their task was gone (a worker died)."""
+    waited: bool = True
+    """With `--workers`: False when `send` stopped following the workers before every row was tried
+    (`--no-wait`, or a signal); the counts are those of that moment and the workers go on."""
 
 
 def smtp_password(settings: Settings) -> str | None:
@@ -187,9 +203,11 @@ async def deliver_edition(
     stop: asyncio.Event | None = None,
     limit: int | None = None,
     on_progress: Callable[[RunStats], None] | None = None,
+    only: Collection[int] | None = None,
+    factory: MessageFactory | None = None,
 ) -> RunStats:
     """Deliver the edition's ledger from this process, with the configured transport and message factory."""
-    factory = message_factory(settings, engine, edition, clock=clock)
+    factory = factory or message_factory(settings, engine, edition, clock=clock)
     subscribers = SubscriberStore(engine)
 
     def bounce(subscriber_id: int, code: int, reply: str) -> None:
@@ -209,7 +227,27 @@ async def deliver_edition(
         limit=limit,
         password=smtp_password(settings),
         on_progress=on_progress,
+        only=only,
     )
+
+
+async def deliver_rows(
+    settings: Settings,
+    engine: Engine,
+    edition: Edition,
+    ids: Collection[int],
+    *,
+    factory: MessageFactory | None = None,
+    clock: Clock = _utcnow,
+    stop: asyncio.Event | None = None,
+) -> RunStats:
+    """Deliver exactly these ledger rows (a worker's batch) with the same pool and ledger rules as `send`.
+
+    Only rows still pending, or deferred and due, are claimed (atomically): delivering the same batch again
+    (a redelivered task) sends nothing twice. Rows of the batch that another claim still holds are left to
+    it; ``Ledger.held_until`` tells the caller when that claim lapses.
+    """
+    return await deliver_edition(settings, engine, edition, clock=clock, stop=stop, only=ids, factory=factory)
 
 
 def report(engine: Engine, prepared: Prepared, stats: RunStats, *, now: datetime) -> SendReport:
@@ -223,4 +261,5 @@ def report(engine: Engine, prepared: Prepared, stats: RunStats, *, now: datetime
             {"email": r["email"], "message": r["last_message"]} for r in ledger.rows(edition_id, state="ambiguous")
         ],
         live_claims=ledger.live_claims(edition_id, now=now),
+        workers=ledger.by_worker(edition_id) if not prepared.edition.is_empty else {},
     )

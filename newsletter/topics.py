@@ -2,8 +2,10 @@
 
 A paper matches a topic when it is listed in one of the topic's arXiv categories, mentions one of its
 keywords as a whole word (case-insensitive, a plural "s"/"es" accepted), or its title and abstract are
-TF-IDF-similar to the topic's name, description and keywords at or above the threshold — unless it
-mentions an excluded keyword. The match strength orders papers within a section:
+similar to the topic's name, description and keywords at or above the threshold — unless it mentions an
+excluded keyword. The similarity is TF-IDF cosine here (``tfidf_similarities``) or the cosine of sentence
+embeddings (``newsletter.embeddings``); ``apply_rules`` adds the category and keyword rules to either. The
+match strength orders papers within a section:
 
     strength = similarity + 0.3 (primary category listed) or 0.2 (other category listed)
                + 0.15 per distinct keyword found, at most 0.45
@@ -84,27 +86,52 @@ def match_papers(
     threshold: float,
     background: Sequence[Paper] = (),
 ) -> list[TopicMatch]:
-    """Match ``papers``; ``background`` papers only lend their words to the IDF weights.
+    """Match ``papers`` by TF-IDF similarity and the rules; ``background`` papers only lend their words to IDF.
 
     Without a background, three new papers would define "rare word" among themselves and their similarities
     would not be comparable with those of a large batch.
     """
     if not papers or not topics:
         return []
-    index = KeywordIndex([k for t in topics for k in (*t.keywords, *t.exclude_keywords)])
-    wanted = [tuple(normalise_keyword(k) for k in t.keywords) for t in topics]
-    unwanted = [tuple(normalise_keyword(k) for k in t.exclude_keywords) for t in topics]
+    similarities = tfidf_similarities(papers, topics, background=background)
+    return apply_rules(papers, topics, similarities, threshold=threshold)
+
+
+def tfidf_similarities(
+    papers: Sequence[Paper], topics: Sequence[TopicSettings], *, background: Sequence[Paper] = ()
+) -> np.ndarray:
+    """TF-IDF cosine similarity of each paper (row) to each topic (column), as a float32 matrix."""
+    if not papers or not topics:
+        return np.zeros((len(papers), len(topics)), dtype=np.float32)
     texts = [paper_text(p) for p in papers]
     vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True, dtype=np.float32)
     seen = {p.paper_id for p in papers}
     extra = [paper_text(p) for p in background if p.paper_id not in seen]
     matrix = vectorizer.fit_transform(texts + [topic_text(t) for t in topics] + extra)
     topic_rows = matrix[len(papers) : len(papers) + len(topics)]
-    similarities = (matrix[: len(papers)] @ topic_rows.T).toarray()
-    del matrix
+    similarities: np.ndarray = (matrix[: len(papers)] @ topic_rows.T).toarray()
+    return similarities
+
+
+def apply_rules(
+    papers: Sequence[Paper],
+    topics: Sequence[TopicSettings],
+    similarities: np.ndarray,
+    *,
+    threshold: float,
+) -> list[TopicMatch]:
+    """The matches: a category or keyword hit, or ``similarities[paper, topic] >= threshold``; minus exclusions.
+
+    ``similarities`` has one row per paper and one column per topic, from any similarity method.
+    """
+    if not papers or not topics:
+        return []
+    index = KeywordIndex([k for t in topics for k in (*t.keywords, *t.exclude_keywords)])
+    wanted = [tuple(normalise_keyword(k) for k in t.keywords) for t in topics]
+    unwanted = [tuple(normalise_keyword(k) for k in t.exclude_keywords) for t in topics]
     matches: list[TopicMatch] = []
-    for row, (paper, text) in enumerate(zip(papers, texts, strict=True)):
-        found = index.find(text)
+    for row, paper in enumerate(papers):
+        found = index.find(paper_text(paper))
         for column, topic in enumerate(topics):
             similarity = float(similarities[row, column])
             categories = tuple(c for c in paper.categories if c in topic.categories)

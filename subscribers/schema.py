@@ -18,7 +18,10 @@ SOURCES = ("import", "web", "cli")
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
-    """Aware datetimes in, aware UTC datetimes out, on every backend (SQLite keeps no zone)."""
+    """Aware datetimes in, aware UTC datetimes out, on every backend (SQLite keeps no zone).
+
+    Declared here because `subscribers` never imports `newsletter`; `newsletter.db` uses this one too.
+    """
 
     impl = sa.DateTime
     cache_ok = True
@@ -27,7 +30,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            raise ValueError("naive datetime given to the subscriber store; pass an aware datetime")
+            raise ValueError("naive datetime given to the store; pass an aware datetime")
         return value.astimezone(UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
@@ -50,6 +53,36 @@ subscribers = sa.Table(
     sa.Column("consent_ip", sa.String(64)),
     sa.Column("created", UTCDateTime, nullable=False),
     sa.Column("updated", UTCDateTime, nullable=False),
+    sa.Column("confirmed_at", UTCDateTime),
+    sa.Column("confirmed_ip", sa.String(64)),
+    sa.Column("unsubscribed_at", UTCDateTime),
     sa.UniqueConstraint("email", name="uq_subscribers_email"),
     sa.Index("ix_subscribers_status_frequency", "status", "frequency"),
+    sqlite_autoincrement=True,  # ids are never reused: link tokens name a subscriber by id
 )
+
+SUPPRESSION_REASONS = ("unsubscribed", "bounced", "complained", "deleted", "operator")
+
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("address_hash", sa.String(64), primary_key=True),
+    sa.Column("reason", sa.String(16), nullable=False),
+    sa.Column("created", UTCDateTime, nullable=False),
+)
+"""Addresses never to be emailed again, by hash only (``subscribers.addresses.address_hash``): the one
+trace of a person kept after their data is deleted."""
+
+RATE_KINDS = ("confirmation", "subscribe-ip")
+
+rate_events = sa.Table(
+    "rate_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("key", sa.String(64), nullable=False),
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Index("ix_rate_events_kind_key_created", "kind", "key", "created"),
+)
+"""One row per counted event (a confirmation email sent to an address hash, a subscribe request from an
+IP hash); rows older than the longest window are pruned as new ones are added."""

@@ -1,26 +1,55 @@
-"""All database access for subscribers. Takes an engine; knows nothing of the newsletter package.
+"""All database access for subscribers and the suppression list. Takes an engine; knows nothing of ``newsletter``.
 
-Minimal for now (add, look up, list the active readers of a frequency); the subscriber issue adds consent,
-preferences, suppression and import/export here.
+Statuses and what moves between them (``docs/subscribers.md`` has the full table):
+
+* ``subscribe`` (web form) → ``pending``, with the consent time and IP; ``confirm`` → ``active``;
+* ``add``/``put`` (CLI, import: the operator vouches for consent) → ``active``, or ``pending`` when a
+  confirmation is asked for;
+* ``unsubscribe`` → ``unsubscribed`` (or one topic fewer); ``mark_bounced`` → ``bounced``;
+  ``mark_complained`` → ``complained``: each also puts the address on the suppression list;
+* ``delete_personal_data`` removes the row and keeps only the suppression entry (a hash).
+
+The valid topic slugs are handed in (``topics=``) by the caller: this package never reads the newsletter's
+configuration. Without them, topics are stored unchecked (the low-level ``add`` of tests and the demo).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
-from subscribers.errors import SubscribersError
-from subscribers.models import Frequency, Source, Status, Subscriber
-from subscribers.schema import FREQUENCIES, SOURCES, STATUSES, subscribers
+from subscribers.addresses import address_hash, normalise_email, valid_email
+from subscribers.errors import (
+    NotFoundError,
+    StatusError,
+    SubscribersError,
+    SuppressedError,
+    UnknownTopicError,
+)
+from subscribers.models import (
+    Frequency,
+    Source,
+    Status,
+    Subscriber,
+    SubscribeResult,
+    Suppression,
+    SuppressionReason,
+)
+from subscribers.schema import FREQUENCIES, SOURCES, STATUSES, subscribers, suppressions
 
+__all__ = ["BLOCKING_REASONS", "SubscriberStore", "normalise_email"]
 
-def normalise_email(email: str) -> str:
-    """Addresses are stored and compared trimmed and lower-case."""
-    return email.strip().lower()
+BLOCKING_REASONS: frozenset[str] = frozenset({"bounced", "complained", "deleted", "operator"})
+"""Suppression reasons that stop even a double opt-in from the web form sending a confirmation email.
+An address suppressed only because it unsubscribed may ask again: the confirmation is rate-limited and a
+confirmed request is fresh consent, which lifts the entry."""
+
+ConfirmOutcome = Literal["confirmed", "already-active", "not-pending"]
 
 
 def _row_to_subscriber(row: sa.RowMapping) -> Subscriber:
@@ -29,9 +58,167 @@ def _row_to_subscriber(row: sa.RowMapping) -> Subscriber:
     return Subscriber(**values)
 
 
+def _clean_name(name: str) -> str:
+    name = " ".join(name.split())
+    if len(name) > 200:
+        raise SubscribersError(f"name longer than 200 characters: {name[:40]!r}…")
+    return name
+
+
+def _check_choice(value: str, allowed: Sequence[str], what: str) -> None:
+    if value not in allowed:
+        raise SubscribersError(f"unknown {what} {value!r}; expected one of: {', '.join(allowed)}")
+
+
 class SubscriberStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, topics: Sequence[str] | None = None) -> None:
         self.engine = engine
+        self.topics: tuple[str, ...] | None = tuple(topics) if topics is not None else None
+
+    # --- checks ---------------------------------------------------------------------------------------------
+
+    def check_topics(self, topics: Iterable[str], *, required: bool = False) -> tuple[str, ...]:
+        """Topics in the order given, each once; unknown slugs are an error naming the valid ones."""
+        chosen = tuple(dict.fromkeys(t.strip() for t in topics if t.strip()))
+        if self.topics is not None:
+            unknown = [t for t in chosen if t not in self.topics]
+            if unknown:
+                raise UnknownTopicError(unknown, list(self.topics))
+        if required and not chosen:
+            valid = f": {', '.join(self.topics)}" if self.topics else ""
+            raise SubscribersError(f"choose at least one topic{valid}")
+        return chosen
+
+    def default_topics(self) -> tuple[str, ...]:
+        """What a subscriber added without topics gets: every topic."""
+        return self.topics or ()
+
+    @staticmethod
+    def check_frequency(frequency: str) -> Frequency:
+        _check_choice(frequency, FREQUENCIES, "frequency")
+        return cast(Frequency, frequency)
+
+    # --- reads ----------------------------------------------------------------------------------------------
+
+    def get(self, subscriber_id: int) -> Subscriber | None:
+        with self.engine.connect() as connection:
+            return self._get(connection, subscriber_id)
+
+    @staticmethod
+    def _get(connection: Connection, subscriber_id: int) -> Subscriber | None:
+        row = connection.execute(sa.select(subscribers).where(subscribers.c.id == subscriber_id)).mappings().first()
+        return _row_to_subscriber(row) if row else None
+
+    @staticmethod
+    def _get_by_email(connection: Connection, email: str) -> Subscriber | None:
+        query = sa.select(subscribers).where(subscribers.c.email == normalise_email(email))
+        row = connection.execute(query).mappings().first()
+        return _row_to_subscriber(row) if row else None
+
+    def get_by_email(self, email: str) -> Subscriber | None:
+        with self.engine.connect() as connection:
+            return self._get_by_email(connection, email)
+
+    def require(self, email: str) -> Subscriber:
+        """The subscriber with this address, or NotFoundError."""
+        found = self.get_by_email(email)
+        if found is None:
+            raise NotFoundError(f"no subscriber {normalise_email(email)!r}")
+        return found
+
+    def list_all(
+        self,
+        *,
+        status: Status | None = None,
+        frequency: Frequency | None = None,
+        topic: str | None = None,
+    ) -> list[Subscriber]:
+        """Every subscriber (filtered when asked), in id order."""
+        query = sa.select(subscribers).order_by(subscribers.c.id)
+        if status is not None:
+            _check_choice(status, STATUSES, "status")
+            query = query.where(subscribers.c.status == status)
+        if frequency is not None:
+            query = query.where(subscribers.c.frequency == self.check_frequency(frequency))
+        if topic is not None:
+            self.check_topics([topic])
+        with self.engine.connect() as connection:
+            found = [_row_to_subscriber(row) for row in connection.execute(query).mappings()]
+        return [s for s in found if topic is None or topic in s.topics]
+
+    def list_active(self, *, frequency: Frequency | None = None) -> list[Subscriber]:
+        """Active subscribers (of one frequency when given), in id order."""
+        return self.list_all(status="active", frequency=frequency)
+
+    def active_ids(self) -> sa.Select[tuple[int]]:
+        """A subquery of active subscriber ids, so a sender can re-check consent inside its own statements."""
+        return sa.select(subscribers.c.id).where(subscribers.c.status == "active")
+
+    def counts_by_status(self) -> dict[str, int]:
+        """Subscribers per status, every status present (0 when none), in the order of ``STATUSES``."""
+        query = sa.select(subscribers.c.status, sa.func.count()).group_by(subscribers.c.status)
+        with self.engine.connect() as connection:
+            found = {status: int(count) for status, count in connection.execute(query)}
+        return {status: found.get(status, 0) for status in STATUSES}
+
+    def suppression(self, email: str) -> Suppression | None:
+        """The suppression entry of an address, if it has one."""
+        with self.engine.connect() as connection:
+            return self._suppression(connection, email)
+
+    @staticmethod
+    def _suppression(connection: Connection, email: str) -> Suppression | None:
+        row = connection.execute(
+            sa.select(suppressions).where(suppressions.c.address_hash == address_hash(email))
+        ).mappings().first()
+        return Suppression(**dict(row)) if row else None
+
+    def count_suppressed(self) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(sa.select(sa.func.count()).select_from(suppressions)).scalar_one())
+
+    # --- low-level writes -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _suppress(connection: Connection, email: str, reason: SuppressionReason, now: datetime) -> None:
+        key = address_hash(email)
+        updated = connection.execute(
+            suppressions.update().where(suppressions.c.address_hash == key).values(reason=reason, created=now)
+        )
+        if not cast(Any, updated).rowcount:
+            connection.execute(suppressions.insert().values(address_hash=key, reason=reason, created=now))
+
+    @staticmethod
+    def _unsuppress(connection: Connection, email: str) -> None:
+        connection.execute(suppressions.delete().where(suppressions.c.address_hash == address_hash(email)))
+
+    def suppress(self, email: str, *, reason: SuppressionReason = "operator", now: datetime) -> None:
+        """Put an address on the suppression list (it need not be a subscriber); an active one is unsubscribed."""
+        address = valid_email(email)
+        with self.engine.begin() as connection:
+            self._suppress(connection, address, reason, now)
+            connection.execute(
+                subscribers.update()
+                .where(subscribers.c.email == address, subscribers.c.status.in_(("active", "pending")))
+                .values(status="unsubscribed", unsubscribed_at=now, updated=now)
+            )
+
+    @staticmethod
+    def _update(connection: Connection, subscriber_id: int, **values: Any) -> Subscriber:
+        connection.execute(subscribers.update().where(subscribers.c.id == subscriber_id).values(**values))
+        found = SubscriberStore._get(connection, subscriber_id)
+        if found is None:  # pragma: no cover - updated inside the same transaction
+            raise NotFoundError(f"subscriber {subscriber_id} vanished")
+        return found
+
+    @staticmethod
+    def _insert(connection: Connection, values: dict[str, Any]) -> Subscriber:
+        result = connection.execute(subscribers.insert().values(values))
+        new_id = int(cast(Sequence[int], result.inserted_primary_key)[0])
+        found = SubscriberStore._get(connection, new_id)
+        if found is None:  # pragma: no cover - inserted inside the same transaction
+            raise NotFoundError(f"subscriber {new_id} vanished")
+        return found
 
     def add(
         self,
@@ -43,63 +230,247 @@ class SubscriberStore:
         frequency: Frequency = "daily",
         status: Status = "active",
         source: Source = "cli",
+        consent_ip: str | None = None,
+        force: bool = False,
     ) -> Subscriber:
-        """Insert a new subscriber; an address already on the list is an error."""
-        address = normalise_email(email)
-        if "@" not in address or any(c.isspace() for c in address):
-            raise SubscribersError(f"not an email address: {email!r}")
-        for value, allowed, what in ((frequency, FREQUENCIES, "frequency"), (status, STATUSES, "status"),
-                                     (source, SOURCES, "source")):
-            if value not in allowed:
-                raise SubscribersError(f"unknown {what} {value!r}; expected one of: {', '.join(allowed)}")
-        if self.get_by_email(address) is not None:
-            raise SubscribersError(f"{address} is already on the list")
-        values = {
-            "email": address,
-            "name": " ".join(name.split()),
-            "status": status,
-            "topics": list(dict.fromkeys(topics)),
-            "frequency": frequency,
-            "source": source,
-            "created": now,
-            "updated": now,
-        }
+        """Insert a new subscriber; an address already on the list is an error, a suppressed one too unless
+        ``force`` (which lifts its suppression entry)."""
+        address = valid_email(email)
+        _check_choice(frequency, FREQUENCIES, "frequency")
+        _check_choice(status, STATUSES, "status")
+        _check_choice(source, SOURCES, "source")
+        chosen = self.check_topics(topics)
         with self.engine.begin() as connection:
-            result = connection.execute(subscribers.insert().values(values))
-            new_id = cast(Sequence[int], result.inserted_primary_key)[0]
-        found = self.get(int(new_id))
-        assert found is not None  # just inserted in a committed transaction
-        return found
+            if self._get_by_email(connection, address) is not None:
+                raise SubscribersError(f"{address} is already on the list")
+            suppressed = self._suppression(connection, address)
+            if suppressed is not None:
+                if not force:
+                    raise SuppressedError(address, suppressed.reason)
+                self._unsuppress(connection, address)
+            return self._insert(connection, {
+                "email": address,
+                "name": _clean_name(name),
+                "status": status,
+                "topics": list(chosen),
+                "frequency": frequency,
+                "source": source,
+                "consent_at": now,
+                "consent_ip": consent_ip,
+                "created": now,
+                "updated": now,
+            })
 
-    def get(self, subscriber_id: int) -> Subscriber | None:
-        with self.engine.connect() as connection:
-            row = connection.execute(sa.select(subscribers).where(subscribers.c.id == subscriber_id)).mappings().first()
-        return _row_to_subscriber(row) if row else None
+    def put(
+        self,
+        connection: Connection,
+        email: str,
+        *,
+        now: datetime,
+        name: str | None,
+        topics: Sequence[str] | None,
+        frequency: Frequency | None,
+        pending: bool,
+        source: Source,
+        force: bool,
+    ) -> tuple[Literal["added", "updated", "unchanged"], Subscriber]:
+        """Insert or update one subscriber the operator vouches for (CLI add, import), in the caller's
+        transaction. ``None`` leaves a stored value as it is (a new subscriber gets: no name, every topic,
+        daily). Active unless ``pending``; an active subscriber is never moved back to pending. A suppressed
+        address raises SuppressedError unless ``force``, which lifts the entry."""
+        address = valid_email(email)
+        topics = self.check_topics(topics) if topics else None
+        frequency = self.check_frequency(frequency) if frequency is not None else None
+        suppressed = self._suppression(connection, address)
+        if suppressed is not None:
+            if not force:
+                raise SuppressedError(address, suppressed.reason)
+            self._unsuppress(connection, address)
+        existing = self._get_by_email(connection, address)
+        if existing is None:
+            status: Status = "pending" if pending else "active"
+            return "added", self._insert(connection, {
+                "email": address,
+                "name": _clean_name(name or ""),
+                "status": status,
+                "topics": list(topics if topics else self.default_topics()),
+                "frequency": frequency or "daily",
+                "source": source,
+                "consent_at": now,
+                "created": now,
+                "updated": now,
+            })
+        if existing.status in ("bounced", "complained", "unsubscribed") and not force:
+            raise SuppressedError(address, existing.status)
+        changes: dict[str, Any] = {}
+        if name is not None and _clean_name(name) != existing.name:
+            changes["name"] = _clean_name(name)
+        if topics and tuple(topics) != existing.topics:
+            changes["topics"] = list(topics)
+        if frequency is not None and frequency != existing.frequency:
+            changes["frequency"] = frequency
+        wanted: Status = "active" if existing.status == "active" or not pending else "pending"
+        if wanted != existing.status:
+            changes.update(status=wanted, consent_at=now, consent_ip=None, source=source, unsubscribed_at=None)
+        if not changes:
+            return "unchanged", existing
+        return "updated", self._update(connection, existing.id, updated=now, **changes)
 
-    def get_by_email(self, email: str) -> Subscriber | None:
-        query = sa.select(subscribers).where(subscribers.c.email == normalise_email(email))
-        with self.engine.connect() as connection:
-            row = connection.execute(query).mappings().first()
-        return _row_to_subscriber(row) if row else None
+    # --- the subscriber's own operations --------------------------------------------------------------------
 
-    def list_active(self, *, frequency: Frequency | None = None) -> list[Subscriber]:
-        """Active subscribers (of one frequency when given), in id order."""
-        query = sa.select(subscribers).where(subscribers.c.status == "active").order_by(subscribers.c.id)
-        if frequency is not None:
-            query = query.where(subscribers.c.frequency == frequency)
-        with self.engine.connect() as connection:
-            return [_row_to_subscriber(row) for row in connection.execute(query).mappings()]
+    def subscribe(
+        self, email: str, *, topics: Sequence[str], frequency: str, ip: str | None, now: datetime
+    ) -> SubscribeResult:
+        """A request from the web form: ``pending`` until confirmed, with the consent time and IP.
 
-    def active_ids(self) -> sa.Select[tuple[int]]:
-        """A subquery of active subscriber ids, so a sender can re-check consent inside its own statements."""
-        return sa.select(subscribers.c.id).where(subscribers.c.status == "active")
+        Never changes an active subscriber (their preferences change only through their manage link) and
+        never touches a blocked address (``BLOCKING_REASONS``, bounced, complained). The caller answers the
+        same whatever the outcome, so nobody learns whether an address is on the list.
+        """
+        address = valid_email(email)
+        chosen = self.check_topics(topics, required=True)
+        chosen_frequency = self.check_frequency(frequency)
+        for _ in range(2):  # a concurrent insert of the same address: the second pass updates it
+            try:
+                with self.engine.begin() as connection:
+                    return self._subscribe(connection, address, chosen, chosen_frequency, ip, now)
+            except IntegrityError:
+                continue
+        raise SubscribersError(f"could not store the subscription of {address}")  # pragma: no cover
+
+    def _subscribe(self, connection: Connection, address: str, topics: tuple[str, ...], frequency: Frequency,
+                   ip: str | None, now: datetime) -> SubscribeResult:
+        suppressed = self._suppression(connection, address)
+        if suppressed is not None and suppressed.reason in BLOCKING_REASONS:
+            return SubscribeResult(outcome="suppressed", subscriber=None)
+        existing = self._get_by_email(connection, address)
+        consent = {"consent_at": now, "consent_ip": ip, "topics": list(topics), "frequency": frequency,
+                   "updated": now}
+        if existing is None:
+            subscriber = self._insert(connection, {"email": address, "name": "", "status": "pending",
+                                                   "source": "web", "created": now, **consent})
+            return SubscribeResult(outcome="pending", subscriber=subscriber)
+        if existing.status == "active":
+            return SubscribeResult(outcome="already-active", subscriber=existing)
+        if existing.status in ("bounced", "complained"):
+            return SubscribeResult(outcome="suppressed", subscriber=None)
+        subscriber = self._update(connection, existing.id, status="pending", source="web", **consent)
+        return SubscribeResult(outcome="pending", subscriber=subscriber)
+
+    def confirm(self, subscriber_id: int, *, ip: str | None, now: datetime) -> tuple[ConfirmOutcome, Subscriber]:
+        """Double opt-in: ``pending`` → ``active``, recording when and from where. Idempotent for an active
+        subscriber; any other status (unsubscribed since, bounced, complained) is ``not-pending``. A
+        confirmed request is fresh consent: an "unsubscribed" suppression entry is lifted."""
+        with self.engine.begin() as connection:
+            subscriber = self._get(connection, subscriber_id)
+            if subscriber is None:
+                raise NotFoundError(f"no subscriber {subscriber_id}")
+            if subscriber.status == "active":
+                return "already-active", subscriber
+            suppressed = self._suppression(connection, subscriber.email)
+            if subscriber.status != "pending" or (suppressed and suppressed.reason in BLOCKING_REASONS):
+                return "not-pending", subscriber
+            self._unsuppress(connection, subscriber.email)
+            return "confirmed", self._update(connection, subscriber_id, status="active", confirmed_at=now,
+                                             confirmed_ip=ip, unsubscribed_at=None, updated=now)
+
+    def update_preferences(
+        self, subscriber_id: int, *, topics: Sequence[str], frequency: str, now: datetime
+    ) -> Subscriber:
+        """New topics (in the order given) and frequency for an active or pending subscriber."""
+        chosen = self.check_topics(topics, required=True)
+        chosen_frequency = self.check_frequency(frequency)
+        with self.engine.begin() as connection:
+            subscriber = self._get(connection, subscriber_id)
+            if subscriber is None:
+                raise NotFoundError(f"no subscriber {subscriber_id}")
+            if subscriber.status not in ("active", "pending"):
+                raise StatusError(f"{subscriber.email} is {subscriber.status}; preferences cannot be changed")
+            if (chosen, chosen_frequency) == (subscriber.topics, subscriber.frequency):
+                return subscriber
+            return self._update(connection, subscriber_id, topics=list(chosen), frequency=chosen_frequency,
+                                updated=now)
+
+    def resubscribe(
+        self, subscriber_id: int, *, topics: Sequence[str], frequency: str, ip: str | None, now: datetime
+    ) -> Subscriber:
+        """An unsubscribed reader comes back through their own manage link (it was emailed to them, so
+        using it is consent from the mailbox owner): active again, the suppression entry lifted."""
+        chosen = self.check_topics(topics, required=True)
+        chosen_frequency = self.check_frequency(frequency)
+        with self.engine.begin() as connection:
+            subscriber = self._get(connection, subscriber_id)
+            if subscriber is None:
+                raise NotFoundError(f"no subscriber {subscriber_id}")
+            if subscriber.status == "active":
+                return subscriber
+            suppressed = self._suppression(connection, subscriber.email)
+            if subscriber.status != "unsubscribed" or (suppressed and suppressed.reason in BLOCKING_REASONS):
+                raise StatusError(f"{subscriber.email} is {subscriber.status}; it cannot subscribe again here")
+            self._unsuppress(connection, subscriber.email)
+            return self._update(connection, subscriber_id, status="active", topics=list(chosen),
+                                frequency=chosen_frequency, consent_at=now, consent_ip=ip, confirmed_at=now,
+                                confirmed_ip=ip, unsubscribed_at=None, updated=now)
+
+    def unsubscribe(self, subscriber_id: int, *, now: datetime, topic: str | None = None) -> bool:
+        """Stop all email (``topic`` None) or one topic; removing the last topic unsubscribes from all.
+
+        Effective at once: the sender re-checks ``active_ids`` when it claims each message. Unsubscribing
+        from all puts the address on the suppression list. Idempotent; returns whether anything changed.
+        """
+        if topic is not None:
+            self.check_topics([topic])
+        with self.engine.begin() as connection:
+            subscriber = self._get(connection, subscriber_id)
+            if subscriber is None:
+                raise NotFoundError(f"no subscriber {subscriber_id}")
+            if topic is not None:
+                if topic not in subscriber.topics:
+                    return False
+                remaining = [t for t in subscriber.topics if t != topic]
+                if remaining:
+                    self._update(connection, subscriber_id, topics=remaining, updated=now)
+                    return True
+            if subscriber.status not in ("active", "pending"):
+                return False
+            self._update(connection, subscriber_id, status="unsubscribed", unsubscribed_at=now, updated=now)
+            self._suppress(connection, subscriber.email, "unsubscribed", now)
+            return True
+
+    def _mark(self, subscriber_id: int, status: Literal["bounced", "complained"], now: datetime,
+              from_statuses: Sequence[str]) -> bool:
+        with self.engine.begin() as connection:
+            subscriber = self._get(connection, subscriber_id)
+            if subscriber is None or subscriber.status not in from_statuses:
+                return False
+            self._update(connection, subscriber_id, status=status, updated=now)
+            self._suppress(connection, subscriber.email, status, now)
+            return True
 
     def mark_bounced(self, subscriber_id: int, *, now: datetime) -> bool:
         """A permanent recipient refusal (5.1.x): no more email to this address. Returns whether it changed."""
+        return self._mark(subscriber_id, "bounced", now, ("active", "pending"))
+
+    def mark_complained(self, subscriber_id: int, *, now: datetime) -> bool:
+        """A spam complaint (feedback loop): never email this address again. Returns whether it changed."""
+        return self._mark(subscriber_id, "complained", now, ("active", "pending", "unsubscribed", "bounced"))
+
+    def expire_pending(self, *, before: datetime) -> int:
+        """Delete requests never confirmed since ``before`` (their consent was never given, so nothing is
+        kept, not even a suppression entry). Returns how many were deleted."""
         with self.engine.begin() as connection:
             result = connection.execute(
-                subscribers.update()
-                .where(subscribers.c.id == subscriber_id, subscribers.c.status == "active")
-                .values(status="bounced", updated=now)
+                subscribers.delete().where(subscribers.c.status == "pending", subscribers.c.updated < before)
             )
-        return bool(cast(Any, result).rowcount)
+        return int(cast(Any, result).rowcount or 0)
+
+    def delete_personal_data(self, subscriber_id: int, *, now: datetime) -> Subscriber:
+        """Erasure on request: the row goes; only a suppression entry (the address's hash) stays, so the
+        address is never emailed or imported again. Returns what was deleted."""
+        with self.engine.begin() as connection:
+            subscriber = self._get(connection, subscriber_id)
+            if subscriber is None:
+                raise NotFoundError(f"no subscriber {subscriber_id}")
+            self._suppress(connection, subscriber.email, "deleted", now)
+            connection.execute(subscribers.delete().where(subscribers.c.id == subscriber_id))
+        return subscriber

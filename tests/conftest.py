@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from newsletter.config import Settings, load_settings
+from newsletter.config import DATABASE_URL_ENV, Settings, load_settings
 from newsletter.db import open_database
 from newsletter.store import PaperStore
+from tests.databases import PostgresServer, admin_url, empty_tables, migrated
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).parent.parent
@@ -80,9 +85,75 @@ def store(tmp_path: Path) -> PaperStore:
     return PaperStore(open_database(f"sqlite:///{tmp_path / 'store.db'}"))
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """The machine's PostgreSQL server; fails (never skips) when it is not reachable."""
+    server = PostgresServer(admin_url())
+    server.check()
+    yield server
+    server.drop_all()
+
+
+@pytest.fixture(scope="session")
+def postgres_session_url(postgres: PostgresServer) -> str:
+    """One migrated scratch database for the whole run (dropped at its end); tests empty it before use."""
+    return migrated(postgres.create())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The store's URL, once on SQLite and once on the real PostgreSQL server (emptied for this test).
+
+    It is also put into NEWSLETTER_DATABASE_URL, which overrides the config file: settings loaded by the
+    test, and processes it starts, use the same database.
+    """
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = request.getfixturevalue("postgres_session_url")
+        empty_tables(url)
+    monkeypatch.setenv(DATABASE_URL_ENV, url)
+    return url
+
+
+@pytest.fixture
+def empty_database_url(request: pytest.FixtureRequest, database_url: str, tmp_path: Path) -> Iterator[str]:
+    """A database of the same kind as ``database_url`` with nothing in it, not even the schema."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    postgres: PostgresServer = request.getfixturevalue("postgres")
+    url = postgres.create()
+    yield url
+    postgres.drop(url)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--update-golden",
         action="store_true",
         help="Rewrite the golden files in tests/golden/ from the current output (then review the diff).",
     )
+
+
+_CHILDREN: list[subprocess.Popen[bytes]] = []
+
+
+def spawn(arguments: list[str]) -> subprocess.Popen[bytes]:
+    """Start a `newsletter` subprocess that is killed after the test even if the test fails."""
+    process = subprocess.Popen([sys.executable, "-m", "newsletter", *arguments], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, env=dict(os.environ))
+    _CHILDREN.append(process)
+    return process
+
+
+@pytest.fixture(autouse=True)
+def _reap_children() -> Iterator[None]:
+    yield
+    while _CHILDREN:
+        process = _CHILDREN.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()

@@ -1,4 +1,4 @@
-"""The ledger and the SMTP pool against a real aiosmtpd server with scripted faults."""
+"""The ledger (SQLite and PostgreSQL) and the SMTP pool against a real aiosmtpd server with scripted faults."""
 
 from __future__ import annotations
 
@@ -35,8 +35,11 @@ def sink() -> Iterator[MailSink]:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return Ledger(open_database(f"sqlite:///{tmp_path / 'ledger.db'}"), worker="test")
+def ledger(database_url: str) -> Iterator[Ledger]:
+    """The ledger on SQLite and on the PostgreSQL server: every test here runs on both."""
+    engine = open_database(database_url)
+    yield Ledger(engine, worker="test")
+    engine.dispose()
 
 
 def settings_for(sink: MailSink, **changes: object) -> DeliverySettings:
@@ -231,3 +234,16 @@ def test_file_backend_writes_one_eml_per_row(ledger: Ledger, tmp_path: Path) -> 
     files = sorted((tmp_path / "outbox").glob("*.eml"))
     assert [f.name for f in files] == [f"edition-1-subscriber-{i}.eml" for i in range(3)]
     assert b"Hello Reader 0" in files[0].read_bytes()
+
+
+@pytest.mark.parametrize("body", [b".leading dot\r\n..two dots\r\n.\r\nend\r\n", b"bare\nline feeds\n.dot\n"])
+def test_message_bytes_arrive_exactly_whatever_lines_start_with(ledger: Ledger, sink: MailSink, body: bytes) -> None:
+    fill(ledger, 1)
+
+    def with_body(delivery: Delivery) -> bytes:
+        return build(delivery) + body
+
+    asyncio.run(deliver(ledger.engine, settings=settings_for(sink), sender="papers@example.org", edition_id=EDITION,
+                        build_message=with_body, clock=Clock()))
+    received = sink.messages[0].data.replace(b"\r\n", b"\n")
+    assert received.endswith(body.replace(b"\r\n", b"\n"))

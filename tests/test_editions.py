@@ -19,6 +19,8 @@ from subscribers.store import SubscriberStore
 from tests.conftest import fixture_path
 from tests.email_support import FIXTURE_SOURCES, NOW, email_settings, fetch, stores
 
+pytestmark = pytest.mark.usefixtures("database_url")  # the edition store on SQLite and on PostgreSQL
+
 SATURDAY_FEED = (
     "saturday", "arxiv-rss", str(fixture_path("arxiv_rss/allnewsai_rss_cs.CL_weekend_empty_2026-08-01.xml"))
 )

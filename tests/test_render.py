@@ -23,7 +23,7 @@ from newsletter.edition_models import Edition
 from newsletter.editions import build_edition
 from newsletter.errors import ConfigError, TemplateError
 from newsletter.links import Recipient, recipient_links, signer_from_settings
-from newsletter.message import build_message_bytes
+from newsletter.message import message_template, sendable_message
 from newsletter.models import Paper
 from newsletter.render import RenderedVariant, RenderEnvironment, render_variant
 from newsletter.selection import Selection, group_by_variant, select
@@ -299,7 +299,10 @@ def test_the_complete_message(golden: tuple[Settings, Selection]) -> None:
     settings, selection = golden
     variant = render_variant(selection, settings=settings, environment=RenderEnvironment(settings), nonce=NONCE)
     recipient = recipient_for(settings, selection.edition, name='Ada "The Countess" Lovelace')
-    raw = build_message_bytes(variant, recipient, settings=settings, date=NOW, message_id="<x1@example.org>")
+    template = message_template(settings, key=variant.key, subject=variant.subject, html=variant.html,
+                                text=variant.text, nonce=variant.nonce, edition_slug=selection.edition.slug,
+                                frequency=selection.edition.frequency)
+    raw = sendable_message(template, recipient, settings=settings, date=NOW, message_id="<x1@example.org>")
     assert b"\r\n" in raw
     assert not re.search(rb"[^\r]\n", raw)
     message = email.message_from_bytes(raw, policy=email.policy.default)
@@ -309,7 +312,10 @@ def test_the_complete_message(golden: tuple[Settings, Selection]) -> None:
     assert message["Date"] == "Mon, 27 Apr 2026 08:00:00 +0000"
     assert message["Message-ID"] == "<x1@example.org>"
     assert message["List-Id"] == "Test Papers <test-papers.papers.example.org>"
-    assert message["List-Unsubscribe"] == f"<{recipient.unsubscribe_url}>"
+    token = recipient.unsubscribe_url.rpartition("/")[2]
+    assert message["List-Unsubscribe"] == (
+        f"<{recipient.unsubscribe_url}>, <mailto:papers@example.org?subject=unsubscribe%20{token}>"
+    )
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert message.get_content_type() == "multipart/alternative"
     text, html_part = message.iter_parts()
@@ -317,4 +323,4 @@ def test_the_complete_message(golden: tuple[Settings, Selection]) -> None:
     assert html_part.get_content_type() == "text/html"
     expected_html, expected_text = variant.personalise(recipient)
     assert text.get_content().replace("\r\n", "\n") == expected_text
-    assert html_part.get_content().replace("\r\n", "\n") == expected_html + "\n"  # MIME ends a part with a line break
+    assert html_part.get_content().replace("\r\n", "\n").rstrip("\n") == expected_html.rstrip("\n")

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,7 +20,7 @@ from newsletter.db import open_database
 from newsletter.ledger import Ledger
 from newsletter.mailsink import Fault, MailSink
 from subscribers.store import SubscriberStore
-from tests.conftest import ROOT
+from tests.conftest import ROOT, spawn
 
 SECRET = "k1:test-secret-0123456789abcdef"
 TOPIC_SETS = [("agents", "reasoning"), ("retrieval",), ("efficient-training", "vision-multimodal"),
@@ -64,6 +62,7 @@ def secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
 
 
+@pytest.mark.usefixtures("database_url")  # SQLite and the PostgreSQL server
 def test_send_delivers_one_email_per_reader_and_resumes_as_a_no_op(tmp_path: Path, sink: MailSink) -> None:
     config = make_config(tmp_path, sink)
     assert cli_run(config, "fetch")[0] == 0
@@ -104,8 +103,7 @@ def test_unknown_recipients_bounce_and_are_not_mailed_again(tmp_path: Path, sink
 
 
 def _send_process(config: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "newsletter", "--config", str(config), "send"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ))
+    return spawn(["--config", str(config), "send"])
 
 
 def _wait_for(sink: MailSink, count: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -116,6 +114,7 @@ def _wait_for(sink: MailSink, count: int, process: subprocess.Popen[bytes], time
         time.sleep(0.005)
 
 
+@pytest.mark.usefixtures("database_url")  # SQLite and the PostgreSQL server
 def test_sigkill_at_any_point_never_duplicates_and_loses_nothing(tmp_path: Path, sink: MailSink) -> None:
     config = make_config(tmp_path, sink, extra="lease_seconds = 1\nclaim_batch = 20")
     assert cli_run(config, "fetch")[0] == 0
@@ -210,3 +209,19 @@ def test_to_sends_one_test_copy_outside_the_ledger(tmp_path: Path, sink: MailSin
     code, output = cli_run(config, "send")
     assert code == 0
     assert len(sink.messages) == 1 + 5  # the real send is unaffected by the test copy
+
+
+def test_two_sending_processes_share_the_ledger(tmp_path: Path, sink: MailSink) -> None:
+    config = make_config(tmp_path, sink, extra="claim_batch = 10")
+    config.write_text(config.read_text().replace("concurrency = 4", "concurrency = 2"))
+    cli_run(config, "fetch")
+    emails = add_subscribers(config, 60)
+    sink.reply_delay = 0.05  # slow enough that the second process starts before the first is done
+    code, output = cli_run(config, "send", "--processes", "2")
+    assert code == 0, output
+    assert "this run: 60 sent" in output
+    assert {a: len(m) for a, m in sink.by_recipient().items()} == dict.fromkeys(emails, 1)
+    ledger = Ledger(open_database(load_settings(config).newsletter.database_url))
+    workers = ledger.by_worker(1)
+    assert len(workers) == 2  # both processes claimed rows
+    assert sum(w["sent"] for w in workers.values()) == 60

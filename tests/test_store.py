@@ -1,4 +1,4 @@
-"""One record per paper across fetches, versions and sources, through the real SQLite store."""
+"""One record per paper across fetches, versions and sources, through the real store: SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -21,15 +22,17 @@ from tests.conftest import fixture_path, write_config
 
 NOW = datetime(2026, 4, 27, 8, 0, tzinfo=UTC)
 
+pytestmark = pytest.mark.usefixtures("database_url")  # every test twice: SQLite, then the PostgreSQL server
+
 
 def fetch(settings: Settings, store: PaperStore, *names: str, now: datetime = NOW) -> dict[str, tuple[int, ...]]:
     reports = asyncio.run(fetch_sources(settings, store, names=names, now=now))
     return {r.source: (r.fetched, r.new, r.updated, r.skipped, len(r.errors)) for r in reports}
 
 
-def test_migrations_create_exactly_the_declared_schema(tmp_path: Path) -> None:
-    engine = open_database(f"sqlite:///{tmp_path / 'a.db'}")
-    open_database(f"sqlite:///{tmp_path / 'a.db'}")  # a second open is a no-op
+def test_migrations_create_exactly_the_declared_schema(empty_database_url: str) -> None:
+    engine = open_database(empty_database_url)
+    open_database(empty_database_url)  # a second open is a no-op
     with engine.connect() as connection:
         # newsletter's tables and the subscriber domain's (own metadata, same migrations)
         assert compare_metadata(MigrationContext.configure(connection), [metadata, subscriber_metadata]) == []

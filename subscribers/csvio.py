@@ -1,0 +1,192 @@
+"""CSV import and export of the subscriber list (stdlib ``csv``).
+
+Import reads ``email,name,topics,frequency`` (a header line first; topics separated by ``;``; only ``email`` is
+required). Every row is checked on its own; each bad row is reported with its line number and all of its
+problems, and the good rows are imported in one transaction. Importing is an idempotent upsert: a new
+address is added, a known one updated, and a row that changes nothing is counted as unchanged. An empty
+cell or a missing column leaves a stored value as it is; a new subscriber gets no name, every topic, daily.
+
+Imported subscribers are active (the operator vouches for their consent), or pending with ``confirm``.
+A suppressed address (unsubscribed, bounced, complained, deleted) is reported, never imported, unless
+``force``.
+
+Export writes every column of the list; the file can be imported again (columns import does not use are
+ignored). Cells that a spreadsheet would run as a formula get a leading ``'``, which import removes.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from datetime import datetime
+from typing import IO, Any
+
+from subscribers.addresses import valid_email
+from subscribers.errors import SubscribersError, SuppressedError
+from subscribers.models import Frequency, ImportReport, RowError, Status, Subscriber
+from subscribers.schema import FREQUENCIES
+from subscribers.store import SubscriberStore
+
+IMPORT_COLUMNS = ("email", "name", "topics", "frequency")
+EXPORT_COLUMNS = ("email", "name", "topics", "frequency", "status", "source", "consent_at", "consent_ip",
+                  "confirmed_at", "confirmed_ip", "unsubscribed_at", "created", "updated")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _unescape(cell: str) -> str:
+    cell = cell.strip()
+    if cell.startswith("'") and cell[1:2] and cell[1] in _FORMULA_START:
+        return cell[1:]
+    return cell
+
+
+def _escape(cell: str) -> str:
+    return "'" + cell if cell.startswith(_FORMULA_START) else cell
+
+
+def _header(row: list[str]) -> list[str]:
+    header = [cell.strip().lower().lstrip("\ufeff") for cell in row]
+    expected = ",".join(IMPORT_COLUMNS)
+    if "email" not in header:
+        raise SubscribersError(f"line 1: expected a header line {expected} (only email is required), "
+                               f"found {','.join(row)!r}")
+    unknown = [h for h in header if h not in EXPORT_COLUMNS]
+    if unknown:
+        raise SubscribersError(f"line 1: unknown column{'s' if len(unknown) > 1 else ''} "
+                               f"{', '.join(map(repr, unknown))}; expected: {expected}")
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise SubscribersError(f"line 1: column {', '.join(map(repr, twice))} given twice")
+    return header
+
+
+class _Row:
+    __slots__ = ("email", "frequency", "line", "name", "topics")
+
+    def __init__(self, line: int, email: str, name: str | None, topics: tuple[str, ...] | None,
+                 frequency: Frequency | None) -> None:
+        self.line, self.email, self.name, self.topics, self.frequency = line, email, name, topics, frequency
+
+
+def _check_row(store: SubscriberStore, line: int, header: list[str], cells: list[str],
+               seen: dict[str, int]) -> _Row | RowError:
+    if len(cells) > len(header):
+        return RowError(line=line, message=f"expected {len(header)} columns ({','.join(header)}), found {len(cells)}")
+    values = dict(zip(header, [_unescape(c) for c in cells] + [""] * (len(header) - len(cells)), strict=True))
+    problems: list[str] = []
+    address = ""
+    try:
+        address = valid_email(values["email"])
+    except SubscribersError as error:
+        problems.append(str(error))
+    topics: tuple[str, ...] | None = None
+    if values.get("topics"):
+        try:
+            topics = store.check_topics(values["topics"].split(";"))
+        except SubscribersError as error:
+            problems.append(str(error))
+    frequency: Frequency | None = None
+    if values.get("frequency"):
+        chosen = values["frequency"].lower()
+        if chosen in FREQUENCIES:
+            frequency = chosen  # type: ignore[assignment]  # checked just above
+        else:
+            problems.append(f"unknown frequency {values['frequency']!r}; expected one of: {', '.join(FREQUENCIES)}")
+    name = " ".join(values.get("name", "").split()) or None
+    if name is not None and len(name) > 200:
+        problems.append("name longer than 200 characters")
+    if address and address in seen:
+        problems.append(f"duplicate of line {seen[address]} ({address})")
+    if problems:
+        return RowError(line=line, message="; ".join(problems))
+    seen[address] = line
+    return _Row(line, address, name, topics, frequency)
+
+
+def read_rows(store: SubscriberStore, stream: IO[str]) -> tuple[list[_Row], list[RowError], int]:
+    """Parse and check every row: (good rows, bad rows, number of data rows)."""
+    reader = csv.reader(stream)
+    try:
+        header = _header(next(reader))
+    except StopIteration:
+        raise SubscribersError(f"the file is empty; expected a header line {','.join(IMPORT_COLUMNS)}") from None
+    except csv.Error as error:
+        raise SubscribersError(f"line 1: not CSV: {error}") from None
+    good: list[_Row] = []
+    bad: list[RowError] = []
+    seen: dict[str, int] = {}
+    rows = 0
+    last = reader.line_num
+    while True:
+        start = last + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            raise SubscribersError(f"line {start}: not CSV: {error}") from None
+        last = reader.line_num
+        if not any(cell.strip() for cell in cells):
+            continue
+        rows += 1
+        checked = _check_row(store, start, header, cells, seen)
+        (bad if isinstance(checked, RowError) else good).append(checked)  # type: ignore[arg-type]
+    return good, bad, rows
+
+
+def import_csv(
+    store: SubscriberStore,
+    stream: IO[str],
+    *,
+    now: datetime,
+    confirm: bool = False,
+    force: bool = False,
+    dry_run: bool = False,
+) -> ImportReport:
+    """Import the good rows of a CSV file in one transaction and report the others (see the module docstring).
+
+    ``confirm``: new subscribers are pending; the caller sends their confirmation emails
+    (``ImportReport.to_confirm``). ``dry_run``: check everything, change nothing.
+    """
+    good, errors, rows = read_rows(store, stream)
+    report = ImportReport(rows=rows, errors=errors, dry_run=dry_run)
+    with store.engine.connect() as connection:
+        transaction = connection.begin()
+        for row in good:
+            try:
+                what, subscriber = store.put(connection, row.email, now=now, name=row.name, topics=row.topics,
+                                             frequency=row.frequency, pending=confirm, source="import",
+                                             force=force)
+            except SuppressedError as error:
+                errors.append(RowError(line=row.line, message=f"{error.address} is suppressed ({error.reason}); "
+                                                              "not imported (use --force to import it anyway)"))
+                continue
+            {"added": report.added, "updated": report.updated, "unchanged": report.unchanged}[what].append(subscriber)
+        if dry_run:
+            transaction.rollback()
+        else:
+            transaction.commit()
+    errors.sort(key=lambda e: e.line)
+    return report
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return ";".join(value)
+    return _escape(str(value))
+
+
+def export_csv(store: SubscriberStore, stream: IO[str], *, status: Status | None = None) -> int:
+    """Write the list (or the subscribers of one status) as CSV; returns the number of subscribers written."""
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    subscribers: Iterable[Subscriber] = store.list_all(status=status)
+    count = 0
+    for subscriber in subscribers:
+        writer.writerow([_cell(getattr(subscriber, column)) for column in EXPORT_COLUMNS])
+        count += 1
+    return count

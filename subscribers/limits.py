@@ -1,0 +1,67 @@
+"""Rate limits kept in the database, so they hold across restarts and across processes sharing it.
+
+Each counted event is a row (kind, hashed key, time). ``allow`` inserts the event first and then counts the
+window *in the same transaction*: on SQLite the insert takes the database's write lock, so concurrent
+requests are counted one after another and the limit is exact. (On PostgreSQL two concurrent requests can
+each miss the other's uncommitted row; the web app also serialises its own checks, so only several web
+processes racing on one address could exceed a limit, by at most one per process.)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from subscribers.addresses import address_hash, ip_hash
+from subscribers.schema import rate_events
+
+Kind = Literal["confirmation", "subscribe-ip"]
+
+CONFIRMATIONS_PER_ADDRESS = 3
+"""At most this many confirmation emails to one address…"""
+CONFIRMATION_WINDOW = timedelta(days=7)
+"""…within this window, whoever asks for them (double opt-in must not become a way to spam an address)."""
+IP_WINDOW = timedelta(hours=1)
+KEEP = timedelta(days=8)
+"""Events older than the longest window are deleted as new ones are added."""
+
+
+class RateLimits:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def allow(self, kind: Kind, key: str, *, limit: int, window: timedelta, now: datetime) -> bool:
+        """Count one event for ``key`` unless ``limit`` events are already in the window; True if counted."""
+        with self.engine.connect() as connection:
+            transaction = connection.begin()
+            connection.execute(rate_events.insert().values(kind=kind, key=key, created=now))
+            count = connection.execute(
+                sa.select(sa.func.count()).select_from(rate_events).where(
+                    rate_events.c.kind == kind, rate_events.c.key == key, rate_events.c.created > now - window
+                )
+            ).scalar_one()
+            if count > limit:
+                transaction.rollback()
+                return False
+            connection.execute(rate_events.delete().where(rate_events.c.created < now - KEEP))
+            transaction.commit()
+            return True
+
+    def count(self, kind: Kind, key: str, *, window: timedelta, now: datetime) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(
+                sa.select(sa.func.count()).select_from(rate_events).where(
+                    rate_events.c.kind == kind, rate_events.c.key == key, rate_events.c.created > now - window
+                )
+            ).scalar_one())
+
+    def allow_confirmation(self, email: str, *, now: datetime, limit: int = CONFIRMATIONS_PER_ADDRESS) -> bool:
+        """May one more confirmation email go to this address now? (Counts it when it may.)"""
+        return self.allow("confirmation", address_hash(email), limit=limit, window=CONFIRMATION_WINDOW, now=now)
+
+    def allow_subscribe_from(self, ip: str, *, limit: int, now: datetime) -> bool:
+        """May this client IP send one more subscribe request this hour? (Counts it when it may.)"""
+        return self.allow("subscribe-ip", ip_hash(ip), limit=limit, window=IP_WINDOW, now=now)

@@ -1,0 +1,409 @@
+"""Celery workers against the real servers: Redis and RabbitMQ brokers, PostgreSQL, an aiosmtpd sink.
+
+The batch function itself runs on SQLite and PostgreSQL; the end-to-end runs start real `newsletter worker`
+processes and kill one of them with SIGKILL in the middle of a batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery.exceptions import Retry
+from click.testing import CliRunner
+
+from newsletter.campaign import prepare
+from newsletter.cli import cli
+from newsletter.config import load_settings
+from newsletter.db import open_database
+from newsletter.errors import DeliveryError
+from newsletter.ledger import Ledger
+from newsletter.links import signer_from_settings
+from newsletter.mailsink import MailSink
+from newsletter.sending import deliver, worker_name
+from newsletter.workers import SEND_TASK, BatchSender, Dispatcher, make_app, register_tasks
+from subscribers.store import SubscriberStore
+from tests.conftest import ROOT
+from tests.databases import HOW_TO_START, PostgresServer, scratch_redis
+from tests.test_delivery import EDITION, START, Clock, build, fill, received, settings_for
+from tests.test_send import SECRET, TOPIC_SETS
+
+RABBITMQ_URL = os.environ.get("NEWSLETTER_TEST_AMQP_URL") or "amqp://guest:guest@127.0.0.1:5672//"
+
+
+@pytest.fixture(autouse=True)
+def secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+
+
+@pytest.fixture
+def sink() -> Iterator[MailSink]:
+    with MailSink() as server:
+        yield server
+
+
+@pytest.fixture
+def ledger(database_url: str) -> Iterator[Ledger]:
+    engine = open_database(database_url)
+    yield Ledger(engine, worker="test")
+    engine.dispose()
+
+
+def send_only(ledger: Ledger, sink: MailSink, ids: list[int], clock: Clock) -> dict[str, int]:
+    asyncio.run(deliver(ledger.engine, settings=settings_for(sink), sender="papers@example.org", edition_id=EDITION,
+                        build_message=build, clock=clock, only=ids))
+    return ledger.counts(EDITION)
+
+
+# --- one batch: exactly its rows, once ---------------------------------------------------------------------
+
+
+def test_a_batch_sends_exactly_its_rows_and_again_sends_nothing(ledger: Ledger, sink: MailSink) -> None:
+    emails = fill(ledger, 30)
+    ids = ledger.due_ids(EDITION, now=START)
+    assert len(ids) == 30
+    batch = ids[5:15]
+    counts = send_only(ledger, sink, batch, Clock())
+    assert (counts["sent"], counts["pending"]) == (10, 20)
+    assert received(sink) == dict.fromkeys(emails[5:15], 1)
+    assert send_only(ledger, sink, batch, Clock())["sent"] == 10  # a redelivered task: nothing twice
+    assert len(sink.messages) == 10
+    assert ledger.due_ids(EDITION, now=START) == ids[:5] + ids[15:]
+
+
+def test_rows_another_claim_holds_are_left_to_it_until_its_lease_lapses(ledger: Ledger, sink: MailSink) -> None:
+    emails = fill(ledger, 6)
+    ids = ledger.due_ids(EDITION, now=START)
+    dead = Ledger(ledger.engine, worker="dead:1")
+    held = dead.claim(EDITION, limit=2, now=START, lease=timedelta(seconds=30))  # a worker that then died
+    assert [d.id for d in held] == ids[:2]
+    clock = Clock()
+    counts = send_only(ledger, sink, ids, clock)
+    assert (counts["sent"], counts["claimed"]) == (4, 2)
+    assert ledger.held_until(ids) == START + timedelta(seconds=30)
+    assert ledger.held_until(ids[2:]) is None
+    clock.now = START + timedelta(seconds=31)  # the dead worker's lease lapsed: the next try sends them
+    counts = send_only(ledger, sink, ids, clock)
+    assert (counts["sent"], counts["claimed"]) == (6, 0)
+    assert ledger.held_until(ids) is None
+    assert received(sink) == dict.fromkeys(emails, 1)
+    assert ledger.by_worker(EDITION) == {worker_name(): {"sent": 6}}
+
+
+def test_the_task_retries_while_another_claim_holds_rows_of_its_batch(tmp_path: Path, sink: MailSink,
+                                                                       database_url: str) -> None:
+    # called directly, as a worker calls it (a retry then raises instead of publishing: no broker is needed)
+    config = worker_config(tmp_path, sink, database_url=database_url, broker="redis://127.0.0.1:1/0")
+    assert cli_run(config, "fetch")[0] == 0
+    add_subscribers(config, 8)
+    settings = load_settings(config)
+    engine = open_database(settings.newsletter.database_url)
+    prepared = prepare(settings, engine, frequency="daily", now=datetime.now(UTC), day=None,
+                       signer=signer_from_settings(settings))
+    ledger = Ledger(engine)
+    ids = ledger.due_ids(prepared.edition.id, now=datetime.now(UTC))
+    Ledger(engine, worker="dead:1").claim(prepared.edition.id, limit=1, now=datetime.now(UTC),
+                                          lease=timedelta(seconds=1))
+    task = register_tasks(make_app(settings), BatchSender(settings, engine))
+    with pytest.raises(Retry):  # one row is held: the task sends the rest and asks to run again
+        task.run(prepared.edition.id, ids)
+    assert ledger.counts(prepared.edition.id)["sent"] == 7
+    time.sleep(1.1)
+    assert task.run(prepared.edition.id, ids)["sent"] == 1  # the lease lapsed: the retry completes the batch
+    assert task.run(prepared.edition.id, ids)["sent"] == 0  # and a redelivery sends nothing
+    assert len(sink.messages) == 8
+    engine.dispose()
+
+
+class LostTasks:
+    """A stand-in broker that loses every task it is given (so `send --workers` must notice)."""
+
+    def __init__(self) -> None:
+        self.sent: list[list[int]] = []
+
+    def send_task(self, name: str, *, args: list[Any], queue: str) -> None:
+        assert name == SEND_TASK
+        self.sent.append(list(args[1]))
+
+
+def test_rows_whose_tasks_are_lost_are_enqueued_again_then_reported(ledger: Ledger, tmp_path: Path,
+                                                                    sink: MailSink, database_url: str) -> None:
+    fill(ledger, 5)
+    settings = load_settings(worker_config(tmp_path, sink, database_url=database_url, broker="redis://127.0.0.1:1/0"))
+    broker = LostTasks()
+    dispatcher = Dispatcher(settings, ledger.engine, app=broker, clock=Clock())
+    dispatcher.waiting = lambda: 0  # type: ignore[method-assign]  # the queue is empty: the tasks are gone
+    dispatcher.ping = lambda **_: ["a-worker@host"]  # type: ignore[method-assign]
+    with pytest.raises(DeliveryError, match=r"5 rows of edition 1 stay pending although they were enqueued 6 times: "
+                                            r"is a `newsletter worker` failing\? \(see its log\)"):
+        dispatcher.run(EDITION, poll_seconds=0.01, settle_seconds=0)
+    ids = ledger.due_ids(EDITION, now=START)
+    assert broker.sent == [ids] * 6  # once, then again after each quiet spell
+
+
+@pytest.mark.usefixtures("database_url")
+def test_concurrent_claims_never_take_a_row_twice(ledger: Ledger) -> None:
+    fill(ledger, 400)
+    taken: list[list[int]] = []
+    errors: list[BaseException] = []
+
+    def claimer(n: int) -> None:
+        mine = Ledger(ledger.engine, worker=f"w{n}")
+        try:
+            while batch := mine.claim(EDITION, limit=7, now=START, lease=timedelta(minutes=5)):
+                taken.append([d.id for d in batch])
+        except BaseException as error:  # reported below, in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=claimer, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    ids = [i for batch in taken for i in batch]
+    assert len(ids) == len(set(ids)) == 400
+    assert ledger.counts(EDITION)["claimed"] == 400
+
+
+# --- end to end: `newsletter worker` processes, `send --workers` ---------------------------------------------
+
+
+def worker_config(folder: Path, sink: MailSink, *, database_url: str, broker: str, queue: str = "newsletter",
+                  extra: str = "") -> Path:
+    text = (ROOT / "examples" / "offline.toml").read_text(encoding="utf-8")
+    text = text.replace('url = "feeds/', f'url = "{ROOT / "examples" / "feeds"}/')
+    text = text.replace('database_url = "sqlite:///offline.db"', f'database_url = "{database_url}"')
+    text += (f"\n[delivery]\nport = {sink.port}\nconcurrency = 4\ntimeout_seconds = 5\nlease_seconds = 2\n"
+             f'\n[workers]\nbroker = "{broker}"\nqueue = "{queue}"\nbatch_size = 50\n{extra}\n')
+    path = folder / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def add_subscribers(config: Path, count: int) -> list[str]:
+    settings = load_settings(config)
+    engine = open_database(settings.newsletter.database_url)
+    store = SubscriberStore(engine)
+    emails = [f"reader{i}@example.com" for i in range(count)]
+    with engine.begin() as connection:
+        for i, address in enumerate(emails):
+            store.put(connection, address, now=datetime.now(UTC), name=f"Reader {i}",
+                      topics=TOPIC_SETS[i % len(TOPIC_SETS)], frequency="daily", pending=False, source="cli",
+                      force=False)
+    engine.dispose()
+    return emails
+
+
+def cli_run(config: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def start(config: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as output:
+        return subprocess.Popen([sys.executable, "-m", "newsletter", "--config", str(config), *args],
+                                stdout=output, stderr=subprocess.STDOUT, env=dict(os.environ))
+
+
+def wait_until_ready(process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while " ready." not in log.read_text(errors="replace"):
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+    if process.poll() is None:
+        process.send_signal(sig)
+    return process.wait(timeout=30)
+
+
+@pytest.fixture
+def fresh_postgres(postgres: PostgresServer) -> Iterator[str]:
+    """A database of its own (the worker processes connect to it), dropped afterwards."""
+    url = postgres.create()
+    yield url
+    postgres.drop(url)
+
+
+def test_two_workers_one_killed_mid_batch_every_reader_gets_exactly_one(
+    tmp_path: Path, sink: MailSink, fresh_postgres: str
+) -> None:
+    with scratch_redis() as broker:
+        queue = f"nl-test-{secrets.token_hex(4)}"
+        config = worker_config(tmp_path, sink, database_url=fresh_postgres, broker=broker, queue=queue)
+        assert cli_run(config, "fetch")[0] == 0
+        emails = add_subscribers(config, 2000)
+        settings = load_settings(config)
+        engine = open_database(settings.newsletter.database_url)
+        ledger = Ledger(engine)
+        sink.reply_delay = 0.02  # slow enough to kill a worker in the middle of a batch
+        workers = [start(config, "worker", log=tmp_path / f"worker{n}.log") for n in range(2)]
+        send = None
+        try:
+            for n, worker in enumerate(workers):
+                wait_until_ready(worker, tmp_path / f"worker{n}.log")
+            send = start(config, "send", "--workers", log=tmp_path / "send.log")
+            victim = f"{socket.gethostname()}:{workers[0].pid}"
+            deadline = time.monotonic() + 60
+            # early in one of its batches: most of its 50 claimed rows have not reached DATA yet
+            while not (len(sink.messages) >= 300 and ledger.by_worker(1).get(victim, {}).get("claimed", 0) >= 25):
+                assert time.monotonic() < deadline, (len(sink.messages), ledger.by_worker(1))
+                assert send.poll() is None, (tmp_path / "send.log").read_text()
+                assert all(w.poll() is None for w in workers), [w.poll() for w in workers]
+                time.sleep(0.01)
+            held = ledger.by_worker(1)[victim]["claimed"]
+            workers[0].send_signal(signal.SIGKILL)  # mid-batch: its claims and its unacknowledged task are left
+            workers[0].wait()
+            sink.reply_delay = 0
+            assert send.wait(timeout=60) == 0, (tmp_path / "send.log").read_text()
+            output = (tmp_path / "send.log").read_text()
+        finally:
+            for process in [*workers, *([send] if send else [])]:
+                stop(process, signal.SIGKILL if process is workers[0] else signal.SIGTERM)
+            Dispatcher(settings, engine).purge()
+        counts = ledger.counts(1)
+        assert held > 0
+        assert counts["pending"] == counts["claimed"] == counts["deferred"] == counts["failed"] == 0
+        assert counts["sent"] + counts["ambiguous"] == 2000
+        copies = {address: len(messages) for address, messages in sink.by_recipient().items()}
+        assert all(n == 1 for n in copies.values()), {a: n for a, n in copies.items() if n != 1}
+        ambiguous = {row["email"] for row in ledger.rows(1, state="ambiguous")}
+        assert {e for e in emails if e not in copies} <= ambiguous  # only an ambiguous row may be missing
+        assert counts["ambiguous"] <= 4  # at most the killed worker's messages in flight (4 connections)
+        for address in ambiguous:
+            assert f"ambiguous {address}" in output
+        assert "enqueued 2000 messages for the workers; " in output
+        assert " enqueued again after their worker stopped" in output
+        survivor = f"{socket.gethostname()}:{workers[1].pid}"
+        by_worker = ledger.by_worker(1)
+        assert set(by_worker) == {victim, survivor}
+        assert by_worker[survivor]["sent"] + by_worker[victim].get("sent", 0) == counts["sent"]
+        result = CliRunner().invoke(cli, ["--config", str(config), "status"])
+        assert result.exit_code == 0, result.output
+        assert "Per worker: daily-" in result.output
+        assert f"queue {queue}: 0 batches waiting for a worker" in result.output
+        engine.dispose()
+
+
+def test_serve_with_workers_enqueues_the_scheduled_edition(tmp_path: Path, sink: MailSink,
+                                                           fresh_postgres: str) -> None:
+    from newsletter.run_store import RunStore
+    from newsletter.scheduler import Service
+
+    with scratch_redis() as broker:
+        config = worker_config(tmp_path, sink, database_url=fresh_postgres, broker=broker,
+                               queue=f"nl-test-{secrets.token_hex(4)}")
+        config.write_text(config.read_text() + '\n[schedule]\nfetch = ""\ndaily = "*/2 * * * * *"\nweekly = ""\n'
+                          'retry = ""\nhousekeeping = ""\n')
+        assert cli_run(config, "fetch")[0] == 0
+        emails = add_subscribers(config, 60)
+        worker = start(config, "worker", log=tmp_path / "worker.log")
+        settings = load_settings(config)
+        engine = open_database(settings.newsletter.database_url)
+        runs = RunStore(engine)
+        try:
+            wait_until_ready(worker, tmp_path / "worker.log")
+            service = Service(settings, engine)
+
+            async def serve_until_a_daily_run_is_done() -> None:
+                task = asyncio.create_task(service.run())
+                deadline = time.monotonic() + 60
+                while not any(r.finished for r in runs.recent(job="daily")):
+                    assert not task.done()
+                    assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()
+                    await asyncio.sleep(0.1)
+                service.request_stop()
+                await asyncio.wait_for(task, timeout=30)
+
+            asyncio.run(serve_until_a_daily_run_is_done())
+        finally:
+            assert stop(worker) == 0, (tmp_path / "worker.log").read_text()
+        assert {a: len(m) for a, m in sink.by_recipient().items()} == dict.fromkeys(emails, 1)
+        done = [r for r in runs.recent(job="daily") if r.finished]
+        assert done[-1].status == "ok"
+        assert "60 sent" in done[-1].summary
+        assert set(Ledger(engine).by_worker(1)) == {f"{socket.gethostname()}:{worker.pid}"}  # the worker sent
+        engine.dispose()
+
+
+def test_a_rabbitmq_broker_and_send_without_waiting(tmp_path: Path, sink: MailSink, fresh_postgres: str) -> None:
+    queue = f"nl-test-{secrets.token_hex(4)}"
+    config = worker_config(tmp_path, sink, database_url=fresh_postgres, broker=RABBITMQ_URL, queue=queue)
+    settings = load_settings(config)
+    app = make_app(settings)
+    try:
+        with app.connection_for_read() as connection:
+            connection.ensure_connection(max_retries=1)
+    except Exception as error:
+        pytest.fail(f"RabbitMQ is not reachable at {RABBITMQ_URL} ({error}): {HOW_TO_START}", pytrace=False)
+    assert cli_run(config, "fetch")[0] == 0
+    emails = add_subscribers(config, 150)
+    worker = None
+    try:
+        code, output = cli_run(config, "send", "--workers", "--no-wait")  # no worker runs yet
+        assert code == 0, output
+        assert "enqueued 150 messages for the workers" in output
+        assert "not waiting for the workers: they go on; `newsletter status` shows their progress" in output
+        code, output = cli_run(config, "status")
+        assert code == 0, output
+        assert f"queue {queue}: 3 batches waiting for a worker" in output
+        worker = start(config, "worker", log=tmp_path / "worker.log")
+        ledger = Ledger(open_database(settings.newsletter.database_url))
+        deadline = time.monotonic() + 60
+        while ledger.counts(1)["sent"] < 150:
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()
+            assert time.monotonic() < deadline, ledger.counts(1)
+            time.sleep(0.1)
+        code, output = cli_run(config, "send", "--workers")  # again: nothing is due, nothing is sent
+        assert code == 0, output
+        assert "enqueued 0 messages for the workers" in output
+    finally:
+        if worker is not None:
+            assert stop(worker) == 0, (tmp_path / "worker.log").read_text()
+        with app.connection_for_write() as connection:
+            connection.default_channel.queue_delete(queue)
+    assert {a: len(m) for a, m in sink.by_recipient().items()} == dict.fromkeys(emails, 1)
+    ledger.engine.dispose()
+
+
+def test_workers_need_a_broker(tmp_path: Path, sink: MailSink) -> None:
+    config = worker_config(tmp_path, sink, database_url="sqlite:///w.db", broker="")
+    code, output = cli_run(config, "worker")
+    assert code == 1
+    assert "Error: " in output
+    assert "no workers: set [workers] broker (or NEWSLETTER_BROKER_URL) to a Redis or RabbitMQ URL" in output
+    code, output = cli_run(config, "send", "--workers", "--limit", "3")
+    assert code == 2
+    assert "--workers does not go with --limit, --processes, --dry-run or --to" in output
+    assert SEND_TASK == "newsletter.send_batch"
+
+
+def test_an_unreachable_broker_or_a_worker_without_its_secrets_is_a_one_line_error(
+    tmp_path: Path, sink: MailSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = worker_config(tmp_path, sink, database_url="sqlite:///w.db", broker="redis://127.0.0.1:1/0")
+    assert cli_run(config, "fetch")[0] == 0
+    add_subscribers(config, 3)
+    code, output = cli_run(config, "send", "--workers")
+    assert code == 1
+    assert "Error: cannot reach the broker 'redis://127.0.0.1:1/0': " in output
+    assert Ledger(open_database(load_settings(config).newsletter.database_url)).counts(1)["pending"] == 3
+    monkeypatch.delenv("NEWSLETTER_SECRET")
+    code, output = cli_run(config, "worker")  # fails at start, not on every batch it would take
+    assert code == 1
+    assert "Error: no signing key: set the environment variable NEWSLETTER_SECRET" in output
