@@ -17,6 +17,7 @@ import os
 import random
 import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -223,7 +224,7 @@ async def send_single(settings: DeliverySettings, *, sender: str, recipient: str
     if settings.backend == "file":
         folder = Path(settings.outbox)
         folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"test-copy-{int(time.time())}.eml"
+        target = folder / f"single-{int(time.time())}-{uuid.uuid4().hex[:8]}.eml"
         target.write_bytes(message)
         return str(target)
     try:

@@ -34,12 +34,15 @@ class PostgresServer:
         self.created: list[str] = []
 
     def check(self) -> None:
+        problem = None
         try:
             with self.admin.connect() as connection:
                 connection.exec_driver_sql("SELECT 1")
         except sa.exc.OperationalError as error:
+            problem = str(error).splitlines()[0]
+        if problem is not None:  # outside the except clause: one clear line, no chained traceback
             pytest.fail(f"PostgreSQL is not reachable at {make_url(self.admin_url).render_as_string()} "
-                        f"({str(error).splitlines()[0]}): {HOW_TO_START}", pytrace=False)
+                        f"({problem}): {HOW_TO_START}", pytrace=False)
 
     def create(self) -> str:
         """A new, empty database; returns its URL."""
@@ -104,10 +107,13 @@ def scratch_redis() -> Iterator[str]:
     import redis
 
     base = redis_url()
+    problem = None
     try:
         redis.Redis.from_url(f"{base}/0", socket_connect_timeout=2).ping()
     except redis.exceptions.ConnectionError as error:
-        pytest.fail(f"Redis is not reachable at {base} ({error}): {HOW_TO_START}", pytrace=False)
+        problem = str(error)
+    if problem is not None:
+        pytest.fail(f"Redis is not reachable at {base} ({problem}): {HOW_TO_START}", pytrace=False)
     owner = secrets.token_hex(8)
     for number in secrets.SystemRandom().sample(range(1, 16), 15):
         client = redis.Redis.from_url(f"{base}/{number}")

@@ -47,6 +47,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def far_daily() -> str:
+    """A daily schedule 12 hours from now: no real fire time falls inside what a test simulates."""
+    return f"0 {(datetime.now(UTC).hour + 12) % 24} * * *"
+
+
 def schedule_config(folder: Path, sink: MailSink, schedule: str) -> Path:
     path = make_config(folder, sink)
     text = path.read_text(encoding="utf-8").replace("\nport = 8000\n", f"\nport = {free_port()}\n")
@@ -128,7 +133,7 @@ def _finished_runs(config: Path, job: str) -> list[str]:
 
 @pytest.mark.usefixtures("database_url")  # the run log, the lease and the job store on SQLite and PostgreSQL
 def test_a_run_missed_during_an_outage_runs_once_on_restart(tmp_path: Path, sink: MailSink) -> None:
-    config = schedule_config(tmp_path, sink, NO_JOBS.replace('daily = ""', 'daily = "0 7 * * mon-fri"'))
+    config = schedule_config(tmp_path, sink, NO_JOBS.replace('daily = ""', f'daily = "{far_daily()}"'))
     assert CliRunner().invoke(cli, ["--config", str(config), "fetch"]).exit_code == 0
     emails = add_subscribers(config, 6)
     settings = load_settings(config)
@@ -150,7 +155,7 @@ def test_a_run_missed_during_an_outage_runs_once_on_restart(tmp_path: Path, sink
 @pytest.mark.usefixtures("database_url")  # the run log, the lease and the job store on SQLite and PostgreSQL
 def test_a_run_missed_by_more_than_the_grace_time_is_recorded_as_skipped(tmp_path: Path, sink: MailSink) -> None:
     config = schedule_config(tmp_path, sink,
-                             NO_JOBS.replace('daily = ""', 'daily = "0 7 * * mon-fri"') + "misfire_grace_seconds = 600")
+                             NO_JOBS.replace('daily = ""', f'daily = "{far_daily()}"') + "misfire_grace_seconds = 600")
     CliRunner().invoke(cli, ["--config", str(config), "fetch"])
     add_subscribers(config, 2)
     settings = load_settings(config)
