@@ -29,10 +29,8 @@ from newsletter.cli_topics import suggest as topics_suggest
 from newsletter.config import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
 from newsletter.db import open_database
 from newsletter.errors import NewsletterError
-from newsletter.ingest import fetch_sources, refresh_matches
 from newsletter.logs import configure_logging
 from newsletter.models import SourceReport
-from newsletter.reports import papers_view, topics_view
 from newsletter.store import PaperStore
 from subscribers.errors import SubscribersError
 
@@ -119,6 +117,8 @@ def fetch(app: App, sources: tuple[str, ...], as_json: bool) -> None:
     Prints one row per source: entries fetched, papers new and updated, entries skipped (replacements,
     entries without an id) and errors. Exits non-zero only when every source failed.
     """
+    from newsletter.ingest import fetch_sources  # scikit-learn: imported when used, not for --help
+
     with console.status("Fetching sources…", spinner="dots") if not as_json else _nothing():
         reports = asyncio.run(fetch_sources(app.settings, app.store, names=sources))
     if as_json:
@@ -169,6 +169,9 @@ _DATE = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%
 @pass_app
 def papers(app: App, since: datetime | None, topic: str | None, unmatched: bool, as_json: bool) -> None:
     """List stored papers, newest first, with trending score and why they match their topics."""
+    from newsletter.ingest import refresh_matches
+    from newsletter.reports import papers_view
+
     refresh_matches(app.settings, app.store)
     view = papers_view(app.settings, app.store, now=app.now(), since=_since(app, since), topic=topic,
                        unmatched=unmatched)
@@ -192,6 +195,9 @@ def papers(app: App, since: datetime | None, topic: str | None, unmatched: bool,
 @click.pass_context
 def topics(ctx: click.Context, as_json: bool, top: int) -> None:
     """Per topic: how many papers match, the best ones and why; and how many match nothing."""
+    from newsletter.ingest import refresh_matches
+    from newsletter.reports import topics_view
+
     if ctx.invoked_subcommand is not None:
         return
     app = ctx.find_object(App)

@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 import click
 
 from newsletter.config import Settings
-from newsletter.topic_eval import Evaluation, evaluate_sample
-from newsletter.topic_suggest import suggest_from_store, to_toml
+
+if TYPE_CHECKING:
+    from newsletter.topic_eval import Evaluation
 
 SWEEP = tuple(round(0.02 * i, 2) for i in range(31))
 _DATE = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"])
@@ -59,6 +60,8 @@ def evaluate(app: _App, file: Path, threshold: float | None, sweep: bool, as_jso
     `categories` column lists its arXiv categories. Prints, per topic, the papers labelled, matched and
     correctly matched, precision, recall and F1, then the macro-F1: tune the threshold with it.
     """
+    from newsletter.topic_eval import evaluate_sample  # scikit-learn: imported when used, not for --help
+
     results = evaluate_sample(app.settings, app.store, file, threshold=threshold, thresholds=SWEEP if sweep else ())
     if as_json:
         payload = results[0].as_json()
@@ -90,6 +93,8 @@ def suggest(app: _App, since: datetime | None, clusters: int | None, min_size: i
     """
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=ZoneInfo(app.settings.newsletter.timezone))
+    from newsletter.topic_suggest import suggest_from_store, to_toml  # scikit-learn, when used
+
     suggestions = suggest_from_store(app.settings, app.store, since=since, clusters=clusters, min_size=min_size,
                                      examples=examples)
     click.echo(to_toml(suggestions, since=since.date().isoformat() if since else None), nl=False)
