@@ -34,9 +34,7 @@ import os
 import re
 import resource
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,13 +43,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Self
+
+from send import PostfixSink, cpu_seconds_of
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get("NEWSLETTER_BENCH_POSTGRES_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = os.environ.get("NEWSLETTER_BENCH_REDIS_URL") or "redis://127.0.0.1:6379"
-SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 DOMAINS = 997
 
 
@@ -59,69 +57,10 @@ def say(line: str = "") -> None:
     print(line, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, *, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.02)
-    raise SystemExit(f"nothing listens on 127.0.0.1:{port}")
-
-
-def cpu_seconds_of(pid: int) -> float:
-    """utime + stime of a live process from /proc (this host is Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def machine_cpu() -> float:
     """CPU seconds the whole machine spent busy so far (all processes, all cores)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
-class PostfixSink:
-    """Postfix's smtp-sink on 127.0.0.1 (discards every message); ``received`` reads its ``-c`` counter."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.log = folder / f"smtp-sink-{self.port}.out"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Self:
-        user = ["-u", "nobody"] if os.geteuid() == 0 else []
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen([SMTP_SINK, *user, "-c", f"127.0.0.1:{self.port}", "256"],
-                                            stdout=out, stderr=subprocess.STDOUT)
-        wait_for_port(self.port)
-        return self
-
-    def received(self) -> int:
-        """Messages completed ('.' answered); waits until the counter stops moving."""
-        last, stable_since = -1, time.monotonic()
-        while time.monotonic() - stable_since < 0.3:
-            found = re.findall(rb"mesg=(\d+)", self.log.read_bytes())
-            count = int(found[-1]) if found else 0
-            if count != last:
-                last, stable_since = count, time.monotonic()
-            time.sleep(0.05)
-        return last
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-
-# --- scratch servers ---------------------------------------------------------------------------------------
 
 
 class Databases:

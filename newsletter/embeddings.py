@@ -26,7 +26,7 @@ import numpy as np
 
 from newsletter.config import TopicSettings
 from newsletter.models import Paper, TopicMatch
-from newsletter.topics import apply_rules, paper_text, topics_fingerprint
+from newsletter.topics import paper_text, topics_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,6 @@ class EmbeddingMatcher:
         background: Sequence[Paper] = (),
         threshold: float | None = None,
     ) -> list[TopicMatch]:
-        if not papers or not topics:
-            return []
-        similarities = self.similarities(papers, topics)
-        return apply_rules(papers, topics, similarities, threshold=self.threshold if threshold is None else threshold)
+        from newsletter.matching import match_with  # matching imports this module to build the matcher
+
+        return match_with(self, papers, topics, threshold=threshold)

@@ -55,6 +55,21 @@ class Matcher(Protocol):
         ...
 
 
+def match_with(
+    matcher: Matcher,
+    papers: Sequence[Paper],
+    topics: Sequence[TopicSettings],
+    *,
+    background: Sequence[Paper] = (),
+    threshold: float | None = None,
+) -> list[TopicMatch]:
+    """Similarities of either method, then the shared category/keyword/exclude rules and reasons."""
+    if not papers or not topics:
+        return []
+    similarities = matcher.similarities(papers, topics, background=background)
+    return apply_rules(papers, topics, similarities, threshold=matcher.threshold if threshold is None else threshold)
+
+
 class TfidfMatcher:
     """TF-IDF cosine similarity (``newsletter.topics.match_papers``) as a ``Matcher``."""
 
@@ -80,10 +95,7 @@ class TfidfMatcher:
         background: Sequence[Paper] = (),
         threshold: float | None = None,
     ) -> list[TopicMatch]:
-        if not papers or not topics:
-            return []
-        similarities = self.similarities(papers, topics, background=background)
-        return apply_rules(papers, topics, similarities, threshold=self.threshold if threshold is None else threshold)
+        return match_with(self, papers, topics, background=background, threshold=threshold)
 
 
 def build_matcher(
