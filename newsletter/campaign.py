@@ -78,12 +78,13 @@ def prepare(
     """Build (or load) the edition and fill its ledger; renders only variants not stored yet."""
     papers, editions, ledger = PaperStore(engine), EditionStore(engine), Ledger(engine)
     edition = build_edition(settings, papers, editions, frequency=frequency, now=now, day=day)
-    subscribers = SubscriberStore(engine).list_active(frequency=frequency)
+    store = SubscriberStore(engine)
+    active = store.active_id_list(frequency=frequency)
     if edition.is_empty:
-        return Prepared(edition, len(subscribers), 0, 0, 0, 0, len(subscribers))
+        return Prepared(edition, len(active), 0, 0, 0, 0, len(active))
     have_rows = ledger.subscribers_with_rows(edition.id)
-    todo = [s for s in subscribers if s.id not in have_rows]
-    already = editions.already_sent_many([s.id for s in todo], paper_ids=list(edition.papers))
+    todo = store.get_many([i for i in active if i not in have_rows])  # none when resuming a filled ledger
+    already = editions.already_sent_many([s.id for s in todo], paper_ids=list(edition.papers)) if todo else {}
     groups = group_by_variant(
         edition,
         [(s.id, s.topics) for s in todo],
@@ -126,7 +127,7 @@ def prepare(
     recipients = len(have_rows) + sum(len(g.subscriber_ids) for g in groups)
     return Prepared(
         edition=edition,
-        subscribers=len(subscribers),
+        subscribers=len(active),
         recipients=recipients,
         added=added,
         variants=len(ledger.variant_keys(edition.id)),

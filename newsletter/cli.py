@@ -291,7 +291,8 @@ def _print_send_report(result: SendReport) -> None:
     console.print(table)
     stats = result.stats
     console.print(f"this run: {stats.sent} sent, {stats.deferred} deferred, {stats.failed} failed, "
-                  f"{stats.ambiguous} ambiguous, {stats.released} released", highlight=False, soft_wrap=True)
+                  f"{stats.ambiguous} ambiguous, {stats.suppressed} suppressed, {stats.released} released",
+                  highlight=False, soft_wrap=True)
     for row in result.ambiguous:
         console.print(f"[yellow]ambiguous[/yellow] {row['email']}: {row['message']} (not resent; check the relay's "
                       "log before resending by hand)", highlight=False, soft_wrap=True)

@@ -188,6 +188,8 @@ class DeliverySettings:
     host: str = setting("127.0.0.1", "SMTP relay host.", check=_non_empty)
     port: int = setting(25, "SMTP relay port.", check=_positive)
     security: Literal["none", "starttls", "tls"] = setting("none", "Transport security to the relay.")
+    ca_file: str = setting("", "PEM file of the certificate authorities that may sign the relay's TLS certificate "
+                               "(relative to the config file); empty: the system's.")
     username: str = setting("", "SMTP AUTH user name; empty: no AUTH.")
     password_env: str = setting("NEWSLETTER_SMTP_PASSWORD", "Environment variable holding the SMTP password.")
     concurrency: int = setting(16, "SMTP connections per sending process, each reused for many messages.",
@@ -464,11 +466,14 @@ def settings_from_mapping(
         delivery=dataclasses.replace(
             delivery,
             outbox=str((base / delivery.outbox).resolve()),
+            ca_file=str((base / delivery.ca_file).resolve()) if delivery.ca_file else "",
             dkim=dataclasses.replace(dkim, private_key_path=str((base / dkim.private_key_path).resolve()))
             if dkim
             else None,
         ),
     )
+    if settings.delivery.ca_file and not Path(settings.delivery.ca_file).is_file():
+        raise ConfigError(f"delivery.ca_file: no such file: {settings.delivery.ca_file}", path=shown)
     if settings.email.template_dir:
         template_dir = str((base / settings.email.template_dir).resolve())
         settings = dataclasses.replace(settings, email=dataclasses.replace(settings.email, template_dir=template_dir))

@@ -1,9 +1,10 @@
 """The delivery ledger: one row per (edition, subscriber), and the only judge of what was sent.
 
 States: pending → claimed → sent | deferred | failed | ambiguous | suppressed (deferred rows come back
-when due). A row's SMTP phase is committed *before* its message's DATA is sent, so whatever instant a
-process dies at, a row either never reached DATA (its claim expires and it is sent later) or did
-(it becomes ``ambiguous`` and is never resent automatically: an operator decides).
+when due). A row's ``data`` phase is committed *before* its message content is sent (once the relay has
+accepted MAIL, RCPT and DATA), so whatever instant a process dies at, a row either never reached that
+point (its claim expires and it is sent later) or did (it becomes ``ambiguous`` and is never resent
+automatically: an operator decides).
 
 Claims are atomic batches marked with a claim token and a lease; a live sender renews its lease.
 Every statement is portable SQL (SQLite by default, PostgreSQL later).
@@ -29,6 +30,26 @@ DATA_PHASE = "data"
 
 deliveries = db.deliveries
 variants = db.variants
+
+_DELIVERY_COLUMNS = [deliveries.c[name] for name in (
+    "id", "edition_id", "subscriber_id", "email", "name", "variant_key", "message_id", "attempts", "created")]
+_CLAIMED_ROW = sa.and_(deliveries.c.id == sa.bindparam("row_id"), deliveries.c.state == "claimed")
+_MARK_DATA = deliveries.update().where(_CLAIMED_ROW).values(phase=DATA_PHASE, updated=sa.bindparam("now"))
+_STORE_OUTCOME = (
+    deliveries.update()
+    .where(_CLAIMED_ROW)
+    .values(
+        state=sa.bindparam("new_state"),
+        phase=sa.bindparam("new_phase"),
+        attempts=deliveries.c.attempts + sa.bindparam("attempt"),
+        next_attempt_at=sa.bindparam("next_at"),
+        last_code=sa.bindparam("code"),
+        last_message=sa.bindparam("msg"),
+        sent_at=sa.bindparam("sent"),
+        claim_token=None,
+        updated=sa.bindparam("now"),
+    )
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,26 +169,25 @@ class Ledger:
             ).rowcount
         return int(released or 0), int(ambiguous or 0)
 
-    def suppress_inactive(self, edition_id: int, *, active_subscribers: sa.Select[Any], now: datetime,
-                          only: Collection[int] | None = None) -> int:
-        """Rows whose subscriber is no longer active are suppressed, checked again at every claim.
+    def suppress_inactive(self, ids: Sequence[int], *, active_subscribers: sa.Select[Any], now: datetime) -> set[int]:
+        """Of these just-claimed rows, suppress those whose subscriber is no longer active; returns their ids.
 
-        ``only``: just these rows (a worker's batch), not the whole edition.
+        Run on every claimed batch, so an unsubscribe or a bounce recorded while an edition is being sent
+        stops the rows not yet claimed (and costs a lookup per claimed row, not a scan of the edition).
         """
-        scope = [deliveries.c.edition_id == edition_id]
-        if only is not None:
-            scope.append(deliveries.c.id.in_(list(only)))
+        if not ids:
+            return set()
+        inactive = sa.and_(deliveries.c.id.in_(list(ids)), deliveries.c.state == "claimed",
+                           ~deliveries.c.subscriber_id.in_(active_subscribers))
         with self.engine.begin() as connection:
-            result = connection.execute(
-                deliveries.update()
-                .where(
-                    *scope,
-                    deliveries.c.state.in_(("pending", "deferred")),
-                    ~deliveries.c.subscriber_id.in_(active_subscribers),
+            found = set(connection.execute(sa.select(deliveries.c.id).where(inactive)).scalars())
+            if found:
+                connection.execute(
+                    deliveries.update()
+                    .where(deliveries.c.id.in_(found), deliveries.c.state == "claimed")
+                    .values(state="suppressed", claim_token=None, updated=now, last_message="subscriber is not active")
                 )
-                .values(state="suppressed", updated=now, last_message="subscriber is not active")
-            )
-        return int(result.rowcount or 0)
+        return found
 
     @staticmethod
     def _due(now: datetime) -> sa.ColumnElement[bool]:
@@ -208,15 +228,10 @@ class Ledger:
                         updated=now)
             )
             rows = connection.execute(
-                sa.select(deliveries).where(deliveries.c.claim_token == token, deliveries.c.state == "claimed")
+                sa.select(*_DELIVERY_COLUMNS).where(deliveries.c.claim_token == token, deliveries.c.state == "claimed")
                 .order_by(deliveries.c.id)
-            ).mappings().all()
-        return [
-            Delivery(id=r["id"], edition_id=r["edition_id"], subscriber_id=r["subscriber_id"], email=r["email"],
-                     name=r["name"], variant_key=r["variant_key"], message_id=r["message_id"],
-                     attempts=r["attempts"], created=r["created"])
-            for r in rows
-        ]
+            ).all()
+        return [Delivery(**row._asdict()) for row in rows]
 
     def renew(self, ids: Sequence[int], *, until: datetime) -> None:
         if ids:
@@ -242,36 +257,21 @@ class Ledger:
     # --- recording ----------------------------------------------------------------------------------------
 
     def record(self, *, data_phase: Sequence[int], outcomes: Sequence[Outcome], now: datetime) -> None:
-        """One transaction: mark rows about to send DATA, and store finished outcomes (group commit)."""
+        """One transaction: mark rows about to send DATA, and store finished outcomes (group commit).
+
+        Both statements are built once (``_MARK_DATA``, ``_STORE_OUTCOME``) and run as executemany: this
+        runs for every message sent, and building them per call cost more than SQLite's own work.
+        """
         with self.engine.begin() as connection:
             if data_phase:
-                connection.execute(
-                    deliveries.update()
-                    .where(deliveries.c.id.in_(data_phase), deliveries.c.state == "claimed")
-                    .values(phase=DATA_PHASE, updated=now)
-                )
+                connection.execute(_MARK_DATA, [{"row_id": i, "now": now} for i in data_phase])
             if outcomes:
-                statement = (
-                    deliveries.update()
-                    .where(deliveries.c.id == sa.bindparam("row_id"), deliveries.c.state == "claimed")
-                    .values(
-                        state=sa.bindparam("new_state"),
-                        phase=sa.bindparam("new_phase"),
-                        attempts=deliveries.c.attempts + sa.bindparam("attempt"),
-                        next_attempt_at=sa.bindparam("next_at"),
-                        last_code=sa.bindparam("code"),
-                        last_message=sa.bindparam("msg"),
-                        sent_at=sa.bindparam("sent"),
-                        claim_token=None,
-                        updated=now,
-                    )
-                )
                 connection.execute(
-                    statement,
+                    _STORE_OUTCOME,
                     [
                         {"row_id": o.delivery_id, "new_state": o.state, "new_phase": o.phase,
                          "attempt": 1 if o.count_attempt else 0, "next_at": o.next_attempt_at, "code": o.code,
-                         "msg": o.message[:1000], "sent": now if o.state == "sent" else None}
+                         "msg": o.message[:1000], "sent": now if o.state == "sent" else None, "now": now}
                         for o in outcomes
                     ],
                 )

@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import mailbox
+import ssl
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
@@ -238,6 +239,16 @@ class _Handler:
     def __init__(self, sink: MailSink) -> None:
         self._sink = sink
 
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # with this hook, aiosmtpd leaves it to the handler
+        if self._sink.pipelining:
+            # aiosmtpd reads commands from a buffered stream and answers them in order, which is all
+            # RFC 2920 asks of a server; it just does not say so.
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
@@ -289,6 +300,10 @@ class MailSink:
     Use as ``with MailSink() as sink:`` or ``async with MailSink() as sink:``; ``sink.port`` is known after
     start. ``auth=(user, password)`` requires AUTH LOGIN/PLAIN over plain TCP; without it AUTH is optional and
     any credentials are accepted (like dev mail catchers), so a configured sender works unchanged.
+
+    ``pipelining``: offer PIPELINING (RFC 2920), as real relays do; off, clients send one command at a time.
+    ``tls``: a server certificate context; with ``tls_mode="starttls"`` the sink requires STARTTLS, with
+    ``"tls"`` every connection is TLS from the first byte (port 465 style).
     """
 
     def __init__(
@@ -299,8 +314,14 @@ class MailSink:
         maildir: Path | None = None,
         reply_delay: float = 0.0,
         auth: tuple[str, str] | None = None,
+        pipelining: bool = True,
+        tls: ssl.SSLContext | None = None,
+        tls_mode: Literal["starttls", "tls"] = "starttls",
     ) -> None:
         self.host = host
+        self.pipelining = pipelining
+        self.tls = tls
+        self.tls_mode = tls_mode
         self.port = port
         self.maildir = maildir
         self.reply_delay = reply_delay
@@ -361,9 +382,13 @@ class MailSink:
             "authenticator": self._authenticate,
             "loop": loop,
         }
+        if self.tls is not None and self.tls_mode == "starttls":
+            options |= {"tls_context": self.tls, "require_starttls": True}
+        implicit_tls = self.tls if self.tls_mode == "tls" else None
         try:
             server = loop.run_until_complete(
-                loop.create_server(lambda: _SinkSMTP(self, handler, **options), self.host, self.port, backlog=256)
+                loop.create_server(lambda: _SinkSMTP(self, handler, **options), self.host, self.port, backlog=256,
+                                   ssl=implicit_tls)
             )
         except OSError as exc:
             errors.append(exc)

@@ -199,8 +199,8 @@ def _deliver_in_processes(
                       child.pid, child.returncode)
             continue
         part = json.loads(output.strip().splitlines()[-1])
-        for name in ("sent", "deferred", "failed", "ambiguous", "released"):
-            setattr(stats, name, getattr(stats, name) + int(part[name]))
+        for name in RunStats.COUNTERS:
+            setattr(stats, name, getattr(stats, name) + int(part.get(name, 0)))
         stats.bounced.extend(part["bounced"])
     if on_progress is not None:
         on_progress(_progress(engine, prepared, total))

@@ -71,10 +71,13 @@ async def deliver(
     password: str | None = None,
     on_progress: Callable[[RunStats], None] | None = None,
     only: Collection[int] | None = None,
+    wire_ready: bool = False,
 ) -> RunStats:
     """Send every due row of the edition this process can claim; returns what this process did.
 
     ``only``: claim among these ledger rows alone (a worker's batch); those no longer due are left alone.
+    ``wire_ready``: ``build_message`` already returns CRLF line ends and never a line starting with "." (as
+    ``MessageFactory`` does), so the content is sent without a pass over it; otherwise it is normalised.
     """
     ledger = Ledger(engine, worker=worker_name())
     stop = stop or asyncio.Event()
@@ -85,7 +88,7 @@ async def deliver(
     def transport() -> SmtpTransport | FileTransport:
         if settings.backend == "file":
             return FileTransport(Path(settings.outbox))
-        return SmtpTransport(settings, sender=sender, password=password)
+        return SmtpTransport(settings, sender=sender, password=password, wire_ready=wire_ready)
 
     pool = Pool(
         settings=settings,
@@ -103,14 +106,16 @@ async def deliver(
     try:
         await asyncio.to_thread(ledger.release_expired, edition_id, now=clock())
         while not stop.is_set() and (limit is None or queued < limit):
-            if active_subscribers is not None:
-                await asyncio.to_thread(
-                    ledger.suppress_inactive, edition_id, active_subscribers=active_subscribers, now=clock(), only=only
-                )
             size = settings.claim_batch if limit is None else min(settings.claim_batch, limit - queued)
             batch = await asyncio.to_thread(ledger.claim, edition_id, limit=size, now=clock(), lease=lease, only=only)
             if not batch:
                 break
+            if active_subscribers is not None:
+                suppressed = await asyncio.to_thread(
+                    ledger.suppress_inactive, [d.id for d in batch], active_subscribers=active_subscribers, now=clock()
+                )
+                batch = [d for d in batch if d.id not in suppressed]
+                pool.stats.suppressed += len(suppressed)
             for delivery in batch:
                 pool.submit(Job(delivery, build_message(delivery)))
             queued += len(batch)
@@ -228,6 +233,7 @@ async def deliver_edition(
         password=smtp_password(settings),
         on_progress=on_progress,
         only=only,
+        wire_ready=True,
     )
 
 

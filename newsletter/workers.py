@@ -122,8 +122,7 @@ class BatchSender:
 
 
 def _stats_json(stats: RunStats) -> dict[str, int]:
-    return {"sent": stats.sent, "deferred": stats.deferred, "failed": stats.failed, "ambiguous": stats.ambiguous,
-            "released": stats.released}
+    return {name: getattr(stats, name) for name in RunStats.COUNTERS}
 
 
 def register_tasks(app: Any, sender: BatchSender) -> Any:
@@ -207,7 +206,7 @@ class WorkerRun:
             return max(0, self.after.get(state, 0) - self.before.get(state, 0))
 
         return RunStats(sent=grown("sent"), deferred=grown("deferred"), failed=grown("failed"),
-                        ambiguous=grown("ambiguous"))
+                        ambiguous=grown("ambiguous"), suppressed=grown("suppressed"))
 
 
 class Dispatcher:

@@ -52,6 +52,10 @@ confirmed request is fresh consent, which lifts the entry."""
 ConfirmOutcome = Literal["confirmed", "already-active", "not-pending"]
 
 
+_IDS_PER_QUERY = 500
+"""Ids per ``IN (...)`` list: well under SQLite's and PostgreSQL's parameter limits."""
+
+
 def _row_to_subscriber(row: sa.RowMapping) -> Subscriber:
     values: dict[str, Any] = dict(row)
     values["topics"] = tuple(values["topics"] or ())
@@ -149,6 +153,29 @@ class SubscriberStore:
     def list_active(self, *, frequency: Frequency | None = None) -> list[Subscriber]:
         """Active subscribers (of one frequency when given), in id order."""
         return self.list_all(status="active", frequency=frequency)
+
+    def active_id_list(self, *, frequency: Frequency | None = None) -> list[int]:
+        """Ids of the active subscribers (of one frequency when given), in id order.
+
+        A sender resuming an edition needs only these to see who has no ledger row yet: loading every
+        reader's full row was most of a no-op `send` at 20,000 readers.
+        """
+        query = sa.select(subscribers.c.id).where(subscribers.c.status == "active").order_by(subscribers.c.id)
+        if frequency is not None:
+            query = query.where(subscribers.c.frequency == self.check_frequency(frequency))
+        with self.engine.connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    def get_many(self, ids: Sequence[int]) -> list[Subscriber]:
+        """These subscribers (those that exist), in id order."""
+        found: list[Subscriber] = []
+        wanted = sorted(set(ids))
+        with self.engine.connect() as connection:
+            for start in range(0, len(wanted), _IDS_PER_QUERY):
+                chunk = wanted[start : start + _IDS_PER_QUERY]
+                query = sa.select(subscribers).where(subscribers.c.id.in_(chunk)).order_by(subscribers.c.id)
+                found += [_row_to_subscriber(row) for row in connection.execute(query).mappings()]
+        return found
 
     def active_ids(self) -> sa.Select[tuple[int]]:
         """A subquery of active subscriber ids, so a sender can re-check consent inside its own statements."""

@@ -87,6 +87,15 @@ def test_value_checks(tmp_path: Path) -> None:
     )
 
 
+def test_a_missing_ca_file_is_named_and_a_present_one_resolves(tmp_path: Path) -> None:
+    delivery = '[delivery]\nsecurity = "tls"\nca_file = "relay-ca.pem"\n'
+    path = write_config(tmp_path, GOOD_SOURCE, extra=delivery)
+    with pytest.raises(ConfigError, match=r"delivery\.ca_file: no such file: .*relay-ca\.pem"):
+        load_settings(path)
+    (tmp_path / "relay-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n", encoding="utf-8")
+    assert load_settings(path).delivery.ca_file == str(tmp_path.resolve() / "relay-ca.pem")
+
+
 def test_timezone_is_checked(tmp_path: Path) -> None:
     text = write_config(tmp_path, GOOD_SOURCE).read_text().replace(
         'name = "Test Papers"', 'name = "Test Papers"\ntimezone = "Mars/Olympus"'

@@ -28,9 +28,10 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def sink() -> Iterator[MailSink]:
-    with MailSink() as server:
+@pytest.fixture(params=[True, False], ids=["pipelined", "one-command-at-a-time"])
+def sink(request: pytest.FixtureRequest) -> Iterator[MailSink]:
+    """A relay that offers PIPELINING (MAIL, RCPT and DATA in one write) and one that does not."""
+    with MailSink(pipelining=request.param) as server:
         yield server
 
 

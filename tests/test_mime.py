@@ -12,6 +12,8 @@ from pathlib import Path
 
 import dkim
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from newsletter.config import DkimSettings
 from newsletter.dkim_signing import DkimSigner
@@ -71,6 +73,31 @@ def test_lines_stay_short_and_end_in_crlf() -> None:
     _head, body = raw.split(b"\r\n\r\n", 1)
     assert max(len(line) for line in body.split(b"\r\n")) <= 76
     assert b"\n" not in raw.replace(b"\r\n", b"")
+
+
+LINE = st.lists(st.sampled_from([".", "=", " ", "é", "\t", "A", "-", "<__nlabc_greeting__>"]), max_size=90).map("".join)
+VALUE = st.text(st.characters(exclude_categories=("Cs", "Cc")) | st.sampled_from([".", "\r", "\n", "="]), max_size=200)
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=st.lists(LINE, min_size=1, max_size=8), greeting=VALUE)
+def test_every_message_is_ready_for_smtp_data_as_it_is(lines: list[str], greeting: str) -> None:
+    """CRLF only, no line starting with "." (SMTP would eat it), QP lines within 76, content unchanged."""
+    text = "\n".join(lines)
+    document = MessageTemplate(boundary_seed="0123456789abcdef", from_name="P", from_address="p@example.org",
+                               subject="s", html_document=text, text_document=text, placeholder=NONCE,
+                               list_id="P <p.example.org>", feedback_id="f")
+    raw = document.render(headers(), {"greeting": greeting})
+    assert raw.count(b"\n") == raw.count(b"\r") == raw.count(b"\r\n")
+    assert not raw.startswith(b".")
+    assert b"\r\n." not in raw
+    _head, body = raw.split(b"\r\n\r\n", 1)
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+    text_part, html_part = list(parse(raw).iter_parts())
+    flat = re.sub(r"[\r\n]+", " ", greeting)  # a spliced value is one line
+    assert text_part.get_content().replace("\r\n", "\n") == text.replace("<__nlabc_greeting__>", f"<{flat}>")
+    escaped = html.escape(flat, quote=True)
+    assert html_part.get_content().replace("\r\n", "\n") == text.replace("<__nlabc_greeting__>", f"<{escaped}>")
 
 
 def test_headers_for_one_click_unsubscribe_and_threading() -> None:

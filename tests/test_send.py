@@ -102,6 +102,28 @@ def test_unknown_recipients_bounce_and_are_not_mailed_again(tmp_path: Path, sink
     assert store.get_by_email(emails[0]).status == "active"  # type: ignore[union-attr]
 
 
+@pytest.mark.usefixtures("database_url")  # SQLite and the PostgreSQL server
+def test_readers_who_leave_mid_edition_are_suppressed_at_claim_time(tmp_path: Path, sink: MailSink) -> None:
+    config = make_config(tmp_path, sink)
+    cli_run(config, "fetch")
+    emails = add_subscribers(config, 6)
+    assert cli_run(config, "send", "--limit", "2")[0] == 0  # the ledger holds all six; two are sent
+    settings = load_settings(config)
+    engine = open_database(settings.newsletter.database_url)
+    store = SubscriberStore(engine)
+    waiting = [e for e in emails if e not in sink.by_recipient()]
+    assert len(waiting) == 4
+    leaving = [store.get_by_email(e) for e in waiting[:2]]
+    store.unsubscribe(leaving[0].id, now=datetime.now(UTC))  # type: ignore[union-attr]
+    store.mark_bounced(leaving[1].id, now=datetime.now(UTC))  # type: ignore[union-attr]
+    code, output = cli_run(config, "send")
+    assert code == 0, output
+    assert set(sink.by_recipient()) == set(emails) - set(waiting[:2])
+    counts = Ledger(engine).counts(1)
+    assert (counts["sent"], counts["suppressed"]) == (4, 2)
+    assert "this run: 2 sent, 0 deferred, 0 failed, 0 ambiguous, 2 suppressed, 0 released" in output, output
+
+
 def _send_process(config: Path) -> subprocess.Popen[bytes]:
     return spawn(["--config", str(config), "send"])
 

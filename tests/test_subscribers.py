@@ -82,6 +82,17 @@ def test_the_suppression_hash_is_sha256_of_the_normal_form() -> None:
 # --- operations ------------------------------------------------------------------------------------------
 
 
+def test_active_ids_by_frequency_and_readers_by_id(store: SubscriberStore) -> None:
+    ada = store.add("ada@example.org", topics=["agents"], frequency="daily", now=NOW)
+    bob = store.add("bob@example.org", topics=["agents"], frequency="weekly", now=NOW)
+    cy = store.add("cy@example.org", topics=["agents"], frequency="daily", now=NOW)
+    store.unsubscribe(cy.id, now=NOW)
+    assert store.active_id_list() == [ada.id, bob.id]
+    assert store.active_id_list(frequency="daily") == [ada.id]
+    assert [s.email for s in store.get_many([cy.id, ada.id, 10_000, ada.id])] == ["ada@example.org", "cy@example.org"]
+    assert store.get_many([]) == []
+
+
 def test_subscribe_is_pending_with_consent_time_and_ip_until_confirmed(store: SubscriberStore) -> None:
     result = store.subscribe(" Ada@Example.org", topics=["reasoning", "agents", "reasoning"], frequency="weekly",
                              ip="203.0.113.7", now=NOW)
