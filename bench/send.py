@@ -823,7 +823,7 @@ def main_run(args: argparse.Namespace, folder: Path) -> tuple[list[Check], dict[
         by_name[name] = row
         results[name] = result
     if args.plain_aiosmtplib:
-        name = "comparison: 1 process → smtp-sink, plain aiosmtplib commands"
+        name = "plain aiosmtplib, 1 process → smtp-sink"
         say(f"run: {name}")
         row, result = library_run(prepared, name, folder="run-plain", processes=1, concurrency=args.concurrency,
                                   claim_batch=args.claim_batch, latency=None, plain_aiosmtplib=True)

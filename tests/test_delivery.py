@@ -180,6 +180,24 @@ def test_a_server_slower_than_the_timeout_after_data_is_ambiguous(ledger: Ledger
     assert "SMTPReadTimeoutError" in ledger.rows(EDITION, state="ambiguous")[0]["last_message"]
 
 
+def test_per_domain_concurrency_caps_messages_in_flight_to_one_domain(ledger: Ledger, sink: MailSink) -> None:
+    fill(ledger, 6)  # one domain: example.com
+    sink.reply_delay = 0.2  # each message is stored 0.2 s after its content arrived
+    counts = run(ledger, settings_for(sink, concurrency=6, per_domain_concurrency=2), Clock())
+    assert counts["sent"] == 6
+    stored = sorted(m.received_at for m in sink.messages)
+    # at most two in flight: the third can only start once the first finished, 0.2 s after the first started
+    assert all(later - earlier >= 0.15 for earlier, later in zip(stored, stored[2:], strict=False)), stored
+
+
+def test_rate_limit_spaces_the_messages(ledger: Ledger, sink: MailSink) -> None:
+    fill(ledger, 9)
+    counts = run(ledger, settings_for(sink, concurrency=4, rate_limit=40), Clock())
+    assert counts["sent"] == 9
+    stored = sorted(m.received_at for m in sink.messages)
+    assert stored[-1] - stored[0] >= 0.15  # 8 intervals of 1/40 s = 0.2 s at the least between first and last
+
+
 def test_refused_connection_is_deferred(ledger: Ledger) -> None:
     fill(ledger, 2)
     with MailSink() as closed:
