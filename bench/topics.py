@@ -8,9 +8,10 @@ Labelled set: every paper of the real arXiv API fixtures (``tests/fixtures/arxiv
 labelled with the archive of its primary category (``cs``, ``cond-mat``, ``eess``, ``math``, ``astro-ph``,
 ``physics``, ``quant-ph``). Their categories are removed before matching, so only the text decides. One
 topic per archive, with the archive's name and a one-sentence description in the words of arXiv's own
-subject listing and no keywords (``TOPICS`` below). Scored as `newsletter topics evaluate` scores
-(one-vs-rest per topic, macro-F1 over the topics): at the method's default threshold, and at the best
-threshold of a sweep (an upper bound: that threshold is chosen on the same papers).
+subject listing and no keywords (``ARCHIVES`` in ``tests/topic_support.py``, which the tests evaluate too).
+Scored as `newsletter topics evaluate` scores (one-vs-rest per topic, macro-F1 over the topics): at the
+method's default threshold, and at the best threshold of a sweep (an upper bound: that threshold is chosen
+on the same papers).
 
 Speed: 1,000 papers whose abstracts are recombined from the sentences of every real abstract in the
 fixtures (arXiv API, arXiv RSS, Hugging Face), real-length and all distinct, matched against the same
@@ -50,52 +51,21 @@ SPEED_PAPERS = 1000
 SWEEP = [round(0.02 * i, 2) for i in range(31)]
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\\$])")
 
-# One topic per arXiv archive found in the fixtures; descriptions follow arXiv's subject listing.
-TOPICS: dict[str, tuple[str, str]] = {
-    "cs": ("Computer science", "Computer science: machine learning, artificial intelligence, language models, "
-           "computer vision, information retrieval, networks, distributed systems, security, software and "
-           "human-computer interaction."),
-    "cond-mat": ("Condensed matter physics", "Condensed matter physics: quantum many-body systems, "
-                 "superconductivity, superfluids, magnetism, strongly correlated electrons, phase transitions, "
-                 "materials and statistical mechanics."),
-    "eess": ("Electrical engineering and systems science", "Signal processing, wireless communications, control "
-             "systems, audio and speech processing, and image and video processing."),
-    "math": ("Mathematics", "Mathematics: theorems and proofs in algebra, analysis, probability theory, "
-             "optimization and control, combinatorics and geometry."),
-    "astro-ph": ("Astrophysics", "Astrophysics: stars, exoplanets, galaxies, cosmology, telescopes and "
-                 "astronomical surveys."),
-    "physics": ("Physics", "Physics: optics, photonics, fluid dynamics, applied, atomic, plasma and "
-                "computational physics."),
-    "quant-ph": ("Quantum physics", "Quantum physics: quantum computing, quantum information, error-correcting "
-                 "codes, qubits, entanglement and quantum optics."),
-}
-
-
 # --- data (built in each process: cheap and deterministic) ------------------------------------------------
 
 
 def topics() -> list[Any]:
-    from newsletter.config import TopicSettings
+    """One topic per arXiv archive, described in arXiv's words (shared with the tests' evaluation)."""
+    from tests.topic_support import ARCHIVE_TOPICS
 
-    return [TopicSettings(slug=slug, name=name, description=text) for slug, (name, text) in TOPICS.items()]
+    return list(ARCHIVE_TOPICS)
 
 
 def labelled_set() -> list[Any]:
     """The arXiv API fixture papers, categories hidden, labelled with their primary category's archive."""
-    from newsletter.parsing import parse_feed
-    from newsletter.topic_eval import LabelledPaper
+    from tests.topic_support import labelled_archive_sample
 
-    papers: dict[str, Any] = {}
-    for path in sorted((FIXTURES / "arxiv_api").glob("*.xml")):
-        for paper in parse_feed("arxiv-api", path.read_bytes(), source=path.name).papers:
-            papers.setdefault(paper.paper_id, paper)
-    return [
-        LabelledPaper(
-            paper=dataclasses.replace(paper, categories=(), primary_category=None),
-            label=(paper.primary_category or "").split(".")[0],
-        )
-        for paper in papers.values()
-    ]
+    return labelled_archive_sample()
 
 
 def speed_set(count: int, seed: int = 0) -> list[Any]:
@@ -278,7 +248,7 @@ def report(results: Sequence[dict[str, Any]], papers: int) -> str:
     row("**macro-F1 at the default threshold**", [f"**{_fmt(r['default']['macro_f1'])}**" for r in results])
     row("best threshold of the sweep", [f"{r['best']['threshold']:.2f}" for r in results])
     row("macro-F1 at the best threshold", [_fmt(r["best"]["macro_f1"]) for r in results])
-    for slug in TOPICS:
+    for slug in (t.slug for t in topics()):
         def f1(result: dict[str, Any], slug: str = slug) -> str:
             topic = next(t for t in result["default"]["topics"] if t["slug"] == slug)
             return f"{_fmt(topic['f1'])} ({topic['correct']}/{topic['labelled']}, {topic['matched']} matched)"
@@ -346,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = [_run_child(run, args.cpus, args.papers, args.threads) for run in runs]
     print(f"{os.cpu_count()} CPUs, torch threads: {[r['torch_threads'] for r in results]}; "
           f"labelled set: {results[0]['default']['papers']} papers of the arXiv API fixtures, "
-          f"{len(TOPICS)} topics (one per archive); speed set: {args.papers:,} papers; "
+          f"{len(topics())} topics (one per archive); speed set: {args.papers:,} papers; "
           f"load average before: {load:.2f}, after: {os.getloadavg()[0]:.2f}")
     print(report(results, args.papers))
     if args.sweep:

@@ -31,5 +31,7 @@ def configure_logging(*, level: int, json_lines: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Long-running commands (`serve`, `worker`) raise our own loggers to INFO; each command starts from here.
+    logging.getLogger("newsletter").setLevel(logging.NOTSET)
     # APScheduler logs every job start at INFO in its own words; ours say what the job did.
     logging.getLogger("apscheduler").setLevel(max(level, logging.WARNING))

@@ -113,6 +113,13 @@ class SubscriberStore:
         row = connection.execute(sa.select(subscribers).where(subscribers.c.id == subscriber_id)).mappings().first()
         return _row_to_subscriber(row) if row else None
 
+    @classmethod
+    def _require(cls, connection: Connection, subscriber_id: int) -> Subscriber:
+        subscriber = cls._get(connection, subscriber_id)
+        if subscriber is None:
+            raise NotFoundError(f"no subscriber {subscriber_id}")
+        return subscriber
+
     @staticmethod
     def _get_by_email(connection: Connection, email: str) -> Subscriber | None:
         query = sa.select(subscribers).where(subscribers.c.email == normalise_email(email))
@@ -389,9 +396,7 @@ class SubscriberStore:
         subscriber; any other status (unsubscribed since, bounced, complained) is ``not-pending``. A
         confirmed request is fresh consent: an "unsubscribed" suppression entry is lifted."""
         with self.engine.begin() as connection:
-            subscriber = self._get(connection, subscriber_id)
-            if subscriber is None:
-                raise NotFoundError(f"no subscriber {subscriber_id}")
+            subscriber = self._require(connection, subscriber_id)
             if subscriber.status == "active":
                 return "already-active", subscriber
             suppressed = self._suppression(connection, subscriber.email)
@@ -408,9 +413,7 @@ class SubscriberStore:
         chosen = self.check_topics(topics, required=True)
         chosen_frequency = self.check_frequency(frequency)
         with self.engine.begin() as connection:
-            subscriber = self._get(connection, subscriber_id)
-            if subscriber is None:
-                raise NotFoundError(f"no subscriber {subscriber_id}")
+            subscriber = self._require(connection, subscriber_id)
             if subscriber.status not in ("active", "pending"):
                 raise StatusError(f"{subscriber.email} is {subscriber.status}; preferences cannot be changed")
             if (chosen, chosen_frequency) == (subscriber.topics, subscriber.frequency):
@@ -426,9 +429,7 @@ class SubscriberStore:
         chosen = self.check_topics(topics, required=True)
         chosen_frequency = self.check_frequency(frequency)
         with self.engine.begin() as connection:
-            subscriber = self._get(connection, subscriber_id)
-            if subscriber is None:
-                raise NotFoundError(f"no subscriber {subscriber_id}")
+            subscriber = self._require(connection, subscriber_id)
             if subscriber.status == "active":
                 return subscriber
             suppressed = self._suppression(connection, subscriber.email)
@@ -448,9 +449,7 @@ class SubscriberStore:
         if topic is not None:
             self.check_topics([topic])
         with self.engine.begin() as connection:
-            subscriber = self._get(connection, subscriber_id)
-            if subscriber is None:
-                raise NotFoundError(f"no subscriber {subscriber_id}")
+            subscriber = self._require(connection, subscriber_id)
             if topic is not None:
                 if topic not in subscriber.topics:
                     return False
@@ -495,9 +494,7 @@ class SubscriberStore:
         """Erasure on request: the row goes; only a suppression entry (the address's hash) stays, so the
         address is never emailed or imported again. Returns what was deleted."""
         with self.engine.begin() as connection:
-            subscriber = self._get(connection, subscriber_id)
-            if subscriber is None:
-                raise NotFoundError(f"no subscriber {subscriber_id}")
+            subscriber = self._require(connection, subscriber_id)
             self._suppress(connection, subscriber.email, "deleted", now)
             connection.execute(subscribers.delete().where(subscribers.c.id == subscriber_id))
         return subscriber

@@ -12,6 +12,7 @@ import pytest
 
 from newsletter.config import DATABASE_URL_ENV, Settings, load_settings
 from newsletter.db import open_database
+from newsletter.ledger import Ledger
 from newsletter.store import PaperStore
 from tests.databases import PostgresServer, admin_url, empty_tables, migrated
 
@@ -114,6 +115,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: py
         empty_tables(url)
     monkeypatch.setenv(DATABASE_URL_ENV, url)
     return url
+
+
+@pytest.fixture
+def ledger(database_url: str) -> Iterator[Ledger]:
+    """The delivery ledger on SQLite and on the PostgreSQL server: a test using it runs on both."""
+    engine = open_database(database_url)
+    yield Ledger(engine, worker="test")
+    engine.dispose()
 
 
 @pytest.fixture

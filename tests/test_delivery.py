@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from newsletter.config import DeliverySettings
-from newsletter.db import open_database
 from newsletter.ledger import Delivery, Ledger, NewDelivery, Outcome
 from newsletter.mailsink import Fault, MailSink
 from newsletter.sending import deliver
@@ -33,14 +32,6 @@ def sink(request: pytest.FixtureRequest) -> Iterator[MailSink]:
     """A relay that offers PIPELINING (MAIL, RCPT and DATA in one write) and one that does not."""
     with MailSink(pipelining=request.param) as server:
         yield server
-
-
-@pytest.fixture
-def ledger(database_url: str) -> Iterator[Ledger]:
-    """The ledger on SQLite and on the PostgreSQL server: every test here runs on both."""
-    engine = open_database(database_url)
-    yield Ledger(engine, worker="test")
-    engine.dispose()
 
 
 def settings_for(sink: MailSink, **changes: object) -> DeliverySettings:

@@ -54,13 +54,6 @@ def sink() -> Iterator[MailSink]:
         yield server
 
 
-@pytest.fixture
-def ledger(database_url: str) -> Iterator[Ledger]:
-    engine = open_database(database_url)
-    yield Ledger(engine, worker="test")
-    engine.dispose()
-
-
 def send_only(ledger: Ledger, sink: MailSink, ids: list[int], clock: Clock) -> dict[str, int]:
     asyncio.run(deliver(ledger.engine, settings=settings_for(sink), sender="papers@example.org", edition_id=EDITION,
                         build_message=build, clock=clock, only=ids))
