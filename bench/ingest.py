@@ -103,7 +103,7 @@ def _real_rss_items() -> list[RssItem]:
 
 def _other_real_papers() -> list[tuple[str, str, str]]:
     """(title, abstract, authors) of the real papers in the arXiv API and Hugging Face fixtures."""
-    from newsletter.parsing import parse_feed
+    from newsletter.sources.parsing import parse_feed
 
     found: dict[str, tuple[str, str, str]] = {}
     kinds = [("arxiv-api", p) for p in sorted((FIXTURES / "arxiv_api").glob("*.xml"))]
@@ -195,11 +195,11 @@ def measure(feed: Path, database: Path, profile: str | None) -> RunResult:
     from datetime import UTC, datetime, timedelta
 
     from newsletter.config import load_settings
-    from newsletter.db import open_database
-    from newsletter.ingest import FINGERPRINT_KEY, IDF_BACKGROUND_PAPERS
-    from newsletter.parsing import parse_feed
-    from newsletter.store import PaperStore
-    from newsletter.topics import match_papers, topics_fingerprint
+    from newsletter.matching.rules import match_papers, topics_fingerprint
+    from newsletter.sources.ingest import FINGERPRINT_KEY, IDF_BACKGROUND_PAPERS
+    from newsletter.sources.parsing import parse_feed
+    from newsletter.storage.db import open_database
+    from newsletter.storage.papers import PaperStore
 
     seconds: dict[str, float] = {"import": time.perf_counter() - started}
     rss_after: dict[str, float] = {"import": _peak_rss_mib()}

@@ -12,7 +12,7 @@ with a fixed seed; subscriber ``i`` gets set ``i % 50``. Then, in one process:
                 (Jinja + Premailer + size budget) → per subscriber: recipient_links (two signed tokens) +
                 RenderedVariant.personalise (HTML and text strings)
     message     build_message_bytes (stdlib MIME, the preview path) for a sample of recipients, reported
-                apart: the sender builds MIME once per variant instead (newsletter/mime.py)
+                apart: the sender builds MIME once per variant instead (newsletter/delivery/mime.py)
     naive       per recipient: select → render_variant (Jinja + Premailer) → recipient_links → personalise,
                 measured on a sample (default 300 recipients) and extrapolated per email
 
@@ -41,15 +41,15 @@ sys.path.insert(0, str(ROOT))
 
 from newsletter import render  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
-from newsletter.db import open_database  # noqa: E402
-from newsletter.edition_store import EditionStore  # noqa: E402
-from newsletter.editions import build_edition  # noqa: E402
-from newsletter.ingest import fetch_sources  # noqa: E402
-from newsletter.links import Recipient, recipient_links, signer_from_settings  # noqa: E402
-from newsletter.message import build_message_bytes  # noqa: E402
-from newsletter.render import RenderedVariant, RenderEnvironment, render_variant  # noqa: E402
-from newsletter.selection import group_by_variant, select  # noqa: E402
-from newsletter.store import PaperStore  # noqa: E402
+from newsletter.delivery.message import build_message_bytes  # noqa: E402
+from newsletter.editions.build import build_edition  # noqa: E402
+from newsletter.editions.selection import group_by_variant, select  # noqa: E402
+from newsletter.rendering.links import Recipient, recipient_links, signer_from_settings  # noqa: E402
+from newsletter.rendering.render import RenderedVariant, RenderEnvironment, render_variant  # noqa: E402
+from newsletter.sources.ingest import fetch_sources  # noqa: E402
+from newsletter.storage.db import open_database  # noqa: E402
+from newsletter.storage.editions import EditionStore  # noqa: E402
+from newsletter.storage.papers import PaperStore  # noqa: E402
 
 NOW = datetime(2026, 4, 27, 8, 0, tzinfo=UTC)
 TARGET_SPEEDUP = 30.0

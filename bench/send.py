@@ -16,14 +16,14 @@ How (everything through the library, as a user would run it):
   variant (Premailer) + the ledger fill.
 * every delivery configuration starts from a copy of the prepared SQLite file (all rows pending), gets
   its own config file (``run_send(processes=2)`` children reload it) and runs in a fresh Python process.
-  msg/s = messages sent / wall time of ``newsletter.send_run.run_send`` (which calls ``prepare`` again:
+  msg/s = messages sent / wall time of ``newsletter.delivery.run.run_send`` (which calls ``prepare`` again:
   a no-op on a filled ledger, timed separately and included). The sink's own count is checked against
   the ledger. Peak RSS is VmHWM from /proc (see ``vm_hwm_kib`` for why not ``ru_maxrss``): for 1 process
   the sending process itself, for 2 processes the largest sending child (polled every 50 ms). CPU is
   ``getrusage`` of the sender (children included); "other load" is what /proc/stat shows busy beyond
   sender and sink, since this machine is shared.
 * sinks — Postfix ``smtp-sink`` (C, discards mail; a fresh one per run, its ``-c`` counter gives the
-  count) and, in a separate process, ``newsletter.mailsink.MailSink(reply_delay=0.02)``: aiosmtpd that
+  count) and, in a separate process, ``tests.mailsink.MailSink(reply_delay=0.02)``: aiosmtpd that
   waits 20 ms before answering the final "." of each message (a remote relay's latency).
 * baseline — Postfix ``smtp-source`` sending the same number of copies of one real message (``-F``, the
   median-size variant as built by ``MessageFactory.build``) over 32 reused sessions (``-d``) to smtp-sink:
@@ -82,7 +82,7 @@ FROM_ENVELOPE = "papers@example.org"
 
 _DELAY_SINK_SCRIPT = """
 import json, resource, sys
-from newsletter.mailsink import MailSink
+from tests.mailsink import MailSink
 sink = MailSink(reply_delay=float(sys.argv[1]))
 sink.start()
 print(sink.port, flush=True)
@@ -114,7 +114,7 @@ def topic_subsets(slugs: Sequence[str]) -> list[tuple[str, ...]]:
 
 def write_config(folder: Path, *, port: int, concurrency: int, claim_batch: int) -> Path:
     """examples/offline.toml with absolute feed paths, ``bench.db`` in ``folder`` and a [delivery] table."""
-    from newsletter.demo import examples_dir
+    from newsletter.demo.run import examples_dir
 
     examples = examples_dir()
     text = (examples / "offline.toml").read_text(encoding="utf-8")
@@ -154,15 +154,15 @@ def set_up(folder: Path, *, recipients: int) -> Prepared:
     """Fetch, subscribe ``recipients`` readers, prepare the edition; leaves a checkpointed ``bench.db``."""
     import sqlalchemy as sa
 
-    from newsletter import render
-    from newsletter.campaign import prepare
     from newsletter.config import load_settings
-    from newsletter.db import open_database
-    from newsletter.ingest import fetch_sources
-    from newsletter.ledger import Delivery, Ledger
-    from newsletter.links import signer_from_settings
-    from newsletter.sending import message_factory
-    from newsletter.store import PaperStore
+    from newsletter.delivery.campaign import prepare
+    from newsletter.delivery.sending import message_factory
+    from newsletter.rendering import render
+    from newsletter.rendering.links import signer_from_settings
+    from newsletter.sources.ingest import fetch_sources
+    from newsletter.storage.db import open_database
+    from newsletter.storage.ledger import Delivery, Ledger
+    from newsletter.storage.papers import PaperStore
     from subscribers.schema import subscribers
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -364,7 +364,7 @@ def vm_hwm_kib(pid: int | str = "self") -> int:
 
 
 class ChildPeaks:
-    """Polls the VmHWM of this process's `newsletter.send_child` children (the sending processes) every 50 ms."""
+    """Polls the VmHWM of this process's `newsletter.delivery.child` children (the sending processes) every 50 ms."""
 
     def __init__(self, interval: float = 0.05) -> None:
         self.interval = interval
@@ -389,7 +389,7 @@ class ChildPeaks:
                     continue
                 try:
                     ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-                    if ppid != me or b"newsletter.send_child" not in (entry / "cmdline").read_bytes():
+                    if ppid != me or b"newsletter.delivery.child" not in (entry / "cmdline").read_bytes():
                         continue
                 except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
                     continue
@@ -408,13 +408,13 @@ def _usage() -> dict[str, float]:
 def patch_plain_aiosmtplib() -> None:
     """COMPARISON only (``--plain-aiosmtplib``), never the library: each message through aiosmtplib's commands.
 
-    What the sender did before ``newsletter.smtp_session``: ``mail()``, ``rcpt()``, the ledger mark, then
+    What the sender did before ``newsletter.delivery.smtp_session``: ``mail()``, ``rcpt()``, the ledger mark, then
     ``data()``, one command and one reply at a time, with aiosmtplib's address parsing and its two regex
     passes over the content. Same pool, ledger and messages; only the transaction differs.
     """
     import aiosmtplib
 
-    from newsletter import delivery
+    from newsletter.delivery import pool as delivery
 
     async def send(self: Any, job: Any, mark_data: Any) -> tuple[str, int | None, str]:
         self.phase = "connect"
@@ -444,14 +444,14 @@ def worker_send(spec: dict[str, Any]) -> dict[str, Any]:
     """``run_send`` (the `newsletter send` path) or, with mode "deliver", only ``deliver_edition``."""
     if spec.get("plain_aiosmtplib"):
         patch_plain_aiosmtplib()
-    from newsletter.campaign import prepare
     from newsletter.config import load_settings
-    from newsletter.db import open_database
-    from newsletter.edition_store import EditionStore
-    from newsletter.ledger import Ledger
-    from newsletter.links import signer_from_settings
-    from newsletter.send_run import run_send
-    from newsletter.sending import deliver_edition
+    from newsletter.delivery.campaign import prepare
+    from newsletter.delivery.run import run_send
+    from newsletter.delivery.sending import deliver_edition
+    from newsletter.rendering.links import signer_from_settings
+    from newsletter.storage.db import open_database
+    from newsletter.storage.editions import EditionStore
+    from newsletter.storage.ledger import Ledger
 
     settings = load_settings(Path(spec["config"]))
     engine = open_database(settings.newsletter.database_url)
@@ -492,14 +492,14 @@ def worker_send(spec: dict[str, Any]) -> dict[str, Any]:
 
 def worker_naive(spec: dict[str, Any]) -> dict[str, Any]:
     """Per recipient: select, render_variant (Jinja + Premailer), EmailMessage, smtplib — one reused connection."""
-    from newsletter.campaign import message_id, sender_domain
     from newsletter.config import load_settings
-    from newsletter.db import open_database
-    from newsletter.edition_store import EditionStore
-    from newsletter.links import recipient_links, signer_from_settings
-    from newsletter.message import build_message_bytes
-    from newsletter.render import RenderEnvironment, render_variant
-    from newsletter.selection import select
+    from newsletter.delivery.campaign import message_id, sender_domain
+    from newsletter.delivery.message import build_message_bytes
+    from newsletter.editions.selection import select
+    from newsletter.rendering.links import recipient_links, signer_from_settings
+    from newsletter.rendering.render import RenderEnvironment, render_variant
+    from newsletter.storage.db import open_database
+    from newsletter.storage.editions import EditionStore
     from subscribers.store import SubscriberStore
 
     settings = load_settings(Path(spec["config"]))
@@ -563,9 +563,9 @@ def per_message_costs(settings: Any, engine: Any, edition: Any, *, sample: int =
     """What each message costs in the steps the profile points at, timed without the profiler."""
     from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
-    from newsletter.ledger import Delivery, Ledger
-    from newsletter.links import recipient_links, signer_from_settings
-    from newsletter.sending import message_factory
+    from newsletter.delivery.sending import message_factory
+    from newsletter.rendering.links import recipient_links, signer_from_settings
+    from newsletter.storage.ledger import Delivery, Ledger
 
     factory = message_factory(settings, engine, edition, clock=lambda: datetime.now(UTC))
     signer = signer_from_settings(settings)
@@ -596,9 +596,9 @@ def per_message_costs(settings: Any, engine: Any, edition: Any, *, sample: int =
 def worker_profile(spec: dict[str, Any]) -> dict[str, Any]:
     """One 1-process ``deliver_edition`` under cProfile (event-loop thread and ledger threads apart)."""
     from newsletter.config import load_settings
-    from newsletter.db import open_database
-    from newsletter.edition_store import EditionStore
-    from newsletter.sending import deliver_edition
+    from newsletter.delivery.sending import deliver_edition
+    from newsletter.storage.db import open_database
+    from newsletter.storage.editions import EditionStore
 
     settings = load_settings(Path(spec["config"]))
     engine = open_database(settings.newsletter.database_url)

@@ -122,7 +122,7 @@ def topic_subsets(slugs: Sequence[str]) -> list[tuple[str, ...]]:
 
 def write_config(folder: Path, name: str, *, database_url: str, broker: str, queue: str, port: int,
                  args: argparse.Namespace) -> Path:
-    from newsletter.demo import examples_dir
+    from newsletter.demo.run import examples_dir
 
     examples = examples_dir()
     text = (examples / "offline.toml").read_text(encoding="utf-8")
@@ -150,12 +150,12 @@ class Setup:
 
 
 def set_up(folder: Path, databases: Databases, *, broker: str, queue: str, args: argparse.Namespace) -> Setup:
-    from newsletter.campaign import prepare
     from newsletter.config import load_settings
-    from newsletter.db import open_database
-    from newsletter.ingest import fetch_sources
-    from newsletter.links import signer_from_settings
-    from newsletter.store import PaperStore
+    from newsletter.delivery.campaign import prepare
+    from newsletter.rendering.links import signer_from_settings
+    from newsletter.sources.ingest import fetch_sources
+    from newsletter.storage.db import open_database
+    from newsletter.storage.papers import PaperStore
     from subscribers.schema import subscribers
 
     name = databases.create()
@@ -224,9 +224,9 @@ def _wait_ready(process: subprocess.Popen[bytes], log: Path) -> None:
 def workers_run(folder: Path, databases: Databases, setup: Setup, *, workers: int, broker: str,
                 args: argparse.Namespace) -> Row:
     from newsletter.config import load_settings
-    from newsletter.db import open_database
-    from newsletter.ledger import Ledger
-    from newsletter.workers import Dispatcher
+    from newsletter.delivery.workers import Dispatcher
+    from newsletter.storage.db import open_database
+    from newsletter.storage.ledger import Ledger
 
     name = f"workers-{workers}"
     database = databases.create(template=setup.template)
@@ -268,8 +268,8 @@ def workers_run(folder: Path, databases: Databases, setup: Setup, *, workers: in
 def process_run(folder: Path, databases: Databases, setup: Setup, *, processes: int, broker: str,
                 args: argparse.Namespace) -> Row:
     from newsletter.config import load_settings
-    from newsletter.db import open_database
-    from newsletter.send_run import run_send
+    from newsletter.delivery.run import run_send
+    from newsletter.storage.db import open_database
 
     name = f"processes-{processes}"
     database = databases.create(template=setup.template)

@@ -70,8 +70,8 @@ def labelled_set() -> list[Any]:
 
 def speed_set(count: int, seed: int = 0) -> list[Any]:
     """``count`` distinct papers: real titles, abstracts of real length recombined from real sentences."""
-    from newsletter.models import Paper
-    from newsletter.parsing import parse_feed
+    from newsletter.sources.parsing import parse_feed
+    from newsletter.sources.records import Paper
 
     real: dict[str, tuple[str, str]] = {}
     kinds = [("arxiv-api", p) for p in sorted((FIXTURES / "arxiv_api").glob("*.xml"))]
@@ -97,7 +97,7 @@ def speed_set(count: int, seed: int = 0) -> list[Any]:
 
 
 class StaticEncoder:
-    """A model2vec static model as a ``newsletter.embeddings.TextEncoder``."""
+    """A model2vec static model as a ``newsletter.matching.embeddings.TextEncoder``."""
 
     def __init__(self, path: Path) -> None:
         from model2vec import StaticModel
@@ -142,12 +142,12 @@ def _peak_rss_mib() -> float:
 
 def measure(method: str, max_tokens: int, model2vec: Path | None, papers: int, started: float) -> dict[str, Any]:
     from newsletter.config import MatchingSettings
-    from newsletter.db import open_database
-    from newsletter.embedding_store import EmbeddingStore
-    from newsletter.embeddings import EmbeddingMatcher
-    from newsletter.matching import Matcher, build_matcher
-    from newsletter.store import PaperStore
-    from newsletter.topic_eval import evaluate
+    from newsletter.matching.embeddings import EmbeddingMatcher
+    from newsletter.matching.evaluate import evaluate
+    from newsletter.matching.matcher import Matcher, build_matcher
+    from newsletter.storage.db import open_database
+    from newsletter.storage.embeddings import EmbeddingStore
+    from newsletter.storage.papers import PaperStore
 
     seconds: dict[str, float] = {}
     defaults = MatchingSettings()

@@ -20,7 +20,7 @@ SOURCES = ("import", "web", "cli")
 class UTCDateTime(sa.TypeDecorator[datetime]):
     """Aware datetimes in, aware UTC datetimes out, on every backend (SQLite keeps no zone).
 
-    Declared here because `subscribers` never imports `newsletter`; `newsletter.db` uses this one too.
+    Declared here because `subscribers` never imports `newsletter`; `newsletter.storage.db` uses this one too.
     """
 
     impl = sa.DateTime

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from newsletter.config import DATABASE_URL_ENV, Settings, load_settings
-from newsletter.db import open_database
-from newsletter.ledger import Ledger
-from newsletter.store import PaperStore
+from newsletter.storage.db import open_database
+from newsletter.storage.ledger import Ledger
+from newsletter.storage.papers import PaperStore
 from tests.databases import PostgresServer, admin_url, empty_tables, migrated
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
-from newsletter.db import open_database
+from newsletter.storage.db import open_database
 
 ADMIN_URL_ENV = "NEWSLETTER_TEST_POSTGRES_URL"
 DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

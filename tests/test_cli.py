@@ -12,7 +12,7 @@ from typing import ClassVar
 import pytest
 from click.testing import CliRunner
 
-from newsletter.cli import cli
+from newsletter.cli.main import cli
 from tests.conftest import fixture_path, write_config
 
 CS_AI = fixture_path("arxiv_rss/distill_rss_cs.AI_2026-04-27.xml")

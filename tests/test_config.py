@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.config import load_settings
-from newsletter.config_docs import render_reference
+from newsletter.config.reference import render_reference
 from newsletter.errors import ConfigError
 from tests.conftest import ROOT, write_config
 
@@ -139,4 +139,4 @@ def test_missing_file_says_how_to_point_at_one(tmp_path: Path) -> None:
 def test_every_setting_is_documented() -> None:
     """docs/configuration.md is generated from the declarations; regenerate with the command it names."""
     documented = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
-    assert render_reference() in documented, "run: python -m newsletter.config_docs > docs/configuration.md"
+    assert render_reference() in documented, "run: python -m newsletter.config.reference > docs/configuration.md"

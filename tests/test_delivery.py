@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from newsletter.config import DeliverySettings
-from newsletter.ledger import Delivery, Ledger, NewDelivery, Outcome
-from newsletter.mailsink import Fault, MailSink
-from newsletter.sending import deliver
+from newsletter.delivery.sending import deliver
+from newsletter.storage.ledger import Delivery, Ledger, NewDelivery, Outcome
+from tests.mailsink import Fault, MailSink
 
 EDITION = 1
 START = datetime(2026, 4, 27, 7, 0, tzinfo=UTC)

@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from newsletter.config import DeliverySettings
-from newsletter.db import open_database
-from newsletter.ledger import Ledger
-from newsletter.mailsink import Fault, MailSink
-from newsletter.sending import deliver
+from newsletter.delivery.sending import deliver
+from newsletter.storage.db import open_database
+from newsletter.storage.ledger import Ledger
+from tests.mailsink import Fault, MailSink
 from tests.test_delivery import EDITION, Clock, build, fill
 
 RECIPIENTS = 8

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from newsletter import db
-from newsletter.edition_models import Edition
-from newsletter.editions import build_edition, empty_reason
+from newsletter.editions.build import build_edition, empty_reason
+from newsletter.editions.records import Edition
+from newsletter.editions.selection import group_by_variant, select
 from newsletter.errors import ConfigError
-from newsletter.selection import group_by_variant, select
+from newsletter.storage import db
 from subscribers.errors import SubscribersError
 from subscribers.store import SubscriberStore
 from tests.conftest import fixture_path

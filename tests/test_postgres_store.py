@@ -14,13 +14,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from newsletter import db
-from newsletter.db import open_database
-from newsletter.edition_store import EditionStore
 from newsletter.errors import StoreError
-from newsletter.ledger import Ledger, NewDelivery, Outcome
-from newsletter.run_store import Lease, RunStore
-from newsletter.store import PaperStore, SourceState
+from newsletter.storage import db
+from newsletter.storage.db import open_database
+from newsletter.storage.editions import EditionStore
+from newsletter.storage.ledger import Ledger, NewDelivery, Outcome
+from newsletter.storage.papers import PaperStore, SourceState
+from newsletter.storage.runs import Lease, RunStore
 from tests.databases import PostgresServer
 
 NOW = datetime(2026, 4, 27, 8, 0, tzinfo=UTC)
@@ -178,7 +178,7 @@ def test_connections_the_server_dropped_are_replaced_unnoticed(postgres_session_
 
 def test_feed_values_too_long_or_with_nul_characters_are_stored_on_every_engine(engine: Engine) -> None:
     # SQLite keeps any length and NUL characters; PostgreSQL refuses both (and with them the whole batch)
-    from newsletter.parsing import parse_feed, parse_hf_daily
+    from newsletter.sources.parsing import parse_feed, parse_hf_daily
 
     link = "https://blog.example.org/" + "very-long-slug-" * 30
     category = "A category name far longer than the sixty-four characters of its column"

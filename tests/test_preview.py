@@ -12,10 +12,10 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from newsletter import db
-from newsletter.cli import cli
+from newsletter.cli.main import cli
 from newsletter.config import load_settings
-from newsletter.editions import build_edition
+from newsletter.editions.build import build_edition
+from newsletter.storage import db
 from subscribers.store import SubscriberStore
 from tests.conftest import fixture_path, write_config
 from tests.email_support import FIXTURE_SOURCES, POSTAL, SECRET, stores

@@ -17,16 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import render
 from newsletter.config import Settings, TopicSettings
-from newsletter.edition_models import Edition
-from newsletter.editions import build_edition
+from newsletter.delivery.message import message_template, sendable_message
+from newsletter.editions.build import build_edition
+from newsletter.editions.records import Edition
+from newsletter.editions.selection import Selection, group_by_variant, select
 from newsletter.errors import ConfigError, TemplateError
-from newsletter.links import Recipient, recipient_links, signer_from_settings
-from newsletter.message import message_template, sendable_message
-from newsletter.models import Paper
-from newsletter.render import RenderedVariant, RenderEnvironment, render_variant
-from newsletter.selection import Selection, group_by_variant, select
+from newsletter.rendering import render
+from newsletter.rendering.links import Recipient, recipient_links, signer_from_settings
+from newsletter.rendering.render import RenderedVariant, RenderEnvironment, render_variant
+from newsletter.sources.records import Paper
 from subscribers.store import SubscriberStore
 from tests.email_support import FIXTURE_SOURCES, NOW, email_settings, fetch, fix_tokens, stores
 

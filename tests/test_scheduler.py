@@ -16,15 +16,16 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from newsletter.cli import cli
-from newsletter.config import cron_trigger, load_settings
-from newsletter.db import open_database
+from newsletter.cli.main import cli
+from newsletter.config import load_settings
 from newsletter.errors import ConfigError
-from newsletter.ledger import Ledger
-from newsletter.mailsink import MailSink
-from newsletter.run_store import Lease, RunStore
-from newsletter.scheduler import Service
+from newsletter.service.scheduler import Service
+from newsletter.service.triggers import cron_trigger
+from newsletter.storage.db import open_database
+from newsletter.storage.ledger import Ledger
+from newsletter.storage.runs import Lease, RunStore
 from tests.conftest import spawn
+from tests.mailsink import MailSink
 from tests.test_send import SECRET, add_subscribers, make_config
 
 NO_JOBS = 'fetch = ""\ndaily = ""\nweekly = ""\nretry = ""\nhousekeeping = ""\n'

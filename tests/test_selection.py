@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
-from newsletter.edition_models import Edition, EditionEntry, EditionPaper, EditionTopic
-from newsletter.selection import Section, group_by_variant, select
+from newsletter.editions.records import Edition, EditionEntry, EditionPaper, EditionTopic
+from newsletter.editions.selection import Section, group_by_variant, select
 
 WHEN = datetime(2026, 4, 27, 8, 0, tzinfo=UTC)
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from newsletter.cli import cli
+from newsletter.cli.main import cli
 from newsletter.config import load_settings
-from newsletter.db import open_database
-from newsletter.ledger import Ledger
-from newsletter.mailsink import Fault, MailSink
+from newsletter.storage.db import open_database
+from newsletter.storage.ledger import Ledger
 from subscribers.store import SubscriberStore
 from tests.conftest import ROOT, spawn
+from tests.mailsink import Fault, MailSink
 
 SECRET = "k1:test-secret-0123456789abcdef"
 TOPIC_SETS = [("agents", "reasoning"), ("retrieval",), ("efficient-training", "vision-multimodal"),

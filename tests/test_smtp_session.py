@@ -11,12 +11,12 @@ import pytest
 from aiosmtplib.errors import SMTPServerDisconnected
 
 from newsletter.config import DeliverySettings
-from newsletter.db import open_database
-from newsletter.delivery import connect
-from newsletter.ledger import Ledger, NewDelivery
-from newsletter.mailsink import MailSink
-from newsletter.sending import deliver
-from newsletter.smtp_session import ReplyReader, SmtpSession
+from newsletter.delivery.pool import connect
+from newsletter.delivery.sending import deliver
+from newsletter.delivery.smtp_session import ReplyReader, SmtpSession
+from newsletter.storage.db import open_database
+from newsletter.storage.ledger import Ledger, NewDelivery
+from tests.mailsink import MailSink
 from tests.test_delivery import EDITION, Clock, build, fill
 
 

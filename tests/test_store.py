@@ -12,11 +12,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from newsletter.config import Settings, load_settings
-from newsletter.db import metadata, open_database
-from newsletter.ingest import fetch_sources, refresh_matches
-from newsletter.merge import merge_paper
-from newsletter.models import Paper
-from newsletter.store import PaperStore
+from newsletter.sources.ingest import fetch_sources, refresh_matches
+from newsletter.sources.merge import merge_paper
+from newsletter.sources.records import Paper
+from newsletter.storage.db import metadata, open_database
+from newsletter.storage.papers import PaperStore
 from subscribers.schema import metadata as subscriber_metadata
 from tests.conftest import fixture_path, write_config
 

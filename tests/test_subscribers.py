@@ -11,7 +11,7 @@ import pytest
 from itsdangerous import TimestampSigner
 from sqlalchemy.engine import Engine
 
-from newsletter.db import open_database
+from newsletter.storage.db import open_database
 from subscribers.addresses import address_hash, valid_email
 from subscribers.errors import (
     ExpiredTokenError,

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from newsletter.cli import cli
+from newsletter.cli.main import cli
 from newsletter.config import load_settings
-from newsletter.db import open_database
-from newsletter.mailsink import MailSink
+from newsletter.storage.db import open_database
 from subscribers.store import SubscriberStore
 from tests.conftest import write_config
+from tests.mailsink import MailSink
 
 SECRET = "k1:cli-test-secret-0123456789"
 

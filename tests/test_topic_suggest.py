@@ -9,9 +9,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from newsletter.cli import cli
+from newsletter.cli.main import cli
 from newsletter.config import settings_from_mapping
-from newsletter.topic_suggest import class_tfidf_terms, suggest_topics, to_toml
+from newsletter.matching.suggest import class_tfidf_terms, suggest_topics, to_toml
 from tests.conftest import ROOT
 from tests.topic_support import labelled_archive_sample
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from newsletter.config import TopicSettings, TrendingSettings
-from newsletter.models import Paper
-from newsletter.parsing import parse_feed
-from newsletter.topics import KeywordIndex, match_papers
-from newsletter.trending import trending_score
+from newsletter.matching.rules import KeywordIndex, match_papers
+from newsletter.matching.trending import trending_score
+from newsletter.sources.parsing import parse_feed
+from newsletter.sources.records import Paper
 from tests.conftest import fixture_path
 
 AGENTS = TopicSettings(

@@ -15,15 +15,15 @@ from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
 from newsletter.config import Settings
-from newsletter.db import open_database
-from newsletter.edition_store import EditionStore
-from newsletter.editions import build_edition
-from newsletter.mailsink import MailSink
-from newsletter.store import PaperStore
-from newsletter.web import create_app
+from newsletter.editions.build import build_edition
+from newsletter.storage.db import open_database
+from newsletter.storage.editions import EditionStore
+from newsletter.storage.papers import PaperStore
+from newsletter.web.app import create_app
 from subscribers.store import SubscriberStore
 from subscribers.tokens import Keyring, TokenSigner
 from tests.email_support import NOW, fetch
+from tests.mailsink import MailSink
 from tests.web_support import SECRET, confirm_link, csrf_token, web_settings
 
 TOPICS = ["agents", "reasoning", "medical"]
@@ -363,7 +363,7 @@ async def test_run_server_serves_on_the_callers_event_loop_until_cancelled(tmp_p
 
     import httpx
 
-    from newsletter.web import run_server
+    from newsletter.web.app import run_server
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -21,12 +21,12 @@ import uvicorn
 from playwright.sync_api import Page, sync_playwright
 
 from newsletter.config import Settings
-from newsletter.db import open_database
-from newsletter.mailsink import MailSink, ReceivedMessage
-from newsletter.web import create_app
+from newsletter.storage.db import open_database
+from newsletter.web.app import create_app
 from subscribers.store import SubscriberStore
 from subscribers.tokens import Keyring, TokenSigner
 from tests.email_support import NOW
+from tests.mailsink import MailSink, ReceivedMessage
 from tests.test_email_browser import ARGS, ARTIFACTS, CHROMIUM
 from tests.web_support import SECRET, confirm_link, web_settings
 

@@ -24,19 +24,19 @@ import pytest
 from celery.exceptions import Retry
 from click.testing import CliRunner
 
-from newsletter.campaign import prepare
-from newsletter.cli import cli
+from newsletter.cli.main import cli
 from newsletter.config import load_settings
-from newsletter.db import open_database
+from newsletter.delivery.campaign import prepare
+from newsletter.delivery.sending import deliver, worker_name
+from newsletter.delivery.workers import SEND_TASK, BatchSender, Dispatcher, make_app, register_tasks
 from newsletter.errors import DeliveryError
-from newsletter.ledger import Ledger
-from newsletter.links import signer_from_settings
-from newsletter.mailsink import MailSink
-from newsletter.sending import deliver, worker_name
-from newsletter.workers import SEND_TASK, BatchSender, Dispatcher, make_app, register_tasks
+from newsletter.rendering.links import signer_from_settings
+from newsletter.storage.db import open_database
+from newsletter.storage.ledger import Ledger
 from subscribers.store import SubscriberStore
 from tests.conftest import ROOT
 from tests.databases import HOW_TO_START, PostgresServer, scratch_redis
+from tests.mailsink import MailSink
 from tests.test_delivery import EDITION, START, Clock, build, fill, received, settings_for
 from tests.test_send import SECRET, TOPIC_SETS
 
@@ -295,8 +295,8 @@ def test_two_workers_one_killed_mid_batch_every_reader_gets_exactly_one(
 
 def test_serve_with_workers_enqueues_the_scheduled_edition(tmp_path: Path, sink: MailSink,
                                                            fresh_postgres: str) -> None:
-    from newsletter.run_store import RunStore
-    from newsletter.scheduler import Service
+    from newsletter.service.scheduler import Service
+    from newsletter.storage.runs import RunStore
 
     with scratch_redis() as broker:
         config = worker_config(tmp_path, sink, database_url=fresh_postgres, broker=broker,

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from newsletter.config import TopicSettings
-from newsletter.models import Paper
-from newsletter.parsing import parse_feed
-from newsletter.topic_eval import LabelledPaper
+from newsletter.matching.evaluate import LabelledPaper
+from newsletter.sources.parsing import parse_feed
+from newsletter.sources.records import Paper
 from tests.conftest import FIXTURES
 
 ARCHIVES = {
@@ -71,7 +71,7 @@ def write_labelled_csv(path: Path, papers: list[Paper] | None = None) -> Path:
 
 def skip_without_embeddings() -> None:
     """Skip the calling test (or module) when the optional `embeddings` extra is not installed."""
-    from newsletter.embeddings import INSTALL_HINT, missing_extra
+    from newsletter.matching.embeddings import INSTALL_HINT, missing_extra
 
     missing = missing_extra()
     if missing:
@@ -82,7 +82,7 @@ def skip_without_embeddings() -> None:
 def minilm() -> Any:
     """The bundled MiniLM encoder, loaded once (per process) with every network connection refused."""
     skip_without_embeddings()
-    from newsletter.embeddings import MiniLMEncoder
+    from newsletter.matching.embeddings import MiniLMEncoder
 
     encoder = MiniLMEncoder(max_tokens=128)
     attempts: list[object] = []

@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 
 from newsletter.config import Settings, load_settings
-from newsletter.mailsink import MailSink, ReceivedMessage
 from tests.conftest import write_config
 from tests.email_support import FIXTURE_SOURCES, POSTAL
+from tests.mailsink import MailSink, ReceivedMessage
 
 SECRET = "k1:web-test-secret-0123456789"
 

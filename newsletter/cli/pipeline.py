@@ -1,0 +1,147 @@
+"""`fetch`, `papers` and `topics`: the papers pipeline as seen from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import click
+from rich.table import Table
+
+from newsletter.sources.records import SourceReport
+
+if TYPE_CHECKING:
+    pass
+
+from newsletter.cli.app import App, NewsletterGroup, console, pass_app
+
+
+def _print_fetch_table(reports: list[SourceReport]) -> None:
+    table = Table(title="Fetched sources")
+    for column in ("source", "fetched", "new", "updated", "skipped", "errors"):
+        table.add_column(column, justify="left" if column == "source" else "right")
+    for report in reports:
+        errors = str(len(report.errors)) if report.errors else ("not modified" if report.not_modified else "0")
+        table.add_row(report.source, str(report.fetched), str(report.new), str(report.updated), str(report.skipped),
+                      errors)
+    console.print(table)
+    for report in reports:
+        for warning in report.warnings:
+            console.print(f"[yellow]warning[/yellow] {report.source}: {warning}", highlight=False, soft_wrap=True)
+        for error in report.errors:
+            console.print(f"[red]error[/red] {report.source}: {error}", highlight=False, soft_wrap=True)
+
+
+@click.command()
+@click.option("--source", "sources", multiple=True, metavar="NAME", help="Fetch only this source (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
+@pass_app
+def fetch(app: App, sources: tuple[str, ...], as_json: bool) -> None:
+    """Download every source, store new and updated papers and match them to topics.
+
+    Prints one row per source: entries fetched, papers new and updated, entries skipped (replacements,
+    entries without an id) and errors. Exits non-zero only when every source failed.
+    """
+    from newsletter.sources.ingest import fetch_sources  # scikit-learn: imported when used, not for --help
+
+    with console.status("Fetching sources…", spinner="dots") if not as_json else _nothing():
+        reports = asyncio.run(fetch_sources(app.settings, app.store, names=sources))
+    if as_json:
+        click.echo(json.dumps({"sources": [_report_json(r) for r in reports]}, indent=2))
+    else:
+        _print_fetch_table(reports)
+    if reports and all(r.failed for r in reports):
+        raise click.ClickException("every source failed")
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+def _report_json(report: SourceReport) -> dict[str, Any]:
+    return {
+        "source": report.source,
+        "fetched": report.fetched,
+        "new": report.new,
+        "updated": report.updated,
+        "skipped": report.skipped,
+        "not_modified": report.not_modified,
+        "errors": list(report.errors),
+        "warnings": list(report.warnings),
+    }
+
+
+def _since(app: App, value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(app.settings.newsletter.timezone))
+    return value
+
+
+_DATE = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"])
+
+
+@click.command()
+@click.option("--since", type=_DATE, help="Only papers first seen at or after DATE (in the newsletter's time zone).")
+@click.option("--topic", metavar="SLUG", help="Only papers matched to this topic.")
+@click.option("--unmatched", is_flag=True, help="Only papers that match no topic.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (shape documented in docs/cli.md).")
+@pass_app
+def papers(app: App, since: datetime | None, topic: str | None, unmatched: bool, as_json: bool) -> None:
+    """List stored papers, newest first, with trending score and why they match their topics."""
+    from newsletter.cli.reports import papers_view
+    from newsletter.sources.ingest import refresh_matches
+
+    refresh_matches(app.settings, app.store)
+    view = papers_view(app.settings, app.store, now=app.now(), since=_since(app, since), topic=topic,
+                       unmatched=unmatched)
+    if as_json:
+        click.echo(json.dumps(view.as_json(), indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"{len(view.papers)} papers")
+    table.add_column("id")
+    table.add_column("title", overflow="fold")
+    table.add_column("score", justify="right")
+    table.add_column("topics", overflow="fold")
+    for paper in view.papers:
+        topics = ", ".join(t["slug"] for t in paper["topics"]) or "—"
+        table.add_row(paper["id"], paper["title"], f"{paper['trending']['score']:.2f}", topics)
+    console.print(table)
+
+
+@click.group(cls=NewsletterGroup, invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (shape documented in docs/cli.md).")
+@click.option("--top", default=3, show_default=True, help="Papers shown per topic.")
+@click.pass_context
+def topics(ctx: click.Context, as_json: bool, top: int) -> None:
+    """Per topic: how many papers match, the best ones and why; and how many match nothing."""
+    from newsletter.cli.reports import topics_view
+    from newsletter.sources.ingest import refresh_matches
+
+    if ctx.invoked_subcommand is not None:
+        return
+    app = ctx.find_object(App)
+    assert app is not None  # set by the group callback
+    refresh_matches(app.settings, app.store)
+    view = topics_view(app.settings, app.store, now=app.now(), top=top)
+    if as_json:
+        click.echo(json.dumps(view, indent=2, ensure_ascii=False))
+        return
+    for topic in view["topics"]:
+        console.print(f"[bold]{topic['name']}[/bold] ({topic['slug']}): {topic['count']} papers", highlight=False)
+        for paper in topic["top"]:
+            console.print(f"  • {paper['title']} [dim]({paper['id']})[/dim]", highlight=False)
+            console.print(f"    [dim]{'; '.join(paper['reasons'])}[/dim]", highlight=False)
+    console.print(
+        f"{view['unmatched']['count']} of {view['papers']} papers match no topic "
+        "(list them with `newsletter papers --unmatched`).",
+        highlight=False,
+    )

@@ -1,0 +1,196 @@
+"""`preview`, `send` and `demo`: building one reader's email, delivering an edition."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from newsletter.delivery.campaign import Plan
+    from newsletter.delivery.run import Progress as SendProgress
+    from newsletter.delivery.sending import SendReport
+
+from newsletter.cli.app import App, console, pass_app
+
+
+@click.command()
+@click.option("--subscriber", "subscriber_email", metavar="EMAIL", help="Preview this subscriber's email.")
+@click.option("--topics", metavar="A,B", help="Preview for a stand-in reader of these topics (default: all).")
+@click.option("--frequency", type=click.Choice(["daily", "weekly"]), default="daily", show_default=True)
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Edition date (default: today).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="preview",
+              show_default=True, help="Folder for the .html, .txt and .eml files.")
+@pass_app
+def preview(app: App, subscriber_email: str | None, topics: str | None, frequency: Literal["daily", "weekly"],
+            day: datetime | None, out_dir: Path) -> None:
+    """Write one reader's email for an edition as .html, .txt and .eml, exactly as it would be sent.
+
+    Uses the stored edition if it was already sent; otherwise computes it as it would be built now,
+    without storing it (a preview never freezes an edition). Sends nothing and records nothing.
+    """
+    from newsletter.rendering.preview import preview as make_preview  # imports Premailer: only when needed
+
+    slugs = [t.strip() for t in topics.split(",") if t.strip()] if topics is not None else None
+    result = make_preview(app.settings, app.store, out_dir=out_dir, now=app.now(), subscriber_email=subscriber_email,
+                          topics=slugs, frequency=frequency, day=day.date() if day else None)
+    if result.no_email is not None:
+        click.echo(f"{result.edition.slug}: no email ({result.no_email})")
+        return
+    for path in (result.html_path, result.text_path, result.eml_path):
+        click.echo(str(path))
+    moved = f", {result.hidden} more on the web" if result.hidden else ""
+    click.echo(f"HTML size: {result.html_bytes:,} bytes; {result.papers} papers{moved}; subject: {result.subject}")
+    if not app.settings.email.postal_address:
+        click.echo("warning: [email] postal_address is empty; bulk email needs the sender's postal address")
+
+
+def _print_plan(planned: Plan) -> None:
+    edition = planned.edition
+    if edition.is_empty:
+        console.print(f"{edition.slug}: nothing would be sent ({edition.empty_reason})", highlight=False,
+                      soft_wrap=True)
+        return
+    table = Table(title=f"Dry run of {edition.slug}: nothing sent, nothing recorded")
+    for column in ("readers", "papers", "HTML bytes", "subject"):
+        table.add_column(column, justify="left" if column == "subject" else "right")
+    for variant in sorted(planned.variants, key=lambda v: -v.readers):
+        table.add_row(str(variant.readers), str(variant.papers), f"{variant.html_bytes:,}", variant.subject)
+    console.print(table)
+    console.print(
+        f"{planned.recipients} emails in {len(planned.variants)} distinct variants to {planned.subscribers} "
+        f"subscribers; {planned.nothing_new} have nothing new; {planned.already_queued} already in the ledger",
+        highlight=False, soft_wrap=True,
+    )
+
+
+def _print_send_report(result: SendReport) -> None:
+    prepared = result.prepared
+    edition = prepared.edition
+    if edition.is_empty:
+        console.print(f"{edition.slug}: nothing to send ({edition.empty_reason})", highlight=False, soft_wrap=True)
+        return
+    console.print(
+        f"{edition.slug}: {prepared.recipients} recipients of {prepared.subscribers} subscribers, "
+        f"{prepared.variants} distinct emails ({prepared.rendered} rendered now); "
+        f"{prepared.nothing_new} subscribers had nothing new",
+        highlight=False,
+        soft_wrap=True,
+    )
+    table = Table(title=f"Delivery of {edition.slug}")
+    for column in ("sent", "deferred", "failed", "ambiguous", "suppressed", "pending"):
+        table.add_column(column, justify="right")
+    counts = result.counts
+    table.add_row(*(str(counts.get(c, 0)) for c in ("sent", "deferred", "failed", "ambiguous", "suppressed",
+                                                     "pending")))
+    console.print(table)
+    stats = result.stats
+    console.print(f"this run: {stats.sent} sent, {stats.deferred} deferred, {stats.failed} failed, "
+                  f"{stats.ambiguous} ambiguous, {stats.suppressed} suppressed, {stats.released} released",
+                  highlight=False, soft_wrap=True)
+    for row in result.ambiguous:
+        console.print(f"[yellow]ambiguous[/yellow] {row['email']}: {row['message']} (not resent; check the relay's "
+                      "log before resending by hand)", highlight=False, soft_wrap=True)
+    if result.live_claims:
+        console.print(f"{result.live_claims} messages are held by another live `send`", highlight=False, soft_wrap=True)
+    if result.enqueued is not None:
+        again = f"; {result.requeued} enqueued again after their worker stopped" if result.requeued else ""
+        console.print(f"enqueued {result.enqueued} messages for the workers{again}", highlight=False, soft_wrap=True)
+        if not result.waited:
+            console.print("not waiting for the workers: they go on; `newsletter status` shows their progress",
+                          highlight=False, soft_wrap=True)
+    if result.workers and (result.enqueued is not None or len(result.workers) > 1):
+        print_workers(result.workers)
+
+
+_WORKER_STATES = ("sent", "deferred", "failed", "ambiguous", "suppressed", "claimed")
+
+
+def print_workers(workers: dict[str, dict[str, int]], title: str = "Per worker") -> None:
+    table = Table(title=title)
+    table.add_column("worker", overflow="fold")
+    for column in _WORKER_STATES:
+        table.add_column(column, justify="right")
+    for name, states in sorted(workers.items()):
+        table.add_row(name, *(str(states.get(state, 0)) for state in _WORKER_STATES))
+    console.print(table)
+
+
+@click.command()
+@click.option("--frequency", type=click.Choice(["daily", "weekly"]), default="daily", show_default=True)
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Edition date (default: today).")
+@click.option("--dry-run", is_flag=True, help="Render and count what would be sent; send and record nothing.")
+@click.option("--to", "to_address", metavar="EMAIL",
+              help="Send a test copy of the most common email to EMAIL only; the ledger is not touched.")
+@click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages in this run.")
+@click.option("--processes", type=click.IntRange(min=1), help="Sending processes (default: [delivery] processes).")
+@click.option("--workers", "use_workers", is_flag=True,
+              help="Enqueue batches for the Celery workers ([workers] broker, `newsletter worker`) instead of "
+                   "sending from this process; waits until every message was tried.")
+@click.option("--no-wait", is_flag=True, help="With --workers: exit once the batches are enqueued.")
+@pass_app
+def send(app: App, frequency: Literal["daily", "weekly"], day: datetime | None, dry_run: bool,
+         to_address: str | None, limit: int | None, processes: int | None, use_workers: bool, no_wait: bool) -> None:
+    """Build the edition if needed, fill the delivery ledger and send, with progress and a summary.
+
+    Safe to run again: it resumes, never sends a message twice, and never resends one whose delivery is
+    ambiguous (listed at the end). SIGINT/SIGTERM stop claiming, let in-flight messages finish and exit.
+    With --workers the workers send; SIGINT/SIGTERM stop waiting for them, not them.
+    """
+    from newsletter.delivery.campaign import plan
+    from newsletter.delivery.run import run_send, send_test_copy
+
+    when = day.date() if day else None
+    if dry_run and to_address:
+        raise click.UsageError("--dry-run and --to do not go together")
+    if use_workers and (limit or processes or dry_run or to_address):
+        raise click.UsageError("--workers does not go with --limit, --processes, --dry-run or --to")
+    if no_wait and not use_workers:
+        raise click.UsageError("--no-wait goes with --workers")
+    if dry_run:
+        planned = plan(app.settings, app.store.engine, frequency=frequency, now=app.now(), day=when)
+        _print_plan(planned)
+        return
+    if to_address:
+        planned, chosen, where = send_test_copy(app.settings, app.store.engine, frequency=frequency, to=to_address,
+                                                day=when)
+        console.print(f"sent a test copy of {planned.edition.slug} ({chosen.papers} papers, the email of "
+                      f"{chosen.readers} readers) to {to_address} via {where}", highlight=False, soft_wrap=True)
+        return
+    progress = Progress(TextColumn("[bold]sending"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console, transient=True)
+    started = time.monotonic()
+    with progress:
+        task = progress.add_task("send", total=None, rate="")
+
+        def update(state: SendProgress) -> None:
+            elapsed = max(1e-6, time.monotonic() - started)
+            progress.update(task, total=state.total, completed=state.done, rate=f"{state.done / elapsed:,.0f} msg/s")
+
+        result = run_send(app.settings, app.store.engine, frequency=frequency, day=when, limit=limit,
+                          processes=processes, workers=use_workers, wait=not no_wait, on_progress=update)
+    _print_send_report(result)
+
+
+@click.command()
+@click.option("--folder", type=click.Path(file_okay=False, path_type=Path),
+              help="Work here instead of a new temporary folder.")
+def demo(folder: Path | None) -> None:
+    """Run the whole pipeline offline: bundled real feeds, sample subscribers, a local SMTP server.
+
+    Fetches the feeds shipped with the project, builds today's daily edition, renders it once per distinct
+    email and delivers it over real SMTP to an embedded server on 127.0.0.1 that stores a Maildir. Prints
+    the delivery summary and the paths of the received messages. Needs no network and no config file.
+    """
+    from newsletter.demo.run import run_demo
+
+    result = run_demo(folder=folder, say=lambda line: console.print(line, highlight=False, soft_wrap=True))
+    _print_send_report(result.send)
+    console.print(f"received {len(result.received)} messages in {result.maildir}:", highlight=False)
+    for path in result.received:
+        console.print(f"  {path}", highlight=False, soft_wrap=True)

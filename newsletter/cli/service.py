@@ -1,0 +1,115 @@
+"""`serve`, `worker` and `status`: long-running processes and what they did."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.table import Table
+
+if TYPE_CHECKING:
+    pass
+
+from newsletter.cli.app import App, console, pass_app
+from newsletter.cli.sending import print_workers
+
+
+@click.command()
+@pass_app
+def serve(app: App) -> None:
+    """Run the scheduler (fetch, daily and weekly editions, retries, housekeeping) and the web pages.
+
+    Schedules come from [schedule]. Only one `serve` per database runs jobs (a database lease); a second
+    one waits. A run missed while `serve` was down runs once on restart if it is within
+    misfire_grace_seconds, and is recorded as skipped otherwise. SIGTERM/SIGINT: no new jobs, running
+    ones finish cleanly (a send releases what it had queued), exit 0. Logs go to stderr; add `-v` for
+    every job's result and `--log-format json` for JSON lines.
+    """
+    from newsletter.service.scheduler import Service
+
+    logging.getLogger("newsletter").setLevel(logging.INFO)
+    from newsletter.web.app import run_server
+
+    settings, engine = app.settings, app.store.engine
+    service = Service(settings, engine)
+
+    async def web() -> None:
+        try:
+            await run_server(settings, engine, handle_signals=False)
+        except SystemExit as exit_:  # uvicorn exits the process when it cannot start; serve reports it instead
+            raise OSError(f"uvicorn could not start (exit code {exit_.code})") from None
+
+    asyncio.run(service.run(web=web))
+    if service.failure is not None:
+        raise click.ClickException(service.failure)
+
+
+@click.command()
+@click.option("--concurrency", type=click.IntRange(min=1),
+              help="Batches sent at once, in threads (default: [workers] concurrency).")
+@pass_app
+def worker(app: App, concurrency: int | None) -> None:
+    """Run a Celery worker that sends the batches `send --workers` and `serve` enqueue ([workers] broker).
+
+    Each batch is sent with the same SMTP pool and ledger rules as `send`, and acknowledged when done. Start
+    one per core, on as many machines as you like: they share the PostgreSQL database and the queue.
+    SIGTERM: finish the current batches, then exit; a worker killed outright loses nothing (its claims
+    lapse after [delivery] lease_seconds and another worker sends them).
+    """
+    from newsletter.delivery.workers import run_worker
+
+    logging.getLogger("newsletter").setLevel(logging.INFO)
+    code = run_worker(app.settings, concurrency=concurrency)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (shape documented in docs/cli.md).")
+@pass_app
+def status(app: App, as_json: bool) -> None:
+    """Sources' last fetch, recent editions and deliveries, what needs attention, next runs, subscribers."""
+    from newsletter.service.status import status_view
+
+    view = status_view(app.settings, app.store.engine, now=app.now())
+    if as_json:
+        click.echo(json.dumps(view, indent=2, ensure_ascii=False))
+        return
+    _print_status(view)
+
+
+def _print_status(view: dict[str, Any]) -> None:
+    sources = Table(title="Sources")
+    for column in ("source", "last fetch", "result", "error"):
+        sources.add_column(column, overflow="fold")
+    for s in view["sources"]:
+        sources.add_row(s["name"], s["last_attempt"] or "never", s["result"] or "", s["error"] or "")
+    console.print(sources)
+    editions = Table(title="Recent editions")
+    for column in ("edition", "papers", "sent", "deferred", "failed", "ambiguous", "note"):
+        editions.add_column(column, overflow="fold")
+    for e in view["editions"]:
+        d = e["deliveries"]
+        editions.add_row(e["slug"], str(e["papers"]), str(d["sent"]), str(d["deferred"]), str(d["failed"]),
+                         str(d["ambiguous"]), e["empty_reason"] or "")
+    console.print(editions)
+    for e in view["editions"]:
+        if len(e["workers"]) > 1 or (e["workers"] and view.get("queue") is not None):
+            print_workers(e["workers"], title=f"Per worker: {e['slug']}")
+    if view.get("queue") is not None:
+        queue = view["queue"]
+        waiting = queue["waiting"] if queue["error"] is None else f"unknown ({queue['error']})"
+        console.print(f"queue {queue['name']}: {waiting} batches waiting for a worker", highlight=False,
+                      soft_wrap=True)
+    attention = view["attention"]
+    console.print(f"deferred: {attention['deferred']}, ambiguous: {attention['ambiguous']}", highlight=False)
+    console.print("next runs: " + (", ".join(f"{job} {when}" for job, when in view["schedule"].items()) or "none"),
+                  highlight=False, soft_wrap=True)
+    for run in view["runs"]:
+        console.print(f"  {run['started']} {run['job']} [{run['status']}] {run['summary']}", highlight=False,
+                      soft_wrap=True)
+    console.print("subscribers: " + ", ".join(f"{n} {s}" for s, n in view["subscribers"].items()),
+                  highlight=False)

@@ -1,0 +1,255 @@
+"""`newsletter subscribers …` and `newsletter web`: thin commands over ``newsletter.web.subscriptions`` and
+``newsletter.web.app`` (registered on the main group in ``newsletter.cli.main``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+import click
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import Engine
+
+from newsletter.config import Settings
+from newsletter.rendering.links import signer_from_settings
+from newsletter.web.subscriptions import (
+    add_subscriber,
+    import_subscribers,
+    remove_subscriber,
+    send_confirmations,
+    subscriber_json,
+    subscriber_store,
+)
+from subscribers.addresses import valid_email
+from subscribers.csvio import export_csv
+from subscribers.errors import NotFoundError
+from subscribers.models import Frequency, ImportReport, Status, Subscriber
+from subscribers.schema import STATUSES
+from subscribers.tokens import TokenSigner
+
+console = Console()
+
+
+class _App(Protocol):
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def store(self) -> Any: ...
+
+    def now(self) -> datetime: ...
+
+
+def _engine(app: _App) -> Engine:
+    return cast(Engine, app.store.engine)
+
+
+def _topics(value: str | None) -> list[str] | None:
+    return [t.strip() for t in value.split(",") if t.strip()] if value else None
+
+
+def _describe(subscriber: Subscriber) -> str:
+    topics = ", ".join(subscriber.topics) or "no topics"
+    return f"{subscriber.email} ({subscriber.status}; {topics}; {subscriber.frequency})"
+
+
+def _signer(app: _App) -> TokenSigner:
+    return signer_from_settings(app.settings)  # a missing key is a one-line error before anything changes
+
+
+@click.group()
+def subscribers() -> None:
+    """Manage the subscriber list: add, remove, list, show, import and export."""
+
+
+@subscribers.command()
+@click.argument("email")
+@click.option("--name", help="The subscriber's name (shown in the greeting).")
+@click.option("--topics", metavar="A,B", help="Topics in the reader's order (default: every topic).")
+@click.option("--frequency", type=click.Choice(["daily", "weekly"]), help="How often (default: daily).")
+@click.option("--confirm", is_flag=True, help="Keep them pending and send a confirmation email instead.")
+@click.option("--force", is_flag=True, help="Add a suppressed address (unsubscribed, bounced, deleted) anyway.")
+@click.pass_obj
+def add(app: _App, email: str, name: str | None, topics: str | None, frequency: Frequency | None, confirm: bool,
+        force: bool) -> None:
+    """Add a subscriber (or update one): active at once, since you vouch for their consent.
+
+    With --confirm they stay pending until they open the link in the confirmation email. A suppressed
+    address is refused unless --force is given.
+    """
+    signer = _signer(app) if confirm else None
+    now = app.now()
+    what, subscriber = add_subscriber(app.settings, _engine(app), email, now=now, name=name, topics=_topics(topics),
+                                      frequency=frequency, pending=confirm, force=force)
+    click.echo(f"{what} {_describe(subscriber)}")
+    if signer is not None and subscriber.status == "pending":
+        sent = send_confirmations(app.settings, _engine(app), signer, [subscriber], now=now)
+        click.echo("confirmation email sent" if sent else
+                   "confirmation email NOT sent (3 already sent this week, or sending failed; see the log)")
+
+
+@subscribers.command()
+@click.argument("email")
+@click.option("--topic", metavar="SLUG", help="Remove only this topic (the last topic unsubscribes entirely).")
+@click.option("--delete", is_flag=True,
+              help="Erase the personal data (on request); only a suppression entry (a hash) is kept.")
+@click.pass_obj
+def remove(app: _App, email: str, topic: str | None, delete: bool) -> None:
+    """Unsubscribe a subscriber from everything or from one topic, or erase their personal data.
+
+    Takes effect at once, also for a send in progress. The address goes on the suppression list, so no
+    import adds it again without --force.
+    """
+    if delete and topic:
+        raise click.UsageError("--delete and --topic do not go together")
+    result = remove_subscriber(app.settings, _engine(app), email, now=app.now(), topic=topic, delete=delete)
+    address = result.subscriber.email
+    if result.deleted:
+        click.echo(f"deleted the personal data of {address}; kept a suppression entry")
+    elif not result.changed:
+        click.echo(f"{address}: nothing to change ({_describe(result.subscriber)})")
+    elif topic and result.subscriber.status != "unsubscribed":
+        click.echo(f"{address}: removed from {topic}; now {_describe(result.subscriber)}")
+    else:
+        click.echo(f"unsubscribed {address}")
+
+
+@subscribers.command(name="list")
+@click.option("--status", type=click.Choice(STATUSES), help="Only subscribers of this status.")
+@click.option("--frequency", type=click.Choice(["daily", "weekly"]), help="Only subscribers of this frequency.")
+@click.option("--topic", metavar="SLUG", help="Only subscribers of this topic.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (shape documented in docs/cli.md).")
+@click.pass_obj
+def list_command(app: _App, status: Status | None, frequency: Frequency | None, topic: str | None,
+                 as_json: bool) -> None:
+    """List subscribers in the order they were added, with status, topics and frequency."""
+    found = subscriber_store(app.settings, _engine(app)).list_all(status=status, frequency=frequency, topic=topic)
+    if as_json:
+        click.echo(json.dumps({"count": len(found), "subscribers": [subscriber_json(s) for s in found]}, indent=2,
+                              ensure_ascii=False))
+        return
+    table = Table(title=f"{len(found)} subscribers")
+    for column in ("id", "email", "name", "status", "topics", "frequency", "since"):
+        table.add_column(column, overflow="fold", justify="right" if column == "id" else "left")
+    for s in found:
+        table.add_row(str(s.id), s.email, s.name, s.status, ", ".join(s.topics), s.frequency, f"{s.created:%Y-%m-%d}")
+    console.print(table)
+
+
+@subscribers.command()
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (shape documented in docs/cli.md).")
+@click.pass_obj
+def show(app: _App, email: str, as_json: bool) -> None:
+    """Everything stored about one address: status, topics, consent and confirmation, suppression."""
+    store = subscriber_store(app.settings, _engine(app))
+    address = valid_email(email)
+    subscriber = store.get_by_email(address)
+    suppression = store.suppression(address)
+    if subscriber is None and suppression is None:
+        raise NotFoundError(f"no subscriber {address!r}, and the address is not suppressed")
+    suppressed = ({"reason": suppression.reason, "since": suppression.created.isoformat()}
+                  if suppression else None)
+    if as_json:
+        click.echo(json.dumps({"subscriber": subscriber_json(subscriber) if subscriber else None,
+                               "suppressed": suppressed}, indent=2, ensure_ascii=False))
+        return
+    if subscriber is None:
+        click.echo(f"{address}: not on the list")
+    else:
+        for key, value in subscriber_json(subscriber).items():
+            shown = ", ".join(value) if isinstance(value, list) else ("—" if value in (None, "") else value)
+            click.echo(f"{key:>16}: {shown}")
+    if suppression is not None:
+        click.echo(f"{'suppressed':>16}: {suppression.reason} since {suppression.created:%Y-%m-%d %H:%M} UTC")
+
+
+def _print_import(report: ImportReport) -> None:
+    prefix = "dry run, nothing changed: " if report.dry_run else ""
+    click.echo(f"{prefix}{report.rows} rows: {len(report.added)} added, {len(report.updated)} updated, "
+               f"{len(report.unchanged)} unchanged, {len(report.errors)} not imported")
+    for error in report.errors:
+        click.echo(str(error))
+
+
+def _import_json(report: ImportReport, sent: int) -> dict[str, Any]:
+    return {
+        "dry_run": report.dry_run,
+        "rows": report.rows,
+        "added": [s.email for s in report.added],
+        "updated": [s.email for s in report.updated],
+        "unchanged": [s.email for s in report.unchanged],
+        "errors": [{"line": e.line, "message": e.message} for e in report.errors],
+        "confirmations_sent": sent,
+    }
+
+
+@subscribers.command(name="import")
+@click.argument("file", type=click.File("r", encoding="utf-8-sig", lazy=False))
+@click.option("--confirm", is_flag=True, help="Keep new subscribers pending and send them confirmation emails.")
+@click.option("--force", is_flag=True, help="Import suppressed addresses (unsubscribed, bounced, deleted) too.")
+@click.option("--dry-run", is_flag=True, help="Check every row and report; change and send nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (shape documented in docs/cli.md).")
+@click.pass_obj
+def import_command(app: _App, file: Any, confirm: bool, force: bool, dry_run: bool, as_json: bool) -> None:
+    """Import FILE (CSV: email,name,topics,frequency; topics separated by ';'; '-' reads stdin).
+
+    Imported subscribers are active (you vouch for their consent) unless --confirm. Known addresses are
+    updated, so importing twice changes nothing. Every bad row is reported with its line number and
+    reason, the others are imported; the exit code is 1 when any row was not imported.
+    """
+    signer = _signer(app) if confirm and not dry_run else None
+    now = app.now()
+    report = import_subscribers(app.settings, _engine(app), file, now=now, confirm=confirm, force=force,
+                                dry_run=dry_run)
+    sent = 0
+    if signer is not None and report.to_confirm:
+        with console.status(f"Sending {len(report.to_confirm)} confirmation emails…"):
+            sent = send_confirmations(app.settings, _engine(app), signer, report.to_confirm, now=now)
+    if as_json:
+        click.echo(json.dumps(_import_json(report, sent), indent=2, ensure_ascii=False))
+    else:
+        _print_import(report)
+        if signer is not None:
+            click.echo(f"{sent} of {len(report.to_confirm)} confirmation emails sent")
+    if report.errors:
+        raise click.ClickException(f"{len(report.errors)} of {report.rows} rows were not imported")
+
+
+@subscribers.command(name="export")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), default="-")
+@click.option("--status", type=click.Choice(STATUSES), help="Only subscribers of this status.")
+@click.pass_obj
+def export_command(app: _App, file: Path, status: Status | None) -> None:
+    """Write the list as CSV to FILE (default: standard output); `subscribers import` reads it back."""
+    store = subscriber_store(app.settings, _engine(app))
+    if str(file) == "-":
+        export_csv(store, sys.stdout, status=status)
+        return
+    with file.open("w", encoding="utf-8", newline="") as stream:
+        count = export_csv(store, stream, status=status)
+    click.echo(f"wrote {count} subscribers to {file}", err=True)
+
+
+@click.command()
+@click.option("--host", help="Listen on this address (default: [web] host).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Listen on this port (default: [web] port).")
+@click.option("--access-log", is_flag=True, help="Log every request (their URLs hold link tokens: off by default).")
+@click.pass_obj
+def web(app: _App, host: str | None, port: int | None, access_log: bool) -> None:
+    """Serve the subscriber pages: subscribe, confirm, manage, one-click unsubscribe, archive, Atom feeds.
+
+    Put a TLS-terminating proxy serving [newsletter] base_url in front of it. Stops on SIGINT/SIGTERM.
+    """
+    from newsletter.web.app import run_server
+
+    settings = app.settings
+    engine = _engine(app)
+    console.print(f"serving on http://{host or settings.web.host}:{port or settings.web.port} "
+                  f"(public address: {settings.newsletter.base_url})", highlight=False, soft_wrap=True)
+    asyncio.run(run_server(settings, engine, host=host, port=port, access_log=access_log))

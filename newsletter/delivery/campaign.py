@@ -1,0 +1,216 @@
+"""Edition → ledger: who gets which variant, rendered once per variant, written before anything is sent.
+
+``prepare`` is idempotent: a subscriber who already has a ledger row for the edition keeps it (and its
+variant), so running `send` again only adds subscribers who were missing. The papers of a reader's email
+are recorded as sent to that reader in the same transaction as the reader's ledger row, so no later
+edition repeats them and no crash can record one without the other.
+
+``MessageFactory`` turns a ledger row into the bytes handed to SMTP: the stored variant's MIME template
+(built once per variant) with the reader's name, links and headers spliced in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy.engine import Engine
+
+from newsletter.config import Settings
+from newsletter.delivery.dkim import DkimSigner
+from newsletter.delivery.message import message_template, sendable_message
+from newsletter.editions.build import build_edition
+from newsletter.editions.records import Edition, Frequency
+from newsletter.editions.selection import group_by_variant
+from newsletter.errors import DeliveryError
+from newsletter.rendering.links import recipient_links
+from newsletter.rendering.render import RenderedVariant, RenderEnvironment, render_variant
+from newsletter.storage.editions import EditionStore
+from newsletter.storage.ledger import Ledger, NewDelivery, StoredVariant
+from newsletter.storage.papers import PaperStore
+from subscribers.store import SubscriberStore
+from subscribers.tokens import TokenSigner
+
+_ROWS_PER_TRANSACTION = 1000
+
+
+@dataclass(frozen=True)
+class Prepared:
+    edition: Edition
+    subscribers: int
+    """Active subscribers of the edition's frequency."""
+    recipients: int
+    """Subscribers with a ledger row (new or from an earlier run)."""
+    added: int
+    """Ledger rows added by this run."""
+    variants: int
+    """Distinct emails of the edition."""
+    rendered: int
+    """Variants rendered by this run (the others were rendered by an earlier run)."""
+    nothing_new: int
+    """Subscribers whose topics had nothing new for them: no email."""
+
+
+def message_id(secret: str, *, edition_id: int, subscriber_id: int, domain: str) -> str:
+    """Deterministic, so a resend (by an operator, after an ambiguous delivery) is recognisably the same."""
+    digest = hmac.new(secret.encode(), f"{edition_id}:{subscriber_id}".encode(), hashlib.sha256).hexdigest()
+    return f"<{digest[:32]}@{domain}>"
+
+
+def sender_domain(settings: Settings) -> str:
+    return settings.newsletter.from_address.rpartition("@")[2]
+
+
+def prepare(
+    settings: Settings,
+    engine: Engine,
+    *,
+    frequency: Frequency,
+    now: datetime,
+    day: date | None,
+    signer: TokenSigner,
+    environment: RenderEnvironment | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Prepared:
+    """Build (or load) the edition and fill its ledger; renders only variants not stored yet."""
+    papers, editions, ledger = PaperStore(engine), EditionStore(engine), Ledger(engine)
+    edition = build_edition(settings, papers, editions, frequency=frequency, now=now, day=day)
+    store = SubscriberStore(engine)
+    active = store.active_id_list(frequency=frequency)
+    if edition.is_empty:
+        return Prepared(edition, len(active), 0, 0, 0, 0, len(active))
+    have_rows = ledger.subscribers_with_rows(edition.id)
+    todo = store.get_many([i for i in active if i not in have_rows])  # none when resuming a filled ledger
+    already = editions.already_sent_many([s.id for s in todo], paper_ids=list(edition.papers)) if todo else {}
+    groups = group_by_variant(
+        edition,
+        [(s.id, s.topics) for s in todo],
+        max_per_topic=settings.email.max_papers_per_topic,
+        already_sent=already,
+    )
+    environment = environment or RenderEnvironment(settings)
+    stored_keys = ledger.variant_keys(edition.id)
+    by_id = {s.id: s for s in todo}
+    secret = signer.keyring.secret()
+    domain = sender_domain(settings)
+    rendered = 0
+    added = 0
+    for number, group in enumerate(groups, start=1):
+        if progress is not None:
+            progress(f"variant {number}/{len(groups)}: {len(group.subscriber_ids)} readers")
+        variant = render_variant(group.selection, settings=settings, environment=environment)
+        if variant.key not in stored_keys:
+            ledger.save_variants(
+                [StoredVariant(edition.id, variant.key, variant.subject, variant.html, variant.text, variant.nonce)],
+                now=now,
+            )
+            stored_keys.add(variant.key)
+            rendered += 1
+        for start in range(0, len(group.subscriber_ids), _ROWS_PER_TRANSACTION):
+            chunk = group.subscriber_ids[start : start + _ROWS_PER_TRANSACTION]
+            rows = [
+                NewDelivery(
+                    subscriber_id=sid,
+                    email=by_id[sid].email,
+                    name=by_id[sid].name,
+                    variant_key=variant.key,
+                    message_id=message_id(secret, edition_id=edition.id, subscriber_id=sid, domain=domain),
+                )
+                for sid in chunk
+            ]
+            with engine.begin() as connection:
+                added += ledger.add(edition.id, rows, now=now, connection=connection)
+                editions.record_sent(edition.id, {sid: variant.paper_ids for sid in chunk}, connection=connection)
+    recipients = len(have_rows) + sum(len(g.subscriber_ids) for g in groups)
+    return Prepared(
+        edition=edition,
+        subscribers=len(active),
+        recipients=recipients,
+        added=added,
+        variants=len(ledger.variant_keys(edition.id)),
+        rendered=rendered,
+        nothing_new=len(todo) - sum(len(g.subscriber_ids) for g in groups),
+    )
+
+
+@dataclass(frozen=True)
+class PlannedVariant:
+    key: str
+    subject: str
+    readers: int
+    html_bytes: int
+    papers: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a send would do now, computed without writing anything (`send --dry-run`, `send --to`)."""
+
+    edition: Edition
+    subscribers: int
+    already_queued: int
+    variants: tuple[PlannedVariant, ...]
+    nothing_new: int
+    rendered: dict[str, RenderedVariant]
+
+    @property
+    def recipients(self) -> int:
+        return sum(v.readers for v in self.variants)
+
+
+def plan(
+    settings: Settings,
+    engine: Engine,
+    *,
+    frequency: Frequency,
+    now: datetime,
+    day: date | None,
+    environment: RenderEnvironment | None = None,
+) -> Plan:
+    """The edition (stored, or computed unstored), who would get which variant, each variant rendered."""
+    papers, editions, ledger = PaperStore(engine), EditionStore(engine), Ledger(engine)
+    edition = build_edition(settings, papers, editions, frequency=frequency, now=now, day=day, persist=False)
+    subscribers = SubscriberStore(engine).list_active(frequency=frequency)
+    have_rows = ledger.subscribers_with_rows(edition.id) if edition.id else set()
+    todo = [s for s in subscribers if s.id not in have_rows]
+    if edition.is_empty:
+        return Plan(edition, len(subscribers), len(have_rows), (), len(todo), {})
+    already = editions.already_sent_many([s.id for s in todo], paper_ids=list(edition.papers))
+    groups = group_by_variant(edition, [(s.id, s.topics) for s in todo],
+                              max_per_topic=settings.email.max_papers_per_topic, already_sent=already)
+    environment = environment or RenderEnvironment(settings)
+    planned: list[PlannedVariant] = []
+    rendered: dict[str, RenderedVariant] = {}
+    for group in groups:
+        variant = render_variant(group.selection, settings=settings, environment=environment)
+        rendered[variant.key] = variant
+        planned.append(PlannedVariant(variant.key, variant.subject, len(group.subscriber_ids), variant.size_bytes,
+                                      len(variant.paper_ids)))
+    reached = sum(len(g.subscriber_ids) for g in groups)
+    return Plan(edition, len(subscribers), len(have_rows), tuple(planned), len(todo) - reached, rendered)
+
+
+def sample_copy(
+    settings: Settings, plan_: Plan, *, to: str, signer: TokenSigner, now: datetime
+) -> tuple[PlannedVariant, bytes]:
+    """The message of the variant with the most readers, addressed to ``to``; nothing is recorded.
+
+    Its links are made for subscriber id 0, which exists on no list: following them changes nothing.
+    """
+    if not plan_.variants:
+        raise DeliveryError(f"{plan_.edition.slug}: no email to send a copy of (nobody would get one)")
+    chosen = max(plan_.variants, key=lambda v: v.readers)
+    variant = plan_.rendered[chosen.key]
+    template = message_template(settings, key=variant.key, subject=variant.subject, html=variant.html,
+                                text=variant.text, nonce=variant.nonce, edition_slug=plan_.edition.slug,
+                                frequency=plan_.edition.frequency)
+    recipient = recipient_links(settings, signer, subscriber_id=0, email=to, name="",
+                                edition_slug=plan_.edition.slug)
+    domain = sender_domain(settings)
+    raw = sendable_message(template, recipient, settings=settings, date=now,
+                           message_id=f"<test-{variant.key[:16]}-{int(now.timestamp())}@{domain}>")
+    dkim = DkimSigner(settings.delivery.dkim) if settings.delivery.dkim else None
+    return chosen, dkim.sign(raw) if dkim is not None else raw

@@ -1,0 +1,220 @@
+"""One `newsletter send`: prepare the edition's ledger, then deliver it here or in several processes.
+
+Stopping (SIGINT/SIGTERM) ends claiming, releases what was queued but not started, lets in-flight
+messages finish, and returns; running `send` again resumes. Several processes share the work through
+the ledger's atomic claims; the parent only watches the ledger to show progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from sqlalchemy.engine import Engine
+
+from newsletter.config import Settings
+from newsletter.delivery.campaign import Plan, PlannedVariant, Prepared, plan, prepare, sample_copy
+from newsletter.delivery.pool import RunStats, send_single
+from newsletter.delivery.sending import SendReport, deliver_edition, report, smtp_password
+from newsletter.editions.records import Frequency
+from newsletter.rendering.links import signer_from_settings
+from newsletter.storage.ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+    counts: dict[str, int]
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM ask for a clean stop instead of killing the process mid-message."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: stop())
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_send(
+    settings: Settings,
+    engine: Engine,
+    *,
+    frequency: Frequency,
+    day: date | None = None,
+    limit: int | None = None,
+    processes: int | None = None,
+    workers: bool = False,
+    wait: bool = True,
+    clock: Callable[[], datetime] = _utcnow,
+    on_prepare: Callable[[str], None] | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> SendReport:
+    """Prepare the edition's ledger, then deliver it: here, in ``processes`` processes, or by the Celery
+    ``workers`` (enqueued in batches; with ``wait``, followed until every row was tried)."""
+    prepared = prepare(settings, engine, frequency=frequency, now=clock(), day=day,
+                       signer=signer_from_settings(settings), progress=on_prepare)
+    if prepared.edition.is_empty:
+        return report(engine, prepared, RunStats(), now=clock())
+    if workers:
+        return _deliver_by_workers(settings, engine, prepared, wait=wait, clock=clock, on_progress=on_progress)
+    processes = processes or settings.delivery.processes
+    if processes > 1 and settings.config_path.is_file():
+        stats = _deliver_in_processes(settings, engine, prepared, processes=processes, limit=limit,
+                                      on_progress=on_progress)
+    else:
+        stats = _deliver_here(settings, engine, prepared, limit=limit, clock=clock, on_progress=on_progress)
+    return report(engine, prepared, stats, now=clock())
+
+
+def _progress(engine: Engine, prepared: Prepared, total: int) -> Progress:
+    counts = Ledger(engine).counts(prepared.edition.id)
+    remaining = counts["pending"] + counts["claimed"]
+    return Progress(done=max(0, total - remaining), total=total, counts=counts)
+
+
+def _open_work(engine: Engine, prepared: Prepared) -> int:
+    counts = Ledger(engine).counts(prepared.edition.id)
+    return counts["pending"] + counts["claimed"] + counts["deferred"]
+
+
+def _deliver_here(
+    settings: Settings,
+    engine: Engine,
+    prepared: Prepared,
+    *,
+    limit: int | None,
+    clock: Callable[[], datetime],
+    on_progress: ProgressCallback | None,
+) -> RunStats:
+    total = _open_work(engine, prepared)
+
+    async def main() -> RunStats:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        last = 0.0
+
+        def progress(_: RunStats) -> None:
+            nonlocal last
+            if on_progress is not None and time.monotonic() - last > 0.25:
+                last = time.monotonic()
+                on_progress(_progress(engine, prepared, total))
+
+        def request_stop() -> None:
+            loop.call_soon_threadsafe(stop.set)
+
+        with _stop_on_signals(request_stop):
+            return await deliver_edition(settings, engine, prepared.edition, clock=clock, stop=stop, limit=limit,
+                                         on_progress=progress)
+
+    stats = asyncio.run(main())
+    if on_progress is not None:
+        on_progress(_progress(engine, prepared, total))
+    return stats
+
+
+def _deliver_by_workers(
+    settings: Settings,
+    engine: Engine,
+    prepared: Prepared,
+    *,
+    wait: bool,
+    clock: Callable[[], datetime],
+    on_progress: ProgressCallback | None,
+) -> SendReport:
+    """Enqueue the due rows for the Celery workers; SIGINT/SIGTERM stop waiting (the workers go on)."""
+    from newsletter.delivery.workers import send_with_workers
+
+    def progress(done: int, total: int, counts: dict[str, int]) -> None:
+        if on_progress is not None:
+            on_progress(Progress(done=done, total=total, counts=counts))
+
+    stop = threading.Event()
+    with _stop_on_signals(stop.set):
+        run = send_with_workers(settings, engine, prepared.edition.id, clock=clock, stop=stop, wait=wait,
+                                on_progress=progress)
+    result = report(engine, prepared, run.stats(), now=clock())
+    result.enqueued = run.enqueued
+    result.requeued = run.requeued
+    result.waited = run.finished
+    return result
+
+
+def _deliver_in_processes(
+    settings: Settings,
+    engine: Engine,
+    prepared: Prepared,
+    *,
+    processes: int,
+    limit: int | None,
+    on_progress: ProgressCallback | None,
+) -> RunStats:
+    total = _open_work(engine, prepared)
+    share = [] if limit is None else [str(max(1, -(-limit // processes)))]
+    command = [sys.executable, "-m", "newsletter.delivery.child", str(settings.config_path.resolve()),
+               str(prepared.edition.id), *share]
+    children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # noqa: S603 - our own module
+                for _ in range(processes)]
+
+    def forward() -> None:
+        for child in children:
+            if child.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.send_signal(signal.SIGTERM)
+
+    stats = RunStats()
+    with _stop_on_signals(forward):
+        while any(child.poll() is None for child in children):
+            if on_progress is not None:
+                on_progress(_progress(engine, prepared, total))
+            time.sleep(0.25)
+    for child in children:
+        output = child.stdout.read() if child.stdout is not None else ""
+        if child.returncode != 0 or not output.strip():
+            log.error("sending process %s exited with %s; its claims are released after the lease",
+                      child.pid, child.returncode)
+            continue
+        part = json.loads(output.strip().splitlines()[-1])
+        for name in RunStats.COUNTERS:
+            setattr(stats, name, getattr(stats, name) + int(part.get(name, 0)))
+        stats.bounced.extend(part["bounced"])
+    if on_progress is not None:
+        on_progress(_progress(engine, prepared, total))
+    return stats
+
+
+def send_test_copy(
+    settings: Settings, engine: Engine, *, frequency: Frequency, to: str, day: date | None = None,
+    clock: Callable[[], datetime] = _utcnow,
+) -> tuple[Plan, PlannedVariant, str]:
+    """`send --to`: the most common variant of the edition, to one address, without touching the ledger."""
+    now = clock()
+    planned = plan(settings, engine, frequency=frequency, now=now, day=day)
+    chosen, message = sample_copy(settings, planned, to=to, signer=signer_from_settings(settings), now=now)
+    where = asyncio.run(send_single(settings.delivery, sender=settings.newsletter.from_address, recipient=to,
+                                    message=message, password=smtp_password(settings)))
+    return planned, chosen, where

@@ -1,0 +1,271 @@
+"""Delivering one edition's ledger: claim due rows in batches, send them through the pool, record outcomes.
+
+Any number of these loops may run at once (one per process and core, or one per worker machine): the
+ledger's atomic claims split the work. A stop request (SIGINT/SIGTERM) ends claiming; rows already
+queued but not started are released at once, rows in flight finish, and the next run resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from newsletter.config import DeliverySettings, Settings
+from newsletter.delivery.dkim import DkimSigner
+from newsletter.delivery.outgoing import MessageFactory
+from newsletter.delivery.pool import (
+    Clock,
+    FileTransport,
+    Job,
+    LedgerWriter,
+    Pool,
+    RetryPolicy,
+    RunStats,
+    SmtpTransport,
+)
+from newsletter.editions.records import Edition
+from newsletter.errors import ConfigError
+from newsletter.rendering.links import signer_from_settings
+from newsletter.storage.ledger import Delivery, Ledger
+from subscribers.store import SubscriberStore
+
+if TYPE_CHECKING:
+    from newsletter.delivery.campaign import Prepared
+
+log = logging.getLogger(__name__)
+
+MessageBuilder = Callable[[Delivery], bytes]
+BounceHandler = Callable[[int, int, str], None]
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def deliver(
+    engine: Engine,
+    *,
+    settings: DeliverySettings,
+    sender: str,
+    edition_id: int,
+    build_message: MessageBuilder,
+    active_subscribers: sa.Select[Any] | None = None,
+    on_bounce: BounceHandler | None = None,
+    clock: Clock = _utcnow,
+    stop: asyncio.Event | None = None,
+    limit: int | None = None,
+    password: str | None = None,
+    on_progress: Callable[[RunStats], None] | None = None,
+    only: Collection[int] | None = None,
+    wire_ready: bool = False,
+) -> RunStats:
+    """Send every due row of the edition this process can claim; returns what this process did.
+
+    ``only``: claim among these ledger rows alone (a worker's batch); those no longer due are left alone.
+    ``wire_ready``: ``build_message`` already returns CRLF line ends and never a line starting with "." (as
+    ``MessageFactory`` does), so the content is sent without a pass over it; otherwise it is normalised.
+    """
+    ledger = Ledger(engine, worker=worker_name())
+    stop = stop or asyncio.Event()
+    lease = timedelta(seconds=settings.lease_seconds)
+    writer = LedgerWriter(ledger, clock=clock)
+    writer.start()
+
+    def transport() -> SmtpTransport | FileTransport:
+        if settings.backend == "file":
+            return FileTransport(Path(settings.outbox))
+        return SmtpTransport(settings, sender=sender, password=password, wire_ready=wire_ready)
+
+    pool = Pool(
+        settings=settings,
+        transport_factory=transport,
+        writer=writer,
+        policy=RetryPolicy(settings.max_attempts, timedelta(hours=settings.max_age_hours), settings.retry_base_seconds),
+        clock=clock,
+        on_bounce=on_bounce,
+    )
+    pool.start()
+    renewing = asyncio.create_task(_renew_leases(ledger, pool, lease=lease, clock=clock))
+    queued = 0
+    low_water = max(1, settings.claim_batch // 2)
+    finished_claiming = False
+    try:
+        await asyncio.to_thread(ledger.release_expired, edition_id, now=clock())
+        while not stop.is_set() and (limit is None or queued < limit):
+            size = settings.claim_batch if limit is None else min(settings.claim_batch, limit - queued)
+            batch = await asyncio.to_thread(ledger.claim, edition_id, limit=size, now=clock(), lease=lease, only=only)
+            if not batch:
+                break
+            if active_subscribers is not None:
+                suppressed = await asyncio.to_thread(
+                    ledger.suppress_inactive, [d.id for d in batch], active_subscribers=active_subscribers, now=clock()
+                )
+                batch = [d for d in batch if d.id not in suppressed]
+                pool.stats.suppressed += len(suppressed)
+            for delivery in batch:
+                pool.submit(Job(delivery, build_message(delivery)))
+            queued += len(batch)
+            while pool.queue.qsize() > low_water and not stop.is_set():
+                if on_progress is not None:
+                    on_progress(pool.stats)
+                await asyncio.sleep(0.02)
+        finished_claiming = True
+    finally:
+        # After a stop or an error, queued rows no connection has started go back at once; otherwise the
+        # workers empty the queue before they see the end-of-work markers.
+        unstarted = _drain(pool) if stop.is_set() or not finished_claiming else []
+        await pool.finish()
+        await writer.close()
+        renewing.cancel()
+        if unstarted:
+            await asyncio.to_thread(ledger.release, unstarted, now=clock())
+            pool.stats.released += len(unstarted)
+    if on_progress is not None:
+        on_progress(pool.stats)
+    return pool.stats
+
+
+def _drain(pool: Pool) -> list[int]:
+    """Take back queued jobs no connection has started (a stop request or an error)."""
+    unstarted: list[int] = []
+    while not pool.queue.empty():
+        job = pool.queue.get_nowait()
+        if job is not None:
+            unstarted.append(job.delivery.id)
+            pool.outstanding.discard(job.delivery.id)
+    return unstarted
+
+
+async def _renew_leases(ledger: Ledger, pool: Pool, *, lease: timedelta, clock: Clock) -> None:
+    """A live sender keeps its claims: only a dead process's claims ever expire."""
+    while True:
+        await asyncio.sleep(lease.total_seconds() / 3)
+        await asyncio.to_thread(ledger.renew, sorted(pool.outstanding), until=clock() + lease)
+
+
+# --- one `send`: prepare the ledger, then deliver it (in this process or in several) ----------------------
+
+
+@dataclass
+class SendReport:
+    """What `newsletter send` prints at the end."""
+
+    prepared: Prepared
+    stats: RunStats
+    counts: dict[str, int]
+    ambiguous: list[dict[str, Any]]
+    live_claims: int
+    workers: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per sending process or worker (host:pid): its rows by state."""
+    enqueued: int | None = None
+    """With `--workers`: rows handed to the workers (None when this process sent)."""
+    requeued: int = 0
+    """With `--workers`: rows enqueued again because their task was gone (a worker died)."""
+    waited: bool = True
+    """With `--workers`: False when `send` stopped following the workers before every row was tried
+    (`--no-wait`, or a signal); the counts are those of that moment and the workers go on."""
+
+
+def smtp_password(settings: Settings) -> str | None:
+    delivery = settings.delivery
+    if not delivery.username:
+        return None
+    password = os.environ.get(delivery.password_env)
+    if password is None:
+        raise ConfigError(
+            f"delivery.username is set but the environment variable {delivery.password_env} "
+            "(delivery.password_env) holding the SMTP password is not"
+        )
+    return password
+
+
+def message_factory(settings: Settings, engine: Engine, edition: Edition, *, clock: Clock) -> MessageFactory:
+    dkim = DkimSigner(settings.delivery.dkim) if settings.delivery.dkim else None
+    return MessageFactory(settings=settings, ledger=Ledger(engine), signer=signer_from_settings(settings),
+                          edition=edition, clock=clock, dkim=dkim)
+
+
+async def deliver_edition(
+    settings: Settings,
+    engine: Engine,
+    edition: Edition,
+    *,
+    clock: Clock = _utcnow,
+    stop: asyncio.Event | None = None,
+    limit: int | None = None,
+    on_progress: Callable[[RunStats], None] | None = None,
+    only: Collection[int] | None = None,
+    factory: MessageFactory | None = None,
+) -> RunStats:
+    """Deliver the edition's ledger from this process, with the configured transport and message factory."""
+    factory = factory or message_factory(settings, engine, edition, clock=clock)
+    subscribers = SubscriberStore(engine)
+
+    def bounce(subscriber_id: int, code: int, reply: str) -> None:
+        if subscribers.mark_bounced(subscriber_id, now=clock()):
+            log.warning("subscriber %s marked bounced: %s", subscriber_id, reply)
+
+    return await deliver(
+        engine,
+        settings=settings.delivery,
+        sender=settings.newsletter.from_address,
+        edition_id=edition.id,
+        build_message=factory.build,
+        active_subscribers=subscribers.active_ids(),
+        on_bounce=bounce,
+        clock=clock,
+        stop=stop,
+        limit=limit,
+        password=smtp_password(settings),
+        on_progress=on_progress,
+        only=only,
+        wire_ready=True,
+    )
+
+
+async def deliver_rows(
+    settings: Settings,
+    engine: Engine,
+    edition: Edition,
+    ids: Collection[int],
+    *,
+    factory: MessageFactory | None = None,
+    clock: Clock = _utcnow,
+    stop: asyncio.Event | None = None,
+) -> RunStats:
+    """Deliver exactly these ledger rows (a worker's batch) with the same pool and ledger rules as `send`.
+
+    Only rows still pending, or deferred and due, are claimed (atomically): delivering the same batch again
+    (a redelivered task) sends nothing twice. Rows of the batch that another claim still holds are left to
+    it; ``Ledger.held_until`` tells the caller when that claim lapses.
+    """
+    return await deliver_edition(settings, engine, edition, clock=clock, stop=stop, only=ids, factory=factory)
+
+
+def report(engine: Engine, prepared: Prepared, stats: RunStats, *, now: datetime) -> SendReport:
+    ledger = Ledger(engine)
+    edition_id = prepared.edition.id
+    return SendReport(
+        prepared=prepared,
+        stats=stats,
+        counts=ledger.counts(edition_id) if not prepared.edition.is_empty else {},
+        ambiguous=[
+            {"email": r["email"], "message": r["last_message"]} for r in ledger.rows(edition_id, state="ambiguous")
+        ],
+        live_claims=ledger.live_claims(edition_id, now=now),
+        workers=ledger.by_worker(edition_id) if not prepared.edition.is_empty else {},
+    )

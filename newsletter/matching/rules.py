@@ -1,0 +1,157 @@
+"""Which topics a paper belongs to, and why. Pure: papers and topic settings in, matches out.
+
+A paper matches a topic when it is listed in one of the topic's arXiv categories, mentions one of its
+keywords as a whole word (case-insensitive, a plural "s"/"es" accepted), or its title and abstract are
+similar to the topic's name, description and keywords at or above the threshold — unless it mentions an
+excluded keyword. The similarity is TF-IDF cosine here (``tfidf_similarities``) or the cosine of sentence
+embeddings (``newsletter.matching.embeddings``); ``apply_rules`` adds the category and keyword rules to either. The
+match strength orders papers within a section:
+
+    strength = similarity + 0.3 (primary category listed) or 0.2 (other category listed)
+               + 0.15 per distinct keyword found, at most 0.45
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from newsletter.config import TopicSettings
+from newsletter.sources.records import Paper, TopicMatch
+
+PRIMARY_CATEGORY_BONUS = 0.3
+OTHER_CATEGORY_BONUS = 0.2
+KEYWORD_BONUS = 0.15
+MAX_KEYWORD_BONUS = 0.45
+
+
+def _phrase(keyword: str) -> str:
+    return r"[\s-]+".join(re.escape(word) for word in re.split(r"[\s-]+", keyword.strip()))
+
+
+def normalise_keyword(keyword: str) -> str:
+    return " ".join(keyword.lower().split())
+
+
+class KeywordIndex:
+    """Finds every configured keyword in a text with one regex scan, however many topics there are.
+
+    Alternatives are tried longest first; the few matched spans are then checked against each keyword
+    alone, so a keyword inside a longer one ("tool" in "tool use") is found too.
+    """
+
+    def __init__(self, keywords: Sequence[str]) -> None:
+        self.keywords = tuple(dict.fromkeys(normalise_keyword(k) for k in keywords if k.strip()))
+        self._single = [re.compile(r"\b" + _phrase(k) + r"(?:e?s)?\b") for k in self.keywords]
+        ordered = sorted(self.keywords, key=len, reverse=True)
+        alternatives = "|".join(_phrase(k) for k in ordered)
+        self._any = re.compile(r"\b(?:" + alternatives + r")(?:e?s)?\b") if ordered else None
+
+    def find(self, text: str) -> frozenset[str]:
+        """Keywords found in ``text``; the text is case-folded once (an IGNORECASE scan is 4× slower)."""
+        if self._any is None:
+            return frozenset()
+        spans = {m.group(0) for m in self._any.finditer(text.lower())}
+        if not spans:
+            return frozenset()
+        return frozenset(
+            k for k, pattern in zip(self.keywords, self._single, strict=True) if any(pattern.search(s) for s in spans)
+        )
+
+
+def topic_text(topic: TopicSettings) -> str:
+    return " ".join([topic.name, topic.description, *topic.keywords])
+
+
+def paper_text(paper: Paper) -> str:
+    return f"{paper.title}. {paper.abstract}"
+
+
+def topics_fingerprint(topics: Sequence[TopicSettings], threshold: float) -> str:
+    """Changes whenever a topic or the threshold changes, so stored matches know they are stale."""
+    payload = json.dumps([asdict(t) for t in topics] + [threshold], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def match_papers(
+    papers: Sequence[Paper],
+    topics: Sequence[TopicSettings],
+    *,
+    threshold: float,
+    background: Sequence[Paper] = (),
+) -> list[TopicMatch]:
+    """Match ``papers`` by TF-IDF similarity and the rules; ``background`` papers only lend their words to IDF.
+
+    Without a background, three new papers would define "rare word" among themselves and their similarities
+    would not be comparable with those of a large batch.
+    """
+    if not papers or not topics:
+        return []
+    similarities = tfidf_similarities(papers, topics, background=background)
+    return apply_rules(papers, topics, similarities, threshold=threshold)
+
+
+def tfidf_similarities(
+    papers: Sequence[Paper], topics: Sequence[TopicSettings], *, background: Sequence[Paper] = ()
+) -> np.ndarray:
+    """TF-IDF cosine similarity of each paper (row) to each topic (column), as a float32 matrix."""
+    if not papers or not topics:
+        return np.zeros((len(papers), len(topics)), dtype=np.float32)
+    texts = [paper_text(p) for p in papers]
+    vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True, dtype=np.float32)
+    seen = {p.paper_id for p in papers}
+    extra = [paper_text(p) for p in background if p.paper_id not in seen]
+    matrix = vectorizer.fit_transform(texts + [topic_text(t) for t in topics] + extra)
+    topic_rows = matrix[len(papers) : len(papers) + len(topics)]
+    similarities: np.ndarray = (matrix[: len(papers)] @ topic_rows.T).toarray()
+    return similarities
+
+
+def apply_rules(
+    papers: Sequence[Paper],
+    topics: Sequence[TopicSettings],
+    similarities: np.ndarray,
+    *,
+    threshold: float,
+) -> list[TopicMatch]:
+    """The matches: a category or keyword hit, or ``similarities[paper, topic] >= threshold``; minus exclusions.
+
+    ``similarities`` has one row per paper and one column per topic, from any similarity method.
+    """
+    if not papers or not topics:
+        return []
+    index = KeywordIndex([k for t in topics for k in (*t.keywords, *t.exclude_keywords)])
+    wanted = [tuple(normalise_keyword(k) for k in t.keywords) for t in topics]
+    unwanted = [tuple(normalise_keyword(k) for k in t.exclude_keywords) for t in topics]
+    matches: list[TopicMatch] = []
+    for row, paper in enumerate(papers):
+        found = index.find(paper_text(paper))
+        for column, topic in enumerate(topics):
+            similarity = float(similarities[row, column])
+            categories = tuple(c for c in paper.categories if c in topic.categories)
+            keywords = tuple(k for k, n in zip(topic.keywords, wanted[column], strict=True) if n in found)
+            if not (categories or keywords or similarity >= threshold):
+                continue
+            if any(n in found for n in unwanted[column]):
+                continue
+            bonus = min(KEYWORD_BONUS * len(keywords), MAX_KEYWORD_BONUS)
+            if categories:
+                primary = paper.primary_category in topic.categories
+                bonus += PRIMARY_CATEGORY_BONUS if primary else OTHER_CATEGORY_BONUS
+            matches.append(
+                TopicMatch(
+                    paper_id=paper.paper_id,
+                    topic=topic.slug,
+                    strength=round(similarity + bonus, 4),
+                    similarity=round(similarity, 4),
+                    keywords=keywords,
+                    categories=categories,
+                )
+            )
+    return matches

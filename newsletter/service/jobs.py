@@ -1,0 +1,150 @@
+"""The scheduled jobs as plain library functions: each does its work and says what it did, in words.
+
+They run in a worker thread of `newsletter serve` (so the web app on the event loop stays responsive)
+and never raise for an expected outcome: an empty edition or an unreachable source is a result to
+record, not a crash. ``stop`` is set when `serve` is asked to stop: a send then stops claiming, releases
+what it had queued and lets in-flight messages finish. With ``[workers] broker`` set, a send enqueues its
+batches for the Celery workers instead and follows the ledger until every row was tried (``workers.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from newsletter.config import Settings
+from newsletter.delivery.campaign import prepare
+from newsletter.delivery.sending import deliver_edition
+from newsletter.rendering.links import signer_from_settings
+from newsletter.sources.ingest import fetch_sources
+from newsletter.storage.editions import EditionStore
+from newsletter.storage.ledger import Ledger
+from newsletter.storage.papers import PaperStore
+from newsletter.storage.runs import RunStore
+from subscribers.store import SubscriberStore
+
+
+@dataclass(frozen=True)
+class JobResult:
+    status: str
+    """``ok``, ``nothing`` (ran, had nothing to do: e.g. no new papers) or ``error``."""
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+Clock = Callable[[], datetime]
+
+
+async def _stoppable(stop: threading.Event) -> asyncio.Event:
+    """An asyncio.Event that follows a threading.Event set from the main thread's signal handler."""
+    event = asyncio.Event()
+
+    async def follow() -> None:
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+        event.set()
+
+    task = asyncio.create_task(follow())
+    event.follower = task  # type: ignore[attr-defined]  # keep a reference for the loop's lifetime
+    return event
+
+
+def fetch_job(settings: Settings, engine: Engine, *, clock: Clock, stop: threading.Event) -> JobResult:
+    reports = asyncio.run(fetch_sources(settings, PaperStore(engine), now=clock()))
+    new = sum(r.new for r in reports)
+    updated = sum(r.updated for r in reports)
+    failed = [r for r in reports if r.failed]
+    summary = f"fetched {len(reports)} sources: {new} new papers, {updated} updated"
+    if failed:
+        summary += "; failed: " + "; ".join(f"{r.source}: {r.errors[0]}" for r in failed)
+    details = {"sources": {r.source: {"new": r.new, "updated": r.updated, "errors": list(r.errors)}
+                           for r in reports}}
+    status = "error" if reports and len(failed) == len(reports) else "ok"
+    return JobResult(status, summary, details)
+
+
+def _deliver(settings: Settings, engine: Engine, edition_id: int, *, clock: Clock,
+             stop: threading.Event) -> dict[str, int]:
+    if settings.workers.broker:  # Celery workers send: enqueue the due rows and follow them until tried
+        from newsletter.delivery.workers import send_with_workers
+
+        send_with_workers(settings, engine, edition_id, clock=clock, stop=stop)
+        return Ledger(engine).counts(edition_id)
+    edition = EditionStore(engine).get_by_id(edition_id)
+    assert edition is not None  # built before delivery starts
+
+    async def main() -> None:
+        await deliver_edition(settings, engine, edition, clock=clock, stop=await _stoppable(stop))
+
+    asyncio.run(main())
+    return Ledger(engine).counts(edition_id)
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    shown = [f"{counts[s]} {s}" for s in ("sent", "deferred", "failed", "ambiguous", "suppressed", "pending")
+             if counts.get(s)]
+    return ", ".join(shown) or "nothing to send"
+
+
+def edition_job(settings: Settings, engine: Engine, *, frequency: str, clock: Clock,
+                stop: threading.Event) -> JobResult:
+    """Build today's edition of ``frequency`` (idempotent), fill its ledger and deliver it."""
+    prepared = prepare(settings, engine, frequency=frequency, now=clock(), day=None,  # type: ignore[arg-type]
+                       signer=signer_from_settings(settings))
+    edition = prepared.edition
+    if edition.is_empty:
+        return JobResult("nothing", f"{edition.slug}: no email: {edition.empty_reason}",
+                         {"edition": edition.slug, "papers": 0})
+    counts = _deliver(settings, engine, edition.id, clock=clock, stop=stop)
+    summary = (f"{edition.slug}: edition with {edition.paper_count} papers, {prepared.recipients} recipients in "
+               f"{prepared.variants} variants; {_counts_text(counts)}")
+    return JobResult("ok", summary, {"edition": edition.slug, "papers": edition.paper_count, "counts": counts})
+
+
+def retry_job(settings: Settings, engine: Engine, *, clock: Clock, stop: threading.Event) -> JobResult:
+    """Send deferred deliveries that are due, of every edition that has some."""
+    due = Ledger(engine).editions_with_due(now=clock())
+    if not due:
+        return JobResult("nothing", "no deferred deliveries are due")
+    parts: list[str] = []
+    details: dict[str, Any] = {}
+    editions = EditionStore(engine)
+    for edition_id in due:
+        if stop.is_set():
+            break
+        edition = editions.get_by_id(edition_id)
+        if edition is None:
+            continue
+        counts = _deliver(settings, engine, edition_id, clock=clock, stop=stop)
+        parts.append(f"{edition.slug}: {_counts_text(counts)}")
+        details[edition.slug] = counts
+    return JobResult("ok", "retried deferred deliveries; " + "; ".join(parts), details)
+
+
+def housekeeping_job(settings: Settings, engine: Engine, *, clock: Clock, stop: threading.Event) -> JobResult:
+    now = clock()
+    schedule = settings.schedule
+    expired = SubscriberStore(engine).expire_pending(before=now - timedelta(days=schedule.unconfirmed_days))
+    cutoff = now - timedelta(days=schedule.keep_days)
+    pruned_runs = RunStore(engine).prune(before=cutoff)
+    pruned_rows = Ledger(engine).prune(before=cutoff)
+    summary = (f"deleted {expired} subscriptions unconfirmed for {schedule.unconfirmed_days} days; pruned "
+               f"{pruned_runs} run records and {pruned_rows} delivery rows older than {schedule.keep_days} days")
+    return JobResult("ok", summary, {"expired_pending": expired, "pruned_runs": pruned_runs,
+                                     "pruned_deliveries": pruned_rows})
+
+
+Job = Callable[..., JobResult]
+JOBS: dict[str, Callable[[Settings, Engine, Clock, threading.Event], JobResult]] = {
+    "fetch": lambda s, e, c, stop: fetch_job(s, e, clock=c, stop=stop),
+    "daily": lambda s, e, c, stop: edition_job(s, e, frequency="daily", clock=c, stop=stop),
+    "weekly": lambda s, e, c, stop: edition_job(s, e, frequency="weekly", clock=c, stop=stop),
+    "retry": lambda s, e, c, stop: retry_job(s, e, clock=c, stop=stop),
+    "housekeeping": lambda s, e, c, stop: housekeeping_job(s, e, clock=c, stop=stop),
+}

@@ -1,0 +1,212 @@
+"""`newsletter serve`: APScheduler 3 wiring, the database lease, and a clean stop. Nothing else.
+
+One AsyncIOScheduler with a persistent SQLAlchemy job store in the project's database (coalesce, one
+instance per job, a misfire grace time): a run missed while `serve` was down runs once on restart if it
+is late by less than the grace time, and is recorded as skipped otherwise. Only the holder of the
+database lease runs jobs; a second `serve` waits. Jobs run in a worker thread; the web app (when given)
+runs on the same event loop. SIGTERM/SIGINT: no new jobs, running ones finish (a send stops claiming and
+releases what it had queued), the lease is released, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.engine import Engine
+
+from newsletter.config import Settings
+from newsletter.errors import NewsletterError
+from newsletter.service.jobs import JOBS, JobResult
+from newsletter.service.triggers import cron_trigger
+from newsletter.storage.runs import Lease, RunStore
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "scheduler"
+JOB_TABLE = "apscheduler_jobs"
+_service: Service | None = None
+"""The running service; APScheduler's persistent jobs refer to ``scheduled`` by name and find it here."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def schedules(settings: Settings) -> dict[str, str]:
+    """Job name → cron line, for the jobs that are enabled."""
+    s = settings.schedule
+    lines = {"fetch": s.fetch, "daily": s.daily, "weekly": s.weekly, "retry": s.retry,
+             "housekeeping": s.housekeeping}
+    return {name: line for name, line in lines.items() if line.strip()}
+
+
+def next_runs(settings: Settings, *, now: datetime) -> dict[str, datetime | None]:
+    zone = settings.newsletter.timezone
+    return {name: cron_trigger(line, zone).get_next_fire_time(None, now) for name, line in schedules(settings).items()}
+
+
+async def scheduled(name: str) -> None:
+    """The function every stored job calls: run job ``name`` in the current service."""
+    if _service is None:  # pragma: no cover - jobs only fire inside a running service
+        raise RuntimeError("no running service")
+    await _service.run_job(name)
+
+
+class Service:
+    def __init__(self, settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = _utcnow) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.clock = clock
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.runs = RunStore(engine)
+        self.lease = Lease(engine, LEASE_NAME, holder=self.worker,
+                           duration=timedelta(seconds=settings.schedule.lease_seconds))
+        self.stopping = threading.Event()
+        self.stop_requested = asyncio.Event()
+        self.running: set[asyncio.Task[Any]] = set()
+        self.scheduler: AsyncIOScheduler | None = None
+        self.failure: str | None = None
+        """Why `serve` stopped on its own (the web server could not run), for a non-zero exit."""
+
+    async def run_job(self, name: str) -> JobResult:
+        if self.stopping.is_set():
+            return JobResult("nothing", "not started: serve is stopping")
+        task = asyncio.current_task()
+        if task is not None:
+            self.running.add(task)
+        run_id = self.runs.start(name, now=self.clock(), worker=self.worker)
+        log.info("job %s started", name)
+        try:
+            result = await asyncio.to_thread(JOBS[name], self.settings, self.engine, self.clock, self.stopping)
+        except NewsletterError as error:
+            result = JobResult("error", str(error))
+        except Exception as error:
+            log.exception("job %s failed", name)
+            result = JobResult("error", f"{type(error).__name__}: {error}")
+        finally:
+            if task is not None:
+                self.running.discard(task)
+        self.runs.finish(run_id, now=self.clock(), status=result.status, summary=result.summary,
+                         details=result.details)
+        log.log(logging.ERROR if result.status == "error" else logging.INFO, "job %s: %s", name, result.summary)
+        return result
+
+    def _missed(self, event: JobExecutionEvent) -> None:
+        due = event.scheduled_run_time
+        self.runs.record(event.job_id, now=self.clock(), worker=self.worker, status="skipped",
+                         summary=f"skipped the run due at {due:%Y-%m-%d %H:%M %Z}: missed by more than "
+                                 f"misfire_grace_seconds ({self.settings.schedule.misfire_grace_seconds} s)")
+        log.warning("job %s: skipped the run due at %s (missed by more than the grace time)", event.job_id, due)
+
+    def _build_scheduler(self) -> AsyncIOScheduler:
+        schedule = self.settings.schedule
+        return AsyncIOScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=JOB_TABLE)},
+            job_defaults={"coalesce": True, "max_instances": 1,
+                          "misfire_grace_time": schedule.misfire_grace_seconds},
+            timezone=self.settings.newsletter.timezone,
+        )
+
+    def _sync_jobs(self, scheduler: AsyncIOScheduler) -> None:
+        """Add the configured jobs; keep a stored job whose schedule is unchanged, so a missed run survives."""
+        zone = self.settings.newsletter.timezone
+        wanted = schedules(self.settings)
+        for job in scheduler.get_jobs():
+            if job.id not in wanted:
+                job.remove()
+        for name, line in wanted.items():
+            trigger = cron_trigger(line, zone)
+            stored = scheduler.get_job(name)
+            if stored is not None and str(stored.trigger) == str(trigger):
+                continue
+            scheduler.add_job(f"{__name__}:scheduled", trigger, args=[name], id=name, name=name,
+                              replace_existing=True)
+
+    async def _wait_for_lease(self) -> bool:
+        announced = False
+        while not self.stop_requested.is_set():
+            if self.lease.acquire(now=self.clock()):
+                return True
+            if not announced:
+                holder = self.lease.holder_now(now=self.clock())
+                log.warning("another `serve` (%s) holds the scheduler lease; waiting", holder)
+                announced = True
+            await self._sleep(min(5.0, self.settings.schedule.lease_seconds / 3))
+        return False
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop_requested.wait(), timeout=seconds)
+
+    async def _keep_lease(self) -> None:
+        assert self.scheduler is not None
+        while not self.stop_requested.is_set():
+            await self._sleep(self.settings.schedule.lease_seconds / 3)
+            if self.stop_requested.is_set():
+                return
+            if self.lease.acquire(now=self.clock()):
+                if self.scheduler.state == 2:  # paused after losing the lease: take over again
+                    self.scheduler.resume()
+            else:
+                log.error("lost the scheduler lease to another `serve`; pausing jobs")
+                self.scheduler.pause()
+
+    def _web_stopped(self, task: asyncio.Task[Any]) -> None:
+        if self.stop_requested.is_set() or task.cancelled():
+            return
+        error = task.exception()
+        self.failure = f"the web server stopped: {error or 'it exited'} (see the log above; is [web] port free?)"
+        log.error("%s; stopping", self.failure)
+        self.request_stop()
+
+    def request_stop(self) -> None:
+        self.stopping.set()
+        self.stop_requested.set()
+
+    async def run(self, *, web: Callable[[], Any] | None = None) -> None:
+        """Serve until asked to stop: the scheduler (once the lease is ours) and the web app if given."""
+        global _service
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        web_task = asyncio.create_task(web()) if web is not None else None
+        if web_task is not None:
+            web_task.add_done_callback(self._web_stopped)
+        try:
+            if not await self._wait_for_lease():
+                return
+            _service = self
+            scheduler = self.scheduler = self._build_scheduler()
+            scheduler.add_listener(self._missed, EVENT_JOB_MISSED)
+            scheduler.start(paused=True)
+            self._sync_jobs(scheduler)
+            scheduler.resume()
+            for name, when in next_runs(self.settings, now=self.clock()).items():
+                log.info("job %s: next run %s", name, when)
+            keeper = asyncio.create_task(self._keep_lease())
+            await self.stop_requested.wait()
+            log.info("stopping: no new jobs; waiting for %d running job(s)", len(self.running))
+            scheduler.pause()
+            if self.running:
+                await asyncio.gather(*self.running, return_exceptions=True)
+            keeper.cancel()
+            scheduler.shutdown(wait=False)
+            self.lease.release()
+        finally:
+            _service = None
+            if web_task is not None:
+                web_task.cancel()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)

@@ -1,0 +1,78 @@
+"""`newsletter status`: what happened, what is pending and what comes next, as plain data.
+
+Answers "the job succeeded but no email came" without reading logs: each source's last fetch, the last
+editions with their delivery counts (or why they were empty), deliveries needing attention, the next
+scheduled runs, the recent runs in words, and the subscriber list by status.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from newsletter.config import Settings
+from newsletter.service.scheduler import LEASE_NAME, next_runs
+from newsletter.storage.editions import EditionStore
+from newsletter.storage.ledger import Ledger
+from newsletter.storage.papers import PaperStore
+from newsletter.storage.runs import Lease, RunStore
+from subscribers.store import SubscriberStore
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def status_view(settings: Settings, engine: Engine, *, now: datetime, editions: int = 5) -> dict[str, Any]:
+    papers, ledger = PaperStore(engine), Ledger(engine)
+    states = {s.source: s for s in papers.source_states()}
+    sources = []
+    for source in settings.sources:
+        state = states.get(source.name)
+        sources.append({
+            "name": source.name,
+            "last_attempt": _iso(state.last_attempt) if state else None,
+            "last_success": _iso(state.last_success) if state else None,
+            "result": state.last_status if state else "never fetched",
+            "error": state.last_error if state else None,
+            "counts": dict(state.last_counts or {}) if state else {},
+        })
+    recent_editions = []
+    for edition in EditionStore(engine).editions(limit=editions):
+        recent_editions.append({
+            "slug": edition.slug,
+            "frequency": edition.frequency,
+            "date": edition.date.isoformat(),
+            "created": _iso(edition.created),
+            "papers": edition.paper_count,
+            "empty_reason": edition.empty_reason,
+            "deliveries": ledger.counts(edition.id),
+            "workers": ledger.by_worker(edition.id),
+        })
+    holder = Lease(engine, LEASE_NAME, holder="", duration=timedelta(0)).holder_now(now=now)
+    return {
+        "sources": sources,
+        "editions": recent_editions,
+        "attention": ledger.totals(),
+        "schedule": {name: _iso(when) for name, when in next_runs(settings, now=now).items()},
+        "scheduler": {"lease_holder": holder},
+        "runs": [
+            {"job": r.job, "started": _iso(r.started), "finished": _iso(r.finished), "status": r.status,
+             "summary": r.summary}
+            for r in RunStore(engine).recent(limit=10)
+        ],
+        "subscribers": SubscriberStore(engine).counts_by_status(),
+        "papers": papers.count_papers(),
+        "queue": _queue(settings),
+    }
+
+
+def _queue(settings: Settings) -> dict[str, Any] | None:
+    """With Celery workers ([workers] broker): batches waiting in the queue; None without workers."""
+    if not settings.workers.broker:
+        return None
+    from newsletter.delivery.workers import queue_status
+
+    return queue_status(settings)

@@ -1,0 +1,4 @@
+"""Storage: every SQL statement of the newsletter, over one SQLAlchemy engine (SQLite or PostgreSQL).
+
+Takes plain records (papers, matches, edition snapshots, ledger rows, run records) and gives them back;
+the schema and its Alembic migrations live here too."""

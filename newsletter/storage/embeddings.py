@@ -1,0 +1,74 @@
+"""All database access for stored paper embeddings (the ``paper_embeddings`` table).
+
+A vector is stored once per paper and model as little-endian float32 bytes, with a hash of the text it was
+computed from: the `embedding` matcher embeds a paper again only when its title or abstract changed, and
+re-matching after a topic edit embeds nothing but the topics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from newsletter.storage import db
+
+_CHUNK = 500
+_DTYPE = np.dtype("<f4")
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+class EmbeddingStore:
+    """Implements ``newsletter.matching.embeddings.VectorCache`` over the database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def load(self, paper_ids: Sequence[str], *, model: str) -> dict[str, tuple[str, np.ndarray]]:
+        """``{paper_id: (text_hash, vector)}`` of the papers that have a vector of ``model``."""
+        table = db.paper_embeddings
+        found: dict[str, tuple[str, np.ndarray]] = {}
+        with self.engine.connect() as connection:
+            for chunk in _chunks(list(dict.fromkeys(paper_ids))):
+                query = sa.select(table.c.paper_id, table.c.text_hash, table.c.dim, table.c.vector).where(
+                    table.c.model == model, table.c.paper_id.in_(chunk)
+                )
+                for paper_id, text_hash, dim, blob in connection.execute(query):
+                    vector = np.frombuffer(blob, dtype=_DTYPE)
+                    if vector.shape == (dim,):
+                        found[paper_id] = (text_hash, vector.astype(np.float32))
+        return found
+
+    def save(self, vectors: Mapping[str, tuple[str, np.ndarray]], *, model: str) -> None:
+        """Store (or replace) ``{paper_id: (text_hash, vector)}`` for ``model``, in one transaction."""
+        if not vectors:
+            return
+        table = db.paper_embeddings
+        rows = [
+            {
+                "paper_id": paper_id,
+                "model": model,
+                "text_hash": text_hash,
+                "dim": int(vector.shape[0]),
+                "vector": np.ascontiguousarray(vector, dtype=_DTYPE).tobytes(),
+            }
+            for paper_id, (text_hash, vector) in vectors.items()
+        ]
+        ids = list(vectors)
+        with self.engine.begin() as connection:
+            for chunk in _chunks(ids):
+                connection.execute(table.delete().where(table.c.model == model, table.c.paper_id.in_(chunk)))
+            connection.execute(table.insert(), rows)
+
+    def count(self, *, model: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(db.paper_embeddings)
+        if model is not None:
+            query = query.where(db.paper_embeddings.c.model == model)
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())

@@ -1,0 +1,387 @@
+"""The delivery ledger: one row per (edition, subscriber), and the only judge of what was sent.
+
+States: pending → claimed → sent | deferred | failed | ambiguous | suppressed (deferred rows come back
+when due). A row's ``data`` phase is committed *before* its message content is sent (once the relay has
+accepted MAIL, RCPT and DATA), so whatever instant a process dies at, a row either never reached that
+point (its claim expires and it is sent later) or did (it becomes ``ambiguous`` and is never resent
+automatically: an operator decides).
+
+Claims are atomic batches marked with a claim token and a lease; a live sender renews its lease.
+Every statement is portable SQL (SQLite by default, PostgreSQL later).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from newsletter.storage import db
+
+State = Literal["pending", "claimed", "sent", "deferred", "failed", "ambiguous", "suppressed"]
+STATES: tuple[State, ...] = ("pending", "claimed", "sent", "deferred", "failed", "ambiguous", "suppressed")
+FINAL_STATES = frozenset({"sent", "failed", "ambiguous", "suppressed"})
+DATA_PHASE = "data"
+
+deliveries = db.deliveries
+variants = db.variants
+
+_DELIVERY_COLUMNS = [deliveries.c[name] for name in (
+    "id", "edition_id", "subscriber_id", "email", "name", "variant_key", "message_id", "attempts", "created")]
+_CLAIMED_ROW = sa.and_(deliveries.c.id == sa.bindparam("row_id"), deliveries.c.state == "claimed")
+_MARK_DATA = deliveries.update().where(_CLAIMED_ROW).values(phase=DATA_PHASE, updated=sa.bindparam("now"))
+_STORE_OUTCOME = (
+    deliveries.update()
+    .where(_CLAIMED_ROW)
+    .values(
+        state=sa.bindparam("new_state"),
+        phase=sa.bindparam("new_phase"),
+        attempts=deliveries.c.attempts + sa.bindparam("attempt"),
+        next_attempt_at=sa.bindparam("next_at"),
+        last_code=sa.bindparam("code"),
+        last_message=sa.bindparam("msg"),
+        sent_at=sa.bindparam("sent"),
+        claim_token=None,
+        updated=sa.bindparam("now"),
+    )
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewDelivery:
+    subscriber_id: int
+    email: str
+    name: str
+    variant_key: str
+    message_id: str
+    paper_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Delivery:
+    id: int
+    edition_id: int
+    subscriber_id: int
+    email: str
+    name: str
+    variant_key: str
+    message_id: str
+    attempts: int
+    created: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """What happened to one claimed row; ``state`` is where it goes next."""
+
+    delivery_id: int
+    state: State
+    phase: str = ""
+    code: int | None = None
+    message: str = ""
+    count_attempt: bool = True
+    next_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StoredVariant:
+    edition_id: int
+    key: str
+    subject: str
+    html: str
+    text: str
+    nonce: str
+
+
+class Ledger:
+    def __init__(self, engine: Engine, *, worker: str = "") -> None:
+        self.engine = engine
+        self.worker = worker
+
+    # --- filling ------------------------------------------------------------------------------------------
+
+    def save_variants(self, rows: Iterable[StoredVariant], *, now: datetime) -> None:
+        values = [
+            {"edition_id": v.edition_id, "key": v.key, "subject": v.subject, "html": v.html, "text": v.text,
+             "nonce": v.nonce, "created": now}
+            for v in rows
+        ]
+        if values:
+            with self.engine.begin() as connection:
+                connection.execute(db.insert_ignoring_duplicates(self.engine, variants), values)
+
+    def variant(self, edition_id: int, key: str) -> StoredVariant:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(variants).where(variants.c.edition_id == edition_id, variants.c.key == key)
+            ).mappings().one()
+        return StoredVariant(row["edition_id"], row["key"], row["subject"], row["html"], row["text"], row["nonce"])
+
+    def variant_keys(self, edition_id: int) -> set[str]:
+        with self.engine.connect() as connection:
+            return set(connection.execute(sa.select(variants.c.key).where(variants.c.edition_id == edition_id))
+                       .scalars())
+
+    def subscribers_with_rows(self, edition_id: int) -> set[int]:
+        with self.engine.connect() as connection:
+            query = sa.select(deliveries.c.subscriber_id).where(deliveries.c.edition_id == edition_id)
+            return set(connection.execute(query).scalars())
+
+    def add(self, edition_id: int, rows: Sequence[NewDelivery], *, now: datetime,
+            connection: sa.Connection | None = None) -> int:
+        """Insert pending rows; a (edition, subscriber) pair that already has one keeps it. Returns rows added."""
+        values = [
+            {"edition_id": edition_id, "subscriber_id": r.subscriber_id, "email": r.email, "name": r.name,
+             "variant_key": r.variant_key, "message_id": r.message_id, "state": "pending", "phase": "",
+             "attempts": 0, "created": now, "updated": now}
+            for r in rows
+        ]
+        if not values:
+            return 0
+        if connection is not None:
+            return db.insert_new(connection, deliveries, values)
+        with self.engine.begin() as own:
+            return db.insert_new(own, deliveries, values)
+
+    # --- claiming -----------------------------------------------------------------------------------------
+
+    def release_expired(self, edition_id: int, *, now: datetime) -> tuple[int, int]:
+        """Free the claims of dead processes: rows that reached DATA become ambiguous, the others pending."""
+        expired = sa.and_(
+            deliveries.c.edition_id == edition_id,
+            deliveries.c.state == "claimed",
+            deliveries.c.lease_until < now,
+        )
+        with self.engine.begin() as connection:
+            ambiguous = connection.execute(
+                deliveries.update()
+                .where(expired, deliveries.c.phase == DATA_PHASE)
+                .values(state="ambiguous", claim_token=None, updated=now,
+                        last_message="the sending process stopped after DATA was sent; not resent")
+            ).rowcount
+            released = connection.execute(
+                deliveries.update().where(expired).values(state="pending", claim_token=None, phase="", updated=now)
+            ).rowcount
+        return int(released or 0), int(ambiguous or 0)
+
+    def suppress_inactive(self, ids: Sequence[int], *, active_subscribers: sa.Select[Any], now: datetime) -> set[int]:
+        """Of these just-claimed rows, suppress those whose subscriber is no longer active; returns their ids.
+
+        Run on every claimed batch, so an unsubscribe or a bounce recorded while an edition is being sent
+        stops the rows not yet claimed (and costs a lookup per claimed row, not a scan of the edition).
+        """
+        if not ids:
+            return set()
+        inactive = sa.and_(deliveries.c.id.in_(list(ids)), deliveries.c.state == "claimed",
+                           ~deliveries.c.subscriber_id.in_(active_subscribers))
+        with self.engine.begin() as connection:
+            found = set(connection.execute(sa.select(deliveries.c.id).where(inactive)).scalars())
+            if found:
+                connection.execute(
+                    deliveries.update()
+                    .where(deliveries.c.id.in_(found), deliveries.c.state == "claimed")
+                    .values(state="suppressed", claim_token=None, updated=now, last_message="subscriber is not active")
+                )
+        return found
+
+    @staticmethod
+    def _due(now: datetime) -> sa.ColumnElement[bool]:
+        return sa.or_(
+            deliveries.c.state == "pending",
+            sa.and_(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= now),
+        )
+
+    def claim(self, edition_id: int, *, limit: int, now: datetime, lease: timedelta,
+              only: Collection[int] | None = None) -> list[Delivery]:
+        """Atomically take up to ``limit`` due rows for this process (of ``only`` these rows, when given).
+
+        On PostgreSQL the candidates are locked with FOR UPDATE SKIP LOCKED: concurrent claimers never wait
+        for each other and never take the same row.
+        """
+        token = uuid.uuid4().hex
+        due = self._due(now)
+        candidates = (
+            sa.select(deliveries.c.id)
+            .where(deliveries.c.edition_id == edition_id, due)
+            .order_by(deliveries.c.id)
+            .limit(limit)
+        )
+        if only is not None:
+            candidates = candidates.where(deliveries.c.id.in_(list(only)))
+        with self.engine.begin() as connection:
+            chosen: Any = candidates.scalar_subquery()
+            if self.engine.dialect.name == "postgresql":
+                # Lock the candidates first, in a statement of their own: a LIMIT … SKIP LOCKED subquery inside
+                # the UPDATE may be run more than once by PostgreSQL and then claim more than ``limit`` rows.
+                chosen = list(connection.execute(candidates.with_for_update(skip_locked=True)).scalars())
+                if not chosen:
+                    return []
+            connection.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_(chosen), due)
+                .values(state="claimed", claim_token=token, lease_until=now + lease, phase="", worker=self.worker,
+                        updated=now)
+            )
+            rows = connection.execute(
+                sa.select(*_DELIVERY_COLUMNS).where(deliveries.c.claim_token == token, deliveries.c.state == "claimed")
+                .order_by(deliveries.c.id)
+            ).all()
+        return [Delivery(**row._asdict()) for row in rows]
+
+    def renew(self, ids: Sequence[int], *, until: datetime) -> None:
+        if ids:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    deliveries.update()
+                    .where(deliveries.c.id.in_(ids), deliveries.c.state == "claimed")
+                    .values(lease_until=until)
+                )
+
+    def release(self, ids: Sequence[int], *, now: datetime) -> int:
+        """Give back claimed rows that never reached DATA (a clean stop)."""
+        if not ids:
+            return 0
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_(ids), deliveries.c.state == "claimed", deliveries.c.phase != DATA_PHASE)
+                .values(state="pending", claim_token=None, phase="", updated=now)
+            )
+        return int(result.rowcount or 0)
+
+    # --- recording ----------------------------------------------------------------------------------------
+
+    def record(self, *, data_phase: Sequence[int], outcomes: Sequence[Outcome], now: datetime) -> None:
+        """One transaction: mark rows about to send DATA, and store finished outcomes (group commit).
+
+        Both statements are built once (``_MARK_DATA``, ``_STORE_OUTCOME``) and run as executemany: this
+        runs for every message sent, and building them per call cost more than SQLite's own work.
+        """
+        with self.engine.begin() as connection:
+            if data_phase:
+                connection.execute(_MARK_DATA, [{"row_id": i, "now": now} for i in data_phase])
+            if outcomes:
+                connection.execute(
+                    _STORE_OUTCOME,
+                    [
+                        {"row_id": o.delivery_id, "new_state": o.state, "new_phase": o.phase,
+                         "attempt": 1 if o.count_attempt else 0, "next_at": o.next_attempt_at, "code": o.code,
+                         "msg": o.message[:1000], "sent": now if o.state == "sent" else None, "now": now}
+                        for o in outcomes
+                    ],
+                )
+
+    # --- reading ------------------------------------------------------------------------------------------
+
+    def counts(self, edition_id: int) -> dict[str, int]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(deliveries.c.state, sa.func.count())
+                .where(deliveries.c.edition_id == edition_id)
+                .group_by(deliveries.c.state)
+            ).all()
+        counts: dict[str, int] = dict.fromkeys(STATES, 0)
+        counts.update({state: int(n) for state, n in rows})
+        return counts
+
+    def rows(self, edition_id: int, *, state: State) -> list[Mapping[str, Any]]:
+        with self.engine.connect() as connection:
+            return [dict(r) for r in connection.execute(
+                sa.select(deliveries).where(deliveries.c.edition_id == edition_id, deliveries.c.state == state)
+                .order_by(deliveries.c.id)
+            ).mappings()]
+
+    def live_claims(self, edition_id: int, *, now: datetime) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(
+                sa.select(sa.func.count()).select_from(deliveries).where(
+                    deliveries.c.edition_id == edition_id, deliveries.c.state == "claimed",
+                    deliveries.c.lease_until >= now)
+            ).scalar_one())
+
+    def due_ids(self, edition_id: int, *, now: datetime) -> list[int]:
+        """Ids of the rows a sender could claim now (pending, or deferred and due), in id order."""
+        with self.engine.connect() as connection:
+            return [int(i) for i in connection.execute(
+                sa.select(deliveries.c.id).where(deliveries.c.edition_id == edition_id, self._due(now))
+                .order_by(deliveries.c.id)
+            ).scalars()]
+
+    def outstanding(self, edition_id: int, *, due_by: datetime) -> int:
+        """Rows still to be tried: pending, claimed, or deferred and due by ``due_by`` (a run's start)."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(
+                sa.select(sa.func.count()).select_from(deliveries).where(
+                    deliveries.c.edition_id == edition_id,
+                    sa.or_(deliveries.c.state.in_(("pending", "claimed")),
+                           sa.and_(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= due_by)))
+            ).scalar_one())
+
+    def held_until(self, ids: Collection[int]) -> datetime | None:
+        """When the last claim on any of these rows lapses (unless its holder renews it); None if none is held.
+
+        A lapsed claim counts too: it is released (to pending or ambiguous) by the next sender that starts.
+        """
+        if not ids:
+            return None
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                sa.select(sa.func.max(deliveries.c.lease_until)).where(
+                    deliveries.c.id.in_(list(ids)), deliveries.c.state == "claimed")
+            ).scalar()
+        return value if isinstance(value, datetime) else None
+
+    def next_due(self, edition_id: int) -> datetime | None:
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
+                    deliveries.c.edition_id == edition_id, deliveries.c.state == "deferred")
+            ).scalar()
+        return value if isinstance(value, datetime) else None
+
+    def editions_with_due(self, *, now: datetime) -> list[int]:
+        """Editions with deferred rows whose retry time has come (the scheduler's retry job)."""
+        with self.engine.connect() as connection:
+            query = (
+                sa.select(deliveries.c.edition_id).distinct()
+                .where(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= now)
+                .order_by(deliveries.c.edition_id)
+            )
+            return [int(e) for e in connection.execute(query).scalars()]
+
+    def totals(self, *, states: Sequence[str] = ("deferred", "ambiguous")) -> dict[str, int]:
+        """Rows in the given states across every edition (what still needs attention)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(deliveries.c.state, sa.func.count()).where(deliveries.c.state.in_(states))
+                .group_by(deliveries.c.state)
+            ).all()
+        counts = dict.fromkeys(states, 0)
+        counts.update({state: int(n) for state, n in rows})
+        return counts
+
+    def by_worker(self, edition_id: int) -> dict[str, dict[str, int]]:
+        """Per sending process (host:pid): rows it finished, by state — progress when several send."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(deliveries.c.worker, deliveries.c.state, sa.func.count())
+                .where(deliveries.c.edition_id == edition_id, deliveries.c.worker.is_not(None))
+                .group_by(deliveries.c.worker, deliveries.c.state)
+            ).all()
+        result: dict[str, dict[str, int]] = {}
+        for worker, state, n in rows:
+            result.setdefault(str(worker), {})[str(state)] = int(n)
+        return result
+
+    def prune(self, *, before: datetime) -> int:
+        """Forget the delivery rows and rendered variants of editions built before ``before``."""
+        old = sa.select(db.editions.c.id).where(db.editions.c.created < before)
+        with self.engine.begin() as connection:
+            removed = connection.execute(deliveries.delete().where(deliveries.c.edition_id.in_(old))).rowcount
+            connection.execute(variants.delete().where(variants.c.edition_id.in_(old)))
+        return int(removed or 0)

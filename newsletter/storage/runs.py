@@ -1,0 +1,113 @@
+"""What the scheduler did and who may run it: the `runs` log and the `serve` lease.
+
+Every scheduled run leaves a record in words ("no new papers since …", "sent 120, deferred 2"), so
+"the job succeeded but no email came" always has an answer in `newsletter status`. The lease makes a
+second `serve` on the same database wait instead of running the same jobs: whoever holds an unexpired
+lease runs jobs; a holder renews it while alive, so a crashed one is replaced after the lease lapses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from newsletter.storage import db
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    job: str
+    started: datetime
+    finished: datetime | None
+    status: str
+    summary: str
+    details: Mapping[str, Any]
+    worker: str
+
+
+class RunStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def start(self, job: str, *, now: datetime, worker: str) -> int:
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                db.runs.insert().values(job=job, started=now, status="running", summary="", details={},
+                                        worker=worker)
+            )
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def finish(self, run_id: int, *, now: datetime, status: str, summary: str,
+               details: Mapping[str, Any] | None = None) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                db.runs.update().where(db.runs.c.id == run_id)
+                .values(finished=now, status=status, summary=summary, details=dict(details or {}))
+            )
+
+    def record(self, job: str, *, now: datetime, worker: str, status: str, summary: str,
+               details: Mapping[str, Any] | None = None) -> int:
+        """A run that did nothing itself (e.g. skipped because it was missed by too much)."""
+        run_id = self.start(job, now=now, worker=worker)
+        self.finish(run_id, now=now, status=status, summary=summary, details=details)
+        return run_id
+
+    def recent(self, *, limit: int = 20, job: str | None = None) -> list[RunRecord]:
+        query = sa.select(db.runs).order_by(db.runs.c.started.desc(), db.runs.c.id.desc()).limit(limit)
+        if job is not None:
+            query = query.where(db.runs.c.job == job)
+        with self.engine.connect() as connection:
+            return [RunRecord(**row) for row in connection.execute(query).mappings()]
+
+    def prune(self, *, before: datetime) -> int:
+        with self.engine.begin() as connection:
+            return int(connection.execute(db.runs.delete().where(db.runs.c.started < before)).rowcount or 0)
+
+
+class Lease:
+    """A named, expiring lock row: portable (an UPDATE with a condition, or an INSERT that may collide)."""
+
+    def __init__(self, engine: Engine, name: str, *, holder: str, duration: timedelta) -> None:
+        self.engine = engine
+        self.name = name
+        self.holder = holder
+        self.duration = duration
+
+    def acquire(self, *, now: datetime) -> bool:
+        """Take or renew the lease; False while another live holder has it."""
+        table = db.leases
+        with self.engine.begin() as connection:
+            taken = connection.execute(
+                table.update()
+                .where(table.c.name == self.name, sa.or_(table.c.holder == self.holder, table.c.expires < now))
+                .values(holder=self.holder, expires=now + self.duration)
+            ).rowcount
+        if taken:
+            return True
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(table.insert().values(name=self.name, holder=self.holder,
+                                                         expires=now + self.duration))
+        except IntegrityError:
+            return False  # someone else holds it
+        return True
+
+    def release(self) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                db.leases.delete().where(db.leases.c.name == self.name, db.leases.c.holder == self.holder)
+            )
+
+    def holder_now(self, *, now: datetime) -> str | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(db.leases.c.holder, db.leases.c.expires).where(db.leases.c.name == self.name)
+            ).first()
+        return row[0] if row and row[1] >= now else None
