@@ -39,11 +39,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from newsletter import render  # noqa: E402
+from naive_message import build_message_bytes  # noqa: E402
+
 from newsletter.config import load_settings  # noqa: E402
-from newsletter.delivery.message import build_message_bytes  # noqa: E402
 from newsletter.editions.build import build_edition  # noqa: E402
 from newsletter.editions.selection import group_by_variant, select  # noqa: E402
+from newsletter.rendering import render  # noqa: E402
 from newsletter.rendering.links import Recipient, recipient_links, signer_from_settings  # noqa: E402
 from newsletter.rendering.render import RenderedVariant, RenderEnvironment, render_variant  # noqa: E402
 from newsletter.sources.ingest import fetch_sources  # noqa: E402

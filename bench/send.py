@@ -414,7 +414,7 @@ def patch_plain_aiosmtplib() -> None:
     """
     import aiosmtplib
 
-    from newsletter.delivery import pool as delivery
+    from newsletter.delivery.pool import pool as delivery
 
     async def send(self: Any, job: Any, mark_data: Any) -> tuple[str, int | None, str]:
         self.phase = "connect"

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 FREQUENCIES = ("daily", "weekly")
 SOURCES = ("import", "web", "cli")
 

@@ -32,6 +32,7 @@ from subscribers.errors import (
     UnknownTopicError,
 )
 from subscribers.models import (
+    STATUSES,
     Frequency,
     Source,
     Status,
@@ -40,7 +41,7 @@ from subscribers.models import (
     Suppression,
     SuppressionReason,
 )
-from subscribers.schema import FREQUENCIES, SOURCES, STATUSES, subscribers, suppressions
+from subscribers.schema import FREQUENCIES, SOURCES, subscribers, suppressions
 
 __all__ = ["BLOCKING_REASONS", "SubscriberStore", "normalise_email"]
 
@@ -206,10 +207,6 @@ class SubscriberStore:
             sa.select(suppressions).where(suppressions.c.address_hash == address_hash(email))
         ).mappings().first()
         return Suppression(**dict(row)) if row else None
-
-    def count_suppressed(self) -> int:
-        with self.engine.connect() as connection:
-            return int(connection.execute(sa.select(sa.func.count()).select_from(suppressions)).scalar_one())
 
     # --- low-level writes -----------------------------------------------------------------------------------
 

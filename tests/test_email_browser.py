@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
-from newsletter.rendering.preview import preview
+from newsletter.delivery.preview import preview
 from tests.conftest import ROOT
 from tests.email_support import NOW, email_settings, fetch, fix_tokens, stores
 

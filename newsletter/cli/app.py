@@ -12,12 +12,10 @@ from rich.console import Console
 
 from newsletter.config import Settings, load_settings
 from newsletter.errors import NewsletterError
-from newsletter.storage.db import open_database
-from newsletter.storage.papers import PaperStore
 from subscribers.errors import SubscribersError
 
 if TYPE_CHECKING:
-    pass
+    from newsletter.storage.papers import PaperStore
 
 
 
@@ -33,6 +31,9 @@ class App:
 
     @cached_property
     def store(self) -> PaperStore:
+        from newsletter.storage.db import open_database  # SQLAlchemy and Alembic: not needed for --help
+        from newsletter.storage.papers import PaperStore
+
         return PaperStore(open_database(self.settings.newsletter.database_url))
 
     def now(self) -> datetime:

@@ -34,7 +34,7 @@ def preview(app: App, subscriber_email: str | None, topics: str | None, frequenc
     Uses the stored edition if it was already sent; otherwise computes it as it would be built now,
     without storing it (a preview never freezes an edition). Sends nothing and records nothing.
     """
-    from newsletter.rendering.preview import preview as make_preview  # imports Premailer: only when needed
+    from newsletter.delivery.preview import preview as make_preview  # imports Premailer: only when needed
 
     slugs = [t.strip() for t in topics.split(",") if t.strip()] if topics is not None else None
     result = make_preview(app.settings, app.store, out_dir=out_dir, now=app.now(), subscriber_email=subscriber_email,

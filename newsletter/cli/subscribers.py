@@ -8,29 +8,20 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import click
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
-from newsletter.rendering.links import signer_from_settings
-from newsletter.web.subscriptions import (
-    add_subscriber,
-    import_subscribers,
-    remove_subscriber,
-    send_confirmations,
-    subscriber_json,
-    subscriber_store,
-)
-from subscribers.addresses import valid_email
-from subscribers.csvio import export_csv
 from subscribers.errors import NotFoundError
-from subscribers.models import Frequency, ImportReport, Status, Subscriber
-from subscribers.schema import STATUSES
-from subscribers.tokens import TokenSigner
+from subscribers.models import STATUSES, Frequency, ImportReport, Status, Subscriber
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from subscribers.tokens import TokenSigner
 
 console = Console()
 
@@ -46,7 +37,7 @@ class _App(Protocol):
 
 
 def _engine(app: _App) -> Engine:
-    return cast(Engine, app.store.engine)
+    return cast("Engine", app.store.engine)
 
 
 def _topics(value: str | None) -> list[str] | None:
@@ -59,6 +50,8 @@ def _describe(subscriber: Subscriber) -> str:
 
 
 def _signer(app: _App) -> TokenSigner:
+    from newsletter.rendering.links import signer_from_settings
+
     return signer_from_settings(app.settings)  # a missing key is a one-line error before anything changes
 
 
@@ -82,6 +75,9 @@ def add(app: _App, email: str, name: str | None, topics: str | None, frequency: 
     With --confirm they stay pending until they open the link in the confirmation email. A suppressed
     address is refused unless --force is given.
     """
+
+    from newsletter.web.subscriptions import add_subscriber, send_confirmations
+
     signer = _signer(app) if confirm else None
     now = app.now()
     what, subscriber = add_subscriber(app.settings, _engine(app), email, now=now, name=name, topics=_topics(topics),
@@ -105,6 +101,9 @@ def remove(app: _App, email: str, topic: str | None, delete: bool) -> None:
     Takes effect at once, also for a send in progress. The address goes on the suppression list, so no
     import adds it again without --force.
     """
+
+    from newsletter.web.subscriptions import remove_subscriber
+
     if delete and topic:
         raise click.UsageError("--delete and --topic do not go together")
     result = remove_subscriber(app.settings, _engine(app), email, now=app.now(), topic=topic, delete=delete)
@@ -128,6 +127,9 @@ def remove(app: _App, email: str, topic: str | None, delete: bool) -> None:
 def list_command(app: _App, status: Status | None, frequency: Frequency | None, topic: str | None,
                  as_json: bool) -> None:
     """List subscribers in the order they were added, with status, topics and frequency."""
+
+    from newsletter.web.subscriptions import subscriber_json, subscriber_store
+
     found = subscriber_store(app.settings, _engine(app)).list_all(status=status, frequency=frequency, topic=topic)
     if as_json:
         click.echo(json.dumps({"count": len(found), "subscribers": [subscriber_json(s) for s in found]}, indent=2,
@@ -147,6 +149,10 @@ def list_command(app: _App, status: Status | None, frequency: Frequency | None, 
 @click.pass_obj
 def show(app: _App, email: str, as_json: bool) -> None:
     """Everything stored about one address: status, topics, consent and confirmation, suppression."""
+
+    from newsletter.web.subscriptions import subscriber_json, subscriber_store
+    from subscribers.addresses import valid_email
+
     store = subscriber_store(app.settings, _engine(app))
     address = valid_email(email)
     subscriber = store.get_by_email(address)
@@ -203,6 +209,9 @@ def import_command(app: _App, file: Any, confirm: bool, force: bool, dry_run: bo
     updated, so importing twice changes nothing. Every bad row is reported with its line number and
     reason, the others are imported; the exit code is 1 when any row was not imported.
     """
+
+    from newsletter.web.subscriptions import import_subscribers, send_confirmations
+
     signer = _signer(app) if confirm and not dry_run else None
     now = app.now()
     report = import_subscribers(app.settings, _engine(app), file, now=now, confirm=confirm, force=force,
@@ -227,6 +236,10 @@ def import_command(app: _App, file: Any, confirm: bool, force: bool, dry_run: bo
 @click.pass_obj
 def export_command(app: _App, file: Path, status: Status | None) -> None:
     """Write the list as CSV to FILE (default: standard output); `subscribers import` reads it back."""
+
+    from newsletter.web.subscriptions import subscriber_store
+    from subscribers.csvio import export_csv
+
     store = subscriber_store(app.settings, _engine(app))
     if str(file) == "-":
         export_csv(store, sys.stdout, status=status)

@@ -1,3 +1,3 @@
 """Delivery: an edition's readers in, one sent message per reader out, each recorded in the delivery ledger.
 
-Ledger fill (campaign), MIME built once per variant and spliced per reader, DKIM, the SMTP pool, send runs."""
+Ledger fill (campaign), MIME once per variant spliced per reader, DKIM, the SMTP pool, send runs, preview."""

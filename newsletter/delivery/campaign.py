@@ -28,6 +28,7 @@ from newsletter.editions.selection import group_by_variant
 from newsletter.errors import DeliveryError
 from newsletter.rendering.links import recipient_links
 from newsletter.rendering.render import RenderedVariant, RenderEnvironment, render_variant
+from newsletter.sources.ingest import refresh_matches
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.ledger import Ledger, NewDelivery, StoredVariant
 from newsletter.storage.papers import PaperStore
@@ -77,6 +78,7 @@ def prepare(
 ) -> Prepared:
     """Build (or load) the edition and fill its ledger; renders only variants not stored yet."""
     papers, editions, ledger = PaperStore(engine), EditionStore(engine), Ledger(engine)
+    refresh_matches(settings, papers)
     edition = build_edition(settings, papers, editions, frequency=frequency, now=now, day=day)
     store = SubscriberStore(engine)
     active = store.active_id_list(frequency=frequency)
@@ -172,6 +174,7 @@ def plan(
 ) -> Plan:
     """The edition (stored, or computed unstored), who would get which variant, each variant rendered."""
     papers, editions, ledger = PaperStore(engine), EditionStore(engine), Ledger(engine)
+    refresh_matches(settings, papers)
     edition = build_edition(settings, papers, editions, frequency=frequency, now=now, day=day, persist=False)
     subscribers = SubscriberStore(engine).list_active(frequency=frequency)
     have_rows = ledger.subscribers_with_rows(edition.id) if edition.id else set()

@@ -3,24 +3,20 @@
 multipart/alternative: the text part first, then the HTML part, both UTF-8. Headers: From, To, Subject,
 Date, Message-ID, List-Id, List-Unsubscribe (the one-click link) and List-Unsubscribe-Post (RFC 8058).
 ``message_template`` + ``sendable_message`` are what `send` and `preview` use: the MIME built once per
-variant with each reader spliced in (``newsletter.delivery.mime``). ``build_message_bytes`` is the straightforward
-stdlib construction (an ``EmailMessage`` per reader), kept as the benchmarks' naive baseline.
+variant with each reader spliced in (``newsletter.delivery.mime``). The naive stdlib construction (an
+``EmailMessage`` per reader) that this replaces is the benchmarks' baseline, in ``bench/naive_message.py``.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, make_msgid
+from datetime import datetime
 from urllib.parse import quote, urlsplit
 
 from newsletter.config import Settings
 from newsletter.delivery.mime import MessageTemplate, RecipientHeaders
 from newsletter.rendering.links import Recipient
-from newsletter.rendering.render import RenderedVariant, personal_values, placeholder_pattern, safe_url
+from newsletter.rendering.render import personal_values, placeholder_pattern
 from newsletter.sources.text import collapse_whitespace
 
 
@@ -29,37 +25,6 @@ def list_id(settings: Settings) -> str:
     host = urlsplit(settings.newsletter.base_url).hostname or "localhost"
     slug = re.sub(r"[^a-z0-9]+", "-", settings.newsletter.name.lower()).strip("-") or "newsletter"
     return f"{collapse_whitespace(settings.newsletter.name)} <{slug}.{host}>"
-
-
-def _address(name: str, email: str) -> Address:
-    username, _, domain = email.rpartition("@")
-    return Address(display_name=collapse_whitespace(name), username=username, domain=domain)
-
-
-def build_message_bytes(
-    variant: RenderedVariant,
-    recipient: Recipient,
-    *,
-    settings: Settings,
-    date: datetime | None = None,
-    message_id: str | None = None,
-) -> bytes:
-    """The message exactly as it is handed to the SMTP relay (CRLF line ends)."""
-    html_part, text_part = variant.personalise(recipient)
-    newsletter = settings.newsletter
-    domain = newsletter.from_address.rpartition("@")[2]
-    message = EmailMessage(policy=SMTP)
-    message["From"] = _address(newsletter.name, newsletter.from_address)
-    message["To"] = _address(recipient.name, recipient.email)
-    message["Subject"] = collapse_whitespace(variant.subject)
-    message["Date"] = format_datetime(date or datetime.now(UTC))
-    message["Message-ID"] = message_id or make_msgid(domain=domain)
-    message["List-Id"] = list_id(settings)
-    message["List-Unsubscribe"] = f"<{safe_url(recipient.unsubscribe_url) or ''}>"
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message.set_content(text_part, subtype="plain", charset="utf-8", cte="quoted-printable")
-    message.add_alternative(html_part, subtype="html", charset="utf-8", cte="quoted-printable")
-    return message.as_bytes()
 
 
 def unsubscribe_mailto(settings: Settings, unsubscribe_url: str) -> str:

@@ -23,7 +23,6 @@ from newsletter.config import Settings, TopicSettings
 from newsletter.editions.records import FREQUENCIES, Edition, EditionEntry, EditionPaper, EditionTopic, Frequency
 from newsletter.errors import ConfigError
 from newsletter.matching.trending import trending_score
-from newsletter.sources.ingest import refresh_matches
 from newsletter.sources.records import Paper, TopicMatch
 from newsletter.storage.editions import EditionStore, edition_slug
 from newsletter.storage.papers import PaperStore
@@ -129,9 +128,11 @@ def build_edition(
 ) -> Edition:
     """Return the edition of ``frequency`` for ``day`` (default: today), building and storing it if needed.
 
-    ``persist=False`` (preview, dry run, test copies) computes the edition as it would be now without
-    storing it, so looking at an edition never freezes it before the real send: papers fetched after a
-    preview still go into that day's edition. Its id is 0.
+    The papers' topic matches are read from the store as the matching step left them (``refresh_matches``
+    brings them up to date first where a caller may write). ``persist=False`` (preview, dry run, test
+    copies) computes the edition as it would be now without storing it, so looking at an edition never
+    freezes it before the real send: papers fetched after a preview still go into that day's edition. Its
+    id is 0.
     """
     if frequency not in FREQUENCIES:
         raise ConfigError(f"unknown frequency {frequency!r}; expected one of: {', '.join(FREQUENCIES)}")
@@ -142,7 +143,6 @@ def build_edition(
         return existing
     if datetime.combine(day, time(0), tzinfo=zoneinfo.ZoneInfo(timezone)) > now:
         raise ConfigError(f"cannot build the {frequency} edition of {day.isoformat()}: that date is in the future")
-    refresh_matches(settings, store)
     previous = editions.previous(frequency, day) if frequency == "daily" else None
     window_start, cutoff = edition_window(frequency, day, now=now, timezone=timezone, previous=previous)
     candidates = store.papers(since=window_start)

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from newsletter.config import TopicSettings
+from newsletter.matching.base import match_with
 from newsletter.matching.rules import paper_text, topics_fingerprint
 from newsletter.sources.records import Paper, TopicMatch
 
@@ -219,6 +220,4 @@ class EmbeddingMatcher:
         background: Sequence[Paper] = (),
         threshold: float | None = None,
     ) -> list[TopicMatch]:
-        from newsletter.matching.matcher import match_with  # matching imports this module to build the matcher
-
         return match_with(self, papers, topics, threshold=threshold)

@@ -23,7 +23,8 @@ from typing import Any
 
 from newsletter.config import Settings, TopicSettings
 from newsletter.errors import LabelledDataError
-from newsletter.matching.matcher import Matcher, build_matcher
+from newsletter.matching.base import Matcher
+from newsletter.matching.matcher import build_matcher
 from newsletter.matching.rules import apply_rules
 from newsletter.sources.ingest import IDF_BACKGROUND_PAPERS
 from newsletter.sources.records import Paper, TopicMatch

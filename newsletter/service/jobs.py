@@ -140,7 +140,6 @@ def housekeeping_job(settings: Settings, engine: Engine, *, clock: Clock, stop: 
                                      "pruned_deliveries": pruned_rows})
 
 
-Job = Callable[..., JobResult]
 JOBS: dict[str, Callable[[Settings, Engine, Clock, threading.Event], JobResult]] = {
     "fetch": lambda s, e, c, stop: fetch_job(s, e, clock=c, stop=stop),
     "daily": lambda s, e, c, stop: edition_job(s, e, frequency="daily", clock=c, stop=stop),

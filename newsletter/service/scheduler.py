@@ -29,12 +29,11 @@ from sqlalchemy.engine import Engine
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
 from newsletter.service.jobs import JOBS, JobResult
-from newsletter.service.triggers import cron_trigger
+from newsletter.service.triggers import LEASE_NAME, cron_trigger, next_runs, schedules
 from newsletter.storage.runs import Lease, RunStore
 
 log = logging.getLogger(__name__)
 
-LEASE_NAME = "scheduler"
 JOB_TABLE = "apscheduler_jobs"
 _service: Service | None = None
 """The running service; APScheduler's persistent jobs refer to ``scheduled`` by name and find it here."""
@@ -42,19 +41,6 @@ _service: Service | None = None
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def schedules(settings: Settings) -> dict[str, str]:
-    """Job name → cron line, for the jobs that are enabled."""
-    s = settings.schedule
-    lines = {"fetch": s.fetch, "daily": s.daily, "weekly": s.weekly, "retry": s.retry,
-             "housekeeping": s.housekeeping}
-    return {name: line for name, line in lines.items() if line.strip()}
-
-
-def next_runs(settings: Settings, *, now: datetime) -> dict[str, datetime | None]:
-    zone = settings.newsletter.timezone
-    return {name: cron_trigger(line, zone).get_next_fire_time(None, now) for name, line in schedules(settings).items()}
 
 
 async def scheduled(name: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
-from newsletter.service.scheduler import LEASE_NAME, next_runs
+from newsletter.service.triggers import LEASE_NAME, next_runs
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.ledger import Ledger
 from newsletter.storage.papers import PaperStore

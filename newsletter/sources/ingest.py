@@ -123,3 +123,14 @@ def refresh_matches(settings: Settings, store: PaperStore, *, papers: Sequence[P
     store.replace_matches([p.paper_id for p in papers], matches)
     store.set_meta(FINGERPRINT_KEY, fingerprint)
     return len(papers)
+
+
+def matches_are_current(settings: Settings, store: PaperStore) -> bool:
+    """Whether the stored matches were made with today's topics and method (read-only, unlike ``refresh_matches``).
+
+    Builds the configured matcher, so a method whose optional extra is missing fails here as in a fetch.
+    """
+    cache = EmbeddingStore(store.engine)
+    matcher = build_matcher(settings.matching, cache=cache, config_path=str(settings.config_path))
+    return store.get_meta(FINGERPRINT_KEY) in (None, matcher.fingerprint(settings.topics)) or not store.count_papers()
+

@@ -30,11 +30,6 @@ class UpsertCounts:
     unchanged: int = 0
     changed: dict[str, Paper] = field(default_factory=dict)
 
-    @property
-    def changed_ids(self) -> list[str]:
-        return list(self.changed)
-
-
 @dataclass(frozen=True)
 class SourceState:
     source: str

@@ -23,6 +23,7 @@ from newsletter.editions.selection import select
 from newsletter.errors import ConfigError, TopicError
 from newsletter.rendering.links import recipient_links, signer_from_settings
 from newsletter.rendering.render import RenderEnvironment, render_variant
+from newsletter.sources.ingest import refresh_matches
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.papers import PaperStore
 from subscribers.errors import SubscribersError
@@ -90,6 +91,7 @@ def preview(
         reader_id, email, name = PREVIEW_SUBSCRIBER_ID, PREVIEW_EMAIL, PREVIEW_NAME
         who = "-".join(wanted) if topics else ""
     editions = EditionStore(engine)
+    refresh_matches(settings, store)
     edition = build_edition(settings, store, editions, frequency=frequency, now=now, day=day, persist=False)
     if edition.is_empty:
         return PreviewResult(edition=edition, who=who, no_email=f"the edition is empty: {edition.empty_reason}")
