@@ -23,8 +23,7 @@ from typing import IO, Any
 
 from subscribers.addresses import valid_email
 from subscribers.errors import SubscribersError, SuppressedError
-from subscribers.models import Frequency, ImportReport, RowError, Status, Subscriber
-from subscribers.schema import FREQUENCIES
+from subscribers.models import FREQUENCIES, Frequency, ImportReport, RowError, Status, Subscriber
 from subscribers.store import SubscriberStore
 
 IMPORT_COLUMNS = ("email", "name", "topics", "frequency")
@@ -89,7 +88,7 @@ def _check_row(store: SubscriberStore, line: int, header: list[str], cells: list
     if values.get("frequency"):
         chosen = values["frequency"].lower()
         if chosen in FREQUENCIES:
-            frequency = chosen  # type: ignore[assignment]  # checked just above
+            frequency = chosen
         else:
             problems.append(f"unknown frequency {values['frequency']!r}; expected one of: {', '.join(FREQUENCIES)}")
     name = " ".join(values.get("name", "").split()) or None

@@ -8,6 +8,7 @@ from typing import Literal
 
 Status = Literal["pending", "active", "unsubscribed", "bounced", "complained"]
 Frequency = Literal["daily", "weekly"]
+FREQUENCIES: tuple[Frequency, ...] = ("daily", "weekly")
 STATUSES: tuple[Status, ...] = ("pending", "active", "unsubscribed", "bounced", "complained")
 Source = Literal["import", "web", "cli"]
 SuppressionReason = Literal["unsubscribed", "bounced", "complained", "deleted", "operator"]

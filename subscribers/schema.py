@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-FREQUENCIES = ("daily", "weekly")
 SOURCES = ("import", "web", "cli")
 
 

@@ -32,6 +32,7 @@ from subscribers.errors import (
     UnknownTopicError,
 )
 from subscribers.models import (
+    FREQUENCIES,
     STATUSES,
     Frequency,
     Source,
@@ -41,7 +42,7 @@ from subscribers.models import (
     Suppression,
     SuppressionReason,
 )
-from subscribers.schema import FREQUENCIES, SOURCES, subscribers, suppressions
+from subscribers.schema import SOURCES, subscribers, suppressions
 
 __all__ = ["BLOCKING_REASONS", "SubscriberStore", "normalise_email"]
 

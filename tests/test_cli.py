@@ -180,3 +180,31 @@ def test_fetch_over_http_uses_conditional_get(tmp_path: Path, feed_server: str) 
     assert json.loads(output)["sources"][0]["not_modified"] is True
     assert _FeedHandler.requests[1]["If-None-Match"] == '"v1"'
     assert _FeedHandler.requests[0]["User-Agent"].startswith("trending-papers-newsletter/")
+
+
+HEAVY_MODULES = ("sklearn", "scipy", "torch")
+
+
+def imported_top_level_modules(arguments: list[str], cwd: Path) -> set[str]:
+    """Run `python -X importtime -m newsletter ARGS` and return the top-level modules it imported."""
+    import os
+    import subprocess
+    import sys
+
+    completed = subprocess.run([sys.executable, "-X", "importtime", "-m", "newsletter", *arguments], cwd=cwd,
+                               capture_output=True, text=True, timeout=120, check=False,
+                               env={**os.environ, "NEWSLETTER_SECRET": "test-secret"})
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    names = set()
+    for line in completed.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return names
+
+
+def test_help_and_status_load_no_machine_learning_library(config: Path, tmp_path: Path) -> None:
+    assert run(config, "fetch")[0] == 0  # a database with papers and matches: status has something to read
+    for arguments in (["--help"], ["--config", str(config), "status"]):
+        loaded = imported_top_level_modules(arguments, tmp_path)
+        assert "newsletter" in loaded
+        assert not loaded & set(HEAVY_MODULES), arguments

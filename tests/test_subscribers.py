@@ -24,7 +24,7 @@ from subscribers.errors import (
     TokenError,
     UnknownTopicError,
 )
-from subscribers.limits import RateLimits
+from subscribers.rate_limit_store import RateLimits
 from subscribers.store import SubscriberStore
 from subscribers.tokens import Keyring, TokenSigner
 from tests.conftest import ROOT

@@ -25,9 +25,10 @@ from celery.exceptions import Retry
 from click.testing import CliRunner
 
 from newsletter.cli.main import cli
+from newsletter.clock import worker_name
 from newsletter.config import load_settings
 from newsletter.delivery.campaign import prepare
-from newsletter.delivery.sending import deliver, worker_name
+from newsletter.delivery.sending import deliver
 from newsletter.delivery.workers import SEND_TASK, BatchSender, Dispatcher, make_app, register_tasks
 from newsletter.errors import DeliveryError
 from newsletter.rendering.links import signer_from_settings

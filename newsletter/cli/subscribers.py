@@ -44,7 +44,7 @@ def _topics(value: str | None) -> list[str] | None:
     return [t.strip() for t in value.split(",") if t.strip()] if value else None
 
 
-def _describe(subscriber: Subscriber) -> str:
+def _one_line(subscriber: Subscriber) -> str:
     topics = ", ".join(subscriber.topics) or "no topics"
     return f"{subscriber.email} ({subscriber.status}; {topics}; {subscriber.frequency})"
 
@@ -82,7 +82,7 @@ def add(app: _App, email: str, name: str | None, topics: str | None, frequency: 
     now = app.now()
     what, subscriber = add_subscriber(app.settings, _engine(app), email, now=now, name=name, topics=_topics(topics),
                                       frequency=frequency, pending=confirm, force=force)
-    click.echo(f"{what} {_describe(subscriber)}")
+    click.echo(f"{what} {_one_line(subscriber)}")
     if signer is not None and subscriber.status == "pending":
         sent = send_confirmations(app.settings, _engine(app), signer, [subscriber], now=now)
         click.echo("confirmation email sent" if sent else
@@ -111,9 +111,9 @@ def remove(app: _App, email: str, topic: str | None, delete: bool) -> None:
     if result.deleted:
         click.echo(f"deleted the personal data of {address}; kept a suppression entry")
     elif not result.changed:
-        click.echo(f"{address}: nothing to change ({_describe(result.subscriber)})")
+        click.echo(f"{address}: nothing to change ({_one_line(result.subscriber)})")
     elif topic and result.subscriber.status != "unsubscribed":
-        click.echo(f"{address}: removed from {topic}; now {_describe(result.subscriber)}")
+        click.echo(f"{address}: removed from {topic}; now {_one_line(result.subscriber)}")
     else:
         click.echo(f"unsubscribed {address}")
 

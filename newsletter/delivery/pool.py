@@ -35,6 +35,7 @@ from aiosmtplib.errors import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+from newsletter.clock import Clock
 from newsletter.config import DeliverySettings
 from newsletter.delivery.smtp_session import SmtpSession
 from newsletter.errors import DeliveryError
@@ -79,7 +80,6 @@ class RunStats:
             self.released += 1
 
 
-Clock = Callable[[], datetime]
 
 
 class LedgerWriter:

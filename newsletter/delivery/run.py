@@ -18,10 +18,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 from sqlalchemy.engine import Engine
 
+from newsletter.clock import utcnow
 from newsletter.config import Settings
 from newsletter.delivery.campaign import Plan, PlannedVariant, Prepared, plan, prepare, sample_copy
 from newsletter.delivery.pool import RunStats, send_single
@@ -41,10 +42,6 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @contextlib.contextmanager
@@ -70,7 +67,7 @@ def run_send(
     processes: int | None = None,
     workers: bool = False,
     wait: bool = True,
-    clock: Callable[[], datetime] = _utcnow,
+    clock: Callable[[], datetime] = utcnow,
     on_prepare: Callable[[str], None] | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> SendReport:
@@ -209,7 +206,7 @@ def _deliver_in_processes(
 
 def send_test_copy(
     settings: Settings, engine: Engine, *, frequency: Frequency, to: str, day: date | None = None,
-    clock: Callable[[], datetime] = _utcnow,
+    clock: Callable[[], datetime] = utcnow,
 ) -> tuple[Plan, PlannedVariant, str]:
     """`send --to`: the most common variant of the edition, to one address, without touching the ledger."""
     now = clock()

@@ -10,21 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from newsletter.clock import Clock, utcnow, worker_name
 from newsletter.config import DeliverySettings, Settings
 from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.outgoing import MessageFactory
 from newsletter.delivery.pool import (
-    Clock,
     FileTransport,
     Job,
     LedgerWriter,
@@ -48,14 +47,6 @@ MessageBuilder = Callable[[Delivery], bytes]
 BounceHandler = Callable[[int, int, str], None]
 
 
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 async def deliver(
     engine: Engine,
     *,
@@ -65,7 +56,7 @@ async def deliver(
     build_message: MessageBuilder,
     active_subscribers: sa.Select[Any] | None = None,
     on_bounce: BounceHandler | None = None,
-    clock: Clock = _utcnow,
+    clock: Clock = utcnow,
     stop: asyncio.Event | None = None,
     limit: int | None = None,
     password: str | None = None,
@@ -204,7 +195,7 @@ async def deliver_edition(
     engine: Engine,
     edition: Edition,
     *,
-    clock: Clock = _utcnow,
+    clock: Clock = utcnow,
     stop: asyncio.Event | None = None,
     limit: int | None = None,
     on_progress: Callable[[RunStats], None] | None = None,
@@ -244,7 +235,7 @@ async def deliver_rows(
     ids: Collection[int],
     *,
     factory: MessageFactory | None = None,
-    clock: Clock = _utcnow,
+    clock: Clock = utcnow,
     stop: asyncio.Event | None = None,
 ) -> RunStats:
     """Deliver exactly these ledger rows (a worker's batch) with the same pool and ledger rules as `send`.

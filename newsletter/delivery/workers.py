@@ -25,12 +25,13 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from newsletter.clock import utcnow
 from newsletter.config import Settings
 from newsletter.delivery.outgoing import MessageFactory
 from newsletter.delivery.pool import RunStats
@@ -49,10 +50,6 @@ _EDITIONS_KEPT = 8
 """Message factories (one MIME template per variant) a worker keeps, per edition."""
 FRUITLESS_REQUEUES = 5
 """Times in a row `send --workers` enqueues the same pending rows again without progress before it gives up."""
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def make_app(settings: Settings) -> Any:
@@ -96,7 +93,7 @@ class BatchResult:
 class BatchSender:
     """Sends batches of one worker process: one engine, and one message factory per edition, for all threads."""
 
-    def __init__(self, settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(self, settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
         self.engine = engine
         self.clock = clock
@@ -212,7 +209,7 @@ class WorkerRun:
 class Dispatcher:
     """Enqueues batches of ledger rows and watches the ledger until the workers have tried every one."""
 
-    def __init__(self, settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = _utcnow,
+    def __init__(self, settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = utcnow,
                  app: Any = None) -> None:
         self.settings = settings
         self.engine = engine
@@ -310,7 +307,7 @@ def send_with_workers(
     engine: Engine,
     edition_id: int,
     *,
-    clock: Callable[[], datetime] = _utcnow,
+    clock: Callable[[], datetime] = utcnow,
     stop: threading.Event | None = None,
     wait: bool = True,
     on_progress: Callable[[int, int, dict[str, int]], None] | None = None,

@@ -11,10 +11,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any
 
-Frequency = Literal["daily", "weekly"]
-FREQUENCIES: tuple[Frequency, ...] = ("daily", "weekly")
+from subscribers.models import FREQUENCIES as FREQUENCIES  # the frequencies editions are built for
+from subscribers.models import Frequency as Frequency
+
 CONTENT_VERSION = 1
 
 

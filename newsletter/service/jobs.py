@@ -13,11 +13,12 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from newsletter.clock import Clock
 from newsletter.config import Settings
 from newsletter.delivery.campaign import prepare
 from newsletter.delivery.sending import deliver_edition
@@ -38,7 +39,6 @@ class JobResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-Clock = Callable[[], datetime]
 
 
 async def _stoppable(stop: threading.Event) -> asyncio.Event:

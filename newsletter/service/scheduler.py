@@ -13,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import socket
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
@@ -26,6 +24,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
 
+from newsletter.clock import utcnow, worker_name
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
 from newsletter.service.jobs import JOBS, JobResult
@@ -39,10 +38,6 @@ _service: Service | None = None
 """The running service; APScheduler's persistent jobs refer to ``scheduled`` by name and find it here."""
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 async def scheduled(name: str) -> None:
     """The function every stored job calls: run job ``name`` in the current service."""
     if _service is None:  # pragma: no cover - jobs only fire inside a running service
@@ -51,11 +46,11 @@ async def scheduled(name: str) -> None:
 
 
 class Service:
-    def __init__(self, settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(self, settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
         self.engine = engine
         self.clock = clock
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker = worker_name()
         self.runs = RunStore(engine)
         self.lease = Lease(engine, LEASE_NAME, holder=self.worker,
                            duration=timedelta(seconds=settings.schedule.lease_seconds))

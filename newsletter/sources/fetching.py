@@ -237,11 +237,11 @@ async def _attempt(
     except httpx.TimeoutException:
         return _Retry(f"timed out after {settings.timeout_seconds:g} s from {request.url}", timed_out=True)
     except httpx.TransportError as exc:
-        return _Retry(f"network error from {request.url}: {_describe(exc)}")
+        return _Retry(f"network error from {request.url}: {_reason(exc)}")
     except httpx.InvalidURL as exc:
         raise SourceError(request.source, f"invalid URL {request.url}: {exc}") from None
     except httpx.RequestError as exc:  # bad compressed data, redirect loops: repeating will not help
-        raise SourceError(request.source, f"request to {request.url} failed: {_describe(exc)}") from None
+        raise SourceError(request.source, f"request to {request.url} failed: {_reason(exc)}") from None
 
 
 async def _read_capped(response: httpx.Response, request: FetchRequest, max_bytes: int) -> bytes:
@@ -275,6 +275,6 @@ def _retry_after_seconds(value: str | None, *, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
-def _describe(exc: Exception) -> str:
+def _reason(exc: Exception) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

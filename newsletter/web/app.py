@@ -48,8 +48,8 @@ from newsletter.web.security import ARCHIVE_CSP, Csrf, CsrfError, SecurityHeader
 from newsletter.web.subscriptions import send_confirmation, subscriber_store
 from subscribers.addresses import valid_email
 from subscribers.errors import ExpiredTokenError, NotFoundError, StatusError, SubscribersError, TokenError
-from subscribers.limits import RateLimits
 from subscribers.models import Subscriber
+from subscribers.rate_limit_store import RateLimits
 from subscribers.tokens import Purpose, TokenSigner
 
 log = logging.getLogger(__name__)

@@ -30,8 +30,8 @@ from newsletter.rendering.templating import RenderEnvironment
 from newsletter.sources.text import collapse_whitespace
 from newsletter.storage.erasure import forget_subscriber_rows
 from subscribers.csvio import import_csv
-from subscribers.limits import CONFIRMATION_WINDOW, CONFIRMATIONS_PER_ADDRESS, RateLimits
 from subscribers.models import Frequency, ImportReport, Subscriber
+from subscribers.rate_limit_store import CONFIRMATION_WINDOW, CONFIRMATIONS_PER_ADDRESS, RateLimits
 from subscribers.store import SubscriberStore
 from subscribers.tokens import MAX_AGE, TokenSigner
 
