@@ -50,6 +50,14 @@ class RateLimits:
             transaction.commit()
             return True
 
+    def count(self, kind: Kind, key: str, *, window: timedelta, now: datetime) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(
+                sa.select(sa.func.count()).select_from(rate_events).where(
+                    rate_events.c.kind == kind, rate_events.c.key == key, rate_events.c.created > now - window
+                )
+            ).scalar_one())
+
     def allow_confirmation(self, email: str, *, now: datetime, limit: int = CONFIRMATIONS_PER_ADDRESS) -> bool:
         """May one more confirmation email go to this address now? (Counts it when it may.)"""
         return self.allow("confirmation", address_hash(email), limit=limit, window=CONFIRMATION_WINDOW, now=now)

@@ -166,3 +166,10 @@ def _reap_children() -> Iterator[None]:
             process.wait(timeout=30)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that load the embedding model are slow by nature: `-m "not slow"` leaves them out too."""
+    for item in items:
+        if "minilm" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

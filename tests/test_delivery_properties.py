@@ -7,6 +7,7 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,6 +33,7 @@ FAULTS = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(faults=st.lists(FAULTS, max_size=5), concurrency=st.integers(1, 4))
 def test_never_two_copies_and_nothing_left_pending(faults: list[Fault], concurrency: int) -> None:

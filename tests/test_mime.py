@@ -79,6 +79,7 @@ LINE = st.lists(st.sampled_from([".", "=", " ", "é", "\t", "A", "-", "<__nlabc_
 VALUE = st.text(st.characters(exclude_categories=("Cs", "Cc")) | st.sampled_from([".", "\r", "\n", "="]), max_size=200)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(lines=st.lists(LINE, min_size=1, max_size=8), greeting=VALUE)
 def test_every_message_is_ready_for_smtp_data_as_it_is(lines: list[str], greeting: str) -> None:

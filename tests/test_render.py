@@ -26,6 +26,7 @@ from newsletter.errors import ConfigError, TemplateError
 from newsletter.rendering import render
 from newsletter.rendering.links import Recipient, recipient_links, signer_from_settings
 from newsletter.rendering.render import RenderedVariant, RenderEnvironment, render_variant
+from newsletter.sources.ingest import refresh_matches
 from newsletter.sources.records import Paper
 from subscribers.store import SubscriberStore
 from tests.email_support import FIXTURE_SOURCES, NOW, email_settings, fetch, fix_tokens, stores
@@ -138,6 +139,7 @@ def test_hostile_feed_text_comes_out_as_inert_text(tmp_path: Path, monkeypatch: 
     settings = email_settings(tmp_path, sources=FIXTURE_SOURCES[:1])
     store, editions = stores(settings)
     store.upsert([hostile_paper(1), hostile_paper(2, ai_summary="Summary </p><script>alert(6)</script>")], now=NOW)
+    refresh_matches(settings, store)  # the matching step, as `fetch` runs it after storing
     edition = build_edition(settings, store, editions, frequency="daily", now=NOW + timedelta(hours=1))
     selection = select(edition, ["agents"], max_per_topic=10)
     assert len(selection.paper_ids) == 2
@@ -176,6 +178,7 @@ def test_the_size_budget_holds_for_200_papers_in_one_topic(tmp_path: Path, monke
          for i in range(200)],
         now=NOW,
     )
+    refresh_matches(settings, store)  # the matching step, as `fetch` runs it after storing
     edition = build_edition(settings, store, editions, frequency="daily", now=NOW + timedelta(hours=1))
     selection = select(edition, ["agents"], max_per_topic=200)
     assert selection.paper_count == 200
@@ -286,6 +289,7 @@ def test_the_subject_is_one_line_whatever_the_text(tmp_path: Path) -> None:
     settings = dataclasses.replace(settings, topics=(crafted,))
     store, editions = stores(settings)
     store.upsert([hostile_paper(1)], now=NOW)
+    refresh_matches(settings, store)  # the matching step, as `fetch` runs it after storing
     edition = build_edition(settings, store, editions, frequency="daily", now=NOW + timedelta(hours=1))
     subject = render.subject_line(select(edition, ["agents"], max_per_topic=5), settings=settings)
     assert subject == "Test Papers daily 27 April 2026: 1 on LLM Bcc: eve@example.org"

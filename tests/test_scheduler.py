@@ -206,6 +206,7 @@ def _stop(process: subprocess.Popen[bytes]) -> tuple[int, str]:
     return process.returncode, output
 
 
+@pytest.mark.slow
 def test_two_serve_processes_send_one_edition_once_and_status_reports_it(tmp_path: Path, sink: MailSink) -> None:
     schedule = NO_JOBS.replace('daily = ""', 'daily = "*/2 * * * * *"') + "lease_seconds = 5"
     config = schedule_config(tmp_path, sink, schedule)
@@ -238,6 +239,7 @@ def test_two_serve_processes_send_one_edition_once_and_status_reports_it(tmp_pat
     assert {s["name"] for s in view["sources"]} >= {"arxiv-cs-ai", "hf-daily"}
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_scheduled_send_loses_and_duplicates_nothing(tmp_path: Path, sink: MailSink) -> None:
     schedule = NO_JOBS.replace('daily = ""', 'daily = "*/1 * * * * *"')
     config = schedule_config(tmp_path, sink, schedule)
@@ -264,6 +266,7 @@ def test_sigterm_during_a_scheduled_send_loses_and_duplicates_nothing(tmp_path: 
     assert {a: len(m) for a, m in sink.by_recipient().items()} == dict.fromkeys(emails, 1)
 
 
+@pytest.mark.slow
 def test_serve_exits_with_an_error_when_its_web_port_is_taken(tmp_path: Path, sink: MailSink) -> None:
     config = schedule_config(tmp_path, sink, NO_JOBS)
     port = load_settings(config).web.port

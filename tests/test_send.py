@@ -136,6 +136,7 @@ def _wait_for(sink: MailSink, count: int, process: subprocess.Popen[bytes], time
         time.sleep(0.005)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("database_url")  # SQLite and the PostgreSQL server
 def test_sigkill_at_any_point_never_duplicates_and_loses_nothing(tmp_path: Path, sink: MailSink) -> None:
     config = make_config(tmp_path, sink, extra="lease_seconds = 1\nclaim_batch = 20")
@@ -164,6 +165,7 @@ def test_sigkill_at_any_point_never_duplicates_and_loses_nothing(tmp_path: Path,
         assert f"ambiguous {address}" in output
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly_and_the_next_run_completes(tmp_path: Path, sink: MailSink) -> None:
     config = make_config(tmp_path, sink, extra="claim_batch = 20")
     assert cli_run(config, "fetch")[0] == 0
@@ -233,6 +235,7 @@ def test_to_sends_one_test_copy_outside_the_ledger(tmp_path: Path, sink: MailSin
     assert len(sink.messages) == 1 + 5  # the real send is unaffected by the test copy
 
 
+@pytest.mark.slow
 def test_two_sending_processes_share_the_ledger(tmp_path: Path, sink: MailSink) -> None:
     config = make_config(tmp_path, sink, extra="claim_batch = 10")
     config.write_text(config.read_text().replace("concurrency = 4", "concurrency = 2"))

@@ -148,6 +148,7 @@ def test_source_state_remembers_validators_and_errors(tmp_path: Path) -> None:
     assert ok.last_counts == {"fetched": 3, "new": 3, "updated": 0, "skipped": 0}
 
 
+@pytest.mark.slow
 def test_topic_edits_rematch_every_stored_paper(offline_settings: Settings) -> None:
     store = PaperStore(open_database(offline_settings.newsletter.database_url))
     fetch(offline_settings, store)

@@ -105,6 +105,7 @@ def test_evaluate_names_a_missing_file(tmp_path: Path) -> None:
     assert output == f"Error: {tmp_path / 'nope.csv'}: file not found\n"
 
 
+@pytest.mark.slow
 def test_evaluate_the_embedding_method(tmp_path: Path, minilm: Any) -> None:
     config = write_config(tmp_path, SOURCES, topics=ARCHIVE_TOPICS_TOML, extra='[matching]\nmethod = "embedding"')
     papers = arxiv_api_papers()

@@ -82,6 +82,7 @@ def snap(page: Page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"web-{name}-{WIDTH}px.png"), full_page=True)
 
 
+@pytest.mark.slow
 def test_subscribe_confirm_change_topics_and_unsubscribe_in_chromium(server: Server) -> None:
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)"
     store = server.store

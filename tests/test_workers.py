@@ -96,6 +96,7 @@ def test_rows_another_claim_holds_are_left_to_it_until_its_lease_lapses(ledger: 
     assert ledger.by_worker(EDITION) == {worker_name(): {"sent": 6}}
 
 
+@pytest.mark.slow
 def test_the_task_retries_while_another_claim_holds_rows_of_its_batch(tmp_path: Path, sink: MailSink,
                                                                        database_url: str) -> None:
     # called directly, as a worker calls it (a retry then raises instead of publishing: no broker is needed)
@@ -234,6 +235,7 @@ def fresh_postgres(postgres: PostgresServer) -> Iterator[str]:
     postgres.drop(url)
 
 
+@pytest.mark.slow
 def test_two_workers_one_killed_mid_batch_every_reader_gets_exactly_one(
     tmp_path: Path, sink: MailSink, fresh_postgres: str
 ) -> None:
@@ -294,6 +296,7 @@ def test_two_workers_one_killed_mid_batch_every_reader_gets_exactly_one(
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_serve_with_workers_enqueues_the_scheduled_edition(tmp_path: Path, sink: MailSink,
                                                            fresh_postgres: str) -> None:
     from newsletter.service.scheduler import Service
@@ -335,6 +338,7 @@ def test_serve_with_workers_enqueues_the_scheduled_edition(tmp_path: Path, sink:
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_a_rabbitmq_broker_and_send_without_waiting(tmp_path: Path, sink: MailSink, fresh_postgres: str) -> None:
     queue = f"nl-test-{secrets.token_hex(4)}"
     config = worker_config(tmp_path, sink, database_url=fresh_postgres, broker=RABBITMQ_URL, queue=queue)
