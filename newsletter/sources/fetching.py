@@ -25,7 +25,7 @@ import httpx
 
 from newsletter.config import FetchSettings
 from newsletter.errors import SourceError, SourceTimeoutError
-from newsletter.sources.sanitize import safe_validator
+from newsletter.sources.sanitize import cap, clean_text, safe_validator
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,8 @@ async def _exchange(
         headers["If-Modified-Since"] = last_modified
     try:
         async with client.stream("GET", request.url, headers=headers) as response:
-            phrase = f" {response.reason_phrase}" if response.reason_phrase else ""
+            reason_phrase = cap(clean_text(response.reason_phrase), 100)  # the server's words, in our messages
+            phrase = f" {reason_phrase}" if reason_phrase else ""
             status = f"HTTP {response.status_code}{phrase} from {request.url}"
             new_etag = safe_validator(response.headers.get("ETag"))
             new_last_modified = safe_validator(response.headers.get("Last-Modified"))

@@ -89,7 +89,7 @@ def _store_response(
             upserted = store.upsert(parsed.papers, now=now)
         except Exception as exc:  # noqa: BLE001 - the one boundary per source: its document cannot stop the fetch
             error = exc if isinstance(exc, SourceError) else _unexpected(source.name, exc)
-            log.warning("%s", error)
+            log.info("%s", error)
             # a failure keeps the last good validators, success time and counts
             store.record_fetch(dataclasses.replace(state, last_attempt=now, last_status="error",
                                                    last_error=error.reason))

@@ -24,7 +24,7 @@ from newsletter.errors import SourceError
 from newsletter.sources import arxiv_ids
 from newsletter.sources.documents import bound_xml, expect_feed, load_json
 from newsletter.sources.records import Paper, ParsedFeed
-from newsletter.sources.sanitize import normalise_paper
+from newsletter.sources.sanitize import cap, clean_text, normalise_paper
 from newsletter.sources.text import collapse_whitespace, html_to_text
 
 log = logging.getLogger(__name__)
@@ -77,15 +77,20 @@ def _valid_char_ref(match: re.Match[bytes]) -> bytes:
     return b"&#xFFFD;"
 
 
+def _said(exception: object) -> str:
+    """A parser's complaint, which quotes the feed (its declared encoding, a line), as one clean short line."""
+    return cap(clean_text(str(exception or "")), 300)
+
+
 def _feedparse(data: bytes, *, source: str) -> Any:
     if b"&#" in data:
         data = _CHAR_REF.sub(_valid_char_ref, data)
     try:
         parsed = feedparser.parse(data, resolve_relative_uris=False)
     except (ValueError, OverflowError, LookupError, RecursionError) as exc:  # feedparser's own bugs
-        raise SourceError(source, f"feedparser failed: {type(exc).__name__}: {exc}") from None
+        raise SourceError(source, f"feedparser failed: {type(exc).__name__}: {_said(exc)}") from None
     if not parsed.entries and not parsed.get("version"):
-        reason = parsed.get("bozo_exception") or "no RSS or Atom elements"
+        reason = _said(parsed.get("bozo_exception")) or "no RSS or Atom elements"
         raise SourceError(source, f"not a feed: {reason}")
     return parsed
 
@@ -119,7 +124,7 @@ def _storable(paper: Paper) -> Paper:
 def _collect(parsed: Any, source: str, convert: Callable[[Any], Paper | None]) -> ParsedFeed:
     warnings: list[str] = []
     if parsed.bozo:
-        warning = f"feed has errors, kept {len(parsed.entries)} entries: {parsed.get('bozo_exception')}"
+        warning = f"feed has errors, kept {len(parsed.entries)} entries: {_said(parsed.get('bozo_exception'))}"
         log.warning("source %r: %s", source, warning)
         warnings.append(warning)
     papers: list[Paper] = []
