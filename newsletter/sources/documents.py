@@ -20,8 +20,10 @@ from newsletter.errors import SourceError
 MAX_JSON_DEPTH = 64
 MAX_ATTRIBUTES = 64
 """Attributes kept per XML element; a feed element needs a handful."""
-MAX_CHILDREN = 1_000
-"""Child elements kept per XML element, not counting items and entries (a feed may list thousands)."""
+MAX_SAME_CHILDREN = 1_000
+"""Child elements of one name kept per XML element (categories, authors), not counting items and entries."""
+MAX_CHILDREN = 4 * MAX_SAME_CHILDREN
+"""Child elements kept per XML element in all, items and entries again not counted (a feed may list 10,000s)."""
 _ENTRY_TAGS = frozenset({"item", "entry"})
 
 _LEADING_NOISE = re.compile(rb"^(?:\xef\xbb\xbf|\s|<\?xml[^>]*\?>|<!--.*?-->)*", re.DOTALL)
@@ -67,6 +69,24 @@ def _local(tag: object) -> str:
     return etree.QName(tag).localname.lower() if isinstance(tag, str) else ""
 
 
+def _trim_children(element: etree._Element) -> int:
+    """Drop children past MAX_SAME_CHILDREN of their name, then past MAX_CHILDREN in all; keep the first ones
+    (a title or date after 20,000 categories survives). Items and entries are never dropped."""
+    seen: dict[str, int] = {}
+    kept = dropped = 0
+    for child in list(element):
+        name = _local(child.tag)
+        if name in _ENTRY_TAGS:
+            continue
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > MAX_SAME_CHILDREN or kept >= MAX_CHILDREN:
+            element.remove(child)
+            dropped += 1
+        else:
+            kept += 1
+    return dropped
+
+
 def bound_xml(data: bytes) -> tuple[bytes, str | None]:
     """The document with elements past the budget removed, and a warning saying what went; unchanged
     (the same bytes, no warning) when it is within budget, which is every real feed.
@@ -88,15 +108,8 @@ def bound_xml(data: bytes) -> tuple[bytes, str | None]:
             for name in list(element.attrib.keys())[MAX_ATTRIBUTES:]:
                 del element.attrib[name]
                 attributes += 1
-        if len(element) > MAX_CHILDREN:
-            kept = 0
-            for child in list(element):
-                if _local(child.tag) in _ENTRY_TAGS:
-                    continue
-                kept += 1
-                if kept > MAX_CHILDREN:
-                    element.remove(child)
-                    children += 1
+        if len(element) > MAX_SAME_CHILDREN:
+            children += _trim_children(element)
     if not attributes and not children:
         return data, None
     trimmed = etree.tostring(root.getroottree(), encoding="utf-8", xml_declaration=True)
@@ -104,5 +117,5 @@ def bound_xml(data: bytes) -> tuple[bytes, str | None]:
     if attributes:
         parts.append(f"{attributes} attributes beyond {MAX_ATTRIBUTES} per element")
     if children:
-        parts.append(f"{children} child elements beyond {MAX_CHILDREN} per element")
+        parts.append(f"{children} child elements beyond {MAX_SAME_CHILDREN} of a name per element")
     return trimmed, "dropped " + " and ".join(parts)

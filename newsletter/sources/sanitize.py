@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from newsletter.sources.records import Paper
+from newsletter.sources.text import collapse_whitespace
 
 MAX_TITLE_CHARS = 500
 MAX_ABSTRACT_CHARS = 10_000
@@ -90,7 +91,7 @@ def safe_validator(value: str | None) -> str | None:
 
 
 def _texts(values: tuple[str, ...], *, count: int, chars: int) -> tuple[str, ...]:
-    cleaned = (cap(clean_text(v), chars) for v in values[:count])
+    cleaned = (cap(collapse_whitespace(clean_text(v)), chars) for v in values[:count])
     return tuple(v for v in cleaned if v)
 
 
@@ -99,18 +100,25 @@ _URL_FIELDS = ("abs_url", "pdf_url", "hf_url", "code_url", "project_url", "thumb
 
 
 def normalise_paper(paper: Paper) -> Paper:
-    """Every text field cleaned and capped, counts and versions bounded, dates in range (or dropped)."""
+    """Every text field cleaned and capped, counts and versions bounded, dates in range (or dropped).
+
+    Raises ValueError when nothing of the title or the id is left: the parser skips and counts that entry.
+    """
     changes: dict[str, Any] = {}
     for name, limit in _TEXT_CAPS.items():
         value = getattr(paper, name)
         if value:
-            changes[name] = cap(clean_text(value), limit)
+            changes[name] = cap(collapse_whitespace(clean_text(value)), limit)
+    if not changes.get("title"):
+        raise ValueError("no title left once control characters are removed")
     changes["authors"] = _texts(paper.authors, count=MAX_AUTHORS, chars=MAX_AUTHOR_CHARS)
     if len(paper.authors) > MAX_AUTHORS:
         changes["authors"] += (f"{ELLIPSIS} ({len(paper.authors) - MAX_AUTHORS} more)",)
     changes["categories"] = _texts(paper.categories, count=MAX_CATEGORIES, chars=MAX_CATEGORY_CHARS)
     changes["ai_keywords"] = _texts(paper.ai_keywords, count=MAX_KEYWORDS, chars=MAX_KEYWORD_CHARS)
     changes["paper_id"] = clean_text(paper.paper_id)
+    if not changes["paper_id"]:
+        raise ValueError("no id left once control characters are removed")
     for name in ("primary_category", "announce_type"):
         value = getattr(paper, name)
         if value is not None:
