@@ -106,6 +106,8 @@ def test_hf_daily_rejects_what_is_not_a_list_of_papers() -> None:
     with pytest.raises(SourceError, match="source 'hf': expected a JSON array of papers, found dict"):
         parse_feed("hf-daily", b'{"error": "rate limited"}', source="hf")
     with pytest.raises(SourceError, match="source 'hf': not JSON"):
+        parse_feed("hf-daily", b"<rss>", source="hf")
+    with pytest.raises(SourceError, match="source 'hf': expected JSON, got an HTML page"):
         parse_feed("hf-daily", b"<html>", source="hf")
 
 

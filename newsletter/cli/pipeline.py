@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     pass
 
 from newsletter.cli.app import App, NewsletterGroup, console, pass_app
+from newsletter.cli.output import term
 
 
 def _print_fetch_table(reports: list[SourceReport]) -> None:
@@ -25,14 +26,15 @@ def _print_fetch_table(reports: list[SourceReport]) -> None:
         table.add_column(column, justify="left" if column == "source" else "right")
     for report in reports:
         errors = str(len(report.errors)) if report.errors else ("not modified" if report.not_modified else "0")
-        table.add_row(report.source, str(report.fetched), str(report.new), str(report.updated), str(report.skipped),
-                      errors)
+        table.add_row(term(report.source), str(report.fetched), str(report.new), str(report.updated),
+                      str(report.skipped), errors)
     console.print(table)
     for report in reports:
         for warning in report.warnings:
-            console.print(f"[yellow]warning[/yellow] {report.source}: {warning}", highlight=False, soft_wrap=True)
+            console.print(f"[yellow]warning[/yellow] {term(report.source)}: {term(warning)}", highlight=False,
+                          soft_wrap=True)
         for error in report.errors:
-            console.print(f"[red]error[/red] {report.source}: {error}", highlight=False, soft_wrap=True)
+            console.print(f"[red]error[/red] {term(report.source)}: {term(error)}", highlight=False, soft_wrap=True)
 
 
 @click.command()
@@ -113,7 +115,7 @@ def papers(app: App, since: datetime | None, topic: str | None, unmatched: bool,
     table.add_column("topics", overflow="fold")
     for paper in view.papers:
         topics = ", ".join(t["slug"] for t in paper["topics"]) or "—"
-        table.add_row(paper["id"], paper["title"], f"{paper['trending']['score']:.2f}", topics)
+        table.add_row(term(paper["id"]), term(paper["title"]), f"{paper['trending']['score']:.2f}", term(topics))
     console.print(table)
 
 
@@ -136,10 +138,11 @@ def topics(ctx: click.Context, as_json: bool, top: int) -> None:
         click.echo(json.dumps(view, indent=2, ensure_ascii=False))
         return
     for topic in view["topics"]:
-        console.print(f"[bold]{topic['name']}[/bold] ({topic['slug']}): {topic['count']} papers", highlight=False)
+        console.print(f"[bold]{term(topic['name'])}[/bold] ({term(topic['slug'])}): {topic['count']} papers",
+                      highlight=False)
         for paper in topic["top"]:
-            console.print(f"  • {paper['title']} [dim]({paper['id']})[/dim]", highlight=False)
-            console.print(f"    [dim]{'; '.join(paper['reasons'])}[/dim]", highlight=False)
+            console.print(f"  • {term(paper['title'])} [dim]({term(paper['id'])})[/dim]", highlight=False)
+            console.print(f"    [dim]{term('; '.join(paper['reasons']))}[/dim]", highlight=False)
     console.print(
         f"{view['unmatched']['count']} of {view['papers']} papers match no topic "
         "(list them with `newsletter papers --unmatched`).",

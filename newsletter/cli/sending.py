@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from newsletter.delivery.sending import SendReport
 
 from newsletter.cli.app import App, console, pass_app
+from newsletter.cli.output import plain, term
 
 
 @click.command()
@@ -45,7 +46,8 @@ def preview(app: App, subscriber_email: str | None, topics: str | None, frequenc
     for path in (result.html_path, result.text_path, result.eml_path):
         click.echo(str(path))
     moved = f", {result.hidden} more on the web" if result.hidden else ""
-    click.echo(f"HTML size: {result.html_bytes:,} bytes; {result.papers} papers{moved}; subject: {result.subject}")
+    click.echo(f"HTML size: {result.html_bytes:,} bytes; {result.papers} papers{moved}; subject: "
+               f"{plain(result.subject)}")
     if not app.settings.email.postal_address:
         click.echo("warning: [email] postal_address is empty; bulk email needs the sender's postal address")
 
@@ -53,14 +55,14 @@ def preview(app: App, subscriber_email: str | None, topics: str | None, frequenc
 def _print_plan(planned: Plan) -> None:
     edition = planned.edition
     if edition.is_empty:
-        console.print(f"{edition.slug}: nothing would be sent ({edition.empty_reason})", highlight=False,
+        console.print(f"{term(edition.slug)}: nothing would be sent ({term(edition.empty_reason)})", highlight=False,
                       soft_wrap=True)
         return
     table = Table(title=f"Dry run of {edition.slug}: nothing sent, nothing recorded")
     for column in ("readers", "papers", "HTML bytes", "subject"):
         table.add_column(column, justify="left" if column == "subject" else "right")
     for variant in sorted(planned.variants, key=lambda v: -v.readers):
-        table.add_row(str(variant.readers), str(variant.papers), f"{variant.html_bytes:,}", variant.subject)
+        table.add_row(str(variant.readers), str(variant.papers), f"{variant.html_bytes:,}", term(variant.subject))
     console.print(table)
     console.print(
         f"{planned.recipients} emails in {len(planned.variants)} distinct variants to {planned.subscribers} "
@@ -73,7 +75,8 @@ def _print_send_report(result: SendReport) -> None:
     prepared = result.prepared
     edition = prepared.edition
     if edition.is_empty:
-        console.print(f"{edition.slug}: nothing to send ({edition.empty_reason})", highlight=False, soft_wrap=True)
+        console.print(f"{term(edition.slug)}: nothing to send ({term(edition.empty_reason)})", highlight=False,
+                      soft_wrap=True)
         return
     console.print(
         f"{edition.slug}: {prepared.recipients} recipients of {prepared.subscribers} subscribers, "
@@ -94,7 +97,8 @@ def _print_send_report(result: SendReport) -> None:
                   f"{stats.ambiguous} ambiguous, {stats.suppressed} suppressed, {stats.released} released",
                   highlight=False, soft_wrap=True)
     for row in result.ambiguous:
-        console.print(f"[yellow]ambiguous[/yellow] {row['email']}: {row['message']} (not resent; check the relay's "
+        console.print(f"[yellow]ambiguous[/yellow] {term(row['email'])}: {term(row['message'])} (not resent; "
+                      "check the relay's "
                       "log before resending by hand)", highlight=False, soft_wrap=True)
     if result.live_claims:
         console.print(f"{result.live_claims} messages are held by another live `send`", highlight=False, soft_wrap=True)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     pass
 
 from newsletter.cli.app import App, console, pass_app
+from newsletter.cli.output import term
 from newsletter.cli.sending import print_workers
 
 
@@ -86,22 +87,22 @@ def _print_status(view: dict[str, Any]) -> None:
     for column in ("source", "last fetch", "result", "error"):
         sources.add_column(column, overflow="fold")
     for s in view["sources"]:
-        sources.add_row(s["name"], s["last_attempt"] or "never", s["result"] or "", s["error"] or "")
+        sources.add_row(term(s["name"]), s["last_attempt"] or "never", term(s["result"] or ""), term(s["error"] or ""))
     console.print(sources)
     editions = Table(title="Recent editions")
     for column in ("edition", "papers", "sent", "deferred", "failed", "ambiguous", "note"):
         editions.add_column(column, overflow="fold")
     for e in view["editions"]:
         d = e["deliveries"]
-        editions.add_row(e["slug"], str(e["papers"]), str(d["sent"]), str(d["deferred"]), str(d["failed"]),
-                         str(d["ambiguous"]), e["empty_reason"] or "")
+        editions.add_row(term(e["slug"]), str(e["papers"]), str(d["sent"]), str(d["deferred"]), str(d["failed"]),
+                         str(d["ambiguous"]), term(e["empty_reason"] or ""))
     console.print(editions)
     for e in view["editions"]:
         if len(e["workers"]) > 1 or (e["workers"] and view.get("queue") is not None):
             print_workers(e["workers"], title=f"Per worker: {e['slug']}")
     if view.get("queue") is not None:
         queue = view["queue"]
-        waiting = queue["waiting"] if queue["error"] is None else f"unknown ({queue['error']})"
+        waiting = queue["waiting"] if queue["error"] is None else f"unknown ({term(queue['error'])})"
         console.print(f"queue {queue['name']}: {waiting} batches waiting for a worker", highlight=False,
                       soft_wrap=True)
     attention = view["attention"]
@@ -109,7 +110,7 @@ def _print_status(view: dict[str, Any]) -> None:
     console.print("next runs: " + (", ".join(f"{job} {when}" for job, when in view["schedule"].items()) or "none"),
                   highlight=False, soft_wrap=True)
     for run in view["runs"]:
-        console.print(f"  {run['started']} {run['job']} [{run['status']}] {run['summary']}", highlight=False,
-                      soft_wrap=True)
+        console.print(f"  {run['started']} {term(run['job'])} \\[{term(run['status'])}] {term(run['summary'])}",
+                      highlight=False, soft_wrap=True)
     console.print("subscribers: " + ", ".join(f"{n} {s}" for s, n in view["subscribers"].items()),
                   highlight=False)

@@ -112,7 +112,10 @@ class NewsletterSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class FetchSettings:
-    timeout_seconds: float = setting(30.0, "Give up on a source that sends nothing for this long.", check=_positive)
+    timeout_seconds: float = setting(
+        30.0, "Longest one request to a source may take, whole response included (not per read); then it is "
+        "retried or given up.", check=_positive
+    )
     max_bytes: int = setting(
         50_000_000, "Largest response body accepted from one source; larger ones are refused.", check=_positive
     )

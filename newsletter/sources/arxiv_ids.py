@@ -1,7 +1,9 @@
 """arXiv identifiers: find them in links and GUIDs, split off the version.
 
 New style ``2604.21952v2`` (4 digits, dot, 4–5 digits) and old style ``astro-ph/0601001v1`` or
-``math.GT/0309136`` (archive, optional subject class, slash, 7 digits).
+``math.GT/0309136`` (archive, optional subject class, slash, 7 digits). Digits are ASCII only (an
+Arabic-Indic ``٢٦٠٤`` is not an id), and a version of more than 4 of them (``v`` and thousands of digits)
+is no version: the id stands alone.
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ from __future__ import annotations
 import re
 
 _ID = r"(?P<id>\d{4}\.\d{4,5}|[a-z][a-z-]*(?:\.[A-Z]{2})?/\d{7})(?:v(?P<version>\d+))?"
-_IN_TEXT = re.compile(r"(?:arxiv\.org/(?:abs|pdf|html)/|arXiv:|oai:arXiv\.org:|huggingface\.co/papers/)" + _ID)
-_BARE = re.compile(_ID)
+_IN_TEXT = re.compile(
+    r"(?:arxiv\.org/(?:abs|pdf|html)/|arXiv:|oai:arXiv\.org:|huggingface\.co/papers/)" + _ID, re.ASCII
+)
+_BARE = re.compile(_ID, re.ASCII)
+MAX_VERSION_DIGITS = 4
 
 
 def split_arxiv_id(value: str) -> tuple[str, int | None] | None:
@@ -20,7 +25,7 @@ def split_arxiv_id(value: str) -> tuple[str, int | None] | None:
     if match is None:
         return None
     version = match.group("version")
-    return match.group("id"), int(version) if version else None
+    return match.group("id"), int(version) if version and len(version) <= MAX_VERSION_DIGITS else None
 
 
 def abs_url(paper_id: str) -> str:

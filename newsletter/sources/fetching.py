@@ -3,7 +3,8 @@
 Sources are fetched concurrently, but politely: requests to one host are spaced out (arXiv asks for 3 s),
 unchanged feeds cost a 304 thanks to conditional GET, and a busy server is retried with backoff rather
 than hammered. Every failure becomes a SourceError for that source alone, so one bad feed never stops the
-others.
+others. ``timeout_seconds`` bounds each whole attempt (connect, headers and body), not each read, so a
+server dribbling one byte at a time cannot hold a fetch; validators are only kept when safe to replay.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import httpx
 
 from newsletter.config import FetchSettings
 from newsletter.errors import SourceError, SourceTimeoutError
+from newsletter.sources.sanitize import cap, clean_text, safe_validator
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class FetchResponse:
     not_modified: bool
     etag: str | None
     last_modified: str | None
+    content_type: str | None = None
 
 
 class HostPacer:
@@ -195,25 +198,38 @@ async def _fetch_http(
 async def _attempt(
     request: FetchRequest, *, settings: FetchSettings, client: httpx.AsyncClient
 ) -> FetchResponse | _Retry:
+    try:
+        async with asyncio.timeout(settings.timeout_seconds):
+            return await _exchange(request, settings=settings, client=client)
+    except TimeoutError:
+        return _Retry(f"timed out after {settings.timeout_seconds:g} s from {request.url}", timed_out=True)
+
+
+async def _exchange(
+    request: FetchRequest, *, settings: FetchSettings, client: httpx.AsyncClient
+) -> FetchResponse | _Retry:
     headers: dict[str, str] = {}
-    if request.etag:
-        headers["If-None-Match"] = request.etag
-    if request.last_modified:
-        headers["If-Modified-Since"] = request.last_modified
+    etag = safe_validator(request.etag)  # a stored validator from before they were checked may be unsafe
+    if etag:
+        headers["If-None-Match"] = etag
+    last_modified = safe_validator(request.last_modified)
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
     try:
         async with client.stream("GET", request.url, headers=headers) as response:
-            phrase = f" {response.reason_phrase}" if response.reason_phrase else ""
+            reason_phrase = cap(clean_text(response.reason_phrase), 100)  # the server's words, in our messages
+            phrase = f" {reason_phrase}" if reason_phrase else ""
             status = f"HTTP {response.status_code}{phrase} from {request.url}"
-            etag = response.headers.get("ETag")
-            last_modified = response.headers.get("Last-Modified")
+            new_etag = safe_validator(response.headers.get("ETag"))
+            new_last_modified = safe_validator(response.headers.get("Last-Modified"))
             if response.status_code == 304:
                 return FetchResponse(
                     request.source,
                     request.url,
                     None,
                     not_modified=True,
-                    etag=etag or request.etag,
-                    last_modified=last_modified or request.last_modified,
+                    etag=new_etag or etag,
+                    last_modified=new_last_modified or last_modified,
                 )
             if response.status_code == 429 or response.status_code >= 500:
                 retry_after = None
@@ -232,7 +248,13 @@ async def _attempt(
                 raise SourceError(request.source, status)
             body = await _read_capped(response, request, settings.max_bytes)
             return FetchResponse(
-                request.source, request.url, body, not_modified=False, etag=etag, last_modified=last_modified
+                request.source,
+                request.url,
+                body,
+                not_modified=False,
+                etag=new_etag,
+                last_modified=new_last_modified,
+                content_type=response.headers.get("Content-Type"),
             )
     except httpx.TimeoutException:
         return _Retry(f"timed out after {settings.timeout_seconds:g} s from {request.url}", timed_out=True)

@@ -1,8 +1,10 @@
 """Sources → papers store → topic matches: the `fetch` step as one library call.
 
 Each source is fetched (concurrently, politely), parsed, merged into the store and its outcome recorded,
-on its own: one failing source never stops the others. Papers that are new or changed are matched to the
-topics afterwards; when the topic configuration changed since the last run, every paper is matched again.
+on its own: one failing source never stops the others. Whatever a source's document makes the parser or the
+store raise becomes that source's error (one line, logged with the source), and only its safe state is saved.
+Papers that are new or changed are matched to the topics afterwards; when the topic configuration changed
+since the last run, every paper is matched again.
 """
 
 from __future__ import annotations
@@ -82,16 +84,16 @@ def _store_response(
         try:
             if isinstance(response, SourceError):
                 raise response
-            parsed = parse_feed(
-                source.kind, response.body or b"", source=source.name, include_cross=source.include_cross
-            )
-        except SourceError as error:
+            parsed = parse_feed(source.kind, response.body or b"", source=source.name,
+                                include_cross=source.include_cross, content_type=response.content_type)
+            upserted = store.upsert(parsed.papers, now=now)
+        except Exception as exc:  # noqa: BLE001 - the one boundary per source: its document cannot stop the fetch
+            error = exc if isinstance(exc, SourceError) else _unexpected(source.name, exc)
             log.info("%s", error)
             # a failure keeps the last good validators, success time and counts
             store.record_fetch(dataclasses.replace(state, last_attempt=now, last_status="error",
                                                    last_error=error.reason))
             return SourceReport(source.name, errors=(error.reason,)), {}
-        upserted = store.upsert(parsed.papers, now=now)
         changed = upserted.changed
         report = SourceReport(source.name, fetched=len(parsed.papers) + parsed.skipped, new=upserted.new,
                               updated=upserted.updated, skipped=parsed.skipped, warnings=parsed.warnings)
@@ -101,6 +103,14 @@ def _store_response(
                     last_success=now, last_status=status, last_counts=_counts(report))
     )
     return report, changed
+
+
+def _unexpected(source: str, exc: Exception) -> SourceError:
+    """A bug or a limit this source's document hit: one short line, the traceback in the debug log."""
+    log.debug("source %r: unexpected error", source, exc_info=exc)
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return SourceError(source, f"could not parse or store the document: {type(exc).__name__}" +
+                       (f": {text}" if text else ""))
 
 
 def refresh_matches(settings: Settings, store: PaperStore, *, papers: Sequence[Paper] = ()) -> int:

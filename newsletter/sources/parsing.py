@@ -2,6 +2,8 @@
 
 One parser per source kind; feedparser reads all the XML. A feed with errors keeps whatever entries it
 yields, with a warning. Every text field goes through ``html_to_text``: feed markup is never trusted.
+Before a parser runs, ``documents`` checks the body is a feed and within budget; after, ``sanitize`` bounds
+every field of every paper. An entry that still breaks a rule is skipped and counted, never its neighbours.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import calendar
 import dataclasses
 import hashlib
-import json
 import logging
 import re
 import time
@@ -21,7 +22,9 @@ import feedparser
 
 from newsletter.errors import SourceError
 from newsletter.sources import arxiv_ids
+from newsletter.sources.documents import bound_xml, expect_feed, load_json
 from newsletter.sources.records import Paper, ParsedFeed
+from newsletter.sources.sanitize import cap, clean_text, normalise_paper
 from newsletter.sources.text import collapse_whitespace, html_to_text
 
 log = logging.getLogger(__name__)
@@ -32,24 +35,63 @@ _RSS_PREAMBLE = re.compile(
 SKIPPED_ANNOUNCE_TYPES = frozenset({"replace", "replace-cross"})
 
 
-def parse_feed(kind: str, data: bytes, *, source: str, include_cross: bool = True) -> ParsedFeed:
-    """Dispatch on the source kind; raise SourceError when the bytes are not a feed of that kind at all."""
+def parse_feed(
+    kind: str, data: bytes, *, source: str, include_cross: bool = True, content_type: str | None = None
+) -> ParsedFeed:
+    """Dispatch on the source kind; raise SourceError when the bytes are not a feed of that kind at all.
+
+    ``content_type`` (the server's header, when there was one) only makes the error for an HTML page clearer.
+    """
+    if kind not in ("hf-daily", "arxiv-rss", "arxiv-api", "rss"):
+        raise SourceError(source, f"unknown source kind {kind!r}")
+    expect_feed(kind, data, source=source, content_type=content_type)
     if kind == "hf-daily":
         return parse_hf_daily(data, source=source)
+    data, trimmed = bound_xml(data)
     parsed = _feedparse(data, source=source)
     if kind == "arxiv-rss":
-        return _collect(parsed, source, lambda e: _arxiv_rss_entry(e, source, include_cross))
-    if kind == "arxiv-api":
-        return _collect(parsed, source, lambda e: _arxiv_api_entry(e, source))
-    if kind == "rss":
-        return _collect(parsed, source, lambda e: _rss_entry(e, source))
-    raise SourceError(source, f"unknown source kind {kind!r}")
+        feed = _collect(parsed, source, lambda e: _arxiv_rss_entry(e, source, include_cross))
+    elif kind == "arxiv-api":
+        feed = _collect(parsed, source, lambda e: _arxiv_api_entry(e, source))
+    else:
+        feed = _collect(parsed, source, lambda e: _rss_entry(e, source))
+    if trimmed:
+        log.warning("source %r: %s", source, trimmed)
+        feed = dataclasses.replace(feed, warnings=(trimmed, *feed.warnings))
+    return feed
+
+
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
+
+
+def _valid_char_ref(match: re.Match[bytes]) -> bytes:
+    """A numeric character reference as is when it names a character XML allows, else U+FFFD's:
+    feedparser's fallback parser raises on ``&#x110000;`` and ``&#xD800;`` and loses the whole feed."""
+    hex_digits, decimal = match.groups()
+    digits = hex_digits or decimal
+    if len(digits) > 8:
+        return b"&#xFFFD;"
+    code = int(digits, 16 if hex_digits else 10)
+    if code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or 0x10000 <= code <= 0x10FFFF:
+        return match.group()
+    return b"&#xFFFD;"
+
+
+def _said(exception: object) -> str:
+    """A parser's complaint, which quotes the feed (its declared encoding, a line), as one clean short line."""
+    return cap(clean_text(str(exception or "")), 300)
 
 
 def _feedparse(data: bytes, *, source: str) -> Any:
-    parsed = feedparser.parse(data, resolve_relative_uris=False)
-    if parsed.bozo and not parsed.entries and not parsed.get("version"):
-        raise SourceError(source, f"not a feed: {parsed.get('bozo_exception')}")
+    if b"&#" in data:
+        data = _CHAR_REF.sub(_valid_char_ref, data)
+    try:
+        parsed = feedparser.parse(data, resolve_relative_uris=False)
+    except (ValueError, OverflowError, LookupError, RecursionError) as exc:  # feedparser's own bugs
+        raise SourceError(source, f"feedparser failed: {type(exc).__name__}: {_said(exc)}") from None
+    if not parsed.entries and not parsed.get("version"):
+        reason = _said(parsed.get("bozo_exception")) or "no RSS or Atom elements"
+        raise SourceError(source, f"not a feed: {reason}")
     return parsed
 
 
@@ -61,6 +103,7 @@ def _storable(paper: Paper) -> Paper:
     """The paper as every database can hold it: no NUL characters (PostgreSQL text refuses them), and no
     value longer than its column. A long id (a link) keeps its start and gains a hash of the whole, so it
     stays unique and the same on every fetch; a long category or announce type is cut."""
+    paper = normalise_paper(paper)
     changes: dict[str, Any] = {}
     for field in dataclasses.fields(paper):
         value = getattr(paper, field.name)
@@ -81,25 +124,45 @@ def _storable(paper: Paper) -> Paper:
 def _collect(parsed: Any, source: str, convert: Callable[[Any], Paper | None]) -> ParsedFeed:
     warnings: list[str] = []
     if parsed.bozo:
-        warning = f"feed has errors, kept {len(parsed.entries)} entries: {parsed.get('bozo_exception')}"
+        warning = f"feed has errors, kept {len(parsed.entries)} entries: {_said(parsed.get('bozo_exception'))}"
         log.warning("source %r: %s", source, warning)
         warnings.append(warning)
     papers: list[Paper] = []
-    skipped = 0
+    skipped = broken = 0
     for entry in parsed.entries:
-        paper = convert(entry)
+        try:
+            paper = convert(entry)
+            if paper is not None:
+                paper = _storable(paper)
+        except _ENTRY_ERRORS as exc:
+            log.info("source %r: skipped an entry: %s: %s", source, type(exc).__name__, exc)
+            paper = None
+            broken += 1
         if paper is None:
             skipped += 1
         else:
-            papers.append(_storable(paper))
+            papers.append(paper)
+    if broken:
+        warnings.append(_broken_warning(broken))
     return ParsedFeed(tuple(papers), skipped=skipped, warnings=tuple(warnings))
+
+
+_ENTRY_ERRORS = (ValueError, TypeError, OverflowError, AttributeError, KeyError, IndexError, RecursionError)
+"""What a malformed entry can raise in its converter; it costs that entry only."""
+
+
+def _broken_warning(count: int) -> str:
+    return f"skipped {count} malformed entr{'y' if count == 1 else 'ies'} (fields of the wrong type or range)"
 
 
 def _time(entry: Mapping[str, Any], *keys: str) -> datetime | None:
     for key in keys:
         value = entry.get(key)
         if isinstance(value, time.struct_time):
-            return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+            try:
+                return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+            except (OverflowError, ValueError, OSError):  # year 1, year 9999 + offset: no usable date
+                return None
     return None
 
 
@@ -211,35 +274,44 @@ def _rss_entry(entry: Mapping[str, Any], source: str) -> Paper | None:
 
 
 def parse_hf_daily(data: bytes, *, source: str) -> ParsedFeed:
-    try:
-        items = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise SourceError(source, f"not JSON: {exc}") from None
+    items = load_json(data, source=source)
     if not isinstance(items, list):
         raise SourceError(source, f"expected a JSON array of papers, found {type(items).__name__}")
     papers: list[Paper] = []
-    skipped = 0
+    skipped = broken = 0
     for item in items:
-        paper = _hf_item(item, source) if isinstance(item, dict) else None
+        try:
+            paper = _hf_item(item, source) if isinstance(item, dict) else None
+            if paper is not None:
+                paper = _storable(paper)
+        except _ENTRY_ERRORS as exc:
+            log.info("source %r: skipped an item: %s: %s", source, type(exc).__name__, exc)
+            paper = None
+            broken += 1
         if paper is None:
             skipped += 1
         else:
-            papers.append(_storable(paper))
-    return ParsedFeed(tuple(papers), skipped=skipped)
+            papers.append(paper)
+    return ParsedFeed(tuple(papers), skipped=skipped, warnings=(_broken_warning(broken),) if broken else ())
 
 
 def _hf_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > 64:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)  # sanitize.bounded_date checks the range
 
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _raw_str(value: Any) -> str:
+    """A JSON string as is; any other type (int, bool, list, object) counts as missing, not as text."""
+    return value if isinstance(value, str) else ""
 
 
 def _str(value: Any) -> str | None:
@@ -258,8 +330,8 @@ def _strings(values: Any) -> Iterable[str]:
 def _hf_item(item: dict[str, Any], source: str) -> Paper | None:
     nested = item.get("paper")
     paper: dict[str, Any] = nested if isinstance(nested, dict) else item
-    ids = arxiv_ids.split_arxiv_id(str(paper.get("id") or ""))
-    title = html_to_text(paper.get("title") or item.get("title") or "")
+    ids = arxiv_ids.split_arxiv_id(_raw_str(paper.get("id")))
+    title = html_to_text(_raw_str(paper.get("title")) or _raw_str(item.get("title")))
     if ids is None or not title:
         return None
     paper_id, version = ids
@@ -271,7 +343,7 @@ def _hf_item(item: dict[str, Any], source: str) -> Paper | None:
         version=version,
         title=title,
         authors=tuple(n for n in names if n),
-        abstract=html_to_text(paper.get("summary") or item.get("summary") or ""),
+        abstract=html_to_text(_raw_str(paper.get("summary")) or _raw_str(item.get("summary"))),
         abs_url=arxiv_ids.abs_url(paper_id),
         pdf_url=arxiv_ids.pdf_url(paper_id),
         hf_url=arxiv_ids.hf_url(paper_id),
