@@ -35,9 +35,26 @@ def _one_line(value: str) -> str:
 def fold(name: str, value: str) -> str:
     """``Name: value`` folded per the field's grammar, lines joined by CRLF, no final CRLF."""
     value = _one_line(value)
-    if value.isascii() and len(name) + 2 + len(value) <= FOLD_AT:
-        return f"{name}: {value}"  # the common case, without the policy's parse (~50 µs)
+    if value.isascii():
+        return _fold_ascii(f"{name}: {value}")  # no encoding needed: fold at spaces, without the policy's parse
     return str(POLICY.header_factory(name, value).fold(policy=POLICY)).rstrip("\r\n")
+
+
+def _fold_ascii(line: str) -> str:
+    """Greedy folding at spaces. (The policy would move a value that fits on a line of its own to the next
+    line, "Subject:\r\n 9 new…", which parsers read back with a leading space.)"""
+    if len(line) <= FOLD_AT:
+        return line
+    lines: list[str] = []
+    current = ""
+    for word in line.split(" "):
+        if current and len(current) + 1 + len(word) > FOLD_AT:
+            lines.append(current)
+            current = " " + word
+        else:
+            current = f"{current} {word}" if current else word
+    lines.append(current)
+    return "\r\n".join(lines)
 
 
 def address_header(name: str, display_name: str, address: str) -> str:
