@@ -231,7 +231,8 @@ def _accent(value: str) -> str | None:
     if not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
         return "a colour written #rrggbb, such as '#1d4ed8'"
     if contrast_ratio(value, "#ffffff") < 4.5:
-        return f"a colour dark enough for text on white (contrast {contrast_ratio(value, '#ffffff'):.2f}:1, needs 4.5:1)"
+        ratio = contrast_ratio(value, "#ffffff")
+        return f"a colour dark enough for text on white (contrast {ratio:.2f}:1, needs 4.5:1)"
     return None
 
 
