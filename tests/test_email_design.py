@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.errors import ConfigError
 from newsletter.editions.archive import edition_page_context, topic_feed_context
+from newsletter.errors import ConfigError
 from newsletter.rendering.context import edition_dates
 from newsletter.rendering.latex import latex_to_text
 from newsletter.rendering.templating import RenderEnvironment
@@ -59,7 +59,7 @@ def largest(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
 
 
 def test_the_production_default_fits_80_kb_with_a_quarter_in_styles(largest) -> None:  # type: ignore[no-untyped-def]
-    settings, _, selection, variant, html_part, _ = largest
+    _, _, selection, variant, html_part, _ = largest
     assert len(selection.sections) == 6
     assert selection.paper_count > 50
     assert variant.paper_ids == selection.paper_ids  # every paper is in the email, none moved to the web
