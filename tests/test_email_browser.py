@@ -61,8 +61,7 @@ def check_page(page: Page, width: int) -> None:
         "() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth})"
     )
     assert layout["scroll"] <= layout["inner"], f"horizontal scrolling at {width}px: {layout}"
-    images = page.locator("img")
-    assert images.count() > 0
+    images = page.locator("img")  # cards have no thumbnails; a logo when [email] logo_url is set
     for index in range(images.count()):
         image = images.nth(index)
         assert (image.get_attribute("alt") or "").strip(), f"image {index} has no alt text"
@@ -115,7 +114,7 @@ def test_dark_mode_changes_the_colours(preview_html: Path, browser: Browser) -> 
         page.route("**/*", offline_only)
         page.goto(preview_html.as_uri())
         background = page.evaluate("() => getComputedStyle(document.querySelector('td.card')).backgroundColor")
-        assert background == "rgb(17, 24, 39)"
+        assert background == "rgb(28, 34, 48)"  # cards stay lighter than the page (#0b0e14)
         check_page(page, 375)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "email-375px-dark.png"), full_page=True)

@@ -213,7 +213,34 @@ class DeliverySettings:
     dkim: DkimSettings | None = setting(None, "Optional [delivery.dkim] table: sign every message with DKIM.")
 
 
-SUBJECT_FIELDS = ("name", "count", "topics", "date", "frequency")
+SUBJECT_FIELDS = ("name", "count", "topics", "date", "frequency", "top")
+
+
+def _relative_luminance(hex_colour: str) -> float:
+    """WCAG 2 relative luminance of ``#rrggbb``."""
+    channels = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast_ratio(first: str, second: str) -> float:
+    """WCAG 2 contrast ratio of two ``#rrggbb`` colours (1 to 21)."""
+    light, dark = sorted((_relative_luminance(first), _relative_luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def _accent(value: str) -> str | None:
+    """The accent colours text and buttons on white, so it must meet WCAG AA (4.5:1) there."""
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+        return "a colour written #rrggbb, such as '#1d4ed8'"
+    if contrast_ratio(value, "#ffffff") < 4.5:
+        ratio = contrast_ratio(value, "#ffffff")
+        return f"a colour dark enough for text on white (contrast {ratio:.2f}:1, needs 4.5:1)"
+    return None
+
+
+def _optional_http_url(value: str) -> str | None:
+    return None if not value or re.fullmatch(r"https?://\S+", value) else "an http(s) URL, or \"\" for none"
 
 
 def _subject(value: str) -> str | None:
@@ -226,9 +253,10 @@ def _subject(value: str) -> str | None:
 @dataclass(frozen=True, kw_only=True)
 class EmailSettings:
     subject: str = setting(
-        "{name}: {count} new papers on {topics}",
+        "{count} new in {topics}: {top}",
         "Subject line. Fields: {name} (newsletter name), {count} (papers in this email), {topics} (its "
-        "section names), {date} (edition date), {frequency} (daily or weekly).",
+        "section names), {date} (edition date), {frequency} (daily or weekly), {top} (the title of the most "
+        "trending paper in the email). The From line already shows the name, so the default leads with content.",
         check=_subject,
     )
     max_papers_per_topic: int = setting(10, "Most papers in one topic section of an email.", check=_positive)
@@ -251,6 +279,18 @@ class EmailSettings:
         "",
         "The sender's postal address, shown in every email's footer (anti-spam laws such as CAN-SPAM require "
         "one for bulk email).",
+    )
+    accent_color: str = setting(
+        "#1d4ed8",
+        "The masthead's and the link buttons' colour, #rrggbb; it must have a contrast of at least 4.5:1 on "
+        "white (WCAG AA).",
+        check=_accent,
+    )
+    logo_url: str = setting(
+        "",
+        "An http(s) URL of a logo shown in the masthead (at most 200×48 px as shown; 2× size for high-DPI "
+        "screens). Empty: the newsletter's name in text only.",
+        check=_optional_http_url,
     )
 
 

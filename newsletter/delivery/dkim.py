@@ -2,6 +2,11 @@
 
 Gmail and Yahoo require List-Unsubscribe and List-Unsubscribe-Post to be covered by a valid DKIM
 signature for one-click unsubscribe to count, so they are always in the signed header list.
+
+Over-signing: a header name listed in ``h=`` once more than the message has it signs its *absence*
+(RFC 6376 5.4.2), so a relay cannot add a second ``From`` or ``Subject``, a ``Reply-To`` that diverts
+replies, or a ``List-*`` header, without breaking the signature. The message carries each of those fields
+at most once, so listing them twice (and the absent ones once) is enough.
 """
 
 from __future__ import annotations
@@ -17,6 +22,11 @@ SIGNED_HEADERS = (
     b"from", b"to", b"subject", b"date", b"message-id", b"list-id", b"list-unsubscribe",
     b"list-unsubscribe-post", b"feedback-id", b"mime-version", b"content-type",
 )
+OVERSIGNED_HEADERS = (
+    b"from", b"subject", b"reply-to", b"list-id", b"list-unsubscribe", b"list-unsubscribe-post",
+    b"list-help", b"list-subscribe", b"list-post", b"list-owner", b"list-archive",
+)
+"""Signed once more than they occur: none of them can be added in transit (see the module docstring)."""
 
 
 class DkimSigner:
@@ -36,6 +46,6 @@ class DkimSigner:
     def sign(self, message: bytes) -> bytes:
         signature: bytes = dkim.sign(
             message, self.selector, self.domain, self.key, canonicalize=(b"relaxed", b"relaxed"),
-            include_headers=list(SIGNED_HEADERS),
+            include_headers=[*SIGNED_HEADERS, *OVERSIGNED_HEADERS],
         )
         return signature + message

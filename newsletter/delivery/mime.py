@@ -21,7 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
+
+from newsletter.delivery.headers import address_header, fold, list_id_header
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
@@ -69,7 +71,8 @@ def _qp_value(value: str) -> bytes:
 
 
 def encode_header(value: str) -> str:
-    """RFC 2047 when needed; collapses whitespace so no CR/LF from any source can start a new header."""
+    """One encoded word for the whole value when it is not ASCII (the old way, kept for callers outside the
+    package); messages use ``newsletter.delivery.headers``, which encodes only what needs it and folds."""
     value = " ".join(value.split())
     if value.isascii():
         return value
@@ -104,6 +107,12 @@ def _split(document: str, placeholder: re.Pattern[str]) -> _Body:
     return _Body(tuple(pieces), tuple(names))
 
 
+def _list_unsubscribe(urls: Sequence[str]) -> str:
+    """Folded between URLs, never inside one: receivers read a URL whole, so a long one makes a long line
+    (RFC 5322's 78 is a recommendation; its limit is 998)."""
+    return "List-Unsubscribe: " + ",\r\n ".join(f"<{url}>" for url in urls)
+
+
 @dataclass(frozen=True, kw_only=True)
 class RecipientHeaders:
     to_email: str
@@ -128,18 +137,23 @@ class MessageTemplate:
         placeholder: re.Pattern[str],
         list_id: str,
         feedback_id: str,
+        list_name: str | None = None,
     ) -> None:
+        """``list_id`` is the bare RFC 2919 id (``slug.host``), or for older callers ``phrase <id>``;
+        ``list_name`` is its display phrase (the newsletter's name when not given)."""
         self.boundary = f"=_{re.sub(r'[^A-Za-z0-9]', '', boundary_seed)[:40]}"  # "=_" never occurs in QP
         self._html = _split(html_document, placeholder)
         self._text = _split(text_document, placeholder)
+        bracketed = re.fullmatch(r"(?P<phrase>.*?)\s*<(?P<id>[^<>]+)>\s*", list_id)
+        phrase, ident = (bracketed["phrase"], bracketed["id"]) if bracketed else (from_name, list_id)
         common = [
-            f"From: {formataddr((encode_header(from_name), from_address))}",
-            f"Subject: {encode_header(subject)}",
-            f"List-Id: {encode_header(list_id)}",
+            address_header("From", from_name, from_address),
+            fold("Subject", subject),
+            list_id_header(list_name if list_name is not None else phrase, ident),
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
-            f"Feedback-ID: {encode_header(feedback_id)}",
+            fold("Feedback-ID", feedback_id),
             "MIME-Version: 1.0",
-            f'Content-Type: multipart/alternative; boundary="{self.boundary}"',
+            f'Content-Type: multipart/alternative;\r\n boundary="{self.boundary}"',
         ]
         self._common_headers = "\r\n".join(common).encode("ascii")
         part = 'Content-Type: text/{kind}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
@@ -152,10 +166,10 @@ class MessageTemplate:
         html_values = {name: html.escape(value, quote=True) for name, value in values.items()}
         per_recipient = "\r\n".join(
             [
-                f"To: {formataddr((encode_header(headers.to_name), headers.to_email))}",
+                address_header("To", headers.to_name, headers.to_email),
                 f"Date: {format_datetime(headers.date)}",
                 f"Message-ID: {headers.message_id}",
-                "List-Unsubscribe: " + ",\r\n ".join(f"<{url}>" for url in headers.list_unsubscribe),
+                _list_unsubscribe(headers.list_unsubscribe),
             ]
         ).encode("utf-8")
         return b"".join(

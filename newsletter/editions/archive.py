@@ -17,6 +17,7 @@ from newsletter.config import Settings, TopicSettings
 from newsletter.editions.records import Edition
 from newsletter.editions.selection import Selection, select
 from newsletter.rendering.context import PERSONAL_FIELDS, email_context, safe_url, short_authors, subject_line
+from newsletter.rendering.latex import latex_to_text
 from newsletter.rendering.links import edition_url
 from newsletter.sources.text import collapse_whitespace, shorten
 
@@ -101,12 +102,13 @@ def topic_feed_context(settings: Settings, topic: TopicSettings, editions: Itera
             updated = updated or edition.cutoff
             entries.append({
                 "id": link if safe_url(paper.abs_url) else f"{archive_url}:{quote(paper.paper_id, safe='')}",
-                "title": xml_text(paper.title) or paper.paper_id,
+                "title": xml_text(latex_to_text(paper.title)) or paper.paper_id,
                 "link": link,
                 "archive_url": archive_url,
                 "updated": edition.cutoff.isoformat(),
                 "authors": xml_text(short_authors(paper.authors)),
-                "summary": xml_text(shorten(collapse_whitespace(paper.ai_summary or paper.abstract), 1200)),
+                "summary": xml_text(shorten(latex_to_text(collapse_whitespace(paper.ai_summary or paper.abstract)),
+                                            1200)),
                 "why": xml_text("; ".join(entry.reasons)),
             })
     return {

@@ -7,13 +7,15 @@ Personal values are placeholders here, filled in per reader after rendering (``n
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import date, timedelta
 from typing import Any
 from urllib.parse import quote
 
 from newsletter.config import Settings
 from newsletter.editions.records import EditionPaper
 from newsletter.editions.selection import SelectedPaper, Selection
+from newsletter.rendering.latex import latex_to_text
 from newsletter.rendering.links import edition_url
 from newsletter.sources.text import collapse_whitespace, shorten
 
@@ -22,6 +24,10 @@ THUMBNAIL_SIZE = (536, 281)
 MAX_AUTHORS = 4
 SUBJECT_TOPICS = 3
 MAX_SUBJECT_CHARS = 200
+TOP_TITLE_CHARS = 90
+MIN_PAPERS_FOR_TOP = 6
+"""A "top of the edition" block only when the email is long enough to need one."""
+BARE_SCORE = re.compile(r"\s*[:=]\s*[-+]?\d+(?:\.\d+)?\s*$")
 
 
 def placeholder_prefix(nonce: str) -> str:
@@ -70,27 +76,61 @@ def _links(paper: EditionPaper) -> list[dict[str, str]]:
     return links
 
 
+def reason_in_words(reason: str) -> str:
+    """A match reason without a trailing bare number ("similar to the topic description: 0.04"): a reader
+    cannot tell what 0.04 means. The matcher's own wording (when it gives one) passes through unchanged."""
+    return BARE_SCORE.sub("", reason)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def trend_phrase(paper: EditionPaper) -> str:
+    """Why a paper trends, in the counts a reader knows: "42 upvotes, 310 stars"; "" when there are none."""
+    parts = []
+    if paper.upvotes:
+        parts.append(_plural(paper.upvotes, "upvote"))
+    if paper.github_stars:
+        parts.append(_plural(paper.github_stars, "star"))
+    return ", ".join(parts)
+
+
+def display_title(paper: EditionPaper) -> str:
+    return latex_to_text(collapse_whitespace(paper.title)) or paper.paper_id
+
+
+def top_papers(papers: Iterable[SelectedPaper], count: int) -> list[SelectedPaper]:
+    """The most trending papers first (trending score, then upvotes and stars), each paper once."""
+    unique = {p.paper.paper_id: p for p in reversed(list(papers))}
+    ordered = sorted(unique.values(), key=lambda p: (-p.paper.score, -(p.paper.upvotes or 0),
+                                                     -(p.paper.github_stars or 0), p.paper.paper_id))
+    return ordered[:count]
+
+
 def paper_card(selected: SelectedPaper, *, abstract_chars: int) -> dict[str, Any]:
     """What a template sees of one paper (documented in docs/templates.md)."""
     paper = selected.paper
     links = _links(paper)
-    summary_source = paper.ai_summary or paper.abstract
+    summary_source = latex_to_text(collapse_whitespace(paper.ai_summary or paper.abstract))
     thumbnail_url = safe_url(paper.thumbnail_url)
-    title = collapse_whitespace(paper.title) or paper.paper_id
+    title = display_title(paper)
     width, height = THUMBNAIL_SIZE
     return {
         "id": paper.paper_id,
         "title": title,
         "url": links[0]["url"] if links else "",
         "authors": short_authors(paper.authors),
-        "summary": shorten(collapse_whitespace(summary_source), abstract_chars) if abstract_chars else "",
+        "summary": shorten(summary_source, abstract_chars) if abstract_chars else "",
         "summary_is_ai": bool(paper.ai_summary),
+        "summary_label": "AI summary (Hugging Face)" if paper.ai_summary else "",
         "thumbnail": {"url": thumbnail_url, "alt": f"Figure from “{shorten(title, 120)}”", "width": width,
                       "height": height} if thumbnail_url else None,
         "links": links,
         "upvotes": paper.upvotes or 0,
         "stars": paper.github_stars or 0,
-        "why": "; ".join(selected.reasons),
+        "trend": trend_phrase(paper),
+        "why": "; ".join(r for r in (reason_in_words(r) for r in selected.reasons) if r),
         "also_in": list(selected.also_in),
         "score": f"{paper.score:.2f}",
         "score_explanation": paper.score_explanation,
@@ -113,10 +153,28 @@ def subject_line(selection: Selection, *, settings: Settings) -> str:
         "topics": _topics_phrase([s.name for s in selection.sections]),
         "date": f"{edition.date.day} {edition.date:%B %Y}",
         "frequency": edition.frequency,
+        "top": _top_title(selection),
     }
     subject = re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), settings.email.subject)
     subject = collapse_whitespace("".join(c if c.isprintable() else " " for c in subject))
     return shorten(subject, MAX_SUBJECT_CHARS)
+
+
+def _top_title(selection: Selection) -> str:
+    top = top_papers((p for s in selection.sections for p in s.papers), 1)
+    return shorten(display_title(top[0].paper), TOP_TITLE_CHARS) if top else ""
+
+
+def edition_dates(frequency: str, day: date, window_start: date) -> str:
+    """"Monday, 27 April 2026" for a daily edition; "21–27 April 2026" for a weekly one (its window)."""
+    if frequency == "daily":
+        return f"{day:%A}, {day.day} {day:%B %Y}"
+    start = window_start + timedelta(days=1) if window_start < day else day - timedelta(days=6)
+    if (start.year, start.month) == (day.year, day.month):
+        return f"{start.day}–{day.day} {day:%B %Y}"
+    if start.year == day.year:
+        return f"{start.day} {start:%B} – {day.day} {day:%B %Y}"
+    return f"{start.day} {start:%B %Y} – {day.day} {day:%B %Y}"
 
 
 def email_context(
@@ -144,15 +202,29 @@ def email_context(
         })
     count = selection.paper_count
     names = [s.name for s in selection.sections]
+    shown_papers = [p for s in selection.sections for p in s.papers if shown is None or p.paper.paper_id in shown]
+    visible_count = len({p.paper.paper_id for p in shown_papers})
+    picks = top_papers(shown_papers, 5 if visible_count >= 15 else 3) if visible_count >= MIN_PAPERS_FOR_TOP else []
+    top = [{"id": p.paper.paper_id, "title": display_title(p.paper), "url": paper_card(p, abstract_chars=0)["url"],
+            "trend": trend_phrase(p.paper), "section": next(s.name for s in selection.sections if p in s.papers)}
+           for p in picks]
+    lead = top_papers(shown_papers, 1)
+    teaser = ""
+    if lead:
+        trend = trend_phrase(lead[0].paper)
+        teaser = f"Top paper: {shorten(display_title(lead[0].paper), 110)}" + (f" ({trend})" if trend else "")
+    window_start = edition.window_start.date()
     return {
         "subject": subject,
-        "preheader": f"{count} new paper{'' if count == 1 else 's'}: {', '.join(names)}",
+        "preheader": teaser or f"{_plural(count, 'new paper')}: {', '.join(names)}",
         "newsletter": {"name": settings.newsletter.name, "base_url": settings.newsletter.base_url},
+        "brand": {"accent": settings.email.accent_color, "logo_url": safe_url(settings.email.logo_url) or ""},
+        "top": top,
         "edition": {
             "slug": edition.slug,
             "frequency": edition.frequency,
             "label": "Daily edition" if edition.frequency == "daily" else "Weekly edition",
-            "date": f"{edition.date:%A}, {edition.date.day} {edition.date:%B %Y}",
+            "date": edition_dates(edition.frequency, edition.date, window_start),
             "date_iso": edition.date.isoformat(),
             "url": archive,
             "paper_count": edition.paper_count,

@@ -6,8 +6,9 @@ for the text part. A placeholder holds a random nonce drawn for each render, so 
 forge one.
 
 Size budget: the inlined HTML, with room for the longest personal values, stays under
-``[email] max_html_bytes``. When it would not, abstracts are shortened step by step, then the lowest-ranked
-papers move behind a "N more papers on … on the web" link to the edition's archive page. Each try is a
+``[email] max_html_bytes``. When it would not, whole papers move, lowest-ranked first, behind a "N more
+papers on … on the web" link to the edition's archive page; the abstracts of the papers shown are never cut
+shorter (a reader gets fewer, complete papers rather than every paper in 150 characters). Each try is a
 complete re-render, so markup is never cut.
 """
 
@@ -59,7 +60,6 @@ __all__ = [
 
 PERSONAL_ALLOWANCE = 320
 """Bytes reserved in the size budget for each personal value (a name, an address or a link)."""
-SHORTER_ABSTRACTS = (400, 250, 150)
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +108,27 @@ def inline_css(document: str) -> str:
 def personal_values(recipient: Recipient) -> dict[str, str]:
     """The raw values of the personal fields (one line each; links http(s) only)."""
     name = collapse_whitespace(recipient.name)
+    first = first_name(name)
     return {
         "name": name,
-        "greeting": f"Hi {name}," if name else "Hello,",
+        "greeting": f"Hi {first}," if first else "Hello,",
         "email": collapse_whitespace(recipient.email),
         "manage_url": safe_url(recipient.manage_url) or "",
         "unsubscribe_url": safe_url(recipient.unsubscribe_url) or "",
         "view_url": safe_url(recipient.view_url) or "",
     }
+
+
+TITLES = frozenset({"dr", "prof", "mr", "mrs", "ms", "mx", "sir", "dame"})
+
+
+def first_name(name: str) -> str:
+    """The word a greeting uses ("Ada" of "Ada Lovelace"; "" for an address-like or empty name): a full
+    name reads like a form letter."""
+    words = [w for w in name.split() if w.rstrip(".").lower() not in TITLES]
+    if not words or "@" in words[0]:
+        return ""
+    return words[0].rstrip(",")
 
 
 def _split(document: str, pattern: re.Pattern[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -225,14 +238,7 @@ def render_variant(
         ratio = max(ratio, _size(result, nonce) / max(1, _size(candidate, nonce)))
         return result if _size(result, nonce) <= budget else None
 
-    levels = [c for c in SHORTER_ABSTRACTS if c < limit] or [limit]
-    for level in levels:
-        result = try_inline(level, None, raw_html(level, None))
-        if result is not None:
-            log.info("variant %s: abstracts shortened to %d characters to fit %d bytes", selection.key, level,
-                     budget)
-            return finish(level, None, result)
-    level = levels[-1]
+    level = limit
     ranked = _ranked_ids(selection)
     keep = _largest_fitting(lambda k: _size(raw_html(level, frozenset(ranked[:k])), nonce) * ratio <= budget,
                             len(ranked) - 1)

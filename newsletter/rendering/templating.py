@@ -84,7 +84,8 @@ class RenderEnvironment:
                 digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
         email = settings.email
         for value in (settings.newsletter.name, settings.newsletter.base_url, settings.newsletter.timezone,
-                      email.subject, email.abstract_chars, email.max_html_bytes, email.postal_address):
+                      email.subject, email.abstract_chars, email.max_html_bytes, email.postal_address,
+                      email.accent_color, email.logo_url):
             digest.update(repr(value).encode() + b"\0")
         return digest.hexdigest()[:16]
 

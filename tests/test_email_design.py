@@ -1,0 +1,170 @@
+"""The email's design contract: a CSS budget, balanced links, text not markup (LaTeX, scores), a teaser
+preheader and a content-led subject, on the largest edition of the bundled feeds."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import UTC, date, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from newsletter.editions.archive import edition_page_context, topic_feed_context
+from newsletter.errors import ConfigError
+from newsletter.rendering.context import edition_dates
+from newsletter.rendering.latex import latex_to_text
+from newsletter.rendering.templating import RenderEnvironment
+from newsletter.sources.records import Paper
+from tests.design_support import offline_edition, offline_settings_in, personalised, render, topic_selection
+from tests.email_support import FIXTURE_SOURCES, NOW, email_settings, fix_tokens, stores
+
+STYLE_ATTRIBUTE = re.compile(r'\sstyle=("[^"]*"|\'[^\']*\')')
+URL = re.compile(r"https?://[^\s<>\"']+")
+
+
+class Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        href = dict(attrs).get("href")
+        if tag == "a" and href and href.startswith(("http://", "https://")):
+            self.hrefs.append(href)
+
+
+def hrefs(document: str) -> list[str]:
+    parser = Links()
+    parser.feed(document)
+    return parser.hrefs
+
+
+def style_share(document: str) -> float:
+    return sum(len(m.group(0)) for m in STYLE_ATTRIBUTE.finditer(document)) / len(document)
+
+
+@pytest.fixture(scope="module")
+def largest(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    folder = tmp_path_factory.mktemp("design")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fix_tokens(monkeypatch)
+        settings = offline_settings_in(folder, max_papers_per_topic=10, abstract_chars=600)
+        edition = offline_edition(settings)
+        selection = topic_selection(settings, edition, 6)
+        variant = render(settings, selection)
+        html_part, text_part = personalised(settings, edition, variant)
+    return settings, edition, selection, variant, html_part, text_part
+
+
+def test_the_production_default_fits_80_kb_with_a_quarter_in_styles(largest) -> None:  # type: ignore[no-untyped-def]
+    _, _, selection, variant, html_part, _ = largest
+    assert len(selection.sections) == 6
+    assert selection.paper_count > 50
+    assert variant.paper_ids == selection.paper_ids  # every paper is in the email, none moved to the web
+    size = len(html_part.encode("utf-8"))
+    assert size < 80_000, size
+    assert style_share(html_part) <= 0.25
+    assert len(re.findall(r' class="b"', html_part)) > selection.paper_count  # link buttons by class...
+    assert ' class="b" style=' not in html_part  # ...never styled one by one
+
+
+def test_past_the_budget_whole_papers_move_by_rank_and_abstracts_stay(largest,  # type: ignore[no-untyped-def]
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    fix_tokens(monkeypatch)
+    settings, edition, selection, _, _, _ = largest
+    tight = dataclasses.replace(settings, email=dataclasses.replace(settings.email, max_html_bytes=45_000))
+    variant = render(tight, selection)
+    html_part, text_part = personalised(tight, edition, variant)
+    assert len(html_part.encode("utf-8")) <= 45_000
+    assert 10 < len(variant.paper_ids) < selection.paper_count
+    ranked = sorted(((-p.rank, i, p.paper.paper_id) for i, s in enumerate(selection.sections) for p in s.papers))
+    assert set(variant.paper_ids) == {paper_id for _, _, paper_id in ranked[: len(variant.paper_ids)]}
+    longest = max((p.paper for s in selection.sections for p in s.papers if p.paper.paper_id in variant.paper_ids),
+                  key=lambda paper: len(paper.ai_summary or paper.abstract))
+    assert len(longest.ai_summary or longest.abstract) > 600
+    assert "…" in text_part  # cut at abstract_chars (600), as in the full email: not shorter
+    assert "more papers on" in html_part
+
+
+def test_both_parts_carry_the_same_links(largest) -> None:  # type: ignore[no-untyped-def]
+    _, _, _, _, html_part, text_part = largest
+    in_html = sorted(hrefs(html_part))
+    in_text = sorted(URL.findall(text_part))
+    assert in_html == in_text
+    assert len(in_html) > 100
+
+
+def test_no_bare_scores_and_ai_summaries_are_labelled(largest) -> None:  # type: ignore[no-untyped-def]
+    _, _, selection, _, html_part, text_part = largest
+    for part in (html_part, text_part):
+        whys = re.findall(r"Why you got this: ([^<]*?)(?:</p>|\n   [A-Z])", part, re.DOTALL)
+        assert whys
+        assert not [why for why in whys if re.search(r"\d\.\d", why)]
+    ai = [p for s in selection.sections for p in s.papers if p.paper.ai_summary]
+    assert ai
+    assert html_part.count("AI summary (Hugging Face):") == len(ai)
+    assert text_part.count("AI summary (Hugging Face):") == len(ai)
+
+
+def test_the_preheader_teases_the_top_paper_and_the_subject_leads_with_content(largest) -> None:  # type: ignore[no-untyped-def]
+    settings, _, selection, variant, html_part, _ = largest
+    top = max((p.paper for s in selection.sections for p in s.papers), key=lambda paper: paper.score)
+    assert variant.subject.startswith(f"{selection.paper_count} new in ")
+    assert variant.subject.endswith(latex_to_text(top.title)[:40]) or latex_to_text(top.title)[:40] in variant.subject
+    assert not variant.subject.startswith(settings.newsletter.name)
+    preheader = re.search(r'<div style="display:none[^>]*>(.*?)</div>', html_part, re.DOTALL)
+    assert preheader is not None
+    teaser, _, padding = preheader.group(1).partition("\u034f")  # the entities, as Premailer writes them
+    assert teaser.startswith("Top paper: ")
+    assert teaser != variant.subject
+    assert padding.count("\u200c") >= 60  # enough filler that the masthead never shows in the preview
+    top_block = re.search(r'<td class="top".*?</td>', html_part, re.DOTALL)
+    assert top_block is not None
+    assert 3 <= top_block.group(0).count('class="tp"') <= 5
+    assert re.search(r"\d+ upvotes?, [\d,]+ stars?", top_block.group(0))
+
+
+def test_latex_becomes_unicode_in_email_web_and_feeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fix_tokens(monkeypatch)
+    settings = email_settings(tmp_path, sources=FIXTURE_SOURCES[:1])
+    store, editions = stores(settings)
+    title = r"$\text{BrowseComp-Plus}_{\text{CM}}$: agents with $\alpha \geq 2$ tools"
+    abstract = (r"Agents reach $O(n^2)$ accuracy on $\mathbb{R}^{d}$ with \textbf{tool use}, 50% fewer steps "
+                r"and costs under $5 per task; $x_{12}$ is $\sim$3x better.")
+    store.upsert([Paper(paper_id="2604.00001", title=title, abstract=abstract, authors=("A. Author",),
+                        categories=("cs.MA",), primary_category="cs.MA", abs_url="https://arxiv.org/abs/2604.00001",
+                        sources=("t",), published=NOW)], now=NOW)
+    from newsletter.editions.build import build_edition
+    from newsletter.editions.selection import select
+
+    edition = build_edition(settings, store, editions, frequency="daily", now=NOW.replace(hour=9))
+    variant = render(settings, select(edition, ["agents"], max_per_topic=5))
+    html_part, text_part = personalised(settings, edition, variant)
+    page = RenderEnvironment(settings).render("web/edition.html.j2",
+                                              edition_page_context(settings, edition, root="https://p.example"))
+    agents = next(t for t in settings.topics if t.slug == "agents")
+    feed = RenderEnvironment(settings).render("web/topic.atom.j2", topic_feed_context(settings, agents, [edition]))
+    for rendered in (html_part, text_part, page, feed, variant.subject):
+        assert "BrowseComp-Plus_CM: agents with α ≥ 2 tools" in rendered
+        assert "\\text" not in rendered
+        assert "$\\" not in rendered
+    for rendered in (html_part, text_part, page, feed):
+        flat = " ".join(rendered.split())
+        assert "O(n²) accuracy on ℝᵈ with tool use, 50% fewer steps and costs under $5 per task; x₁₂ is ∼3x" in flat
+
+
+def test_weekly_editions_show_their_date_range() -> None:
+    assert edition_dates("weekly", date(2026, 4, 27), date(2026, 4, 20)) == "21–27 April 2026"
+    assert edition_dates("weekly", date(2026, 5, 3), date(2026, 4, 26)) == "27 April – 3 May 2026"
+    assert edition_dates("daily", date(2026, 4, 27), date(2026, 4, 26)) == "Monday, 27 April 2026"
+    assert datetime(2026, 4, 27, tzinfo=UTC)  # the window start is a datetime in the edition; dates here
+
+
+def test_an_accent_colour_too_light_for_text_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=re.escape("email.accent_color: expected a colour dark enough for text "
+                                                    "on white (contrast 2.15:1, needs 4.5:1)")):
+        email_settings(tmp_path, email='accent_color = "#f59e0b"')
+    settings = email_settings(tmp_path, email='accent_color = "#0f766e"\nlogo_url = "https://p.example/logo.png"')
+    assert settings.email.accent_color == "#0f766e"

@@ -1,0 +1,128 @@
+"""The largest edition in real Chromium at 375 and 1200 px, in light, dark and images-off: PNGs a person
+can open in test-artifacts/email-design/, no horizontal overflow, text contrast of at least 4.5:1 (WCAG AA)
+computed from the CSS the browser applied, and link buttons at least 44 px tall.
+
+Fails (never skips) when /usr/bin/chromium is missing.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Route, sync_playwright
+
+from tests.design_support import offline_edition, offline_settings_in, personalised, render, topic_selection
+from tests.email_support import fix_tokens
+from tests.test_email_browser import ARGS, ARTIFACTS, CHROMIUM
+
+pytestmark = pytest.mark.slow
+SHOTS = ARTIFACTS / "email-design"
+LOGO_URL = "https://cdn.example.org/logo.png"
+# a 1×1 dark PNG: the logo when images load
+LOGO_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
+CONTRAST_JS = """
+() => {
+  const parse = c => { const m = c.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
+    const p = m[1].split(',').map(Number); return {r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1}; };
+  const lum = ({r, g, b}) => {
+    const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  const background = el => { for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor); if (c && c.a > 0) return c; }
+    return {r: 255, g: 255, b: 255, a: 1}; };
+  const ratio = (fg, bg) => {
+    const a = lum(fg), b = lum(bg); return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05); };
+  const shown = el => { for (let e = el; e; e = e.parentElement) { const s = getComputedStyle(e);
+      if (s.display === 'none' || s.visibility === 'hidden' || parseFloat(s.opacity) === 0) return false; }
+    const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
+  const worst = []; let checked = 0;
+  const check = (el, text) => { const fg = parse(getComputedStyle(el).color), bg = background(el);
+    const value = ratio(fg, bg); checked++;
+    if (value < 4.5) worst.push({text: text.slice(0, 50), color: getComputedStyle(el).color,
+                                 background: `rgb(${bg.r}, ${bg.g}, ${bg.b})`, ratio: value}); };
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) { const node = walker.currentNode; const text = node.textContent.trim();
+    if (text && shown(node.parentElement)) check(node.parentElement, text); }
+  for (const img of document.images) if (shown(img)) check(img, 'alt: ' + img.alt);
+  return {checked, worst, scroll: document.documentElement.scrollWidth, inner: window.innerWidth};
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def largest_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("screenshots")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fix_tokens(monkeypatch)
+        settings = offline_settings_in(folder, max_papers_per_topic=10, abstract_chars=600, logo_url=LOGO_URL)
+        edition = offline_edition(settings)
+        selection = topic_selection(settings, edition, 6)
+        variant = render(settings, selection)
+        html_part, _ = personalised(settings, edition, variant)
+    assert len(variant.paper_ids) > 50
+    path = folder / "largest.html"
+    path.write_text(html_part, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(largest_html: Path) -> Iterator[Browser]:
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+def route_for(images: bool):  # type: ignore[no-untyped-def]
+    def handle(route: Route) -> None:
+        url = route.request.url
+        if url.startswith(("file:", "data:", "about:")):
+            route.continue_()
+        elif images and url == LOGO_URL:
+            route.fulfill(status=200, content_type="image/png", body=LOGO_PNG)
+        else:
+            route.abort()  # nothing leaves the machine; with images off, the logo never loads
+    return handle
+
+
+@pytest.mark.parametrize("width", [375, 1200])
+@pytest.mark.parametrize("mode", ["light", "dark", "images-off"])
+def test_the_largest_edition_reads_well_everywhere(largest_html: Path, browser: Browser, width: int,
+                                                   mode: str) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 1000},
+                                  color_scheme="dark" if mode == "dark" else "light")
+    try:
+        page = context.new_page()
+        page.route("**/*", route_for(images=mode != "images-off"))
+        page.goto(largest_html.as_uri())
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"largest-{width}px-{mode}.png"), full_page=True)
+        result: dict[str, Any] = page.evaluate(CONTRAST_JS)
+        assert result["scroll"] <= result["inner"], f"horizontal overflow at {width}px: {result['scroll']}"
+        assert result["checked"] > 300
+        assert not result["worst"], result["worst"][:5]
+        buttons = page.locator("a.b")
+        assert buttons.count() > 100
+        heights = page.evaluate("() => Array.from(document.querySelectorAll('a.b, .foot a'), "
+                                "a => a.getBoundingClientRect().height)")
+        assert min(heights) >= 44
+        logo = page.locator("img.logo")
+        assert logo.get_attribute("alt") == "Trending Papers (offline example)"
+        styles = logo.evaluate("img => { const s = getComputedStyle(img); return {bg: s.backgroundColor, "
+                               "w: img.getBoundingClientRect().width}; }")
+        assert styles["bg"] == "rgba(0, 0, 0, 0)"  # images off: the alt text on the card, not a grey box
+        assert 0 < styles["w"] <= 200 or mode == "images-off"
+        if mode == "dark":
+            card, page_bg = page.evaluate("() => [getComputedStyle(document.querySelector('td.card')).backgroundColor,"
+                                          " getComputedStyle(document.body).backgroundColor]")
+            assert card != page_bg  # cards keep their own colour in dark mode
+    finally:
+        context.close()
