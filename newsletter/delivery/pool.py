@@ -75,6 +75,10 @@ class RunStats:
     """Why the run stopped early for a reason that is not the readers' fault (None: it did not)."""
     reasons: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per state (deferred, failed): how many rows for each reply, so a summary can group them."""
+    relay: str = ""
+    """Where this run sent (host:port of the relay, or the outbox folder), for the summary."""
+    interrupted: bool = False
+    """A stop was requested (SIGINT/SIGTERM) before every due row was tried."""
 
     COUNTERS: ClassVar[tuple[str, ...]] = ("sent", "deferred", "failed", "ambiguous", "suppressed", "released",
                                            "lost", "soft_bounced")
@@ -101,6 +105,8 @@ class RunStats:
         self.bounced.extend(int(i) for i in other.get("bounced", []))
         if self.halt is None and other.get("halt"):
             self.halt = str(other["halt"])
+        self.relay = self.relay or str(other.get("relay") or "")
+        self.interrupted = self.interrupted or bool(other.get("interrupted"))
         for state, group in dict(other.get("reasons") or {}).items():
             mine = self.reasons.setdefault(str(state), {})
             for reason, n in group.items():
@@ -420,6 +426,7 @@ class Pool:
         self.unstarted: dict[int, str] = {}
         """Rows taken from the queue after a halt, not tried: released by the caller."""
         self.relay = f"{settings.host}:{settings.port}" if settings.backend == "smtp" else settings.outbox
+        self.stats.relay = self.relay
         self._domains: dict[str, asyncio.Semaphore] = {}
         self._limiter = RateLimiter(settings.rate_limit)
         self._workers: list[asyncio.Task[None]] = []

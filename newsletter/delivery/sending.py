@@ -133,7 +133,7 @@ async def deliver(
                     if on_progress is not None:
                         on_progress(pool.stats)
                     await asyncio.sleep(0.02)
-            finished_claiming = not pool.halted
+            finished_claiming = not stopping()
         except SQLAlchemyError as error:
             pool.halt(f"cannot use the delivery ledger: {one_line(error)}")
     finally:
@@ -151,6 +151,7 @@ async def deliver(
                 log.error("could not release %d claimed rows (%s); they are free once their lease lapses or "
                           "this process is gone", len(unstarted), one_line(error))
             pool.stats.released += len(unstarted)
+        pool.stats.interrupted = stop.is_set() and not finished_claiming
     if on_progress is not None:
         on_progress(pool.stats)
     return pool.stats
