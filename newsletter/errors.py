@@ -49,6 +49,21 @@ class DeliveryError(NewsletterError):
     """Sending cannot go on (the relay refuses our credentials, the ledger cannot be written)."""
 
 
+class LedgerWriteError(DeliveryError):
+    """The delivery ledger cannot be written (locked past busy_timeout, read-only, the server went away)."""
+
+
+class ClaimLostError(DeliveryError):
+    """A claimed row is no longer this sender's: its lease lapsed and another sender claimed it.
+
+    Raised before DATA, so the row is not sent by this sender (its new holder sends it).
+    """
+
+    def __init__(self, delivery_id: int) -> None:
+        self.delivery_id = delivery_id
+        super().__init__(f"delivery {delivery_id} is claimed by another sender")
+
+
 class TemplateError(NewsletterError):
     """A template is missing, invalid or failed to render; the message names the template and search path."""
 

@@ -123,9 +123,10 @@ def test_unknown_recipient_fails_and_bounces_the_subscriber(ledger: Ledger, sink
     assert received(sink) == {emails[0]: 1, emails[2]: 1}
 
 
-def test_permanent_content_refusal_fails_without_bounce(ledger: Ledger, sink: MailSink) -> None:
+@pytest.mark.parametrize("reply", ["554 5.6.0 Message content rejected", "554 Message rejected"])
+def test_permanent_content_refusal_fails_without_bounce(ledger: Ledger, sink: MailSink, reply: str) -> None:
     fill(ledger, 1)
-    sink.add_fault(Fault(phase="dot", action="reply", reply="554 5.7.1 Message rejected as spam"))
+    sink.add_fault(Fault(phase="dot", action="reply", reply=reply))
     bounced: list[object] = []
     counts = run(ledger, settings_for(sink), Clock(), on_bounce=lambda *args: bounced.append(args))
     assert counts["failed"] == 1
@@ -189,13 +190,16 @@ def test_rate_limit_spaces_the_messages(ledger: Ledger, sink: MailSink) -> None:
     assert stored[-1] - stored[0] >= 0.15  # 8 intervals of 1/40 s = 0.2 s at the least between first and last
 
 
-def test_refused_connection_is_deferred(ledger: Ledger) -> None:
+def test_refused_connection_stops_the_run_and_leaves_every_row_retriable(ledger: Ledger) -> None:
     fill(ledger, 2)
     with MailSink() as closed:
         port = closed.port
-    counts = run(ledger, DeliverySettings(port=port, concurrency=2, timeout_seconds=1), Clock())
-    assert counts["deferred"] == 2
-    assert "SMTPConnectError" in ledger.rows(EDITION, state="deferred")[0]["last_message"]
+    stats = asyncio.run(deliver(ledger.engine, settings=DeliverySettings(port=port, concurrency=2, timeout_seconds=1),
+                                sender="papers@example.org", edition_id=EDITION, build_message=build, clock=Clock()))
+    assert stats.halt is not None
+    assert stats.halt.startswith(f"cannot open a session with the relay 127.0.0.1:{port}: SMTPConnectError")
+    counts = ledger.counts(EDITION)
+    assert (counts["pending"], counts["deferred"], counts["failed"]) == (2, 0, 0)
 
 
 def test_a_stop_releases_unstarted_rows_and_the_next_run_completes(ledger: Ledger, sink: MailSink) -> None:
@@ -223,8 +227,9 @@ def test_expired_claims_are_released_or_made_ambiguous_by_phase(ledger: Ledger) 
     claimed = ledger.claim(EDITION, limit=3, now=START, lease=timedelta(minutes=5))
     assert len(claimed) == 3
     assert ledger.claim(EDITION, limit=3, now=START, lease=timedelta(minutes=5)) == []  # nothing twice
-    ledger.record(data_phase=[claimed[0].id], outcomes=[], now=START)
-    ledger.record(data_phase=[], outcomes=[Outcome(delivery_id=claimed[2].id, state="sent", phase="data")], now=START)
+    ledger.record(data_phase=[(claimed[0].id, claimed[0].claim_token)], outcomes=[], now=START)
+    ledger.record(data_phase=[], outcomes=[Outcome(delivery_id=claimed[2].id, state="sent", phase="data",
+                                                   claim_token=claimed[2].claim_token)], now=START)
     assert ledger.release_expired(EDITION, now=START + timedelta(minutes=1)) == (0, 0)  # still leased
     assert ledger.release_expired(EDITION, now=START + timedelta(minutes=6)) == (1, 1)
     counts = ledger.counts(EDITION)

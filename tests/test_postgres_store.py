@@ -111,8 +111,9 @@ def test_ledger_queries_for_workers(engine: Engine) -> None:
     assert [d.id for d in claimed] == ids[:3]
     later = NOW + timedelta(minutes=1)
     ledger.record(data_phase=[], now=NOW, outcomes=[
-        Outcome(delivery_id=ids[0], state="sent", phase="data", code=250),
-        Outcome(delivery_id=ids[1], state="deferred", phase="rcpt", code=451, next_attempt_at=later),
+        Outcome(delivery_id=ids[0], state="sent", phase="data", code=250, claim_token=claimed[0].claim_token),
+        Outcome(delivery_id=ids[1], state="deferred", phase="rcpt", code=451, next_attempt_at=later,
+                claim_token=claimed[1].claim_token),
     ])
     assert ledger.due_ids(1, now=NOW) == ids[3:]
     assert ledger.due_ids(1, now=later) == [ids[1], *ids[3:]]

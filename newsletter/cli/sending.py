@@ -96,6 +96,10 @@ def _print_send_report(result: SendReport) -> None:
     console.print(f"this run: {stats.sent} sent, {stats.deferred} deferred, {stats.failed} failed, "
                   f"{stats.ambiguous} ambiguous, {stats.suppressed} suppressed, {stats.released} released",
                   highlight=False, soft_wrap=True)
+    relay = f" (relay {stats.relay})" if stats.relay else ""
+    for state, group in sorted(stats.reasons.items()):
+        for reason, count in sorted(group.items(), key=lambda item: -item[1])[:5]:
+            console.print(f"{count} {state}: {reason}{relay}", highlight=False, soft_wrap=True)
     for row in result.ambiguous:
         console.print(f"[yellow]ambiguous[/yellow] {term(row['email'])}: {term(row['message'])} (not resent; "
                       "check the relay's "
@@ -179,6 +183,37 @@ def send(app: App, frequency: Literal["daily", "weekly"], day: datetime | None, 
         result = run_send(app.settings, app.store.engine, frequency=frequency, day=when, limit=limit,
                           processes=processes, workers=use_workers, wait=not no_wait, on_progress=update)
     _print_send_report(result)
+    check_complete(result)
+
+
+EXIT_INCOMPLETE = 3
+"""`send` finished, but rows are left for later through no fault of the readers (deferred, interrupted)."""
+
+
+class Incomplete(click.ClickException):
+    exit_code = EXIT_INCOMPLETE
+
+
+def check_complete(result: SendReport) -> None:
+    """Exit non-zero when something is left undelivered that is not the readers' fault.
+
+    A halt (session error, a refusal by policy, the breaker, the ledger) exits 1 with its reason; rows
+    deferred by the relay, or a run stopped by a signal with rows left, exit 3. Readers' own refusals
+    (a bounce, a full mailbox) do not make the run fail.
+    """
+    from newsletter.errors import DeliveryError
+
+    stats, counts = result.stats, result.counts
+    left = counts.get("pending", 0) + counts.get("claimed", 0)
+    if stats.halt is not None:
+        raise DeliveryError(f"delivery stopped: {stats.halt}; {left} messages left to send: fix the cause, then "
+                            "run `newsletter send` again (see docs/delivery.md)")
+    relay_deferred = stats.deferred - stats.soft_bounced
+    if relay_deferred > 0:
+        raise Incomplete(f"{relay_deferred} messages deferred by the relay {stats.relay}; they are retried "
+                         "later (`newsletter send` again, or `serve`)")
+    if stats.interrupted and left:
+        raise Incomplete(f"stopped with {left} messages left to send; run `newsletter send` again to resume")
 
 
 @click.command()

@@ -195,10 +195,7 @@ def _deliver_in_processes(
             log.error("sending process %s exited with %s; its claims are released after the lease",
                       child.pid, child.returncode)
             continue
-        part = json.loads(output.strip().splitlines()[-1])
-        for name in RunStats.COUNTERS:
-            setattr(stats, name, getattr(stats, name) + int(part.get(name, 0)))
-        stats.bounced.extend(part["bounced"])
+        stats.merge(json.loads(output.strip().splitlines()[-1]))
     if on_progress is not None:
         on_progress(_progress(engine, prepared, total))
     return stats

@@ -2,7 +2,9 @@
 
 Any number of these loops may run at once (one per process and core, or one per worker machine): the
 ledger's atomic claims split the work. A stop request (SIGINT/SIGTERM) ends claiming; rows already
-queued but not started are released at once, rows in flight finish, and the next run resumes.
+queued but not started are released at once, rows in flight finish, and the next run resumes. A halt
+(a session error, a refusal that is not the readers' fault, a ledger that cannot be written) ends the
+run the same way and says why in ``RunStats.halt``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.clock import Clock, utcnow, worker_name
 from newsletter.config import DeliverySettings, Settings
@@ -31,6 +34,7 @@ from newsletter.delivery.pool import (
     RetryPolicy,
     RunStats,
     SmtpTransport,
+    one_line,
 )
 from newsletter.editions.records import Edition
 from newsletter.errors import ConfigError
@@ -76,6 +80,9 @@ async def deliver(
     writer = LedgerWriter(ledger, clock=clock)
     writer.start()
 
+    def stopping() -> bool:
+        return stop.is_set() or pool.halted
+
     def transport() -> SmtpTransport | FileTransport:
         if settings.backend == "file":
             return FileTransport(Path(settings.outbox))
@@ -95,57 +102,104 @@ async def deliver(
     low_water = max(1, settings.claim_batch // 2)
     finished_claiming = False
     try:
-        await asyncio.to_thread(ledger.release_expired, edition_id, now=clock())
-        while not stop.is_set() and (limit is None or queued < limit):
-            size = settings.claim_batch if limit is None else min(settings.claim_batch, limit - queued)
-            batch = await asyncio.to_thread(ledger.claim, edition_id, limit=size, now=clock(), lease=lease, only=only)
-            if not batch:
-                break
-            if active_subscribers is not None:
-                suppressed = await asyncio.to_thread(
-                    ledger.suppress_inactive, [d.id for d in batch], active_subscribers=active_subscribers, now=clock()
-                )
-                batch = [d for d in batch if d.id not in suppressed]
-                pool.stats.suppressed += len(suppressed)
-            for delivery in batch:
-                pool.submit(Job(delivery, build_message(delivery)))
-            queued += len(batch)
-            while pool.queue.qsize() > low_water and not stop.is_set():
-                if on_progress is not None:
-                    on_progress(pool.stats)
-                await asyncio.sleep(0.02)
-        finished_claiming = True
+        try:
+            await asyncio.to_thread(_release_dead_claims, ledger, edition_id, now=clock())
+            while not stopping() and (limit is None or queued < limit):
+                size = settings.claim_batch if limit is None else min(settings.claim_batch, limit - queued)
+                batch = await asyncio.to_thread(ledger.claim, edition_id, limit=size, now=clock(), lease=lease,
+                                                only=only)
+                if not batch:
+                    break
+                if active_subscribers is not None:
+                    suppressed = await asyncio.to_thread(
+                        ledger.suppress_inactive, [d.id for d in batch], active_subscribers=active_subscribers,
+                        now=clock(), tokens={d.claim_token for d in batch},
+                    )
+                    batch = [d for d in batch if d.id not in suppressed]
+                    pool.stats.suppressed += len(suppressed)
+                for delivery in batch:
+                    pool.submit(Job(delivery, build_message(delivery)))
+                queued += len(batch)
+                while pool.queue.qsize() > low_water and not stopping():
+                    if on_progress is not None:
+                        on_progress(pool.stats)
+                    await asyncio.sleep(0.02)
+            finished_claiming = not stopping()
+        except SQLAlchemyError as error:
+            pool.halt(f"cannot use the delivery ledger: {one_line(error)}")
     finally:
-        # After a stop or an error, queued rows no connection has started go back at once; otherwise the
-        # workers empty the queue before they see the end-of-work markers.
-        unstarted = _drain(pool) if stop.is_set() or not finished_claiming else []
+        # After a stop, a halt or an error, queued rows no connection has started go back at once;
+        # otherwise the workers empty the queue before they see the end-of-work markers.
+        unstarted = _drain(pool) if stopping() or not finished_claiming else {}
         await pool.finish()
         await writer.close()
         renewing.cancel()
+        unstarted.update(pool.unstarted)
         if unstarted:
-            await asyncio.to_thread(ledger.release, unstarted, now=clock())
+            try:
+                await asyncio.to_thread(ledger.release, unstarted, now=clock())
+            except SQLAlchemyError as error:
+                log.error("could not release %d claimed rows (%s); they are free once their lease lapses or "
+                          "this process is gone", len(unstarted), one_line(error))
             pool.stats.released += len(unstarted)
+        pool.stats.interrupted = stop.is_set() and not finished_claiming
     if on_progress is not None:
         on_progress(pool.stats)
     return pool.stats
 
 
-def _drain(pool: Pool) -> list[int]:
-    """Take back queued jobs no connection has started (a stop request or an error)."""
-    unstarted: list[int] = []
+def _drain(pool: Pool) -> dict[int, str]:
+    """Take back queued jobs no connection has started (a stop request or an error): id → claim token."""
+    unstarted: dict[int, str] = {}
     while not pool.queue.empty():
         job = pool.queue.get_nowait()
         if job is not None:
-            unstarted.append(job.delivery.id)
-            pool.outstanding.discard(job.delivery.id)
+            unstarted[job.delivery.id] = job.delivery.claim_token
+            pool.outstanding.pop(job.delivery.id, None)
     return unstarted
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def dead_senders(workers: Collection[str]) -> list[str]:
+    """Of these senders (host:pid), those provably dead: on this host, and no process has that pid."""
+    host = socket.gethostname()
+    dead = []
+    for worker in workers:
+        where, _, pid = worker.rpartition(":")
+        if where == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            dead.append(worker)
+    return dead
+
+
+def _release_dead_claims(ledger: Ledger, edition_id: int, *, now: datetime) -> tuple[int, int]:
+    """Free lapsed claims, and at once those of senders of this host that died (a resume after a crash)."""
+    dead = dead_senders(ledger.claim_holders(edition_id))
+    if dead:
+        log.info("releasing the claims of dead senders %s", ", ".join(sorted(dead)))
+    return ledger.release_expired(edition_id, now=now, dead_workers=dead)
+
+
 async def _renew_leases(ledger: Ledger, pool: Pool, *, lease: timedelta, clock: Clock) -> None:
-    """A live sender keeps its claims: only a dead process's claims ever expire."""
+    """A live sender keeps its claims: only a dead process's claims ever expire.
+
+    A failed renewal is logged and tried again at the next tick: if the lease lapses meanwhile, fencing
+    makes sure a row another sender took over is not sent by this one.
+    """
     while True:
         await asyncio.sleep(lease.total_seconds() / 3)
-        await asyncio.to_thread(ledger.renew, sorted(pool.outstanding), until=clock() + lease)
+        try:
+            await asyncio.to_thread(ledger.renew, set(pool.outstanding.values()), until=clock() + lease)
+        except SQLAlchemyError as error:
+            log.warning("could not renew the claims' lease (%s); trying again", one_line(error))
 
 
 # --- one `send`: prepare the ledger, then deliver it (in this process or in several) ----------------------

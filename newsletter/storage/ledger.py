@@ -6,7 +6,10 @@ accepted MAIL, RCPT and DATA), so whatever instant a process dies at, a row eith
 point (its claim expires and it is sent later) or did (it becomes ``ambiguous`` and is never resent
 automatically: an operator decides).
 
-Claims are atomic batches marked with a claim token and a lease; a live sender renews its lease.
+Claims are atomic batches marked with a claim token and a lease; a live sender renews its lease. Every
+write to a claimed row (mark DATA, store an outcome, renew, release, suppress) is fenced by that token: a
+sender paused past its lease, whose rows another sender has since claimed, finds its writes match nothing,
+learns before DATA that the row is no longer its own, and does not send it.
 Every statement is portable SQL (SQLite by default, PostgreSQL later).
 """
 
@@ -32,8 +35,10 @@ deliveries = db.deliveries
 variants = db.variants
 
 _DELIVERY_COLUMNS = [deliveries.c[name] for name in (
-    "id", "edition_id", "subscriber_id", "email", "name", "variant_key", "message_id", "attempts", "created")]
-_CLAIMED_ROW = sa.and_(deliveries.c.id == sa.bindparam("row_id"), deliveries.c.state == "claimed")
+    "id", "edition_id", "subscriber_id", "email", "name", "variant_key", "message_id", "attempts", "created",
+    "claim_token")]
+_CLAIMED_ROW = sa.and_(deliveries.c.id == sa.bindparam("row_id"), deliveries.c.state == "claimed",
+                       deliveries.c.claim_token == sa.bindparam("token"))
 _MARK_DATA = deliveries.update().where(_CLAIMED_ROW).values(phase=DATA_PHASE, updated=sa.bindparam("now"))
 _STORE_OUTCOME = (
     deliveries.update()
@@ -73,6 +78,8 @@ class Delivery:
     message_id: str
     attempts: int
     created: datetime
+    claim_token: str = ""
+    """The claim this process holds on the row; every write to the row names it (fencing)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +93,8 @@ class Outcome:
     message: str = ""
     count_attempt: bool = True
     next_attempt_at: datetime | None = None
+    claim_token: str = ""
+    """The claim under which the row was sent: an outcome for a row since claimed by another is dropped."""
 
 
 @dataclass(frozen=True)
@@ -150,12 +159,20 @@ class Ledger:
 
     # --- claiming -----------------------------------------------------------------------------------------
 
-    def release_expired(self, edition_id: int, *, now: datetime) -> tuple[int, int]:
-        """Free the claims of dead processes: rows that reached DATA become ambiguous, the others pending."""
+    def release_expired(self, edition_id: int, *, now: datetime,
+                        dead_workers: Collection[str] = ()) -> tuple[int, int]:
+        """Free the claims of dead processes: rows that reached DATA become ambiguous, the others pending.
+
+        A claim is free once its lease lapsed, or at once when its holder is in ``dead_workers`` (a sender
+        known to be dead: same host, its pid gone), so a resume right after a crash need not wait a lease.
+        """
+        lapsed: sa.ColumnElement[bool] = deliveries.c.lease_until < now
+        if dead_workers:
+            lapsed = sa.or_(lapsed, deliveries.c.worker.in_(list(dead_workers)))
         expired = sa.and_(
             deliveries.c.edition_id == edition_id,
             deliveries.c.state == "claimed",
-            deliveries.c.lease_until < now,
+            lapsed,
         )
         with self.engine.begin() as connection:
             ambiguous = connection.execute(
@@ -169,7 +186,17 @@ class Ledger:
             ).rowcount
         return int(released or 0), int(ambiguous or 0)
 
-    def suppress_inactive(self, ids: Sequence[int], *, active_subscribers: sa.Select[Any], now: datetime) -> set[int]:
+    def claim_holders(self, edition_id: int) -> set[str]:
+        """The senders (host:pid) holding claims on the edition's rows, lapsed or not."""
+        with self.engine.connect() as connection:
+            return {str(w) for w in connection.execute(
+                sa.select(deliveries.c.worker).distinct().where(
+                    deliveries.c.edition_id == edition_id, deliveries.c.state == "claimed",
+                    deliveries.c.worker.is_not(None))
+            ).scalars()}
+
+    def suppress_inactive(self, ids: Sequence[int], *, active_subscribers: sa.Select[Any], now: datetime,
+                          tokens: Collection[str] | None = None) -> set[int]:
         """Of these just-claimed rows, suppress those whose subscriber is no longer active; returns their ids.
 
         Run on every claimed batch, so an unsubscribe or a bounce recorded while an edition is being sent
@@ -179,12 +206,14 @@ class Ledger:
             return set()
         inactive = sa.and_(deliveries.c.id.in_(list(ids)), deliveries.c.state == "claimed",
                            ~deliveries.c.subscriber_id.in_(active_subscribers))
+        if tokens is not None:
+            inactive = sa.and_(inactive, deliveries.c.claim_token.in_(list(tokens)))
         with self.engine.begin() as connection:
             found = set(connection.execute(sa.select(deliveries.c.id).where(inactive)).scalars())
             if found:
                 connection.execute(
                     deliveries.update()
-                    .where(deliveries.c.id.in_(found), deliveries.c.state == "claimed")
+                    .where(inactive, deliveries.c.id.in_(found))
                     .values(state="suppressed", claim_token=None, updated=now, last_message="subscriber is not active")
                 )
         return found
@@ -233,48 +262,70 @@ class Ledger:
             ).all()
         return [Delivery(**row._asdict()) for row in rows]
 
-    def renew(self, ids: Sequence[int], *, until: datetime) -> None:
-        if ids:
-            with self.engine.begin() as connection:
-                connection.execute(
-                    deliveries.update()
-                    .where(deliveries.c.id.in_(ids), deliveries.c.state == "claimed")
-                    .values(lease_until=until)
-                )
-
-    def release(self, ids: Sequence[int], *, now: datetime) -> int:
-        """Give back claimed rows that never reached DATA (a clean stop)."""
-        if not ids:
+    def renew(self, tokens: Collection[str], *, until: datetime) -> int:
+        """Extend the lease of every row still claimed under these claim tokens; returns how many."""
+        if not tokens:
             return 0
         with self.engine.begin() as connection:
             result = connection.execute(
                 deliveries.update()
-                .where(deliveries.c.id.in_(ids), deliveries.c.state == "claimed", deliveries.c.phase != DATA_PHASE)
+                .where(deliveries.c.claim_token.in_(list(tokens)), deliveries.c.state == "claimed")
+                .values(lease_until=until)
+            )
+        return int(result.rowcount or 0)
+
+    def release(self, claims: Mapping[int, str], *, now: datetime) -> int:
+        """Give back claimed rows (id → claim token) that never reached DATA (a clean stop)."""
+        if not claims:
+            return 0
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_(list(claims)), deliveries.c.state == "claimed",
+                       deliveries.c.claim_token.in_(set(claims.values())), deliveries.c.phase != DATA_PHASE)
                 .values(state="pending", claim_token=None, phase="", updated=now)
             )
         return int(result.rowcount or 0)
 
     # --- recording ----------------------------------------------------------------------------------------
 
-    def record(self, *, data_phase: Sequence[int], outcomes: Sequence[Outcome], now: datetime) -> None:
-        """One transaction: mark rows about to send DATA, and store finished outcomes (group commit).
+    def record(self, *, data_phase: Sequence[tuple[int, str]], outcomes: Sequence[Outcome],
+               now: datetime) -> set[int]:
+        """One transaction: mark rows (id, claim token) about to send DATA, and store finished outcomes.
 
-        Both statements are built once (``_MARK_DATA``, ``_STORE_OUTCOME``) and run as executemany: this
-        runs for every message sent, and building them per call cost more than SQLite's own work.
+        Returns the ids of ``data_phase`` rows that are no longer claimed under that token: another sender
+        took them over after this one's lease lapsed, so this one must not send them. Outcomes for such rows
+        are dropped the same way. Both statements are built once (``_MARK_DATA``, ``_STORE_OUTCOME``) and
+        run as executemany: this runs for every message sent, and building them per call cost more than
+        SQLite's own work.
         """
+        lost: set[int] = set()
         with self.engine.begin() as connection:
             if data_phase:
-                connection.execute(_MARK_DATA, [{"row_id": i, "now": now} for i in data_phase])
+                result = connection.execute(_MARK_DATA, [{"row_id": i, "token": t, "now": now} for i, t in data_phase])
+                if not (self.engine.dialect.supports_sane_multi_rowcount and result.rowcount == len(data_phase)):
+                    lost = self._not_marked(connection, data_phase)
             if outcomes:
                 connection.execute(
                     _STORE_OUTCOME,
                     [
-                        {"row_id": o.delivery_id, "new_state": o.state, "new_phase": o.phase,
+                        {"row_id": o.delivery_id, "token": o.claim_token, "new_state": o.state, "new_phase": o.phase,
                          "attempt": 1 if o.count_attempt else 0, "next_at": o.next_attempt_at, "code": o.code,
                          "msg": o.message[:1000], "sent": now if o.state == "sent" else None, "now": now}
                         for o in outcomes
                     ],
                 )
+        return lost
+
+    @staticmethod
+    def _not_marked(connection: sa.Connection, data_phase: Sequence[tuple[int, str]]) -> set[int]:
+        """Of rows just marked for DATA, those the update did not reach (claimed by another token)."""
+        wanted = dict(data_phase)
+        held = dict(connection.execute(
+            sa.select(deliveries.c.id, deliveries.c.claim_token).where(
+                deliveries.c.id.in_(list(wanted)), deliveries.c.state == "claimed", deliveries.c.phase == DATA_PHASE)
+        ).all())
+        return {i for i, token in wanted.items() if held.get(i) != token}
 
     # --- reading ------------------------------------------------------------------------------------------
 

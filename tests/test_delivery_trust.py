@@ -1,0 +1,288 @@
+"""Delivery an operator can trust: `send` against a real relay that refuses, a wrong password, a stalled
+sender, a failing database. Real processes, real aiosmtpd relay with scripted replies, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from newsletter.config import load_settings
+from newsletter.storage.db import open_database
+from newsletter.storage.ledger import Ledger
+from subscribers.store import SubscriberStore
+from tests.conftest import spawn
+from tests.mailsink import Fault, MailSink
+from tests.test_send import SECRET, _wait_for, add_subscribers, cli_run, make_config
+
+
+@pytest.fixture
+def sink() -> Iterator[MailSink]:
+    with MailSink() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+
+
+def ledger_of(config: Path) -> Ledger:
+    return Ledger(open_database(load_settings(config).newsletter.database_url))
+
+
+def statuses(config: Path) -> dict[str, int]:
+    store = SubscriberStore(open_database(load_settings(config).newsletter.database_url))
+    return store.counts_by_status()
+
+
+def copies(sink: MailSink) -> dict[str, int]:
+    return {address: len(messages) for address, messages in sink.by_recipient().items()}
+
+
+@pytest.mark.usefixtures("database_url")  # SQLite and the PostgreSQL server
+@pytest.mark.parametrize("reply", [
+    "550 5.7.1 Relaying denied",
+    "550 5.7.1 Service unavailable; client host [127.0.0.1] blocked using zen.spamhaus.org",
+])
+def test_a_relay_refusing_every_recipient_by_policy_bounces_no_one(tmp_path: Path, sink: MailSink,
+                                                                   reply: str) -> None:
+    config = make_config(tmp_path, sink)
+    assert cli_run(config, "fetch")[0] == 0
+    emails = add_subscribers(config, 8)
+    sink.add_fault(Fault(phase="rcpt", action="reply", reply=reply, times=None))
+    code, output = cli_run(config, "send")
+    assert code == 1, output
+    assert f"Error: delivery stopped: {reply} (relay 127.0.0.1:{sink.port}" in output
+    assert statuses(config).get("bounced", 0) == 0
+    counts = ledger_of(config).counts(1)
+    assert (counts["failed"], counts["sent"], counts["claimed"], counts["pending"]) == (0, 0, 0, 8)
+    sink.clear_faults()
+    code, output = cli_run(config, "send")
+    assert code == 0, output
+    assert copies(sink) == dict.fromkeys(emails, 1)
+
+
+@pytest.mark.usefixtures("database_url")
+def test_a_wrong_password_fails_no_row_and_the_right_one_delivers_each_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with MailSink(auth=("relay-user", "right")) as sink:
+        config = make_config(tmp_path, sink, extra='username = "relay-user"')
+        assert cli_run(config, "fetch")[0] == 0
+        emails = add_subscribers(config, 6)
+        monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", "wrong")
+        code, output = cli_run(config, "send")
+        assert code == 1, output
+        assert "Error: delivery stopped: 535 5.7.8 Authentication credentials invalid" in output
+        assert f"relay 127.0.0.1:{sink.port}" in output
+        counts = ledger_of(config).counts(1)
+        assert (counts["failed"], counts["pending"], counts["claimed"]) == (0, 6, 0)
+        monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", "right")
+        code, output = cli_run(config, "send")
+        assert code == 0, output
+        assert copies(sink) == dict.fromkeys(emails, 1)
+
+
+@pytest.mark.parametrize(("fault", "quoted"), [
+    (Fault(phase="connect", action="reply", reply="554 5.3.2 No SMTP service here", times=None),
+     "554 5.3.2 No SMTP service"),
+    (Fault(phase="mail", action="reply", reply="553 5.7.1 Sender address rejected", times=None),
+     "553 5.7.1 Sender address rejected"),
+])
+def test_session_errors_stop_the_run_and_leave_every_row_retriable(tmp_path: Path, sink: MailSink, fault: Fault,
+                                                                   quoted: str) -> None:
+    config = make_config(tmp_path, sink)
+    assert cli_run(config, "fetch")[0] == 0
+    emails = add_subscribers(config, 5)
+    sink.add_fault(fault)
+    code, output = cli_run(config, "send")
+    assert code == 1, output
+    assert quoted in output
+    assert "in reply to the session" in output
+    counts = ledger_of(config).counts(1)
+    assert (counts["failed"], counts["pending"]) == (0, 5)
+    sink.clear_faults()
+    assert cli_run(config, "send")[0] == 0
+    assert copies(sink) == dict.fromkeys(emails, 1)
+
+
+def test_an_unreachable_relay_exits_non_zero_with_the_reason(tmp_path: Path) -> None:
+    with MailSink() as closed:
+        config = make_config(tmp_path, closed)
+    assert cli_run(config, "fetch")[0] == 0
+    add_subscribers(config, 4)
+    code, output = cli_run(config, "send")
+    assert code == 1, output
+    assert f"cannot open a session with the relay 127.0.0.1:{closed.port}: SMTPConnectError" in output
+    assert ledger_of(config).counts(1)["pending"] == 4
+
+
+def test_deferrals_exit_3_and_the_summary_groups_them_by_reply(tmp_path: Path, sink: MailSink) -> None:
+    config = make_config(tmp_path, sink)
+    assert cli_run(config, "fetch")[0] == 0
+    emails = add_subscribers(config, 6)
+    for address in emails[:4]:
+        sink.add_fault(Fault(phase="rcpt", action="reply", reply="451 4.7.0 Try again later", recipient=address))
+    code, output = cli_run(config, "send")
+    assert code == 3, output
+    assert f"4 deferred: 451 4.7.0 Try again later (relay 127.0.0.1:{sink.port})" in output
+    assert "Error: 4 messages deferred by the relay" in output
+
+
+def test_a_mailbox_full_is_a_counted_soft_bounce_and_a_disabled_one_bounces(tmp_path: Path, sink: MailSink) -> None:
+    config = make_config(tmp_path, sink)
+    assert cli_run(config, "fetch")[0] == 0
+    emails = add_subscribers(config, 4)
+    sink.add_fault(Fault(phase="rcpt", action="reply", reply="552 5.2.2 Mailbox full", recipient=emails[0]))
+    sink.add_fault(Fault(phase="rcpt", action="reply", reply="550 5.2.1 Mailbox disabled", recipient=emails[1]))
+    code, output = cli_run(config, "send")
+    assert code == 0, output  # both are the readers' own: the run did its job
+    counts = ledger_of(config).counts(1)
+    assert (counts["sent"], counts["deferred"], counts["failed"]) == (2, 1, 1)
+    assert statuses(config)["bounced"] == 1
+    assert ledger_of(config).rows(1, state="deferred")[0]["email"] == emails[0]
+
+
+def test_the_same_refusal_for_n_recipients_in_a_row_trips_the_breaker(tmp_path: Path, sink: MailSink) -> None:
+    config = make_config(tmp_path, sink, extra="breaker_threshold = 3")
+    assert cli_run(config, "fetch")[0] == 0
+    add_subscribers(config, 12)
+    sink.add_fault(Fault(phase="rcpt", action="reply", reply="554 Transaction failed", times=None))
+    code, output = cli_run(config, "send")
+    assert code == 1, output
+    assert "3 recipients in a row refused with 554 Transaction failed" in output
+    counts = ledger_of(config).counts(1)
+    assert 3 <= counts["failed"] <= 3 + 3  # the three in a row, and at most the other connections' in flight
+    assert counts["pending"] == 12 - counts["failed"]
+    assert statuses(config).get("bounced", 0) == 0
+
+
+def test_a_malformed_reply_after_the_content_is_ambiguous(tmp_path: Path, sink: MailSink) -> None:
+    config = make_config(tmp_path, sink)
+    assert cli_run(config, "fetch")[0] == 0
+    emails = add_subscribers(config, 3)
+    sink.add_fault(Fault(phase="dot", action="reply", reply="250-Queued\r\nas what?", recipient=emails[1]))
+    cli_run(config, "send")
+    ledger = ledger_of(config)
+    assert [r["email"] for r in ledger.rows(1, state="ambiguous")] == [emails[1]]
+    assert ledger.counts(1)["failed"] == 0
+
+
+def _pause_outside_a_write(process: subprocess.Popen[bytes], url: str) -> None:
+    """SIGSTOP (a VM pause): its claims lapse while it holds rows in memory.
+
+    A SQLite writer paused inside a write transaction holds the file's lock and every other sender must
+    wait for it, so on SQLite the pause is retried until it falls outside one.
+    """
+    for _ in range(50):
+        process.send_signal(signal.SIGSTOP)
+        if not url.startswith("sqlite"):
+            return
+        probe = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=0.2)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.rollback()
+            return
+        except sqlite3.OperationalError:
+            process.send_signal(signal.SIGCONT)
+            time.sleep(0.01)
+        finally:
+            probe.close()
+    pytest.fail("the sender was inside a write transaction at every pause")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("database_url")  # SQLite and the PostgreSQL server
+def test_a_sender_stalled_past_its_lease_sends_nothing_another_took_over(tmp_path: Path, sink: MailSink) -> None:
+    config = make_config(tmp_path, sink, extra="lease_seconds = 1\nclaim_batch = 60")
+    assert cli_run(config, "fetch")[0] == 0
+    emails = add_subscribers(config, 60)
+    sink.reply_delay = 0.02
+    first = spawn(["--config", str(config), "send"])
+    _wait_for(sink, 5, first)
+    _pause_outside_a_write(first, load_settings(config).newsletter.database_url)
+    try:
+        time.sleep(2.5)
+        sink.reply_delay = 0
+        second = spawn(["--config", str(config), "send"])
+        output = second.communicate(timeout=120)[0].decode()
+        assert second.returncode == 0, output
+    finally:
+        first.send_signal(signal.SIGCONT)
+    first.communicate(timeout=120)
+    counts = copies(sink)
+    assert all(n == 1 for n in counts.values()), {a: n for a, n in counts.items() if n > 1}
+    ledger = ledger_of(config)
+    ambiguous = {r["email"] for r in ledger.rows(1, state="ambiguous")}
+    assert set(emails) - set(counts) <= ambiguous
+
+
+@pytest.mark.usefixtures("database_url")
+def test_an_immediate_resume_after_sigkill_takes_the_dead_senders_claims(tmp_path: Path, sink: MailSink) -> None:
+    config = make_config(tmp_path, sink, extra="claim_batch = 40")  # the default 300 s lease
+    assert cli_run(config, "fetch")[0] == 0
+    emails = add_subscribers(config, 80)
+    sink.reply_delay = 0.01
+    process = spawn(["--config", str(config), "send"])
+    _wait_for(sink, 10, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    sink.reply_delay = 0
+    code, output = cli_run(config, "send")
+    assert code == 0, output
+    ledger = ledger_of(config)
+    counts = ledger.counts(1)
+    assert (counts["pending"], counts["claimed"]) == (0, 0)
+    received = copies(sink)
+    assert all(n == 1 for n in received.values())
+    assert set(emails) - set(received) <= {r["email"] for r in ledger.rows(1, state="ambiguous")}
+
+
+@pytest.mark.slow
+def test_a_database_that_turns_read_only_mid_send_ends_it_with_one_line(tmp_path: Path, sink: MailSink,
+                                                                        postgres_session_url: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failover to a read-only replica: every ledger write fails. Today's writer died and `send` hung."""
+    from tests.databases import empty_tables
+
+    empty_tables(postgres_session_url)
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", postgres_session_url)
+    config = make_config(tmp_path, sink, extra="claim_batch = 20")
+    assert cli_run(config, "fetch")[0] == 0
+    emails = add_subscribers(config, 60)
+    sink.reply_delay = 0.02
+    process = spawn(["--config", str(config), "send"])
+    _wait_for(sink, 5, process)
+    name = sa.make_url(postgres_session_url).database
+    admin = sa.create_engine(postgres_session_url, poolclass=sa.NullPool, isolation_level="AUTOCOMMIT")
+
+    def read_only(on: bool) -> None:
+        with admin.connect() as connection:
+            connection.execute(sa.text("SET default_transaction_read_only = off"))
+            connection.execute(sa.text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = '
+                                       f'{"on" if on else "off"}'))
+            connection.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                       "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+
+    read_only(True)
+    try:
+        output = process.communicate(timeout=60)[0].decode()
+    finally:
+        read_only(False)
+    assert process.returncode == 1, output
+    errors = [line for line in output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, output
+    assert "delivery stopped: cannot " in errors[0]
+    assert "Traceback" not in output
+    sink.reply_delay = 0
+    code, output = cli_run(config, "send")  # the same host: the dead sender's claims are free at once
+    assert code == 0, output
+    received = copies(sink)
+    assert all(n == 1 for n in received.values())
+    assert set(emails) - set(received) <= {r["email"] for r in ledger_of(config).rows(1, state="ambiguous")}
