@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -39,11 +40,19 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from newsletter.config import Settings
-from newsletter.editions.archive import archive_list, edition_page_context, topic_feed_context
+from newsletter.editions.archive import (
+    ARCHIVE_PAGE,
+    FEED_ENTRIES,
+    archive_list,
+    edition_page_context,
+    topic_feed_context,
+)
 from newsletter.errors import ConfigError, TemplateError
 from newsletter.rendering.links import signer_from_settings
 from newsletter.rendering.templating import RenderEnvironment
+from newsletter.storage.edition_index import EditionIndex, ping
 from newsletter.storage.editions import EditionStore
+from newsletter.web.caching import etag_of, not_modified, not_modified_response, validator_headers
 from newsletter.web.security import ARCHIVE_CSP, Csrf, CsrfError, SecurityHeaders, client_ip, set_csrf_cookie
 from newsletter.web.subscriptions import send_confirmation, subscriber_store
 from subscribers.addresses import valid_email
@@ -58,6 +67,8 @@ MAX_BODY_BYTES = 64 * 1024
 HONEYPOT_FIELD = "website"
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 _ARCHIVE_CACHE = 32
+_SMALL_NUMBER = re.compile(r"[0-9]{1,6}")
+"""ASCII digits only: ``str.isdigit`` accepts '²', which ``int`` refuses (a 500), and 5000 digits cost time."""
 
 
 class PageError(Exception):
@@ -83,7 +94,9 @@ class WebApp:
         self.clock = clock
         self.environment = RenderEnvironment(settings)
         self.rate_lock = asyncio.Lock()
-        self.archive_cache: OrderedDict[str, str] = OrderedDict()
+        self.edition_index = EditionIndex(engine)
+        self.archive_cache: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        """(etag, html) of recently served edition pages, so a hot page costs no query for its HTML."""
 
     # --- rendering -----------------------------------------------------------------------------------------
 
@@ -308,41 +321,86 @@ class WebApp:
     # --- archive, feeds, health ----------------------------------------------------------------------------
 
     async def archive_index(self, request: Request) -> Response:
-        editions = await run_in_threadpool(self.editions.editions, limit=500)
+        """One page of the archive, newest first, from the per-edition index (never the snapshots)."""
+        raw = request.query_params.get("page", "1")
+        if not (_SMALL_NUMBER.fullmatch(raw) and int(raw) >= 1):
+            raise PageError(400, "Bad page number", "The page number must be a whole number from 1.")
+        number = int(raw)
         root = self.base_context(request)["root"]
+        count, newest, created = await run_in_threadpool(self.edition_index.version)
+        etag = etag_of("archive", self.environment.fingerprint, root, number, count, newest)
+        headers = validator_headers(etag, created, "public, max-age=300")
+        if not_modified(request, etag, created):
+            return not_modified_response(headers)
+        pages = max(1, -(-count // ARCHIVE_PAGE))
+        if number > pages:
+            raise PageError(404, "No such page", f"The archive has {pages} page{'' if pages == 1 else 's'}.")
+        summaries = await run_in_threadpool(self.edition_index.listed, offset=(number - 1) * ARCHIVE_PAGE,
+                                            limit=ARCHIVE_PAGE)
         feeds = [{"name": t.name, "url": f"{root}/topics/{t.slug}.atom"} for t in self.settings.topics]
-        return self.page(request, "archive", {"editions": archive_list(editions, root=root), "feeds": feeds})
+        response = self.page(request, "archive", {
+            "editions": archive_list(summaries, root=root), "feeds": feeds, "page": number, "pages": pages,
+            "newer_url": f"{root}/archive" + (f"?page={number - 1}" if number > 2 else "") if number > 1 else "",
+            "older_url": f"{root}/archive?page={number + 1}" if number < pages else "",
+        })
+        response.headers.update(headers)
+        return response
 
     async def archive_edition(self, request: Request) -> Response:
+        """An edition's page: rendered from its snapshot once per template fingerprint and root, then stored."""
         slug = request.path_params["slug"]
-        html = self.archive_cache.get(slug)
-        if html is None:
-            edition = await run_in_threadpool(self.editions.get_by_slug, slug)
-            if edition is None or edition.is_empty:
-                raise PageError(404, "No such edition", "The archive has no edition at this address.")
-            context = {**self.base_context(request),
-                       **edition_page_context(self.settings, edition, root=self.base_context(request)["root"])}
-            html = self.environment.render("web/edition.html.j2", context)
-            self.archive_cache[slug] = html
-            while len(self.archive_cache) > _ARCHIVE_CACHE:
-                self.archive_cache.popitem(last=False)
-        self.archive_cache.move_to_end(slug)
-        return HTMLResponse(html, headers={"content-security-policy": ARCHIVE_CSP,
-                                           "cache-control": "public, max-age=3600"})
+        summary = await run_in_threadpool(self.edition_index.by_slug, slug)
+        if summary is None or not summary.paper_count:
+            raise PageError(404, "No such edition", "The archive has no edition at this address.")
+        root = self.base_context(request)["root"]
+        variant = etag_of(self.environment.fingerprint, root).strip('"')
+        key = f"{summary.id}:{variant}"
+        stored = self.archive_cache.get(key)
+        if stored is None:
+            stored = await run_in_threadpool(self.edition_index.page, summary.id, variant)
+        if stored is None:
+            stored = await run_in_threadpool(self.render_edition, summary.id, variant, request)
+        self.archive_cache[key] = stored
+        self.archive_cache.move_to_end(key)
+        while len(self.archive_cache) > _ARCHIVE_CACHE:
+            self.archive_cache.popitem(last=False)
+        etag, html = stored
+        headers = {**validator_headers(etag, summary.created, "public, max-age=3600"),
+                   "content-security-policy": ARCHIVE_CSP}
+        if not_modified(request, etag, summary.created):
+            return not_modified_response(headers)
+        return HTMLResponse(html, headers=headers)
+
+    def render_edition(self, edition_id: int, variant: str, request: Request) -> tuple[str, str]:
+        edition = self.editions.get_by_id(edition_id)
+        if edition is None:  # deleted between the two reads
+            raise PageError(404, "No such edition", "The archive has no edition at this address.")
+        root = self.base_context(request)["root"]
+        context = {**self.base_context(request), **edition_page_context(self.settings, edition, root=root)}
+        html = self.environment.render("web/edition.html.j2", context)
+        etag = etag_of(html)
+        self.edition_index.store_page(edition_id, variant, etag=etag, html=html, now=self.clock())
+        return etag, html
 
     async def topic_feed(self, request: Request) -> Response:
+        """A topic's Atom feed: its newest ``FEED_ENTRIES`` papers from the index, with a validator."""
         slug = request.path_params["slug"]
         topic = next((t for t in self.settings.topics if t.slug == slug), None)
         if topic is None:
             raise PageError(404, "No such topic", "There is no topic at this address.")
-        editions = await run_in_threadpool(self.editions.editions, limit=120)
-        xml = self.environment.render("web/topic.atom.j2", topic_feed_context(self.settings, topic, editions))
-        return Response(xml, media_type="application/atom+xml; charset=utf-8",
-                        headers={"cache-control": "public, max-age=900"})
+        newest, cutoff = await run_in_threadpool(self.edition_index.feed_version, slug)
+        etag = etag_of("feed", self.environment.fingerprint, slug, newest, FEED_ENTRIES)
+        headers = validator_headers(etag, cutoff, "public, max-age=900")
+        if not_modified(request, etag, cutoff):
+            return not_modified_response(headers)
+        entries = await run_in_threadpool(self.edition_index.feed, slug, limit=FEED_ENTRIES)
+        xml = self.environment.render("web/topic.atom.j2", topic_feed_context(self.settings, topic, entries))
+        return Response(xml, media_type="application/atom+xml; charset=utf-8", headers=headers)
 
     async def healthz(self, request: Request) -> Response:
+        """Only whether the database answers: a health probe must stay cheap however big the archive is."""
         try:
-            await run_in_threadpool(self.editions.editions, limit=1)
+            await run_in_threadpool(ping, self.engine)
         except SQLAlchemyError as error:
             log.error("health check: database error: %s", error)
             return JSONResponse({"status": "error", "database": "unavailable"}, status_code=503)
