@@ -18,7 +18,7 @@ from newsletter.editions.index import EditionSummary, FeedEntry, TopicCount, fee
 from newsletter.editions.records import Edition, Frequency, content_from_json
 from newsletter.storage import db
 
-_FEED_BATCH = 200
+_FEED_BATCH = 20
 
 
 def write_index(connection: Connection, edition: Edition) -> None:
@@ -112,7 +112,8 @@ class EditionIndex:
         offset = 0
         with self.engine.connect() as connection:
             while len(entries) < limit:
-                rows = connection.execute(base.offset(offset).limit(_FEED_BATCH)).mappings().all()
+                batch = max(limit, _FEED_BATCH)
+                rows = connection.execute(base.offset(offset).limit(batch)).mappings().all()
                 for row in rows:
                     if row["paper_id"] in seen or len(entries) >= limit:
                         continue
@@ -123,9 +124,9 @@ class EditionIndex:
                         paper_id=row["paper_id"], title=row["title"], abs_url=row["abs_url"],
                         authors=row["authors"], summary=row["summary"], why=row["why"],
                     ))
-                if len(rows) < _FEED_BATCH:
+                if len(rows) < batch:
                     break
-                offset += _FEED_BATCH
+                offset += batch
         return entries
 
     def feed_version(self, topic: str) -> tuple[int, datetime | None]:

@@ -67,6 +67,7 @@ MAX_BODY_BYTES = 64 * 1024
 HONEYPOT_FIELD = "website"
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 _ARCHIVE_CACHE = 32
+_RENDERED_CACHE = 64
 _SMALL_NUMBER = re.compile(r"[0-9]{1,6}")
 """ASCII digits only: ``str.isdigit`` accepts '²', which ``int`` refuses (a 500), and 5000 digits cost time."""
 
@@ -97,6 +98,8 @@ class WebApp:
         self.edition_index = EditionIndex(engine)
         self.archive_cache: OrderedDict[str, tuple[str, str]] = OrderedDict()
         """(etag, html) of recently served edition pages, so a hot page costs no query for its HTML."""
+        self.rendered: OrderedDict[str, str] = OrderedDict()
+        """Archive pages and feeds by ETag (``remember``)."""
 
     # --- rendering -----------------------------------------------------------------------------------------
 
@@ -335,16 +338,24 @@ class WebApp:
         pages = max(1, -(-count // ARCHIVE_PAGE))
         if number > pages:
             raise PageError(404, "No such page", f"The archive has {pages} page{'' if pages == 1 else 's'}.")
-        summaries = await run_in_threadpool(self.edition_index.listed, offset=(number - 1) * ARCHIVE_PAGE,
-                                            limit=ARCHIVE_PAGE)
-        feeds = [{"name": t.name, "url": f"{root}/topics/{t.slug}.atom"} for t in self.settings.topics]
-        response = self.page(request, "archive", {
-            "editions": archive_list(summaries, root=root), "feeds": feeds, "page": number, "pages": pages,
-            "newer_url": f"{root}/archive" + (f"?page={number - 1}" if number > 2 else "") if number > 1 else "",
-            "older_url": f"{root}/archive?page={number + 1}" if number < pages else "",
-        })
-        response.headers.update(headers)
-        return response
+        html = self.rendered.get(etag)
+        if html is None:
+            summaries = await run_in_threadpool(self.edition_index.listed, offset=(number - 1) * ARCHIVE_PAGE,
+                                                limit=ARCHIVE_PAGE)
+            feeds = [{"name": t.name, "url": f"{root}/topics/{t.slug}.atom"} for t in self.settings.topics]
+            html = self.environment.render("web/archive.html.j2", {**self.base_context(request),
+                "editions": archive_list(summaries, root=root), "feeds": feeds, "page": number, "pages": pages,
+                "newer_url": f"{root}/archive" + (f"?page={number - 1}" if number > 2 else "") if number > 1 else "",
+                "older_url": f"{root}/archive?page={number + 1}" if number < pages else "",
+            })
+            self.remember(etag, html)
+        return HTMLResponse(html, headers=headers)
+
+    def remember(self, etag: str, body: str) -> None:
+        """Keep a rendered archive page or feed under its ETag: the ETag names every input, so it stays right."""
+        self.rendered[etag] = body
+        while len(self.rendered) > _RENDERED_CACHE:
+            self.rendered.popitem(last=False)
 
     async def archive_edition(self, request: Request) -> Response:
         """An edition's page: rendered from its snapshot once per template fingerprint and root, then stored."""
@@ -393,8 +404,11 @@ class WebApp:
         headers = validator_headers(etag, cutoff, "public, max-age=900")
         if not_modified(request, etag, cutoff):
             return not_modified_response(headers)
-        entries = await run_in_threadpool(self.edition_index.feed, slug, limit=FEED_ENTRIES)
-        xml = self.environment.render("web/topic.atom.j2", topic_feed_context(self.settings, topic, entries))
+        xml = self.rendered.get(etag)
+        if xml is None:
+            entries = await run_in_threadpool(self.edition_index.feed, slug, limit=FEED_ENTRIES)
+            xml = self.environment.render("web/topic.atom.j2", topic_feed_context(self.settings, topic, entries))
+            self.remember(etag, xml)
         return Response(xml, media_type="application/atom+xml; charset=utf-8", headers=headers)
 
     async def healthz(self, request: Request) -> Response:
