@@ -125,8 +125,9 @@ class EditionStore:
                 result = connection.execute(db.editions.insert().values(values))
                 new_id = int(cast(Sequence[int], result.inserted_primary_key)[0])
                 write_index(connection, Edition(
-                    id=new_id, frequency=frequency, date=day, slug=edition_slug(frequency, day), window_start=window_start,
-                    cutoff=cutoff, created=created, papers=papers, topics=topics, empty_reason=empty_reason,
+                    id=new_id, frequency=frequency, date=day, slug=edition_slug(frequency, day),
+                    window_start=window_start, cutoff=cutoff, created=created, papers=papers, topics=topics,
+                    empty_reason=empty_reason,
                 ))
         except IntegrityError:
             pass  # built meanwhile by another process: theirs is the edition

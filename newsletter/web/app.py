@@ -52,10 +52,22 @@ from newsletter.rendering.links import signer_from_settings
 from newsletter.rendering.templating import RenderEnvironment
 from newsletter.storage.edition_index import EditionIndex, ping
 from newsletter.storage.editions import EditionStore
+from newsletter.storage.outbox import ConfirmationOutbox, OutboxItem
 from newsletter.web.caching import etag_of, not_modified, not_modified_response, validator_headers
-from newsletter.web.security import ARCHIVE_CSP, Csrf, CsrfError, SecurityHeaders, client_ip, set_csrf_cookie
-from newsletter.web.subscriptions import send_confirmation, subscriber_store
-from subscribers.addresses import valid_email
+from newsletter.web.outbox import ConfirmationSender
+from newsletter.web.proxies import TrustedProxies, client_ip
+from newsletter.web.security import (
+    ARCHIVE_CSP,
+    PAGE_CSP,
+    SECURITY_HEADERS,
+    Csrf,
+    CsrfError,
+    SecurityHeaders,
+    set_csrf_cookie,
+)
+from newsletter.web.signup import SignUps
+from newsletter.web.subscriptions import subscriber_store
+from subscribers.addresses import MAX_LENGTH, sendable_email
 from subscribers.errors import ExpiredTokenError, NotFoundError, StatusError, SubscribersError, TokenError
 from subscribers.limits import RateLimits
 from subscribers.models import Subscriber
@@ -95,6 +107,9 @@ class WebApp:
         self.clock = clock
         self.environment = RenderEnvironment(settings)
         self.rate_lock = asyncio.Lock()
+        self.outbox = ConfirmationOutbox(engine)
+        self.signups = SignUps(self.store, self.outbox, self.limits)
+        self.sender = ConfirmationSender(settings, engine, signer, environment=self.environment, clock=clock)
         self.edition_index = EditionIndex(engine)
         self.archive_cache: OrderedDict[str, tuple[str, str]] = OrderedDict()
         """(etag, html) of recently served edition pages, so a hot page costs no query for its HTML."""
@@ -126,8 +141,11 @@ class WebApp:
         return response
 
     def error_page(self, request: Request, error: PageError) -> HTMLResponse:
-        return self.page(request, "error", {"status": error.status, "title": error.title, "message": error.message},
-                         status=error.status, headers=error.headers)
+        response = self.page(request, "error", {"status": error.status, "title": error.title,
+                                                "message": error.message}, status=error.status, headers=error.headers)
+        for name, value in {**SECURITY_HEADERS, "content-security-policy": PAGE_CSP}.items():
+            response.headers.setdefault(name, value)  # also outside the middleware (Starlette's 500 handler)
+        return response
 
     # --- request helpers -----------------------------------------------------------------------------------
 
@@ -207,40 +225,63 @@ class WebApp:
         ip = client_ip(request)
         now = self.clock()
         async with self.rate_lock:
-            allowed = await run_in_threadpool(self.limits.allow_subscribe_from, ip,
+            allowed = await run_in_threadpool(self.limits.allow_subscribe_from, ip or "unknown",
                                               limit=self.settings.web.subscribe_limit_per_ip, now=now)
         if not allowed:
             raise PageError(429, "Too many requests",
                             "Too many subscribe requests came from your network. Please try again in an hour.",
                             headers={"retry-after": "3600"})
         try:
-            valid_email(email)
+            sendable_email(email)
             chosen = self.store.check_topics(topics, required=True)
-            self.store.check_frequency(frequency)
+            chosen_frequency = self.store.check_frequency(frequency)
         except SubscribersError as error:
-            return self.subscribe_form(request, email=email, chosen=tuple(topics), frequency=frequency,
-                                       error=str(error), status=400)
+            return self.subscribe_form(request, email=email[:MAX_LENGTH], chosen=tuple(topics),
+                                       frequency=frequency, error=str(error), status=400)
         async with self.rate_lock:
-            result = await run_in_threadpool(self.store.subscribe, email, topics=chosen, frequency=frequency, ip=ip,
-                                             now=now)
-        background = None
-        if result.send_confirmation and result.subscriber is not None:
-            background = BackgroundTask(send_confirmation, self.settings, self.engine, self.signer, result.subscriber,
-                                        environment=self.environment, now=now)
-        return self.page(request, "check_inbox", background=background)
+            await run_in_threadpool(self.signups.accept, email, topics=chosen, frequency=chosen_frequency, ip=ip,
+                                    now=now)
+        self.sender.wake()
+        return self.page(request, "check_inbox")
 
     # --- confirm -------------------------------------------------------------------------------------------
 
+    def request_for(self, token: str) -> tuple[OutboxItem | None, Subscriber]:
+        """The sign-up request a link names (and its subscriber); links of operator-sent confirmations name
+        the subscriber only (``confirm`` tokens), and get (None, subscriber)."""
+        try:
+            item_id = self.signer.verify("request", token)
+        except ExpiredTokenError:
+            raise PageError(410, "This link has expired",
+                            "Confirmation links work for 3 days. Subscribe again to get a new one.") from None
+        except TokenError:
+            return None, self.subscriber_for("confirm", token)
+        item = self.outbox.get(item_id)
+        subscriber = self.store.get(item.subscriber_id) if item is not None else None
+        if item is None or subscriber is None:
+            raise PageError(404, "This link is not valid", "There is no subscription request for this link any more.")
+        return item, subscriber
+
     async def confirm_page(self, request: Request) -> Response:
-        subscriber = await run_in_threadpool(self.subscriber_for, "confirm", request.path_params["token"])
-        if subscriber.status not in ("pending", "active"):
+        item, subscriber = await run_in_threadpool(self.request_for, request.path_params["token"])
+        if item is None and subscriber.status not in ("pending", "active"):
             raise PageError(410, "This link is no longer valid", "This subscription request is closed.")
-        return self.page(request, "confirm", {"email": subscriber.email, "active": subscriber.status == "active"})
+        if subscriber.status in ("bounced", "complained"):
+            raise PageError(410, "This link is no longer valid", "This subscription request is closed.")
+        active = item.state == "confirmed" if item is not None else subscriber.status == "active"
+        return self.page(request, "confirm", {"email": subscriber.email, "active": active})
 
     async def confirm(self, request: Request) -> Response:
-        subscriber = await run_in_threadpool(self.subscriber_for, "confirm", request.path_params["token"])
-        outcome, after = await run_in_threadpool(self.store.confirm, subscriber.id, ip=client_ip(request),
-                                                 now=self.clock())
+        item, subscriber = await run_in_threadpool(self.request_for, request.path_params["token"])
+        now = self.clock()
+        try:
+            if item is not None:
+                outcome, after = await run_in_threadpool(self.signups.confirm, item, ip=client_ip(request), now=now)
+            else:
+                outcome, after = await run_in_threadpool(self.store.confirm, subscriber.id, ip=client_ip(request),
+                                                         now=now)
+        except NotFoundError:
+            raise PageError(404, "This link is not valid", "There is no subscription for this link any more.") from None
         if outcome == "not-pending":
             raise PageError(410, "This link is no longer valid", "This subscription request is closed.")
         return self.page(request, "confirmed", {"email": after.email, "manage_url": self.manage_url(request, after.id),
@@ -489,8 +530,17 @@ def create_app(
         headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
         return web.error_page(request, PageError(status, titles.get(status, "Error"), message, headers=headers))
 
-    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)],
-                    exception_handlers={HTTPException: http_error}, max_body_size=MAX_BODY_BYTES)
+    async def server_error(request: Request, exc: Exception) -> Response:
+        """Starlette's own 500 page sits outside every middleware: this one carries the security headers."""
+        log.error("unexpected error on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        return web.error_page(request, PageError(500, "Something went wrong", "The request failed; please try "
+                                                 "again later."))
+
+    app = Starlette(routes=routes,
+                    middleware=[Middleware(TrustedProxies, trusted=settings.web.trusted_proxies),
+                                Middleware(SecurityHeaders)],
+                    exception_handlers={HTTPException: http_error, Exception: server_error},
+                    max_body_size=MAX_BODY_BYTES)
     app.router.redirect_slashes = False  # no redirects at all: nothing to turn into an open redirect
     app.state.web = web
     return app
@@ -507,16 +557,23 @@ async def run_server(
 ) -> None:
     """Serve ``create_app`` with uvicorn on the running event loop until stopped (or cancelled).
 
-    The access log is off by default: page URLs hold link tokens, which do not belong in logs. uvicorn
-    trusts X-Forwarded-For/-Proto only from the addresses in ``FORWARDED_ALLOW_IPS`` (default 127.0.0.1, a
-    proxy on the same host). ``handle_signals=False`` leaves SIGINT/SIGTERM to the caller (``serve``).
+    The access log is off by default: page URLs hold link tokens, which do not belong in logs. uvicorn's
+    own proxy-header support is off: X-Forwarded-For/-Proto count only from ``[web] trusted_proxies``
+    (``newsletter.web.proxies``). The background sender of confirmation emails runs on the same loop for
+    as long as the server does. ``handle_signals=False`` leaves SIGINT/SIGTERM to the caller (``serve``).
     """
     app = create_app(settings, engine)
     config = uvicorn.Config(app, host=host or settings.web.host, port=port or settings.web.port,
-                            access_log=access_log, server_header=False, proxy_headers=True, log_level="info",
+                            access_log=access_log, server_header=False, proxy_headers=False, log_level="info",
                             lifespan="off")
     server = uvicorn.Server(config) if handle_signals else _EmbeddedServer(config)
-    await server.serve()
+    sender = asyncio.create_task(app.state.web.sender.run())
+    try:
+        await server.serve()
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
 
 
 class _EmbeddedServer(uvicorn.Server):
