@@ -193,7 +193,9 @@ class WebApp:
 
         def position(slug: str) -> tuple[int, int]:
             raw = str(form.get(f"position-{slug}", "")).strip()
-            return (int(raw) if raw.isdigit() else 10_000, index.get(slug, 10_000))
+            if raw and not _SMALL_NUMBER.fullmatch(raw):
+                raise SubscribersError(f"the position of a topic must be a whole number, not {raw[:20]!r}")
+            return (int(raw) if raw else 10_000, index.get(slug, 10_000))
 
         return sorted(dict.fromkeys(checked), key=position)
 
@@ -319,8 +321,11 @@ class WebApp:
             raise PageError(403, "Please try again", str(error)) from None
         action = str(form.get("action", "save"))
         now = self.clock()
-        topics = self.ordered_topics(form)
         frequency = str(form.get("frequency", subscriber.frequency))
+        try:
+            topics = self.ordered_topics(form)
+        except SubscribersError as error:
+            return self.manage_form(request, subscriber, error=str(error), status=400)
         try:
             if action == "save":
                 after = await run_in_threadpool(self.store.update_preferences, subscriber.id, topics=topics,

@@ -71,38 +71,52 @@ class ConfirmationSender:
 
     def wake(self) -> None:
         """New rows were queued: start sending now instead of at the next poll (safe from any thread)."""
-        if self._loop is not None and self._wake is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._signal)
+
+    def _signal(self) -> None:
+        """Wake every idle worker: each took the current event *before* looking for rows, so none misses it."""
+        event, self._wake = self._wake, asyncio.Event()
+        if event is not None:
+            event.set()
 
     async def run(self) -> None:
-        """Send due rows until cancelled (the web server's lifetime)."""
+        """``concurrency`` long-lived workers sending due rows until cancelled (the web server's lifetime)."""
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
         try:
-            while True:
-                self._wake.clear()
-                await self.deliver_due()
-                due = await asyncio.to_thread(self.outbox.next_due)
-                wait = IDLE_POLL_SECONDS
-                if due is not None:
-                    wait = min(wait, max(0.05, (due - self.clock()).total_seconds()))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            await asyncio.gather(*(self._worker(forever=True) for _ in range(self.concurrency)))
         finally:
             self._loop = self._wake = None
 
     async def deliver_due(self) -> int:
-        """Send every row due now with ``concurrency`` workers; returns how many were sent."""
-        results = await asyncio.gather(*(self._worker() for _ in range(self.concurrency)))
+        """Send every row due now with ``concurrency`` workers, then return how many were sent."""
+        results = await asyncio.gather(*(self._worker(forever=False) for _ in range(self.concurrency)))
         return sum(results)
 
-    async def _worker(self) -> int:
+    async def _idle(self, event: asyncio.Event) -> None:
+        due = await asyncio.to_thread(self.outbox.next_due)
+        wait = IDLE_POLL_SECONDS
+        if due is not None:
+            wait = min(wait, max(0.05, (due - self.clock()).total_seconds()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout=wait)
+
+    async def _worker(self, *, forever: bool) -> int:
         smtp: aiosmtplib.SMTP | None = None
         sent = 0
         try:
             while True:
+                event = self._wake
                 claimed = await asyncio.to_thread(self.outbox.claim, now=self.clock(), limit=1, lease=self.lease)
                 if not claimed:
-                    return sent
+                    if not forever or event is None:
+                        return sent
+                    if smtp is not None:  # idle: give the relay its connection back
+                        smtp.close()
+                        self.open_connections -= 1
+                        smtp = None
+                    await self._idle(event)
+                    continue
                 item = claimed[0]
                 try:
                     smtp, ok = await self._send(smtp, item)
