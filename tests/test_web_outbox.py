@@ -86,7 +86,6 @@ async def _sign_up(base: str, count: int) -> list[tuple[int, float]]:
         token = csrf_token((await client.get("/")).text)
 
         async def one(i: int) -> tuple[int, float]:
-            started = time.monotonic()
             response = await client.post("/subscribe", data={"csrf_token": token, "email": f"reader{i}@example.org",
                                                              "topics": "agents", "frequency": "daily"})
             return response.status_code, time.monotonic()

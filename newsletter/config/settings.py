@@ -294,12 +294,11 @@ class ScheduleSettings:
                              check=_positive)
 
 
-def _cidrs(value: tuple[str, ...]) -> str | None:
-    for item in value:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            return f"IP addresses or CIDR networks such as '127.0.0.1/32' or '10.0.0.0/8' (not {item!r})"
+def _cidr(value: str) -> str | None:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return "an IP address or CIDR network such as '127.0.0.1/32' or '10.0.0.0/8'"
     return None
 
 
@@ -317,7 +316,7 @@ class WebSettings:
     trusted_proxies: tuple[str, ...] = setting(
         (), "Addresses or CIDRs of reverse proxies (e.g. '127.0.0.1/32'): only a request from one of them has its "
         "client IP taken from X-Forwarded-For (the right-most untrusted hop). Empty: the peer address is the client.",
-        check=_cidrs,
+        check=_cidr,
     )
     confirmation_concurrency: int = setting(
         4, "Most SMTP connections the web process's background sender of confirmation emails opens at once.",

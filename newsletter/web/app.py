@@ -35,6 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -109,7 +110,8 @@ class WebApp:
         self.rate_lock = asyncio.Lock()
         self.outbox = ConfirmationOutbox(engine)
         self.signups = SignUps(self.store, self.outbox, self.limits)
-        self.sender = ConfirmationSender(settings, engine, signer, environment=self.environment, clock=clock)
+        self.sender = ConfirmationSender(settings, engine, signer, environment=self.environment,
+                                         clock=lambda: self.clock())
         self.edition_index = EditionIndex(engine)
         self.archive_cache: OrderedDict[str, tuple[str, str]] = OrderedDict()
         """(etag, html) of recently served edition pages, so a hot page costs no query for its HTML."""
@@ -543,9 +545,10 @@ def create_app(
 
     app = Starlette(routes=routes,
                     middleware=[Middleware(TrustedProxies, trusted=settings.web.trusted_proxies),
-                                Middleware(SecurityHeaders)],
-                    exception_handlers={HTTPException: http_error, Exception: server_error},
-                    max_body_size=MAX_BODY_BYTES)
+                                Middleware(SecurityHeaders),
+                                # here, not Starlette(max_body_size=...): that one answers outside SecurityHeaders
+                                Middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES)],
+                    exception_handlers={HTTPException: http_error, Exception: server_error})
     app.router.redirect_slashes = False  # no redirects at all: nothing to turn into an open redirect
     app.state.web = web
     return app

@@ -71,11 +71,11 @@ class SignUps:
 
     def confirm(self, item: OutboxItem, *, ip: str | None, now: datetime) -> tuple[ConfirmOutcome, Subscriber]:
         """Apply the request the link was sent for (once; a second click shows the same result)."""
-        if item.state == "confirmed":
+        if item.state == "confirmed":  # used already: shown again while active, never re-applied
             subscriber = self.store.get(item.subscriber_id)
             if subscriber is None:
                 raise NotFoundError(f"no subscriber {item.subscriber_id}")
-            return "already-active", subscriber
+            return ("already-active" if subscriber.status == "active" else "not-pending"), subscriber
         outcome, subscriber = confirm_request(self.store, item.subscriber_id, topics=item.topics,
                                               frequency=item.frequency, requested_at=item.created,
                                               requested_ip=item.consent_ip, ip=ip, now=now)
