@@ -49,6 +49,21 @@ def valid_email(email: str) -> str:
     return normalise_email(result.normalized)
 
 
+def sendable_email(email: str) -> str:
+    """``valid_email``, and also refused when the part before the @ is not ASCII.
+
+    Such an address can only be delivered over SMTPUTF8 through every relay on the way; rather than take a
+    sign-up whose confirmation can never be sent (it crashed with UnicodeEncodeError, after the quota slot
+    was used), the form says so. An internationalised *domain* is fine: it is sent in its IDNA (ASCII) form.
+    """
+    address = valid_email(email)
+    local = address.rpartition("@")[0]
+    if not local.isascii():
+        raise InvalidAddressError(email.strip()[:80], "the part before the @ has non-ASCII characters, which this "
+                                  "newsletter cannot deliver to; please use another address")
+    return address
+
+
 def address_hash(email: str) -> str:
     """The suppression-list key of an address (64 hex characters); see the module docstring."""
     return hashlib.sha256((_HASH_PREFIX + normalise_email(email)).encode("utf-8")).hexdigest()

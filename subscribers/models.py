@@ -46,7 +46,7 @@ class Suppression:
     created: datetime
 
 
-SubscribeOutcome = Literal["pending", "already-active", "suppressed"]
+SubscribeOutcome = Literal["pending", "already-active", "unsubscribed", "suppressed"]
 
 
 @dataclass(frozen=True, kw_only=True)

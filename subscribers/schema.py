@@ -81,6 +81,7 @@ rate_events = sa.Table(
     sa.Column("key", sa.String(64), nullable=False),
     sa.Column("created", UTCDateTime, nullable=False),
     sa.Index("ix_rate_events_kind_key_created", "kind", "key", "created"),
+    sa.Index("ix_rate_events_created", "created"),
 )
 """One row per counted event (a confirmation email sent to an address hash, a subscribe request from an
 IP hash); rows older than the longest window are pruned as new ones are added."""

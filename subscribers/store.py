@@ -353,10 +353,11 @@ class SubscriberStore:
     def subscribe(
         self, email: str, *, topics: Sequence[str], frequency: str, ip: str | None, now: datetime
     ) -> SubscribeResult:
-        """A request from the web form: ``pending`` until confirmed, with the consent time and IP.
+        """A request from the web form: a new address is stored ``pending``, with the consent time and IP.
 
-        Never changes an active subscriber (their preferences change only through their manage link) and
-        never touches a blocked address (``BLOCKING_REASONS``, bounced, complained). The caller answers the
+        Never changes a stored subscriber — active, pending or unsubscribed: the caller queues the request
+        and its confirmation link applies it — and never touches a blocked address (``BLOCKING_REASONS``,
+        bounced, complained). The caller answers the
         same whatever the outcome, so nobody learns whether an address is on the list.
         """
         address = valid_email(email)
@@ -376,18 +377,20 @@ class SubscriberStore:
         if suppressed is not None and suppressed.reason in BLOCKING_REASONS:
             return SubscribeResult(outcome="suppressed", subscriber=None)
         existing = self._get_by_email(connection, address)
-        consent = {"consent_at": now, "consent_ip": ip, "topics": list(topics), "frequency": frequency,
-                   "updated": now}
         if existing is None:
             subscriber = self._insert(connection, {"email": address, "name": "", "status": "pending",
-                                                   "source": "web", "created": now, **consent})
+                                                   "source": "web", "created": now, "consent_at": now,
+                                                   "consent_ip": ip, "topics": list(topics),
+                                                   "frequency": frequency, "updated": now})
             return SubscribeResult(outcome="pending", subscriber=subscriber)
+        # A stored reader is never changed by a form anyone can post: the request waits in the outbox, and
+        # only its confirmation link (sent to the mailbox) applies it (``subscribers.requests``).
         if existing.status == "active":
             return SubscribeResult(outcome="already-active", subscriber=existing)
         if existing.status in ("bounced", "complained"):
             return SubscribeResult(outcome="suppressed", subscriber=None)
-        subscriber = self._update(connection, existing.id, status="pending", source="web", **consent)
-        return SubscribeResult(outcome="pending", subscriber=subscriber)
+        return SubscribeResult(outcome="pending" if existing.status == "pending" else "unsubscribed",
+                               subscriber=existing)
 
     def confirm(self, subscriber_id: int, *, ip: str | None, now: datetime) -> tuple[ConfirmOutcome, Subscriber]:
         """Double opt-in: ``pending`` → ``active``, recording when and from where. Idempotent for an active

@@ -15,9 +15,12 @@ from itsdangerous import BadSignature, SignatureExpired, Signer, TimestampSigner
 
 from subscribers.errors import ExpiredTokenError, KeyringError, TokenError
 
-Purpose = Literal["confirm", "manage", "unsubscribe"]
-PURPOSES: tuple[Purpose, ...] = ("confirm", "manage", "unsubscribe")
-MAX_AGE: dict[str, timedelta | None] = {"confirm": timedelta(days=3), "manage": None, "unsubscribe": None}
+Purpose = Literal["confirm", "manage", "unsubscribe", "request"]
+PURPOSES: tuple[Purpose, ...] = ("confirm", "manage", "unsubscribe", "request")
+MAX_AGE: dict[str, timedelta | None] = {"confirm": timedelta(days=3), "manage": None, "unsubscribe": None,
+                                        "request": timedelta(days=3)}
+"""``request`` names one sign-up request (an outbox row), not a subscriber: confirming it applies exactly
+the choices of that request. ``confirm`` (a subscriber) is what operator-sent confirmations still use."""
 _SALT_PREFIX = "newsletter-token:"
 
 

@@ -25,6 +25,7 @@ from subscribers.errors import (
     UnknownTopicError,
 )
 from subscribers.rate_limit_store import RateLimits
+from subscribers.requests import confirm_request
 from subscribers.store import SubscriberStore
 from subscribers.tokens import Keyring, TokenSigner
 from tests.conftest import ROOT
@@ -122,15 +123,17 @@ def test_subscribing_a_known_address_changes_nothing_and_sends_nothing(store: Su
     assert store.get(ada.id) == ada  # preferences change only through the manage link
 
 
-def test_a_pending_request_asked_again_takes_the_new_choices(store: SubscriberStore) -> None:
+def test_a_pending_request_asked_again_leaves_the_stored_request_as_it_was(store: SubscriberStore) -> None:
+    """A second form post (maybe a stranger's) changes no stored row: its choices travel in its own outbox
+    request, applied only by its own confirmation link (tests/test_web_signup.py)."""
     first = store.subscribe("ada@example.org", topics=["agents"], frequency="daily", ip="192.0.2.1", now=NOW)
     again = store.subscribe("ada@example.org", topics=["medical"], frequency="weekly", ip="192.0.2.2",
                             now=NOW + timedelta(minutes=5))
     assert again.outcome == "pending"
     assert again.subscriber is not None
     assert first.subscriber is not None
-    assert again.subscriber.id == first.subscriber.id
-    assert (again.subscriber.topics, again.subscriber.consent_ip) == (("medical",), "192.0.2.2")
+    assert again.subscriber == first.subscriber
+    assert (again.subscriber.topics, again.subscriber.consent_ip) == (("agents",), "192.0.2.1")
 
 
 def test_unknown_topics_and_no_topics_are_errors_naming_the_valid_ones(store: SubscriberStore) -> None:
@@ -184,9 +187,14 @@ def test_an_unsubscribed_reader_can_come_back_with_consent(store: SubscriberStor
     store.unsubscribe(ada.id, now=NOW)
     # through the web form: a confirmation is due, and confirming lifts the suppression entry
     result = store.subscribe("ada@example.org", topics=["medical"], frequency="daily", ip="192.0.2.1", now=NOW)
-    assert result.outcome == "pending"
+    assert result.outcome == "unsubscribed"
+    assert result.subscriber is not None
+    assert result.subscriber.status == "unsubscribed"  # unchanged until the request is confirmed
     assert store.suppression("ada@example.org") is not None
-    assert store.confirm(ada.id, ip="192.0.2.1", now=NOW)[0] == "confirmed"
+    outcome, back = confirm_request(store, ada.id, topics=["medical"], frequency="daily", requested_at=NOW,
+                                    requested_ip="192.0.2.1", ip="192.0.2.4", now=NOW)
+    assert (outcome, back.status, back.topics, back.confirmed_ip) == ("confirmed", "active", ("medical",),
+                                                                      "192.0.2.4")
     assert store.suppression("ada@example.org") is None
     # through their manage link
     store.unsubscribe(ada.id, now=NOW)

@@ -10,6 +10,7 @@ command-line options.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import zoneinfo
 from collections.abc import Callable
@@ -339,6 +340,14 @@ class ScheduleSettings:
                              check=_positive)
 
 
+def _cidr(value: str) -> str | None:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return "an IP address or CIDR network such as '127.0.0.1/32' or '10.0.0.0/8'"
+    return None
+
+
 @dataclass(frozen=True, kw_only=True)
 class WebSettings:
     host: str = setting("127.0.0.1", "Address `newsletter web` (and `serve`) listens on; put a TLS proxy in front.",
@@ -346,7 +355,17 @@ class WebSettings:
     port: int = setting(8000, "Port `newsletter web` (and `serve`) listens on.",
                         check=lambda v: None if 0 < v < 65536 else "a port number from 1 to 65535")
     subscribe_limit_per_ip: int = setting(
-        10, "Most subscribe requests one client IP may make per hour (kept in the database); more get 429.",
+        10, "Most subscribe requests one client IP (an IPv6 /64) may make per hour (kept in the database); "
+        "more get 429.",
+        check=_positive,
+    )
+    trusted_proxies: tuple[str, ...] = setting(
+        (), "Addresses or CIDRs of reverse proxies (e.g. '127.0.0.1/32'): only a request from one of them has its "
+        "client IP taken from X-Forwarded-For (the right-most untrusted hop). Empty: the peer address is the client.",
+        check=_cidr,
+    )
+    confirmation_concurrency: int = setting(
+        4, "Most SMTP connections the web process's background sender of confirmation emails opens at once.",
         check=_positive,
     )
 

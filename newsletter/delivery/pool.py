@@ -253,8 +253,8 @@ async def connect(settings: DeliverySettings, *, password: str | None) -> aiosmt
         start_tls=settings.security == "starttls",
         cert_bundle=settings.ca_file or None,
     )
-    await smtp.connect()
     try:
+        await smtp.connect()  # inside: a connect cancelled while waiting for the greeting must close its socket
         if smtp.is_ehlo_or_helo_needed:  # STARTTLS and AUTH greet; a plain connection has not yet
             try:
                 await smtp.ehlo()

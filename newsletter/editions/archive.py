@@ -1,5 +1,8 @@
 """What the archive pages and the per-topic Atom feeds show, from stored editions only. Pure (no I/O).
 
+The archive list and the feeds are built from the per-edition index (``newsletter.editions.index``); only
+an edition's own page is rendered from its snapshot, once, and then stored (``EditionIndex.store_page``).
+
 An archived edition is rendered again from its snapshot by the email's own templates
 (``newsletter.rendering.context``) for the all-topics selection — every paper of the edition, in every topic it
 was sent under — for a neutral stand-in reader: the personal fields are fixed, impersonal values, so no
@@ -14,15 +17,18 @@ from typing import Any
 from urllib.parse import quote
 
 from newsletter.config import Settings, TopicSettings
+from newsletter.editions.index import EditionSummary, FeedEntry
 from newsletter.editions.records import Edition
 from newsletter.editions.selection import Selection, select
-from newsletter.rendering.context import PERSONAL_FIELDS, email_context, safe_url, short_authors, subject_line
+from newsletter.rendering.context import PERSONAL_FIELDS, email_context, safe_url, subject_line
 from newsletter.rendering.latex import latex_to_text
 from newsletter.rendering.links import edition_url
-from newsletter.sources.text import collapse_whitespace, shorten
+from newsletter.sources.text import collapse_whitespace
 
 FEED_ENTRIES = 50
-FEED_EDITIONS = 120
+"""A topic feed keeps its newest this many papers."""
+ARCHIVE_PAGE = 50
+"""Editions per archive page (``/archive?page=N``)."""
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
@@ -60,7 +66,7 @@ def edition_page_context(settings: Settings, edition: Edition, *, root: str) -> 
     return context
 
 
-def archive_list(editions: Iterable[Edition], *, root: str) -> list[dict[str, Any]]:
+def archive_list(editions: Iterable[EditionSummary], *, root: str) -> list[dict[str, Any]]:
     """Non-empty editions, as the archive index lists them (in the order given: newest first)."""
     return [
         {
@@ -69,10 +75,10 @@ def archive_list(editions: Iterable[Edition], *, root: str) -> list[dict[str, An
             "label": f"{'Daily' if e.frequency == 'daily' else 'Weekly'} edition, {e.date.day} {e.date:%B %Y}",
             "date_iso": e.date.isoformat(),
             "papers": e.paper_count,
-            "topics": [t.name for t in e.topics if t.entries],
+            "topics": [t.name for t in e.topics if t.count],
         }
         for e in editions
-        if not e.is_empty
+        if e.paper_count
     ]
 
 
@@ -81,36 +87,30 @@ def xml_text(text: str | None) -> str:
     return _NOT_XML.sub("", collapse_whitespace(text or ""))
 
 
-def topic_feed_context(settings: Settings, topic: TopicSettings, editions: Iterable[Edition]) -> dict[str, Any]:
-    """An Atom feed of the papers sent under one topic, newest edition first, each paper once."""
+def topic_feed_context(settings: Settings, topic: TopicSettings, entries: Iterable[FeedEntry]) -> dict[str, Any]:
+    """An Atom feed of the papers sent under one topic, newest edition first, each paper once.
+
+    ``entries`` come from the per-edition index (``EditionIndex.feed``), already limited to the newest
+    ``FEED_ENTRIES`` distinct papers, so a feed costs the same after a year of editions as after one.
+    """
     base = settings.newsletter.base_url.rstrip("/")
     feed_url = f"{base}/topics/{quote(topic.slug)}.atom"
-    entries: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    items: list[dict[str, Any]] = []
     updated = None
-    for edition in editions:
-        section = edition.topic_map.get(topic.slug)
-        if section is None:
-            continue
-        for entry in section.entries:
-            if entry.paper_id in seen or len(entries) >= FEED_ENTRIES:
-                continue
-            seen.add(entry.paper_id)
-            paper = edition.papers[entry.paper_id]
-            archive_url = f"{edition_url(settings, edition.slug)}#{quote(topic.slug)}"
-            link = safe_url(paper.abs_url) or archive_url
-            updated = updated or edition.cutoff
-            entries.append({
-                "id": link if safe_url(paper.abs_url) else f"{archive_url}:{quote(paper.paper_id, safe='')}",
-                "title": xml_text(latex_to_text(paper.title)) or paper.paper_id,
-                "link": link,
-                "archive_url": archive_url,
-                "updated": edition.cutoff.isoformat(),
-                "authors": xml_text(short_authors(paper.authors)),
-                "summary": xml_text(shorten(latex_to_text(collapse_whitespace(paper.ai_summary or paper.abstract)),
-                                            1200)),
-                "why": xml_text("; ".join(entry.reasons)),
-            })
+    for entry in entries:
+        archive_url = f"{edition_url(settings, entry.edition_slug)}#{quote(topic.slug)}"
+        link = safe_url(entry.abs_url) or archive_url
+        updated = updated or entry.cutoff
+        items.append({
+            "id": link if safe_url(entry.abs_url) else f"{archive_url}:{quote(entry.paper_id, safe='')}",
+            "title": xml_text(latex_to_text(entry.title)) or entry.paper_id,
+            "link": link,
+            "archive_url": archive_url,
+            "updated": entry.cutoff.isoformat(),
+            "authors": xml_text(entry.authors),
+            "summary": xml_text(latex_to_text(entry.summary)),
+            "why": xml_text(entry.why),
+        })
     return {
         "feed": {
             "id": feed_url,
@@ -121,5 +121,5 @@ def topic_feed_context(settings: Settings, topic: TopicSettings, editions: Itera
             "author": xml_text(settings.newsletter.name),
             "updated": (updated.isoformat() if updated else "1970-01-01T00:00:00+00:00"),
         },
-        "entries": entries,
+        "entries": items,
     }

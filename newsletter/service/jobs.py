@@ -26,8 +26,10 @@ from newsletter.rendering.links import signer_from_settings
 from newsletter.sources.ingest import fetch_sources
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.ledger import Ledger
+from newsletter.storage.outbox import ConfirmationOutbox
 from newsletter.storage.papers import PaperStore
 from newsletter.storage.runs import RunStore
+from subscribers.rate_limit_store import CONFIRMATION_WINDOW, RateLimits
 from subscribers.store import SubscriberStore
 
 
@@ -134,10 +136,14 @@ def housekeeping_job(settings: Settings, engine: Engine, *, clock: Clock, stop: 
     cutoff = now - timedelta(days=schedule.keep_days)
     pruned_runs = RunStore(engine).prune(before=cutoff)
     pruned_rows = Ledger(engine).prune(before=cutoff)
+    pruned_events = RateLimits(engine).prune(now=now)
+    pruned_outbox = ConfirmationOutbox(engine).prune(before=now - CONFIRMATION_WINDOW)
     summary = (f"deleted {expired} subscriptions unconfirmed for {schedule.unconfirmed_days} days; pruned "
-               f"{pruned_runs} run records and {pruned_rows} delivery rows older than {schedule.keep_days} days")
+               f"{pruned_runs} run records and {pruned_rows} delivery rows older than {schedule.keep_days} days, "
+               f"{pruned_events} rate-limit events and {pruned_outbox} finished confirmation emails")
     return JobResult("ok", summary, {"expired_pending": expired, "pruned_runs": pruned_runs,
-                                     "pruned_deliveries": pruned_rows})
+                                     "pruned_deliveries": pruned_rows, "pruned_rate_events": pruned_events,
+                                     "pruned_confirmations": pruned_outbox})
 
 
 JOBS: dict[str, Callable[[Settings, Engine, Clock, threading.Event], JobResult]] = {

@@ -111,6 +111,75 @@ editions = sa.Table(
     sa.UniqueConstraint("slug", name="uq_editions_slug"),
 )
 
+edition_index = sa.Table(
+    "edition_index",
+    metadata,
+    sa.Column("edition_id", sa.Integer, sa.ForeignKey("editions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("frequency", sa.String(16), nullable=False),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("slug", sa.String(64), nullable=False),
+    sa.Column("cutoff", UTCDateTime, nullable=False),
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Column("paper_count", sa.Integer, nullable=False),
+    sa.Column("topics", sa.JSON, nullable=False),
+    sa.Index("ix_edition_index_listed", "paper_count", "date", "edition_id"),
+    sa.Index("ix_edition_index_slug", "slug"),
+)
+"""One small row per edition (``newsletter.editions.index``): what the archive lists, without the snapshot."""
+
+edition_feed_entries = sa.Table(
+    "edition_feed_entries",
+    metadata,
+    sa.Column("edition_id", sa.Integer, sa.ForeignKey("editions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("topic", sa.String(64), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("paper_id", sa.String(300), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("abs_url", sa.Text),
+    sa.Column("authors", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("why", sa.Text, nullable=False),
+    sa.Index("ix_edition_feed_entries_topic_date", "topic", "date", "edition_id", "position"),
+)
+"""Each (topic, paper) of each edition with its Atom fields: a feed reads only its newest rows."""
+
+edition_pages = sa.Table(
+    "edition_pages",
+    metadata,
+    sa.Column("edition_id", sa.Integer, sa.ForeignKey("editions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("variant", sa.String(64), primary_key=True),
+    sa.Column("etag", sa.String(64), nullable=False),
+    sa.Column("html", sa.Text, nullable=False),
+    sa.Column("created", UTCDateTime, nullable=False),
+)
+"""An archived edition's web page, rendered once per template fingerprint and site root, then served as is."""
+
+confirmation_outbox = sa.Table(
+    "confirmation_outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subscriber_id", sa.Integer, nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("mailbox", sa.String(64), nullable=False),
+    sa.Column("topics", sa.JSON, nullable=False),
+    sa.Column("frequency", sa.String(16), nullable=False),
+    sa.Column("consent_ip", sa.String(64)),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("lease_until", UTCDateTime),
+    sa.Column("last_code", sa.Integer),
+    sa.Column("last_message", sa.Text),
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Column("updated", UTCDateTime, nullable=False),
+    sa.Column("sent_at", UTCDateTime),
+    sa.Index("ix_confirmation_outbox_state_due", "state", "next_attempt_at"),
+    sa.Index("ix_confirmation_outbox_subscriber", "subscriber_id", "state"),
+)
+"""Confirmation emails to send: one row per sign-up request, written by the web form, sent by one background
+sender (``newsletter.web.outbox``). The row is also the request a confirm link applies (topics, frequency)."""
+
 sent_papers = sa.Table(
     "sent_papers",
     metadata,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -25,6 +25,7 @@ from newsletter.editions.records import (
     content_to_json,
 )
 from newsletter.storage import db
+from newsletter.storage.edition_index import write_index
 
 _CHUNK = 500
 
@@ -106,7 +107,8 @@ class EditionStore:
         topics: tuple[EditionTopic, ...],
         empty_reason: str | None,
     ) -> Edition:
-        """Store a new edition; when (frequency, date) already exists, return the stored one unchanged."""
+        """Store a new edition and its archive index (one transaction); when (frequency, date) already
+        exists, return the stored one unchanged."""
         values = {
             "frequency": frequency,
             "date": day,
@@ -120,7 +122,13 @@ class EditionStore:
         }
         try:
             with self.engine.begin() as connection:
-                connection.execute(db.editions.insert().values(values))
+                result = connection.execute(db.editions.insert().values(values))
+                new_id = int(cast(Sequence[int], result.inserted_primary_key)[0])
+                write_index(connection, Edition(
+                    id=new_id, frequency=frequency, date=day, slug=edition_slug(frequency, day),
+                    window_start=window_start, cutoff=cutoff, created=created, papers=papers, topics=topics,
+                    empty_reason=empty_reason,
+                ))
         except IntegrityError:
             pass  # built meanwhile by another process: theirs is the edition
         edition = self.get(frequency, day)

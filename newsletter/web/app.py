@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -34,19 +35,40 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from newsletter.config import Settings
-from newsletter.editions.archive import archive_list, edition_page_context, topic_feed_context
+from newsletter.editions.archive import (
+    ARCHIVE_PAGE,
+    FEED_ENTRIES,
+    archive_list,
+    edition_page_context,
+    topic_feed_context,
+)
 from newsletter.errors import ConfigError, TemplateError
 from newsletter.rendering.links import signer_from_settings
 from newsletter.rendering.templating import RenderEnvironment
+from newsletter.storage.edition_index import EditionIndex, ping
 from newsletter.storage.editions import EditionStore
-from newsletter.web.security import ARCHIVE_CSP, Csrf, CsrfError, SecurityHeaders, client_ip, set_csrf_cookie
-from newsletter.web.subscriptions import send_confirmation, subscriber_store
-from subscribers.addresses import valid_email
+from newsletter.storage.outbox import ConfirmationOutbox, OutboxItem
+from newsletter.web.caching import etag_of, not_modified, not_modified_response, validator_headers
+from newsletter.web.outbox import ConfirmationSender
+from newsletter.web.proxies import TrustedProxies, client_ip
+from newsletter.web.security import (
+    ARCHIVE_CSP,
+    PAGE_CSP,
+    SECURITY_HEADERS,
+    Csrf,
+    CsrfError,
+    SecurityHeaders,
+    set_csrf_cookie,
+)
+from newsletter.web.signup import SignUps
+from newsletter.web.subscriptions import subscriber_store
+from subscribers.addresses import MAX_LENGTH, sendable_email
 from subscribers.errors import ExpiredTokenError, NotFoundError, StatusError, SubscribersError, TokenError
 from subscribers.models import Subscriber
 from subscribers.rate_limit_store import RateLimits
@@ -58,6 +80,9 @@ MAX_BODY_BYTES = 64 * 1024
 HONEYPOT_FIELD = "website"
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 _ARCHIVE_CACHE = 32
+_RENDERED_CACHE = 64
+_SMALL_NUMBER = re.compile(r"[0-9]{1,6}")
+"""ASCII digits only: ``str.isdigit`` accepts '²', which ``int`` refuses (a 500), and 5000 digits cost time."""
 
 
 class PageError(Exception):
@@ -83,7 +108,15 @@ class WebApp:
         self.clock = clock
         self.environment = RenderEnvironment(settings)
         self.rate_lock = asyncio.Lock()
-        self.archive_cache: OrderedDict[str, str] = OrderedDict()
+        self.outbox = ConfirmationOutbox(engine)
+        self.signups = SignUps(self.store, self.outbox, self.limits)
+        self.sender = ConfirmationSender(settings, engine, signer, environment=self.environment,
+                                         clock=lambda: self.clock())
+        self.edition_index = EditionIndex(engine)
+        self.archive_cache: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        """(etag, html) of recently served edition pages, so a hot page costs no query for its HTML."""
+        self.rendered: OrderedDict[str, str] = OrderedDict()
+        """Archive pages and feeds by ETag (``remember``)."""
 
     # --- rendering -----------------------------------------------------------------------------------------
 
@@ -110,8 +143,11 @@ class WebApp:
         return response
 
     def error_page(self, request: Request, error: PageError) -> HTMLResponse:
-        return self.page(request, "error", {"status": error.status, "title": error.title, "message": error.message},
-                         status=error.status, headers=error.headers)
+        response = self.page(request, "error", {"status": error.status, "title": error.title,
+                                                "message": error.message}, status=error.status, headers=error.headers)
+        for name, value in {**SECURITY_HEADERS, "content-security-policy": PAGE_CSP}.items():
+            response.headers.setdefault(name, value)  # also outside the middleware (Starlette's 500 handler)
+        return response
 
     # --- request helpers -----------------------------------------------------------------------------------
 
@@ -159,7 +195,9 @@ class WebApp:
 
         def position(slug: str) -> tuple[int, int]:
             raw = str(form.get(f"position-{slug}", "")).strip()
-            return (int(raw) if raw.isdigit() else 10_000, index.get(slug, 10_000))
+            if raw and not _SMALL_NUMBER.fullmatch(raw):
+                raise SubscribersError(f"the position of a topic must be a whole number, not {raw[:20]!r}")
+            return (int(raw) if raw else 10_000, index.get(slug, 10_000))
 
         return sorted(dict.fromkeys(checked), key=position)
 
@@ -191,40 +229,63 @@ class WebApp:
         ip = client_ip(request)
         now = self.clock()
         async with self.rate_lock:
-            allowed = await run_in_threadpool(self.limits.allow_subscribe_from, ip,
+            allowed = await run_in_threadpool(self.limits.allow_subscribe_from, ip or "unknown",
                                               limit=self.settings.web.subscribe_limit_per_ip, now=now)
         if not allowed:
             raise PageError(429, "Too many requests",
                             "Too many subscribe requests came from your network. Please try again in an hour.",
                             headers={"retry-after": "3600"})
         try:
-            valid_email(email)
+            sendable_email(email)
             chosen = self.store.check_topics(topics, required=True)
-            self.store.check_frequency(frequency)
+            chosen_frequency = self.store.check_frequency(frequency)
         except SubscribersError as error:
-            return self.subscribe_form(request, email=email, chosen=tuple(topics), frequency=frequency,
-                                       error=str(error), status=400)
+            return self.subscribe_form(request, email=email[:MAX_LENGTH], chosen=tuple(topics),
+                                       frequency=frequency, error=str(error), status=400)
         async with self.rate_lock:
-            result = await run_in_threadpool(self.store.subscribe, email, topics=chosen, frequency=frequency, ip=ip,
-                                             now=now)
-        background = None
-        if result.send_confirmation and result.subscriber is not None:
-            background = BackgroundTask(send_confirmation, self.settings, self.engine, self.signer, result.subscriber,
-                                        environment=self.environment, now=now)
-        return self.page(request, "check_inbox", background=background)
+            await run_in_threadpool(self.signups.accept, email, topics=chosen, frequency=chosen_frequency, ip=ip,
+                                    now=now)
+        self.sender.wake()
+        return self.page(request, "check_inbox")
 
     # --- confirm -------------------------------------------------------------------------------------------
 
+    def request_for(self, token: str) -> tuple[OutboxItem | None, Subscriber]:
+        """The sign-up request a link names (and its subscriber); links of operator-sent confirmations name
+        the subscriber only (``confirm`` tokens), and get (None, subscriber)."""
+        try:
+            item_id = self.signer.verify("request", token)
+        except ExpiredTokenError:
+            raise PageError(410, "This link has expired",
+                            "Confirmation links work for 3 days. Subscribe again to get a new one.") from None
+        except TokenError:
+            return None, self.subscriber_for("confirm", token)
+        item = self.outbox.get(item_id)
+        subscriber = self.store.get(item.subscriber_id) if item is not None else None
+        if item is None or subscriber is None:
+            raise PageError(404, "This link is not valid", "There is no subscription request for this link any more.")
+        return item, subscriber
+
     async def confirm_page(self, request: Request) -> Response:
-        subscriber = await run_in_threadpool(self.subscriber_for, "confirm", request.path_params["token"])
-        if subscriber.status not in ("pending", "active"):
+        item, subscriber = await run_in_threadpool(self.request_for, request.path_params["token"])
+        if item is None and subscriber.status not in ("pending", "active"):
             raise PageError(410, "This link is no longer valid", "This subscription request is closed.")
-        return self.page(request, "confirm", {"email": subscriber.email, "active": subscriber.status == "active"})
+        if subscriber.status in ("bounced", "complained"):
+            raise PageError(410, "This link is no longer valid", "This subscription request is closed.")
+        active = item.state == "confirmed" if item is not None else subscriber.status == "active"
+        return self.page(request, "confirm", {"email": subscriber.email, "active": active})
 
     async def confirm(self, request: Request) -> Response:
-        subscriber = await run_in_threadpool(self.subscriber_for, "confirm", request.path_params["token"])
-        outcome, after = await run_in_threadpool(self.store.confirm, subscriber.id, ip=client_ip(request),
-                                                 now=self.clock())
+        item, subscriber = await run_in_threadpool(self.request_for, request.path_params["token"])
+        now = self.clock()
+        try:
+            if item is not None:
+                outcome, after = await run_in_threadpool(self.signups.confirm, item, ip=client_ip(request), now=now)
+            else:
+                outcome, after = await run_in_threadpool(self.store.confirm, subscriber.id, ip=client_ip(request),
+                                                         now=now)
+        except NotFoundError:
+            raise PageError(404, "This link is not valid", "There is no subscription for this link any more.") from None
         if outcome == "not-pending":
             raise PageError(410, "This link is no longer valid", "This subscription request is closed.")
         return self.page(request, "confirmed", {"email": after.email, "manage_url": self.manage_url(request, after.id),
@@ -262,8 +323,11 @@ class WebApp:
             raise PageError(403, "Please try again", str(error)) from None
         action = str(form.get("action", "save"))
         now = self.clock()
-        topics = self.ordered_topics(form)
         frequency = str(form.get("frequency", subscriber.frequency))
+        try:
+            topics = self.ordered_topics(form)
+        except SubscribersError as error:
+            return self.manage_form(request, subscriber, error=str(error), status=400)
         try:
             if action == "save":
                 after = await run_in_threadpool(self.store.update_preferences, subscriber.id, topics=topics,
@@ -308,41 +372,97 @@ class WebApp:
     # --- archive, feeds, health ----------------------------------------------------------------------------
 
     async def archive_index(self, request: Request) -> Response:
-        editions = await run_in_threadpool(self.editions.editions, limit=500)
+        """One page of the archive, newest first, from the per-edition index (never the snapshots)."""
+        raw = request.query_params.get("page", "1")
+        if not (_SMALL_NUMBER.fullmatch(raw) and int(raw) >= 1):
+            raise PageError(400, "Bad page number", "The page number must be a whole number from 1.")
+        number = int(raw)
         root = self.base_context(request)["root"]
-        feeds = [{"name": t.name, "url": f"{root}/topics/{t.slug}.atom"} for t in self.settings.topics]
-        return self.page(request, "archive", {"editions": archive_list(editions, root=root), "feeds": feeds})
+        count, newest, created = await run_in_threadpool(self.edition_index.version)
+        etag = etag_of("archive", self.environment.fingerprint, root, number, count, newest)
+        headers = validator_headers(etag, created, "public, max-age=300")
+        if not_modified(request, etag, created):
+            return not_modified_response(headers)
+        pages = max(1, -(-count // ARCHIVE_PAGE))
+        if number > pages:
+            raise PageError(404, "No such page", f"The archive has {pages} page{'' if pages == 1 else 's'}.")
+        html = self.rendered.get(etag)
+        if html is None:
+            summaries = await run_in_threadpool(self.edition_index.listed, offset=(number - 1) * ARCHIVE_PAGE,
+                                                limit=ARCHIVE_PAGE)
+            feeds = [{"name": t.name, "url": f"{root}/topics/{t.slug}.atom"} for t in self.settings.topics]
+            html = self.environment.render("web/archive.html.j2", {**self.base_context(request),
+                "editions": archive_list(summaries, root=root), "feeds": feeds, "page": number, "pages": pages,
+                "newer_url": f"{root}/archive" + (f"?page={number - 1}" if number > 2 else "") if number > 1 else "",
+                "older_url": f"{root}/archive?page={number + 1}" if number < pages else "",
+            })
+            self.remember(etag, html)
+        return HTMLResponse(html, headers=headers)
+
+    def remember(self, etag: str, body: str) -> None:
+        """Keep a rendered archive page or feed under its ETag: the ETag names every input, so it stays right."""
+        self.rendered[etag] = body
+        while len(self.rendered) > _RENDERED_CACHE:
+            self.rendered.popitem(last=False)
 
     async def archive_edition(self, request: Request) -> Response:
+        """An edition's page: rendered from its snapshot once per template fingerprint and root, then stored."""
         slug = request.path_params["slug"]
-        html = self.archive_cache.get(slug)
-        if html is None:
-            edition = await run_in_threadpool(self.editions.get_by_slug, slug)
-            if edition is None or edition.is_empty:
-                raise PageError(404, "No such edition", "The archive has no edition at this address.")
-            context = {**self.base_context(request),
-                       **edition_page_context(self.settings, edition, root=self.base_context(request)["root"])}
-            html = self.environment.render("web/edition.html.j2", context)
-            self.archive_cache[slug] = html
-            while len(self.archive_cache) > _ARCHIVE_CACHE:
-                self.archive_cache.popitem(last=False)
-        self.archive_cache.move_to_end(slug)
-        return HTMLResponse(html, headers={"content-security-policy": ARCHIVE_CSP,
-                                           "cache-control": "public, max-age=3600"})
+        summary = await run_in_threadpool(self.edition_index.by_slug, slug)
+        if summary is None or not summary.paper_count:
+            raise PageError(404, "No such edition", "The archive has no edition at this address.")
+        root = self.base_context(request)["root"]
+        variant = etag_of(self.environment.fingerprint, root).strip('"')
+        key = f"{summary.id}:{variant}"
+        stored = self.archive_cache.get(key)
+        if stored is None:
+            stored = await run_in_threadpool(self.edition_index.page, summary.id, variant)
+        if stored is None:
+            stored = await run_in_threadpool(self.render_edition, summary.id, variant, request)
+        self.archive_cache[key] = stored
+        self.archive_cache.move_to_end(key)
+        while len(self.archive_cache) > _ARCHIVE_CACHE:
+            self.archive_cache.popitem(last=False)
+        etag, html = stored
+        headers = {**validator_headers(etag, summary.created, "public, max-age=3600"),
+                   "content-security-policy": ARCHIVE_CSP}
+        if not_modified(request, etag, summary.created):
+            return not_modified_response(headers)
+        return HTMLResponse(html, headers=headers)
+
+    def render_edition(self, edition_id: int, variant: str, request: Request) -> tuple[str, str]:
+        edition = self.editions.get_by_id(edition_id)
+        if edition is None:  # deleted between the two reads
+            raise PageError(404, "No such edition", "The archive has no edition at this address.")
+        root = self.base_context(request)["root"]
+        context = {**self.base_context(request), **edition_page_context(self.settings, edition, root=root)}
+        html = self.environment.render("web/edition.html.j2", context)
+        etag = etag_of(html)
+        self.edition_index.store_page(edition_id, variant, etag=etag, html=html, now=self.clock())
+        return etag, html
 
     async def topic_feed(self, request: Request) -> Response:
+        """A topic's Atom feed: its newest ``FEED_ENTRIES`` papers from the index, with a validator."""
         slug = request.path_params["slug"]
         topic = next((t for t in self.settings.topics if t.slug == slug), None)
         if topic is None:
             raise PageError(404, "No such topic", "There is no topic at this address.")
-        editions = await run_in_threadpool(self.editions.editions, limit=120)
-        xml = self.environment.render("web/topic.atom.j2", topic_feed_context(self.settings, topic, editions))
-        return Response(xml, media_type="application/atom+xml; charset=utf-8",
-                        headers={"cache-control": "public, max-age=900"})
+        newest, cutoff = await run_in_threadpool(self.edition_index.feed_version, slug)
+        etag = etag_of("feed", self.environment.fingerprint, slug, newest, FEED_ENTRIES)
+        headers = validator_headers(etag, cutoff, "public, max-age=900")
+        if not_modified(request, etag, cutoff):
+            return not_modified_response(headers)
+        xml = self.rendered.get(etag)
+        if xml is None:
+            entries = await run_in_threadpool(self.edition_index.feed, slug, limit=FEED_ENTRIES)
+            xml = self.environment.render("web/topic.atom.j2", topic_feed_context(self.settings, topic, entries))
+            self.remember(etag, xml)
+        return Response(xml, media_type="application/atom+xml; charset=utf-8", headers=headers)
 
     async def healthz(self, request: Request) -> Response:
+        """Only whether the database answers: a health probe must stay cheap however big the archive is."""
         try:
-            await run_in_threadpool(self.editions.editions, limit=1)
+            await run_in_threadpool(ping, self.engine)
         except SQLAlchemyError as error:
             log.error("health check: database error: %s", error)
             return JSONResponse({"status": "error", "database": "unavailable"}, status_code=503)
@@ -417,8 +537,18 @@ def create_app(
         headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
         return web.error_page(request, PageError(status, titles.get(status, "Error"), message, headers=headers))
 
-    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)],
-                    exception_handlers={HTTPException: http_error}, max_body_size=MAX_BODY_BYTES)
+    async def server_error(request: Request, exc: Exception) -> Response:
+        """Starlette's own 500 page sits outside every middleware: this one carries the security headers."""
+        log.error("unexpected error on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        return web.error_page(request, PageError(500, "Something went wrong", "The request failed; please try "
+                                                 "again later."))
+
+    app = Starlette(routes=routes,
+                    middleware=[Middleware(TrustedProxies, trusted=settings.web.trusted_proxies),
+                                Middleware(SecurityHeaders),
+                                # here, not Starlette(max_body_size=...): that one answers outside SecurityHeaders
+                                Middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES)],
+                    exception_handlers={HTTPException: http_error, Exception: server_error})
     app.router.redirect_slashes = False  # no redirects at all: nothing to turn into an open redirect
     app.state.web = web
     return app
@@ -435,16 +565,23 @@ async def run_server(
 ) -> None:
     """Serve ``create_app`` with uvicorn on the running event loop until stopped (or cancelled).
 
-    The access log is off by default: page URLs hold link tokens, which do not belong in logs. uvicorn
-    trusts X-Forwarded-For/-Proto only from the addresses in ``FORWARDED_ALLOW_IPS`` (default 127.0.0.1, a
-    proxy on the same host). ``handle_signals=False`` leaves SIGINT/SIGTERM to the caller (``serve``).
+    The access log is off by default: page URLs hold link tokens, which do not belong in logs. uvicorn's
+    own proxy-header support is off: X-Forwarded-For/-Proto count only from ``[web] trusted_proxies``
+    (``newsletter.web.proxies``). The background sender of confirmation emails runs on the same loop for
+    as long as the server does. ``handle_signals=False`` leaves SIGINT/SIGTERM to the caller (``serve``).
     """
     app = create_app(settings, engine)
     config = uvicorn.Config(app, host=host or settings.web.host, port=port or settings.web.port,
-                            access_log=access_log, server_header=False, proxy_headers=True, log_level="info",
+                            access_log=access_log, server_header=False, proxy_headers=False, log_level="info",
                             lifespan="off")
     server = uvicorn.Server(config) if handle_signals else _EmbeddedServer(config)
-    await server.serve()
+    sender = asyncio.create_task(app.state.web.sender.run())
+    try:
+        await server.serve()
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
 
 
 class _EmbeddedServer(uvicorn.Server):

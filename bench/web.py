@@ -1,0 +1,199 @@
+"""Load generator for the public web pages on loopback: a fresh install against a year of editions.
+
+Why: the archive and the feeds used to parse every stored edition's JSON snapshot on each request, so their
+cost grew with history (5.4 s for ``/archive`` at 302 editions; 16 concurrent GETs exhausted the connection
+pool and a one-click unsubscribe sent meanwhile failed after 31.8 s). Issue 17's targets, with 365 daily
+editions of about 60 papers at 16 concurrent requests: GET ``/archive``, an edition page and a topic feed each
+have p99 ≤ 250 ms and a throughput within 2× of a fresh install; a one-click unsubscribe sent during that
+load answers 200 within 1 s.
+
+How: two SQLite databases are built through the real ``EditionStore.insert`` (``tests/archive_support``):
+"fresh" with 1 edition, "year" with 365 editions of 60 papers. For each, ``newsletter web``'s server
+(``run_server``: uvicorn + the Starlette app) runs in a child process pinned to CPU 0; this process, on the
+other CPU, keeps 16 requests in flight per page with httpx for ``--requests`` requests (after a warm-up of
+16, which renders and stores the edition page once), records each latency and reports p50/p99 and requests
+per second. During the year's ``/archive`` phase one RFC 8058 one-click unsubscribe POST is sent and timed.
+The server's peak RSS (VmHWM) is read from /proc at the end.
+
+    python bench/web.py                     # 400 requests per page and database
+    python bench/web.py --requests 200      # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from newsletter.config import load_settings  # noqa: E402
+from newsletter.storage.db import open_database  # noqa: E402
+from newsletter.storage.editions import EditionStore  # noqa: E402
+from subscribers.store import SubscriberStore  # noqa: E402
+from subscribers.tokens import Keyring, TokenSigner  # noqa: E402
+from tests.archive_support import add_editions  # noqa: E402
+from tests.conftest import TOPICS_TOML, write_config  # noqa: E402
+from tests.email_support import FIXTURE_SOURCES  # noqa: E402
+
+SECRET = "k1:bench-web-secret-0123456789"
+CONCURRENCY = 16
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def make_site(folder: Path, *, editions: int, papers: int, extra: str = "") -> tuple[Path, str, str]:
+    """A config and database with ``editions`` editions and one active reader; (config, an edition slug,
+    that reader's unsubscribe path)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = write_config(folder, FIXTURE_SOURCES, extra=extra, topics=TOPICS_TOML)
+    settings = load_settings(config)
+    engine = open_database(settings.newsletter.database_url)
+    slugs = add_editions(EditionStore(engine), count=editions, papers=papers)
+    reader = SubscriberStore(engine).add("reader@example.org", now=datetime.now(UTC), topics=["agents"])
+    token = TokenSigner(Keyring.parse(SECRET)).sign("unsubscribe", reader.id)
+    engine.dispose()
+    return config, slugs[len(slugs) // 2], f"/unsubscribe/{token}"
+
+
+def start_server(config: Path, port: int, *, cpu: int = 0) -> subprocess.Popen[bytes]:
+    """``run_server`` in a child process pinned to one CPU (``os.sched_setaffinity``)."""
+    code = (
+        "import asyncio, os, sys\n"
+        f"os.sched_setaffinity(0, {{{cpu}}})\n"
+        "from newsletter.config import load_settings\n"
+        "from newsletter.storage.db import open_database\n"
+        "from newsletter.web.app import run_server\n"
+        "settings = load_settings(sys.argv[1])\n"
+        "engine = open_database(settings.newsletter.database_url)\n"
+        "asyncio.run(run_server(settings, engine, host='127.0.0.1', port=int(sys.argv[2])))\n"
+    )
+    env = {**os.environ, "NEWSLETTER_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-c", code, str(config), str(port)], env=env,
+                               stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("the web server did not start")
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Phase:
+    path: str
+    latencies: list[float]
+    seconds: float
+    errors: int
+
+    def p(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds
+
+
+async def load(base: str, path: str, *, requests: int, during: str | None = None) -> tuple[Phase, float | None]:
+    """``requests`` GETs of ``path`` with ``CONCURRENCY`` in flight; optionally one one-click POST meanwhile."""
+    latencies: list[float] = []
+    errors = 0
+    remaining = requests
+    unsubscribe_ms: float | None = None
+    limits = httpx.Limits(max_connections=CONCURRENCY + 1, max_keepalive_connections=CONCURRENCY + 1)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+        for _ in range(CONCURRENCY):  # warm-up: the edition page is rendered and stored once
+            await client.get(path)
+
+        async def worker() -> None:
+            nonlocal remaining, errors
+            while remaining > 0:
+                remaining -= 1
+                started = time.perf_counter()
+                response = await client.get(path)
+                latencies.append(time.perf_counter() - started)
+                errors += response.status_code != 200
+
+        async def one_click() -> None:
+            nonlocal unsubscribe_ms
+            await asyncio.sleep(0.3)
+            started = time.perf_counter()
+            response = await client.post(during or "", data={"List-Unsubscribe": "One-Click"})
+            unsubscribe_ms = (time.perf_counter() - started) * 1000 if response.status_code == 200 else -1.0
+
+        started = time.perf_counter()
+        tasks = [worker() for _ in range(CONCURRENCY)] + ([one_click()] if during else [])
+        await asyncio.gather(*tasks)
+        seconds = time.perf_counter() - started
+    return Phase(path, latencies, seconds, errors), unsubscribe_ms
+
+
+def run_site(name: str, folder: Path, *, editions: int, papers: int, requests: int) -> list[str]:
+    config, slug, unsubscribe = make_site(folder, editions=editions, papers=papers)
+    port = free_port()
+    server = start_server(config, port)
+    rows = []
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for path in ("/archive", f"/archive/{slug}", "/topics/agents.atom"):
+            during = unsubscribe if path == "/archive" else None
+            phase, one_click = asyncio.run(load(base, path, requests=requests, during=during))
+            shown = "/archive/<slug>" if path.startswith("/archive/") else path
+            extra = f"{one_click:.0f} ms" if one_click is not None else ""
+            rows.append(f"| {name} ({editions} editions) | `{shown}` | {phase.p(0.5):.1f} | {phase.p(0.99):.1f} | "
+                        f"{phase.rate:.0f} | {phase.errors} | {extra} |")
+        rows.append(f"| {name}: server peak RSS | | | | | | {peak_rss_mib(server.pid):.0f} MiB |")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=400, help="requests per page and database")
+    parser.add_argument("--editions", type=int, default=365)
+    parser.add_argument("--papers", type=int, default=60)
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {1})  # the load generator on the other CPU; the server is pinned to CPU 0
+    print("| database | page | p50 ms | p99 ms | req/s | non-200 | one-click unsubscribe during load |")
+    print("| --- | --- | --: | --: | --: | --: | --: |")
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        rows = run_site("fresh", Path(tmp) / "fresh", editions=1, papers=args.papers, requests=args.requests)
+        rows += run_site("year", Path(tmp) / "year", editions=args.editions, papers=args.papers,
+                         requests=args.requests)
+        for row in rows:
+            print(row)
+        print(f"\n({time.perf_counter() - started:.0f} s in all, load generator on CPU "
+              f"{sorted(os.sched_getaffinity(0))}, server on CPU 0; one run)")
+
+
+if __name__ == "__main__":
+    main()
