@@ -20,8 +20,8 @@ from datetime import datetime, timedelta
 
 from newsletter.storage.outbox import ConfirmationOutbox, OutboxItem
 from subscribers.errors import NotFoundError
-from subscribers.rate_limit_store import CONFIRMATION_WINDOW, RateLimits, mailbox_key
 from subscribers.models import Frequency, Subscriber
+from subscribers.rate_limit_store import CONFIRMATION_WINDOW, RateLimits, mailbox_key
 from subscribers.requests import confirm_request
 from subscribers.store import ConfirmOutcome, SubscriberStore
 from subscribers.tokens import MAX_AGE
