@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     pass
 
 from newsletter.cli.app import App, NewsletterGroup, console, pass_app
+from newsletter.cli.words import plural
 
 
 def _print_fetch_table(reports: list[SourceReport]) -> None:
@@ -106,7 +107,7 @@ def papers(app: App, since: datetime | None, topic: str | None, unmatched: bool,
     if as_json:
         click.echo(json.dumps(view.as_json(), indent=2, ensure_ascii=False))
         return
-    table = Table(title=f"{len(view.papers)} papers")
+    table = Table(title=plural(len(view.papers), "paper"))
     table.add_column("id")
     table.add_column("title", overflow="fold")
     table.add_column("score", justify="right")
@@ -136,12 +137,13 @@ def topics(ctx: click.Context, as_json: bool, top: int) -> None:
         click.echo(json.dumps(view, indent=2, ensure_ascii=False))
         return
     for topic in view["topics"]:
-        console.print(f"[bold]{topic['name']}[/bold] ({topic['slug']}): {topic['count']} papers", highlight=False)
+        console.print(f"[bold]{topic['name']}[/bold] ({topic['slug']}): {plural(topic['count'], 'paper')}",
+                      highlight=False)
         for paper in topic["top"]:
             console.print(f"  • {paper['title']} [dim]({paper['id']})[/dim]", highlight=False)
             console.print(f"    [dim]{'; '.join(paper['reasons'])}[/dim]", highlight=False)
     console.print(
-        f"{view['unmatched']['count']} of {view['papers']} papers match no topic "
+        f"{view['unmatched']['count']} of {plural(view['papers'], 'paper')} match no topic "
         "(list them with `newsletter papers --unmatched`).",
         highlight=False,
     )

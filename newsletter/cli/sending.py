@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from newsletter.delivery.sending import SendReport
 
 from newsletter.cli.app import App, console, pass_app
+from newsletter.cli.words import nouns, plural
 
 
 @click.command()
@@ -45,7 +46,8 @@ def preview(app: App, subscriber_email: str | None, topics: str | None, frequenc
     for path in (result.html_path, result.text_path, result.eml_path):
         click.echo(str(path))
     moved = f", {result.hidden} more on the web" if result.hidden else ""
-    click.echo(f"HTML size: {result.html_bytes:,} bytes; {result.papers} papers{moved}; subject: {result.subject}")
+    click.echo(f"HTML size: {result.html_bytes:,} bytes; {plural(result.papers, 'paper')}{moved}; "
+               f"subject: {result.subject}")
     if not app.settings.email.postal_address:
         click.echo("warning: [email] postal_address is empty; bulk email needs the sender's postal address")
 
@@ -63,8 +65,10 @@ def _print_plan(planned: Plan) -> None:
         table.add_row(str(variant.readers), str(variant.papers), f"{variant.html_bytes:,}", variant.subject)
     console.print(table)
     console.print(
-        f"{planned.recipients} emails in {len(planned.variants)} distinct variants to {planned.subscribers} "
-        f"subscribers; {planned.nothing_new} have nothing new; {planned.already_queued} already in the ledger",
+        f"{plural(planned.recipients, 'email')} in {plural(len(planned.variants), 'distinct variant')} to "
+        f"{plural(planned.subscribers, 'subscriber')}; "
+        f"{planned.nothing_new} {nouns(planned.nothing_new, 'has')} nothing new; "
+        f"{planned.already_queued} already in the ledger",
         highlight=False, soft_wrap=True,
     )
 
@@ -159,8 +163,9 @@ def send(app: App, frequency: Literal["daily", "weekly"], day: datetime | None, 
     if to_address:
         planned, chosen, where = send_test_copy(app.settings, app.store.engine, frequency=frequency, to=to_address,
                                                 day=when)
-        console.print(f"sent a test copy of {planned.edition.slug} ({chosen.papers} papers, the email of "
-                      f"{chosen.readers} readers) to {to_address} via {where}", highlight=False, soft_wrap=True)
+        console.print(f"sent a test copy of {planned.edition.slug} ({plural(chosen.papers, 'paper')}, the email of "
+                      f"{plural(chosen.readers, 'reader')}) to {to_address} via {where}", highlight=False,
+                      soft_wrap=True)
         return
     progress = Progress(TextColumn("[bold]sending"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console, transient=True)
@@ -191,6 +196,6 @@ def demo(folder: Path | None) -> None:
 
     result = run_demo(folder=folder, say=lambda line: console.print(line, highlight=False, soft_wrap=True))
     _print_send_report(result.send)
-    console.print(f"received {len(result.received)} messages in {result.maildir}:", highlight=False)
+    console.print(f"received {plural(len(result.received), 'message')} in {result.maildir}:", highlight=False)
     for path in result.received:
         console.print(f"  {path}", highlight=False, soft_wrap=True)

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
+from newsletter.cli.words import nouns, plural
 from newsletter.config import Settings
 from newsletter.rendering.links import signer_from_settings
 from newsletter.web.subscriptions import (
@@ -27,6 +28,7 @@ from newsletter.web.subscriptions import (
 )
 from subscribers.addresses import valid_email
 from subscribers.csvio import export_csv
+from subscribers.csvtext import delimiter_name
 from subscribers.errors import NotFoundError
 from subscribers.models import Frequency, ImportReport, Status, Subscriber
 from subscribers.schema import STATUSES
@@ -133,7 +135,7 @@ def list_command(app: _App, status: Status | None, frequency: Frequency | None, 
         click.echo(json.dumps({"count": len(found), "subscribers": [subscriber_json(s) for s in found]}, indent=2,
                               ensure_ascii=False))
         return
-    table = Table(title=f"{len(found)} subscribers")
+    table = Table(title=plural(len(found), "subscriber"))
     for column in ("id", "email", "name", "status", "topics", "frequency", "since"):
         table.add_column(column, overflow="fold", justify="right" if column == "id" else "left")
     for s in found:
@@ -171,7 +173,9 @@ def show(app: _App, email: str, as_json: bool) -> None:
 
 def _print_import(report: ImportReport) -> None:
     prefix = "dry run, nothing changed: " if report.dry_run else ""
-    click.echo(f"{prefix}{report.rows} rows: {len(report.added)} added, {len(report.updated)} updated, "
+    if report.encoding != "utf-8" or report.delimiter != ",":
+        click.echo(f"read as {report.encoding}, columns separated by {delimiter_name(report.delimiter)}")
+    click.echo(f"{prefix}{plural(report.rows, 'row')}: {len(report.added)} added, {len(report.updated)} updated, "
                f"{len(report.unchanged)} unchanged, {len(report.errors)} not imported")
     for error in report.errors:
         click.echo(str(error))
@@ -180,6 +184,8 @@ def _print_import(report: ImportReport) -> None:
 def _import_json(report: ImportReport, sent: int) -> dict[str, Any]:
     return {
         "dry_run": report.dry_run,
+        "encoding": report.encoding,
+        "delimiter": report.delimiter,
         "rows": report.rows,
         "added": [s.email for s in report.added],
         "updated": [s.email for s in report.updated],
@@ -190,35 +196,41 @@ def _import_json(report: ImportReport, sent: int) -> dict[str, Any]:
 
 
 @subscribers.command(name="import")
-@click.argument("file", type=click.File("r", encoding="utf-8-sig", lazy=False))
+@click.argument("file", type=click.File("rb", lazy=False))
+@click.option("--encoding", metavar="NAME",
+              help="The file's text encoding (default: detected: UTF-8 with or without BOM, else cp1252/Latin-1).")
 @click.option("--confirm", is_flag=True, help="Keep new subscribers pending and send them confirmation emails.")
 @click.option("--force", is_flag=True, help="Import suppressed addresses (unsubscribed, bounced, deleted) too.")
 @click.option("--dry-run", is_flag=True, help="Check every row and report; change and send nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (shape documented in docs/cli.md).")
 @click.pass_obj
-def import_command(app: _App, file: Any, confirm: bool, force: bool, dry_run: bool, as_json: bool) -> None:
+def import_command(app: _App, file: Any, encoding: str | None, confirm: bool, force: bool, dry_run: bool,
+                   as_json: bool) -> None:
     """Import FILE (CSV: email,name,topics,frequency; topics separated by ';'; '-' reads stdin).
 
+    The encoding (UTF-8, Windows-1252, Latin-1) and the delimiter (',', ';', tab) are detected and reported,
+    so a file saved by Excel in any locale imports as it is.
     Imported subscribers are active (you vouch for their consent) unless --confirm. Known addresses are
     updated, so importing twice changes nothing. Every bad row is reported with its line number and
     reason, the others are imported; the exit code is 1 when any row was not imported.
     """
     signer = _signer(app) if confirm and not dry_run else None
     now = app.now()
-    report = import_subscribers(app.settings, _engine(app), file, now=now, confirm=confirm, force=force,
-                                dry_run=dry_run)
+    report = import_subscribers(app.settings, _engine(app), file.read(), now=now, confirm=confirm, force=force,
+                                dry_run=dry_run, encoding=encoding)
     sent = 0
     if signer is not None and report.to_confirm:
-        with console.status(f"Sending {len(report.to_confirm)} confirmation emails…"):
+        with console.status(f"Sending {plural(len(report.to_confirm), 'confirmation email')}…"):
             sent = send_confirmations(app.settings, _engine(app), signer, report.to_confirm, now=now)
     if as_json:
         click.echo(json.dumps(_import_json(report, sent), indent=2, ensure_ascii=False))
     else:
         _print_import(report)
         if signer is not None:
-            click.echo(f"{sent} of {len(report.to_confirm)} confirmation emails sent")
+            click.echo(f"{sent} of {plural(len(report.to_confirm), 'confirmation email')} sent")
     if report.errors:
-        raise click.ClickException(f"{len(report.errors)} of {report.rows} rows were not imported")
+        not_imported = f"{len(report.errors)} of {plural(report.rows, 'row')} {nouns(len(report.errors), 'was')}"
+        raise click.ClickException(f"{not_imported} not imported")
 
 
 @subscribers.command(name="export")
