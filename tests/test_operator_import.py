@@ -30,7 +30,8 @@ def names(config: Path) -> dict[str, tuple[str, tuple[str, ...]]]:
     return {s.email: (s.name, s.topics) for s in store.list_all()}
 
 
-EXCEL = "email;name;topics\r\nzoe@example.org;Zoë Müller-Šuša;agents,medical\r\nfrancois@example.org;François “Fanfan” Ñuñez;\r\n"
+EXCEL = ("email;name;topics\r\nzoe@example.org;Zoë Müller-Šuša;agents,medical\r\n"
+         "francois@example.org;François “Fanfan” Ñuñez;\r\n")
 
 
 def test_a_windows_1252_file_with_semicolons_imports_and_says_how_it_was_read(config: Path, tmp_path: Path) -> None:
