@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import click
 from rich.table import Table
 
+from newsletter.cli.dates import MOMENT
 from newsletter.sources.records import SourceReport
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def _since(app: App, value: datetime | None) -> datetime | None:
     return value
 
 
-_DATE = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"])
+_DATE = MOMENT
 
 
 @click.command()

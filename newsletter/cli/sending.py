@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from newsletter.delivery.sending import SendReport
 
 from newsletter.cli.app import App, console, pass_app
+from newsletter.cli.dates import DAY
 from newsletter.cli.words import nouns, plural
 
 
@@ -24,7 +25,7 @@ from newsletter.cli.words import nouns, plural
 @click.option("--subscriber", "subscriber_email", metavar="EMAIL", help="Preview this subscriber's email.")
 @click.option("--topics", metavar="A,B", help="Preview for a stand-in reader of these topics (default: all).")
 @click.option("--frequency", type=click.Choice(["daily", "weekly"]), default="daily", show_default=True)
-@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Edition date (default: today).")
+@click.option("--date", "day", type=DAY, help="Edition date (default: today).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="preview",
               show_default=True, help="Folder for the .html, .txt and .eml files.")
 @pass_app
@@ -52,6 +53,12 @@ def preview(app: App, subscriber_email: str | None, topics: str | None, frequenc
         click.echo("warning: [email] postal_address is empty; bulk email needs the sender's postal address")
 
 
+def who_gets(emails: tuple[str, ...], *, shown: int = 5) -> str:
+    """The first readers of a variant and how many more: enough to check a dry run without a wall of text."""
+    more = f" and {len(emails) - shown} more" if len(emails) > shown else ""
+    return ", ".join(emails[:shown]) + more
+
+
 def _print_plan(planned: Plan) -> None:
     edition = planned.edition
     if edition.is_empty:
@@ -59,10 +66,12 @@ def _print_plan(planned: Plan) -> None:
                       soft_wrap=True)
         return
     table = Table(title=f"Dry run of {edition.slug}: nothing sent, nothing recorded")
-    for column in ("readers", "papers", "HTML bytes", "subject"):
-        table.add_column(column, justify="left" if column == "subject" else "right")
+    for column in ("variant", "readers", "papers", "HTML bytes", "subject", "who"):
+        table.add_column(column, justify="left" if column in ("variant", "subject", "who") else "right",
+                         overflow="fold")
     for variant in sorted(planned.variants, key=lambda v: -v.readers):
-        table.add_row(str(variant.readers), str(variant.papers), f"{variant.html_bytes:,}", variant.subject)
+        table.add_row(variant.key[:8], str(variant.readers), str(variant.papers), f"{variant.html_bytes:,}",
+                      variant.subject, who_gets(variant.emails))
     console.print(table)
     console.print(
         f"{plural(planned.recipients, 'email')} in {plural(len(planned.variants), 'distinct variant')} to "
@@ -98,8 +107,9 @@ def _print_send_report(result: SendReport) -> None:
                   f"{stats.ambiguous} ambiguous, {stats.suppressed} suppressed, {stats.released} released",
                   highlight=False, soft_wrap=True)
     for row in result.ambiguous:
-        console.print(f"[yellow]ambiguous[/yellow] {row['email']}: {row['message']} (not resent; check the relay's "
-                      "log before resending by hand)", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]ambiguous[/yellow] {row['email']} Message-ID {row['message_id']}: {row['message']} "
+                      "(not resent; look for that Message-ID in the relay's log before resending by hand)",
+                      highlight=False, soft_wrap=True)
     if result.live_claims:
         console.print(f"{result.live_claims} messages are held by another live `send`", highlight=False, soft_wrap=True)
     if result.enqueued is not None:
@@ -127,7 +137,7 @@ def print_workers(workers: dict[str, dict[str, int]], title: str = "Per worker")
 
 @click.command()
 @click.option("--frequency", type=click.Choice(["daily", "weekly"]), default="daily", show_default=True)
-@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Edition date (default: today).")
+@click.option("--date", "day", type=DAY, help="Edition date (default: today).")
 @click.option("--dry-run", is_flag=True, help="Render and count what would be sent; send and record nothing.")
 @click.option("--to", "to_address", metavar="EMAIL",
               help="Send a test copy of the most common email to EMAIL only; the ledger is not touched.")

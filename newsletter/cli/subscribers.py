@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 
 import click
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
+from newsletter.cli.app import console
 from newsletter.cli.words import nouns, plural
 from newsletter.config import Settings
 from newsletter.rendering.links import signer_from_settings
@@ -33,8 +33,6 @@ from subscribers.errors import NotFoundError
 from subscribers.models import Frequency, ImportReport, Status, Subscriber
 from subscribers.schema import STATUSES
 from subscribers.tokens import TokenSigner
-
-console = Console()
 
 
 class _App(Protocol):
@@ -136,8 +134,12 @@ def list_command(app: _App, status: Status | None, frequency: Frequency | None, 
                               ensure_ascii=False))
         return
     table = Table(title=plural(len(found), "subscriber"))
+    longest = max((len(s.email) for s in found), default=5)
     for column in ("id", "email", "name", "status", "topics", "frequency", "since"):
-        table.add_column(column, overflow="fold", justify="right" if column == "id" else "left")
+        if column == "email":  # an address cut in two cannot be copied; the other columns give way
+            table.add_column(column, no_wrap=True, min_width=longest)
+        else:
+            table.add_column(column, overflow="fold", justify="right" if column == "id" else "left")
     for s in found:
         table.add_row(str(s.id), s.email, s.name, s.status, ", ".join(s.topics), s.frequency, f"{s.created:%Y-%m-%d}")
     console.print(table)

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from newsletter.cli.dates import MOMENT
 from newsletter.cli.words import plural
 from newsletter.config import Settings
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from newsletter.matching.evaluate import Evaluation
 
 SWEEP = tuple(round(0.02 * i, 2) for i in range(31))
-_DATE = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"])
+_DATE = MOMENT
 
 
 class _App(Protocol):

