@@ -35,10 +35,21 @@ class App:
     def store(self) -> PaperStore:
         url = self.settings.newsletter.database_url
         engine = open_database(url)
-        if is_new(engine) and _running_command() in READ_ONLY_COMMANDS:
+        command = _running_command()
+        if is_new(engine) and command in READ_ONLY_COMMANDS:
             shown = engine.url.render_as_string(hide_password=True)
             click.echo(f"warning: {shown} did not exist or was empty, so it is a new, empty database; is "
                        "[newsletter] database_url (or --config) mistyped?", err=True)
+        from newsletter.service.topic_changes import reconcile_topics
+
+        changes = reconcile_topics(self.settings, engine, now=self.now(), orphans=command in ("fetch", "status"))
+        for move, count in changes.renamed.items():
+            click.echo(f"topic renamed ({move}): moved {count} reader{'s' if count != 1 else ''}", err=True)
+        for slug, count in changes.added.items():
+            click.echo(f"new topic {slug!r}: added for {count} reader{'s' if count != 1 else ''} of every topic",
+                       err=True)
+        for line in changes.warnings():
+            click.echo(f"warning: {line}", err=True)
         return PaperStore(engine)
 
     def now(self) -> datetime:

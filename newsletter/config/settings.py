@@ -363,6 +363,9 @@ class TopicSettings:
     keywords: tuple[str, ...] = setting((), "Words or phrases; a whole-word hit in title or abstract matches.")
     categories: tuple[str, ...] = setting((), "arXiv categories (e.g. 'cs.LG'); a paper listed in one matches.")
     exclude_keywords: tuple[str, ...] = setting((), "Words or phrases that keep a paper out of this topic.")
+    formerly: tuple[str, ...] = setting(
+        (), "Earlier slugs of this topic. Renaming a slug? List the old one here: its readers move to the new slug "
+            "(at the next command) instead of silently losing the topic.")
 
 
 @dataclass(frozen=True, kw_only=True)
