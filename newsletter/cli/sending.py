@@ -140,7 +140,9 @@ def print_workers(workers: dict[str, dict[str, int]], title: str = "Per worker")
 @click.option("--date", "day", type=DAY, help="Edition date (default: today).")
 @click.option("--dry-run", is_flag=True, help="Render and count what would be sent; send and record nothing.")
 @click.option("--to", "to_address", metavar="EMAIL",
-              help="Send a test copy of the most common email to EMAIL only; the ledger is not touched.")
+              help="Send a test copy of the most common email to EMAIL only (any edition, sent or not); the "
+                   "ledger is not touched.")
+@click.option("--subscriber", "copy_of", metavar="EMAIL", help="With --to: copy this subscriber's email instead.")
 @click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages in this run.")
 @click.option("--processes", type=click.IntRange(min=1), help="Sending processes (default: [delivery] processes).")
 @click.option("--workers", "use_workers", is_flag=True,
@@ -149,7 +151,8 @@ def print_workers(workers: dict[str, dict[str, int]], title: str = "Per worker")
 @click.option("--no-wait", is_flag=True, help="With --workers: exit once the batches are enqueued.")
 @pass_app
 def send(app: App, frequency: Literal["daily", "weekly"], day: datetime | None, dry_run: bool,
-         to_address: str | None, limit: int | None, processes: int | None, use_workers: bool, no_wait: bool) -> None:
+         to_address: str | None, copy_of: str | None, limit: int | None, processes: int | None, use_workers: bool,
+         no_wait: bool) -> None:
     """Build the edition if needed, fill the delivery ledger and send, with progress and a summary.
 
     Safe to run again: it resumes, never sends a message twice, and never resends one whose delivery is
@@ -157,7 +160,7 @@ def send(app: App, frequency: Literal["daily", "weekly"], day: datetime | None, 
     With --workers the workers send; SIGINT/SIGTERM stop waiting for them, not them.
     """
     from newsletter.delivery.campaign import plan
-    from newsletter.delivery.run import run_send, send_test_copy
+    from newsletter.delivery.run import run_send
 
     when = day.date() if day else None
     if dry_run and to_address:
@@ -166,16 +169,19 @@ def send(app: App, frequency: Literal["daily", "weekly"], day: datetime | None, 
         raise click.UsageError("--workers does not go with --limit, --processes, --dry-run or --to")
     if no_wait and not use_workers:
         raise click.UsageError("--no-wait goes with --workers")
+    if copy_of and not to_address:
+        raise click.UsageError("--subscriber goes with --to")
     if dry_run:
         planned = plan(app.settings, app.store.engine, frequency=frequency, now=app.now(), day=when)
         _print_plan(planned)
         return
     if to_address:
-        planned, chosen, where = send_test_copy(app.settings, app.store.engine, frequency=frequency, to=to_address,
-                                                day=when)
-        console.print(f"sent a test copy of {planned.edition.slug} ({plural(chosen.papers, 'paper')}, the email of "
-                      f"{plural(chosen.readers, 'reader')}) to {to_address} via {where}", highlight=False,
-                      soft_wrap=True)
+        from newsletter.delivery.copies import send_copy
+
+        copy = send_copy(app.settings, app.store.engine, frequency=frequency, to=to_address, now=app.now(), day=when,
+                         subscriber_email=copy_of)
+        console.print(f"sent a test copy of {copy.edition} ({copy.whose}) to {to_address} via {copy.via}",
+                      highlight=False, soft_wrap=True)
         return
     progress = Progress(TextColumn("[bold]sending"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console, transient=True)
