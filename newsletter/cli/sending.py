@@ -201,17 +201,24 @@ def send(app: App, frequency: Literal["daily", "weekly"], day: datetime | None, 
 @click.command()
 @click.option("--folder", type=click.Path(file_okay=False, path_type=Path),
               help="Work here instead of a new temporary folder.")
-def demo(folder: Path | None) -> None:
+@click.option("--serve", "keep_serving", is_flag=True,
+              help="Then keep the archive and the subscribe pages up on 127.0.0.1 until Ctrl-C.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True,
+              help="Port of the pages with --serve.")
+def demo(folder: Path | None, keep_serving: bool, port: int) -> None:
     """Run the whole pipeline offline: bundled real feeds, sample subscribers, a local SMTP server.
 
     Fetches the feeds shipped with the project, builds today's daily edition, renders it once per distinct
-    email and delivers it over real SMTP to an embedded server on 127.0.0.1 that stores a Maildir. Prints
-    the delivery summary and the paths of the received messages. Needs no network and no config file.
+    email and delivers it over real SMTP to an embedded server on 127.0.0.1 that stores a Maildir. Trending
+    scores count from the feeds' own day (they are old snapshots). Prints the delivery summary, the best
+    trending papers and a file:// link to each received email. Needs no network and no config file.
     """
+    from newsletter.cli.demo_output import print_demo, serve_demo
     from newsletter.demo.run import run_demo
 
-    result = run_demo(folder=folder, say=lambda line: console.print(line, highlight=False, soft_wrap=True))
+    result = run_demo(folder=folder, say=lambda line: console.print(line, highlight=False, soft_wrap=True),
+                      web_port=port)
     _print_send_report(result.send)
-    console.print(f"received {plural(len(result.received), 'message')} in {result.maildir}:", highlight=False)
-    for path in result.received:
-        console.print(f"  {path}", highlight=False, soft_wrap=True)
+    print_demo(result)
+    if keep_serving:
+        serve_demo(result, port=port)

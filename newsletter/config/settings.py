@@ -14,6 +14,7 @@ import re
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -78,6 +79,16 @@ def _non_negative(value: float) -> str | None:
 
 def _unit_interval(value: float) -> str | None:
     return None if 0 <= value <= 1 else "a number between 0 and 1"
+
+
+def _moment(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return "an ISO date or date-time such as '2026-06-12' or '2026-06-12T18:00:00+00:00', or empty"
+    return None
 
 
 def _non_empty(value: str) -> str | None:
@@ -169,6 +180,9 @@ class TrendingSettings:
     star_weight: float = setting(0.5, "Weight of ln(1 + GitHub stars).", check=_non_negative)
     source_bonus: float = setting(0.5, "Bonus per source beyond the first that carried the paper.",
                                   check=_non_negative)
+    as_of: str = setting("", "Count ages from this ISO date-time instead of now (UTC when no offset is given). For "
+                             "replaying old feed snapshots, as `newsletter demo` does; empty in production.",
+                         check=_moment)
 
 
 @dataclass(frozen=True, kw_only=True)
