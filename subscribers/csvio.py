@@ -1,10 +1,12 @@
 """CSV import and export of the subscriber list (stdlib ``csv``).
 
-Import reads ``email,name,topics,frequency`` (a header line first; topics separated by ``;``; only ``email`` is
-required). Every row is checked on its own; each bad row is reported with its line number and all of its
-problems, and the good rows are imported in one transaction. Importing is an idempotent upsert: a new
-address is added, a known one updated, and a row that changes nothing is counted as unchanged. An empty
-cell or a missing column leaves a stored value as it is; a new subscriber gets no name, every topic, daily.
+Import reads ``email,name,topics,frequency`` (a header line first; topics separated by ``;``, or by ``,`` in a
+file whose columns are separated by ``;``; only ``email`` is required). The encoding and the column delimiter
+are detected (``subscribers.csvtext``) and reported.
+Every row is checked on its own; each bad row is reported with its line number and all of its problems,
+and the good rows are imported in one transaction. Importing is an idempotent upsert: a new address is added,
+a known one updated, and a row that changes nothing is counted as unchanged. An empty cell or a missing
+column leaves a stored value as it is; a new subscriber gets no name, every topic, daily.
 
 Imported subscribers are active (the operator vouches for their consent), or pending with ``confirm``.
 A suppressed address (unsubscribed, bounced, complained, deleted) is reported, never imported, unless
@@ -22,6 +24,7 @@ from datetime import datetime
 from typing import IO, Any
 
 from subscribers.addresses import valid_email
+from subscribers.csvtext import read_csv_text, text_stream
 from subscribers.errors import SubscribersError, SuppressedError
 from subscribers.models import FREQUENCIES, Frequency, ImportReport, RowError, Status, Subscriber
 from subscribers.store import SubscriberStore
@@ -81,7 +84,7 @@ def _check_row(store: SubscriberStore, line: int, header: list[str], cells: list
     topics: tuple[str, ...] | None = None
     if values.get("topics"):
         try:
-            topics = store.check_topics(values["topics"].split(";"))
+            topics = store.check_topics(values["topics"].replace(",", ";").split(";"))
         except SubscribersError as error:
             problems.append(str(error))
     frequency: Frequency | None = None
@@ -102,9 +105,10 @@ def _check_row(store: SubscriberStore, line: int, header: list[str], cells: list
     return _Row(line, address, name, topics, frequency)
 
 
-def read_rows(store: SubscriberStore, stream: IO[str]) -> tuple[list[_Row], list[RowError], int]:
+def read_rows(store: SubscriberStore, stream: IO[str], *,
+              delimiter: str = ",") -> tuple[list[_Row], list[RowError], int]:
     """Parse and check every row: (good rows, bad rows, number of data rows)."""
-    reader = csv.reader(stream)
+    reader = csv.reader(stream, delimiter=delimiter)
     try:
         header = _header(next(reader))
     except StopIteration:
@@ -135,20 +139,24 @@ def read_rows(store: SubscriberStore, stream: IO[str]) -> tuple[list[_Row], list
 
 def import_csv(
     store: SubscriberStore,
-    stream: IO[str],
+    stream: IO[str] | bytes,
     *,
     now: datetime,
     confirm: bool = False,
     force: bool = False,
     dry_run: bool = False,
+    encoding: str | None = None,
 ) -> ImportReport:
     """Import the good rows of a CSV file in one transaction and report the others (see the module docstring).
 
+    ``stream`` is text, or the file's bytes, whose encoding is ``encoding`` or else detected.
     ``confirm``: new subscribers are pending; the caller sends their confirmation emails
     (``ImportReport.to_confirm``). ``dry_run``: check everything, change nothing.
     """
-    good, errors, rows = read_rows(store, stream)
-    report = ImportReport(rows=rows, errors=errors, dry_run=dry_run)
+    decoded = read_csv_text(stream if isinstance(stream, bytes) else stream.read(), encoding=encoding)
+    good, errors, rows = read_rows(store, text_stream(decoded), delimiter=decoded.delimiter)
+    report = ImportReport(rows=rows, errors=errors, dry_run=dry_run, encoding=decoded.encoding,
+                          delimiter=decoded.delimiter)
     with store.engine.connect() as connection:
         transaction = connection.begin()
         for row in good:

@@ -81,6 +81,9 @@ class ImportReport:
     unchanged: list[Subscriber] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
     dry_run: bool = False
+    encoding: str = "text"
+    """How the file was decoded (``utf-8``, ``utf-8 with BOM``, ``cp1252``, ``latin-1``, or ``text``: given decoded)."""
+    delimiter: str = ","
 
     @property
     def to_confirm(self) -> list[Subscriber]:

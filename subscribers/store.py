@@ -15,7 +15,7 @@ configuration. Without them, topics are stored unchecked (the low-level ``add`` 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, cast
 
@@ -481,6 +481,14 @@ class SubscriberStore:
     def mark_complained(self, subscriber_id: int, *, now: datetime) -> bool:
         """A spam complaint (feedback loop): never email this address again. Returns whether it changed."""
         return self._mark(subscriber_id, "complained", now, ("active", "pending", "unsubscribed", "bounced"))
+
+    def replace_topics(self, changes: Mapping[int, Sequence[str]], *, now: datetime) -> int:
+        """Store new topic lists as they are (a topic renamed or added in the configuration); returns the count."""
+        with self.engine.begin() as connection:
+            for subscriber_id, topics in changes.items():
+                connection.execute(subscribers.update().where(subscribers.c.id == subscriber_id)
+                                   .values(topics=list(topics), updated=now))
+        return len(changes)
 
     def expire_pending(self, *, before: datetime) -> int:
         """Delete requests never confirmed since ``before`` (their consent was never given, so nothing is

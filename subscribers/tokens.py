@@ -45,10 +45,13 @@ class Keyring:
             key_id, sep, secret = entry.partition(":")
             if not sep:
                 key_id, secret = "k0", entry
-            if len(secret) < 16 or not key_id.isalnum():
+            problem = ("its id is not alphanumeric" if not key_id.isalnum() else
+                       f"its secret has {len(secret)} characters" if len(secret) < 16 else None)
+            if problem is not None:
+                which = f"key {entries.index(entry) + 1} of {len(entries)}" if len(entries) > 1 else "the key"
                 raise KeyringError(
-                    f"{variable}: each key must be 'id:secret' with an alphanumeric id and a secret of "
-                    "16 characters or more"
+                    f"{variable}: {which} is not valid ({problem}); expected 'secret' or 'id:secret,id:secret' "
+                    "(the first signs, all verify) with alphanumeric ids and secrets of 16 characters or more"
                 )
             keys[key_id] = secret
         return cls(keys=keys, current=entries[0].partition(":")[0] if ":" in entries[0] else "k0")

@@ -31,17 +31,92 @@ class App:
 
     @cached_property
     def store(self) -> PaperStore:
-        from newsletter.storage.db import open_database  # SQLAlchemy and Alembic: not needed for --help
+        from newsletter.storage.db import is_new, open_database  # SQLAlchemy and Alembic: not needed for --help
         from newsletter.storage.papers import PaperStore
 
-        return PaperStore(open_database(self.settings.newsletter.database_url))
+        url = self.settings.newsletter.database_url
+        engine = open_database(url)
+        command = _running_command()
+        if is_new(engine) and command in READ_ONLY_COMMANDS:
+            shown = engine.url.render_as_string(hide_password=True)
+            click.echo(f"warning: {shown} did not exist or was empty, so it is a new, empty database; is "
+                       "[newsletter] database_url (or --config) mistyped?", err=True)
+        from newsletter.service.topic_changes import reconcile_topics
+
+        changes = reconcile_topics(self.settings, engine, now=self.now(), orphans=command in ("fetch", "status"))
+        for move, count in changes.renamed.items():
+            click.echo(f"topic renamed ({move}): moved {count} reader{'s' if count != 1 else ''}", err=True)
+        for slug, count in changes.added.items():
+            click.echo(f"new topic {slug!r}: added for {count} reader{'s' if count != 1 else ''} of every topic",
+                       err=True)
+        for line in changes.warnings():
+            click.echo(f"warning: {line}", err=True)
+        return PaperStore(engine)
 
     def now(self) -> datetime:
         return datetime.now(UTC)
 
 
+READ_ONLY_COMMANDS = frozenset({"status", "papers", "topics", "preview", "subscribers list", "subscribers show",
+                                "subscribers export", "edition show"})
+"""Commands that only read: a new, empty database there is more likely a typo than a first run."""
+
+
+def _running_command() -> str:
+    context = click.get_current_context(silent=True)
+    return " ".join(context.command_path.split()[1:]) if context is not None else ""
+
+
+_GLOBAL_WITH_VALUE = ("--config", "--log-format")
+_GLOBAL_FLAGS = ("-v", "--verbose")
+UNWRAPPED_WIDTH = 100_000
+"""Console width when the output is not a terminal: a pipe or a file gets whole lines, never 80 columns."""
+
+
+def hoist_global_options(args: list[str], commands: set[str]) -> list[str]:
+    """Move ``--config PATH``, ``--log-format F`` and ``-v`` given after the subcommand to the front.
+
+    Operators type ``newsletter status --config x.toml`` as often as the other order; click only accepts a
+    group's options before the subcommand. Nothing after ``--`` is touched, and no subcommand has options
+    of these names, so moving them changes no other meaning.
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    seen_command = False
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest.extend(args[index:])
+            break
+        if not seen_command:
+            rest.append(arg)
+            if arg in _GLOBAL_WITH_VALUE:
+                index += 1
+                if index < len(args):
+                    rest.append(args[index])
+            elif arg in commands:
+                seen_command = True
+        elif arg in _GLOBAL_FLAGS or (arg.split("=", 1)[0] in _GLOBAL_WITH_VALUE and "=" in arg):
+            front.append(arg)
+        elif arg in _GLOBAL_WITH_VALUE and index + 1 < len(args):
+            front.extend(args[index:index + 2])
+            index += 1
+        else:
+            rest.append(arg)
+        index += 1
+    return front + rest
+
+
 class NewsletterGroup(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.parent is None:
+            args = hoist_global_options(args, set(self.commands))
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
+        if ctx.parent is None and not console.is_terminal:
+            console.width = UNWRAPPED_WIDTH
         try:
             return super().invoke(ctx)
         except (NewsletterError, SubscribersError) as error:

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import click
 from rich.table import Table
 
+from newsletter.cli.dates import MOMENT
 from newsletter.sources.records import SourceReport
 
 if TYPE_CHECKING:
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 from newsletter.cli.app import App, NewsletterGroup, console, pass_app
 from newsletter.cli.output import term
+from newsletter.cli.words import plural
 
 
 def _print_fetch_table(reports: list[SourceReport]) -> None:
@@ -88,7 +90,7 @@ def _since(app: App, value: datetime | None) -> datetime | None:
     return value
 
 
-_DATE = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"])
+_DATE = MOMENT
 
 
 @click.command()
@@ -108,7 +110,7 @@ def papers(app: App, since: datetime | None, topic: str | None, unmatched: bool,
     if as_json:
         click.echo(json.dumps(view.as_json(), indent=2, ensure_ascii=False))
         return
-    table = Table(title=f"{len(view.papers)} papers")
+    table = Table(title=plural(len(view.papers), "paper"))
     table.add_column("id")
     table.add_column("title", overflow="fold")
     table.add_column("score", justify="right")
@@ -138,13 +140,13 @@ def topics(ctx: click.Context, as_json: bool, top: int) -> None:
         click.echo(json.dumps(view, indent=2, ensure_ascii=False))
         return
     for topic in view["topics"]:
-        console.print(f"[bold]{term(topic['name'])}[/bold] ({term(topic['slug'])}): {topic['count']} papers",
+        console.print(f"[bold]{term(topic['name'])}[/bold] ({term(topic['slug'])}): {plural(topic['count'], 'paper')}",
                       highlight=False)
         for paper in topic["top"]:
             console.print(f"  • {term(paper['title'])} [dim]({term(paper['id'])})[/dim]", highlight=False)
             console.print(f"    [dim]{term('; '.join(paper['reasons']))}[/dim]", highlight=False)
     console.print(
-        f"{view['unmatched']['count']} of {view['papers']} papers match no topic "
+        f"{view['unmatched']['count']} of {plural(view['papers'], 'paper')} match no topic "
         "(list them with `newsletter papers --unmatched`).",
         highlight=False,
     )

@@ -17,14 +17,16 @@ if TYPE_CHECKING:
     from newsletter.delivery.sending import SendReport
 
 from newsletter.cli.app import App, console, pass_app
+from newsletter.cli.dates import DAY
 from newsletter.cli.output import plain, term
+from newsletter.cli.words import nouns, plural
 
 
 @click.command()
 @click.option("--subscriber", "subscriber_email", metavar="EMAIL", help="Preview this subscriber's email.")
 @click.option("--topics", metavar="A,B", help="Preview for a stand-in reader of these topics (default: all).")
 @click.option("--frequency", type=click.Choice(["daily", "weekly"]), default="daily", show_default=True)
-@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Edition date (default: today).")
+@click.option("--date", "day", type=DAY, help="Edition date (default: today).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="preview",
               show_default=True, help="Folder for the .html, .txt and .eml files.")
 @pass_app
@@ -46,10 +48,16 @@ def preview(app: App, subscriber_email: str | None, topics: str | None, frequenc
     for path in (result.html_path, result.text_path, result.eml_path):
         click.echo(str(path))
     moved = f", {result.hidden} more on the web" if result.hidden else ""
-    click.echo(f"HTML size: {result.html_bytes:,} bytes; {result.papers} papers{moved}; subject: "
-               f"{plain(result.subject)}")
+    click.echo(f"HTML size: {result.html_bytes:,} bytes; {plural(result.papers, 'paper')}{moved}; "
+               f"subject: {plain(result.subject)}")
     if not app.settings.email.postal_address:
         click.echo("warning: [email] postal_address is empty; bulk email needs the sender's postal address")
+
+
+def who_gets(emails: tuple[str, ...], *, shown: int = 5) -> str:
+    """The first readers of a variant and how many more: enough to check a dry run without a wall of text."""
+    more = f" and {len(emails) - shown} more" if len(emails) > shown else ""
+    return ", ".join(emails[:shown]) + more
 
 
 def _print_plan(planned: Plan) -> None:
@@ -59,14 +67,18 @@ def _print_plan(planned: Plan) -> None:
                       soft_wrap=True)
         return
     table = Table(title=f"Dry run of {edition.slug}: nothing sent, nothing recorded")
-    for column in ("readers", "papers", "HTML bytes", "subject"):
-        table.add_column(column, justify="left" if column == "subject" else "right")
+    for column in ("variant", "readers", "papers", "HTML bytes", "subject", "who"):
+        table.add_column(column, justify="left" if column in ("variant", "subject", "who") else "right",
+                         overflow="fold")
     for variant in sorted(planned.variants, key=lambda v: -v.readers):
-        table.add_row(str(variant.readers), str(variant.papers), f"{variant.html_bytes:,}", term(variant.subject))
+        table.add_row(variant.key[:8], str(variant.readers), str(variant.papers), f"{variant.html_bytes:,}",
+                      term(variant.subject), who_gets(variant.emails))
     console.print(table)
     console.print(
-        f"{planned.recipients} emails in {len(planned.variants)} distinct variants to {planned.subscribers} "
-        f"subscribers; {planned.nothing_new} have nothing new; {planned.already_queued} already in the ledger",
+        f"{plural(planned.recipients, 'email')} in {plural(len(planned.variants), 'distinct variant')} to "
+        f"{plural(planned.subscribers, 'subscriber')}; "
+        f"{planned.nothing_new} {nouns(planned.nothing_new, 'has')} nothing new; "
+        f"{planned.already_queued} already in the ledger",
         highlight=False, soft_wrap=True,
     )
 
@@ -101,9 +113,10 @@ def _print_send_report(result: SendReport) -> None:
         for reason, count in sorted(group.items(), key=lambda item: -item[1])[:5]:
             console.print(f"{count} {state}: {reason}{relay}", highlight=False, soft_wrap=True)
     for row in result.ambiguous:
-        console.print(f"[yellow]ambiguous[/yellow] {term(row['email'])}: {term(row['message'])} (not resent; "
-                      "check the relay's "
-                      "log before resending by hand)", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]ambiguous[/yellow] {term(row['email'])} Message-ID {term(row['message_id'])}: "
+                      f"{term(row['message'])} "
+                      "(not resent; look for that Message-ID in the relay's log before resending by hand)",
+                      highlight=False, soft_wrap=True)
     if result.live_claims:
         console.print(f"{result.live_claims} messages are held by another live `send`", highlight=False, soft_wrap=True)
     if result.enqueued is not None:
@@ -131,10 +144,12 @@ def print_workers(workers: dict[str, dict[str, int]], title: str = "Per worker")
 
 @click.command()
 @click.option("--frequency", type=click.Choice(["daily", "weekly"]), default="daily", show_default=True)
-@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Edition date (default: today).")
+@click.option("--date", "day", type=DAY, help="Edition date (default: today).")
 @click.option("--dry-run", is_flag=True, help="Render and count what would be sent; send and record nothing.")
 @click.option("--to", "to_address", metavar="EMAIL",
-              help="Send a test copy of the most common email to EMAIL only; the ledger is not touched.")
+              help="Send a test copy of the most common email to EMAIL only (any edition, sent or not); the "
+                   "ledger is not touched.")
+@click.option("--subscriber", "copy_of", metavar="EMAIL", help="With --to: copy this subscriber's email instead.")
 @click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages in this run.")
 @click.option("--processes", type=click.IntRange(min=1), help="Sending processes (default: [delivery] processes).")
 @click.option("--workers", "use_workers", is_flag=True,
@@ -143,7 +158,8 @@ def print_workers(workers: dict[str, dict[str, int]], title: str = "Per worker")
 @click.option("--no-wait", is_flag=True, help="With --workers: exit once the batches are enqueued.")
 @pass_app
 def send(app: App, frequency: Literal["daily", "weekly"], day: datetime | None, dry_run: bool,
-         to_address: str | None, limit: int | None, processes: int | None, use_workers: bool, no_wait: bool) -> None:
+         to_address: str | None, copy_of: str | None, limit: int | None, processes: int | None, use_workers: bool,
+         no_wait: bool) -> None:
     """Build the edition if needed, fill the delivery ledger and send, with progress and a summary.
 
     Safe to run again: it resumes, never sends a message twice, and never resends one whose delivery is
@@ -151,7 +167,7 @@ def send(app: App, frequency: Literal["daily", "weekly"], day: datetime | None, 
     With --workers the workers send; SIGINT/SIGTERM stop waiting for them, not them.
     """
     from newsletter.delivery.campaign import plan
-    from newsletter.delivery.run import run_send, send_test_copy
+    from newsletter.delivery.run import run_send
 
     when = day.date() if day else None
     if dry_run and to_address:
@@ -160,15 +176,19 @@ def send(app: App, frequency: Literal["daily", "weekly"], day: datetime | None, 
         raise click.UsageError("--workers does not go with --limit, --processes, --dry-run or --to")
     if no_wait and not use_workers:
         raise click.UsageError("--no-wait goes with --workers")
+    if copy_of and not to_address:
+        raise click.UsageError("--subscriber goes with --to")
     if dry_run:
         planned = plan(app.settings, app.store.engine, frequency=frequency, now=app.now(), day=when)
         _print_plan(planned)
         return
     if to_address:
-        planned, chosen, where = send_test_copy(app.settings, app.store.engine, frequency=frequency, to=to_address,
-                                                day=when)
-        console.print(f"sent a test copy of {planned.edition.slug} ({chosen.papers} papers, the email of "
-                      f"{chosen.readers} readers) to {to_address} via {where}", highlight=False, soft_wrap=True)
+        from newsletter.delivery.copies import send_copy
+
+        copy = send_copy(app.settings, app.store.engine, frequency=frequency, to=to_address, now=app.now(), day=when,
+                         subscriber_email=copy_of)
+        console.print(f"sent a test copy of {copy.edition} ({copy.whose}) to {to_address} via {copy.via}",
+                      highlight=False, soft_wrap=True)
         return
     progress = Progress(TextColumn("[bold]sending"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console, transient=True)
@@ -219,17 +239,24 @@ def check_complete(result: SendReport) -> None:
 @click.command()
 @click.option("--folder", type=click.Path(file_okay=False, path_type=Path),
               help="Work here instead of a new temporary folder.")
-def demo(folder: Path | None) -> None:
+@click.option("--serve", "keep_serving", is_flag=True,
+              help="Then keep the archive and the subscribe pages up on 127.0.0.1 until Ctrl-C.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True,
+              help="Port of the pages with --serve.")
+def demo(folder: Path | None, keep_serving: bool, port: int) -> None:
     """Run the whole pipeline offline: bundled real feeds, sample subscribers, a local SMTP server.
 
     Fetches the feeds shipped with the project, builds today's daily edition, renders it once per distinct
-    email and delivers it over real SMTP to an embedded server on 127.0.0.1 that stores a Maildir. Prints
-    the delivery summary and the paths of the received messages. Needs no network and no config file.
+    email and delivers it over real SMTP to an embedded server on 127.0.0.1 that stores a Maildir. Trending
+    scores count from the feeds' own day (they are old snapshots). Prints the delivery summary, the best
+    trending papers and a file:// link to each received email. Needs no network and no config file.
     """
+    from newsletter.cli.demo_output import print_demo, serve_demo
     from newsletter.demo.run import run_demo
 
-    result = run_demo(folder=folder, say=lambda line: console.print(line, highlight=False, soft_wrap=True))
+    result = run_demo(folder=folder, say=lambda line: console.print(line, highlight=False, soft_wrap=True),
+                      web_port=port)
     _print_send_report(result.send)
-    console.print(f"received {len(result.received)} messages in {result.maildir}:", highlight=False)
-    for path in result.received:
-        console.print(f"  {path}", highlight=False, soft_wrap=True)
+    print_demo(result)
+    if keep_serving:
+        serve_demo(result, port=port)

@@ -19,8 +19,10 @@ from newsletter.cli.sending import print_workers
 
 
 @click.command()
+@click.option("--host", help="Serve the web pages on this address (default: [web] host).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Serve the web pages on this port (default: [web] port).")
 @pass_app
-def serve(app: App) -> None:
+def serve(app: App, host: str | None, port: int | None) -> None:
     """Run the scheduler (fetch, daily and weekly editions, retries, housekeeping) and the web pages.
 
     Schedules come from [schedule]. Only one `serve` per database runs jobs (a database lease); a second
@@ -39,7 +41,7 @@ def serve(app: App) -> None:
 
     async def web() -> None:
         try:
-            await run_server(settings, engine, handle_signals=False)
+            await run_server(settings, engine, host=host, port=port, handle_signals=False)
         except SystemExit as exit_:  # uvicorn exits the process when it cannot start; serve reports it instead
             raise OSError(f"uvicorn could not start (exit code {exit_.code})") from None
 

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from newsletter.cli.app import console
+from newsletter.cli.words import nouns, plural
 from newsletter.config import Settings
+from subscribers.csvtext import delimiter_name
 from subscribers.errors import NotFoundError
 from subscribers.models import STATUSES, Frequency, ImportReport, Status, Subscriber
 
@@ -22,8 +24,6 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from subscribers.tokens import TokenSigner
-
-console = Console()
 
 
 class _App(Protocol):
@@ -135,9 +135,13 @@ def list_command(app: _App, status: Status | None, frequency: Frequency | None, 
         click.echo(json.dumps({"count": len(found), "subscribers": [subscriber_json(s) for s in found]}, indent=2,
                               ensure_ascii=False))
         return
-    table = Table(title=f"{len(found)} subscribers")
+    table = Table(title=plural(len(found), "subscriber"))
+    longest = max((len(s.email) for s in found), default=5)
     for column in ("id", "email", "name", "status", "topics", "frequency", "since"):
-        table.add_column(column, overflow="fold", justify="right" if column == "id" else "left")
+        if column == "email":  # an address cut in two cannot be copied; the other columns give way
+            table.add_column(column, no_wrap=True, min_width=longest)
+        else:
+            table.add_column(column, overflow="fold", justify="right" if column == "id" else "left")
     for s in found:
         table.add_row(str(s.id), s.email, s.name, s.status, ", ".join(s.topics), s.frequency, f"{s.created:%Y-%m-%d}")
     console.print(table)
@@ -177,7 +181,9 @@ def show(app: _App, email: str, as_json: bool) -> None:
 
 def _print_import(report: ImportReport) -> None:
     prefix = "dry run, nothing changed: " if report.dry_run else ""
-    click.echo(f"{prefix}{report.rows} rows: {len(report.added)} added, {len(report.updated)} updated, "
+    if report.encoding != "utf-8" or report.delimiter != ",":
+        click.echo(f"read as {report.encoding}, columns separated by {delimiter_name(report.delimiter)}")
+    click.echo(f"{prefix}{plural(report.rows, 'row')}: {len(report.added)} added, {len(report.updated)} updated, "
                f"{len(report.unchanged)} unchanged, {len(report.errors)} not imported")
     for error in report.errors:
         click.echo(str(error))
@@ -186,6 +192,8 @@ def _print_import(report: ImportReport) -> None:
 def _import_json(report: ImportReport, sent: int) -> dict[str, Any]:
     return {
         "dry_run": report.dry_run,
+        "encoding": report.encoding,
+        "delimiter": report.delimiter,
         "rows": report.rows,
         "added": [s.email for s in report.added],
         "updated": [s.email for s in report.updated],
@@ -196,15 +204,20 @@ def _import_json(report: ImportReport, sent: int) -> dict[str, Any]:
 
 
 @subscribers.command(name="import")
-@click.argument("file", type=click.File("r", encoding="utf-8-sig", lazy=False))
+@click.argument("file", type=click.File("rb", lazy=False))
+@click.option("--encoding", metavar="NAME",
+              help="The file's text encoding (default: detected: UTF-8 with or without BOM, else cp1252/Latin-1).")
 @click.option("--confirm", is_flag=True, help="Keep new subscribers pending and send them confirmation emails.")
 @click.option("--force", is_flag=True, help="Import suppressed addresses (unsubscribed, bounced, deleted) too.")
 @click.option("--dry-run", is_flag=True, help="Check every row and report; change and send nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (shape documented in docs/cli.md).")
 @click.pass_obj
-def import_command(app: _App, file: Any, confirm: bool, force: bool, dry_run: bool, as_json: bool) -> None:
+def import_command(app: _App, file: Any, encoding: str | None, confirm: bool, force: bool, dry_run: bool,
+                   as_json: bool) -> None:
     """Import FILE (CSV: email,name,topics,frequency; topics separated by ';'; '-' reads stdin).
 
+    The encoding (UTF-8, Windows-1252, Latin-1) and the delimiter (',', ';', tab) are detected and reported,
+    so a file saved by Excel in any locale imports as it is.
     Imported subscribers are active (you vouch for their consent) unless --confirm. Known addresses are
     updated, so importing twice changes nothing. Every bad row is reported with its line number and
     reason, the others are imported; the exit code is 1 when any row was not imported.
@@ -214,20 +227,21 @@ def import_command(app: _App, file: Any, confirm: bool, force: bool, dry_run: bo
 
     signer = _signer(app) if confirm and not dry_run else None
     now = app.now()
-    report = import_subscribers(app.settings, _engine(app), file, now=now, confirm=confirm, force=force,
-                                dry_run=dry_run)
+    report = import_subscribers(app.settings, _engine(app), file.read(), now=now, confirm=confirm, force=force,
+                                dry_run=dry_run, encoding=encoding)
     sent = 0
     if signer is not None and report.to_confirm:
-        with console.status(f"Sending {len(report.to_confirm)} confirmation emails…"):
+        with console.status(f"Sending {plural(len(report.to_confirm), 'confirmation email')}…"):
             sent = send_confirmations(app.settings, _engine(app), signer, report.to_confirm, now=now)
     if as_json:
         click.echo(json.dumps(_import_json(report, sent), indent=2, ensure_ascii=False))
     else:
         _print_import(report)
         if signer is not None:
-            click.echo(f"{sent} of {len(report.to_confirm)} confirmation emails sent")
+            click.echo(f"{sent} of {plural(len(report.to_confirm), 'confirmation email')} sent")
     if report.errors:
-        raise click.ClickException(f"{len(report.errors)} of {report.rows} rows were not imported")
+        not_imported = f"{len(report.errors)} of {plural(report.rows, 'row')} {nouns(len(report.errors), 'was')}"
+        raise click.ClickException(f"{not_imported} not imported")
 
 
 @subscribers.command(name="export")

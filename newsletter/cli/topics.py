@@ -11,13 +11,15 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from newsletter.cli.dates import MOMENT
+from newsletter.cli.words import plural
 from newsletter.config import Settings
 
 if TYPE_CHECKING:
     from newsletter.matching.evaluate import Evaluation
 
 SWEEP = tuple(round(0.02 * i, 2) for i in range(31))
-_DATE = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"])
+_DATE = MOMENT
 
 
 class _App(Protocol):
@@ -34,7 +36,7 @@ def _number(value: float | None) -> str:
 
 def _print_evaluation(result: Evaluation) -> None:
     width = max([len("topic"), *(len(s.slug) for s in result.scores)])
-    click.echo(f"method {result.method}, threshold {result.threshold:.2f}: {result.papers} papers, "
+    click.echo(f"method {result.method}, threshold {result.threshold:.2f}: {plural(result.papers, 'paper')}, "
                f"{result.unlabelled} labelled with no topic ({result.unlabelled_matched} of them matched one)")
     header = ("labelled", "matched", "correct", "precision", "recall", "F1")
     click.echo(f"{'topic':<{width}}  " + "  ".join(f"{h:>9}" for h in header))

@@ -88,7 +88,24 @@ def settings_from_mapping(
         settings = dataclasses.replace(settings, email=dataclasses.replace(settings.email, template_dir=template_dir))
     _check_unique(settings.sources, "sources", "name", shown)
     _check_unique(settings.topics, "topics", "slug", shown)
+    _check_formerly(settings.topics, shown)
     return settings
+
+
+def _check_formerly(topics: tuple[Any, ...], shown: str) -> None:
+    """An old slug names one topic that no longer exists: else moving its readers would be ambiguous."""
+    current = {t.slug: i for i, t in enumerate(topics)}
+    claimed: dict[str, int] = {}
+    for index, topic in enumerate(topics):
+        for old in topic.formerly:
+            key = f"topics[{index}].formerly"
+            if old in current:
+                raise ConfigError(f"{key}: {old!r} is the slug of topics[{current[old]}], which still exists; "
+                                  "list only slugs no topic uses any more", path=shown, key=key)
+            if old in claimed and claimed[old] != index:
+                raise ConfigError(f"{key}: {old!r} is also listed by topics[{claimed[old]}].formerly; an old slug "
+                                  "can move to one topic only", path=shown, key=key)
+            claimed[old] = index
 
 
 def resolve_database_url(url: str, base: Path) -> str:

