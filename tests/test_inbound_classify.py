@@ -146,7 +146,7 @@ def test_mailto_unsubscribe_by_subject_or_local_part(tmp_path: Path) -> None:
     outcome = inbound.processor.handle(by_subject, recipients=[f"unsubscribe@{DOMAIN}"], door="smtp")
     assert outcome.actions == ("unsubscribed",)
     token = signer.sign("unsubscribe", second)
-    by_local_part = "From: second@example.net\r\nTo: x\r\nSubject: stop\r\n\r\nplease\r\n".encode()
+    by_local_part = b"From: second@example.net\r\nTo: x\r\nSubject: stop\r\n\r\nplease\r\n"
     outcome = inbound.processor.handle(by_local_part, recipients=[f"unsubscribe+{token}@{DOMAIN}"], door="smtp")
     assert outcome.actions == ("unsubscribed",)
     forged = (f"From: x@example.net\r\nTo: unsubscribe@{DOMAIN}\r\n"

@@ -12,6 +12,7 @@ headers, looked up in the delivery ledger; else the recipient the report names, 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,8 @@ from typing import Literal
 
 from sqlalchemy.engine import Connection, Engine
 
-from newsletter.config import InboundSettings
+from newsletter.config import InboundSettings, Settings
+from newsletter.errors import ConfigError
 from newsletter.inbound.classify import Failure, InboundAddresses, Verdict, classify
 from newsletter.inbound.verp import BadToken, VerpTarget, verify_token
 from newsletter.storage.inbound import InboundLog
@@ -168,3 +170,13 @@ class InboundProcessor:
         if verdict.unsubscribe_tokens:
             return Outcome(outcome="forged", kind=verdict.kind, detail="unsubscribe token does not verify")
         return Outcome(outcome="unattributed", kind=verdict.kind, detail="mail to the unsubscribe address, no token")
+
+
+def processor_for(settings: Settings, engine: Engine) -> InboundProcessor:
+    """The processor of a configured newsletter: [inbound] must name a domain, the signing key must be set."""
+    if not settings.inbound.domain:
+        raise ConfigError("inbound mail is off: set [inbound] domain (the domain bounces are sent to)",
+                          key="inbound.domain")
+    variable = settings.newsletter.secret_env
+    keyring = Keyring.parse(os.environ.get(variable), variable=variable)
+    return InboundProcessor(engine, settings=settings.inbound, keyring=keyring)
