@@ -56,6 +56,7 @@ class Postfix:
         self.log = folder / "maillog"
         inbound = (f"lmtp:inet:127.0.0.1:{inbound_port}" if inbound_transport == "lmtp"
                    else f"smtp:[127.0.0.1]:{inbound_port}")
+        self.transport = f"{bounce_domain} {inbound}\n"
         self.main_cf = f"""\
 compatibility_level = 3.6
 queue_directory = {self.queue}
@@ -72,7 +73,7 @@ mynetworks = 127.0.0.0/8
 smtpd_relay_restrictions = permit_mynetworks, reject
 smtp_dns_support_level = disabled
 lmtp_dns_support_level = disabled
-transport_maps = inline:{{ {bounce_domain} = {inbound} }}
+transport_maps = texthash:{self.config / 'transport'}
 default_transport = smtp:[127.0.0.1]:{remote_port}
 relay_transport = smtp:[127.0.0.1]:{remote_port}
 maximal_queue_lifetime = {queue_lifetime}
@@ -95,6 +96,7 @@ biff = no
         for path in (self.config, self.queue, self.folder / "data"):
             path.mkdir(parents=True, exist_ok=True)
         (self.config / "main.cf").write_text(self.main_cf, encoding="utf-8")
+        (self.config / "transport").write_text(self.transport, encoding="utf-8")
         (self.config / "master.cf").write_text(_SERVICES.format(listen=f"127.0.0.1:{self.port}"), encoding="utf-8")
         shutil.chown(self.folder / "data", "postfix")
         self._postfix("set-permissions")
