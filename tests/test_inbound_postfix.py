@@ -89,7 +89,8 @@ def test_postfix_dsns_reach_the_listener_and_mark_exactly_the_refused_readers(
         assert "no such user" in hard.diagnostic
         (soft,) = evidence.events(ids["soft@example.com"])
         assert (soft.kind, soft.action, soft.status) == ("soft-bounce", "counted", "4.2.2")
-        assert hard.message_id and hard.message_id.endswith("@example.org>")
+        assert hard.message_id is not None
+        assert hard.message_id.endswith("@example.org>")
 
         delivered = remote.by_recipient()
         assert sorted(delivered) == ["ok1@example.com", "ok2@example.com"]
