@@ -113,3 +113,21 @@ def _print_status(view: dict[str, Any]) -> None:
                       soft_wrap=True)
     console.print("subscribers: " + ", ".join(f"{n} {s}" for s, n in view["subscribers"].items()),
                   highlight=False)
+    _print_inbound(view["inbound"])
+
+
+def _print_inbound(inbound: dict[str, Any]) -> None:
+    """Mail that came back: counts of the last 30 days and each edition's rates beside Gmail's 0.3% line."""
+    counts = inbound["last_30_days"]
+    console.print("mail back (30 days): " + (", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none"),
+                  highlight=False)
+    if not inbound["editions"]:
+        return
+    rates = Table(title=f"Bounces and complaints (Gmail's complaint line: {inbound['complaint_line']:.1%})")
+    for column in ("edition", "sent", "bounced", "bounce rate", "complained", "complaint rate"):
+        rates.add_column(column, overflow="fold")
+    for e in inbound["editions"]:
+        flag = " OVER" if e["over_complaint_line"] else ""
+        rates.add_row(e["slug"], str(e["sent"]), str(e["bounced"]), f"{e['bounce_rate']:.2%}", str(e["complained"]),
+                      f"{e['complaint_rate']:.2%}{flag}")
+    console.print(rates)
