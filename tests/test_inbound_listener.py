@@ -159,3 +159,20 @@ async def test_listener_killed_mid_message_the_sender_retries_and_it_acts_once(
     assert (await _send(port, "", [inbound.verp(reader)], raw)).startswith("2.0.0 duplicate")
     assert inbound.statuses() == {"once@example.net": "bounced"}
     assert len(EvidenceStore(inbound.processor.engine).events(reader)) == 1
+
+
+@pytest.mark.slow
+async def test_serve_runs_the_inbound_listener_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    port, web_port = _free_port(), _free_port()
+    config = write_config(tmp_path, [("feed", "rss", "feed.xml")],
+                          extra=f'[web]\nport = {web_port}\n[inbound]\ndomain = "{DOMAIN}"\nport = {port}\n')
+    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+    inbound = make_inbound(f"sqlite:///{tmp_path / 'papers.db'}")
+    reader = inbound.add("served@example.net")
+    process = spawn(["--config", str(config), "serve"])
+    _wait_for_port(port)
+    raw = dsn(to=inbound.verp(reader), final_recipient="served@example.net", status="5.1.1")
+    assert (await _send(port, "", [inbound.verp(reader)], raw)).startswith("2.0.0 applied")
+    assert inbound.statuses() == {"served@example.net": "bounced"}
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0

@@ -22,6 +22,8 @@ from newsletter.cli.sending import print_workers
 def serve(app: App) -> None:
     """Run the scheduler (fetch, daily and weekly editions, retries, housekeeping) and the web pages.
 
+    With [inbound] domain set, the inbound listener (`newsletter inbound`) runs inside it too.
+
     Schedules come from [schedule]. Only one `serve` per database runs jobs (a database lease); a second
     one waits. A run missed while `serve` was down runs once on restart if it is within
     misfire_grace_seconds, and is recorded as skipped otherwise. SIGTERM/SIGINT: no new jobs, running
@@ -38,7 +40,14 @@ def serve(app: App) -> None:
 
     async def web() -> None:
         try:
-            await run_server(settings, engine, handle_signals=False)
+            if settings.inbound.domain:  # the inbound listener lives and dies with the web pages
+                from newsletter.inbound.listener import serve_inbound
+                from newsletter.inbound.process import processor_for
+
+                await asyncio.gather(run_server(settings, engine, handle_signals=False),
+                                     serve_inbound(processor_for(settings, engine), settings.inbound))
+            else:
+                await run_server(settings, engine, handle_signals=False)
         except SystemExit as exit_:  # uvicorn exits the process when it cannot start; serve reports it instead
             raise OSError(f"uvicorn could not start (exit code {exit_.code})") from None
 
