@@ -11,6 +11,7 @@ headers, looked up in the delivery ledger; else the recipient the report names, 
 
 from __future__ import annotations
 
+import email.errors
 import hashlib
 import os
 from collections.abc import Callable, Sequence
@@ -72,7 +73,11 @@ class InboundProcessor:
 
     def handle(self, raw: bytes, *, recipients: Sequence[str], door: Door) -> Outcome:
         """Classify, attribute and apply one message; returns what was done once it is committed."""
-        verdict = classify(raw, recipients=recipients, addresses=self.addresses)
+        try:
+            verdict = classify(raw, recipients=recipients, addresses=self.addresses)
+        except (LookupError, ValueError, TypeError, AttributeError, UnicodeError, email.errors.MessageError) as error:
+            # the stdlib parser or a detector broke on hostile input: keep the message, never answer 5xx for it
+            verdict = Verdict(kind="unparseable", detector="parse", reason=f"cannot be read: {error!r}"[:300])
         key = message_key(raw, verdict, recipients)
         now = self.clock()
         with self.engine.begin() as connection:
