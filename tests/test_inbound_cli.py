@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +48,17 @@ def test_bounce_and_complaint_by_file_show_up_in_subscribers_show_and_status(tmp
                     .replace(b"MESSAGEID", b"<m@example.org>"))
     assert "complaint → applied" in cli_run(config, "inbound", "--file", str(arf))[1]
 
+    # a JMRP report with the recipient redacted and no VERP: attributed by our Message-ID in the ledger
+    redacted = emails[2]
+    (sent_copy,) = [m for m in sink.messages if m.rcpt_tos[0] == redacted]
+    our_id = email.message_from_bytes(sent_copy.data, policy=email.policy.default)["Message-ID"]
+    jmrp = tmp_path / "jmrp.eml"
+    jmrp.write_bytes((INBOUND_FIXTURES / "arf-jmrp.eml").read_bytes().replace(b"RECIPIENT", b"redacted@hotmail.com")
+                     .replace(b"MESSAGEID", our_id.encode()))
+    assert "complaint → applied" in cli_run(config, "inbound", "--file", str(jmrp))[1]
+    shown = json.loads(cli_run(config, "subscribers", "show", redacted, "--json")[1])
+    assert (shown["subscriber"]["status"], shown["events"][0]["attributed_by"]) == ("complained", "message-id")
+
     code, output = cli_run(config, "subscribers", "show", bounced)
     assert code == 0
     assert "status: bounced" in output
@@ -57,12 +70,12 @@ def test_bounce_and_complaint_by_file_show_up_in_subscribers_show_and_status(tmp
 
     view = json.loads(cli_run(config, "status", "--json")[1])["inbound"]
     (edition,) = view["editions"]
-    assert (edition["sent"], edition["bounced"], edition["complained"]) == (4, 1, 1)
-    assert (edition["complaint_rate"], edition["over_complaint_line"]) == (0.25, True)
-    assert view["last_30_days"] == {"applied": 2}
+    assert (edition["sent"], edition["bounced"], edition["complained"]) == (4, 1, 2)
+    assert (edition["complaint_rate"], edition["over_complaint_line"]) == (0.5, True)
+    assert view["last_30_days"] == {"applied": 3}
     text = cli_run(config, "status")[1]
     assert "Gmail's complaint line: 0.3%" in text
-    assert "25.00% OVER" in text
+    assert "50.00% OVER" in text
 
 
 def test_inbound_without_a_domain_is_a_one_line_error(tmp_path: Path, sink: MailSink) -> None:
