@@ -76,3 +76,7 @@ class LabelledDataError(NewsletterError):
         self.line = line
         where = f"{path}, line {line}" if line is not None else path
         super().__init__(f"{where}: {message}")
+
+
+class InboundError(NewsletterError):
+    """Mail that comes back cannot be read: the bounce mailbox refuses the login, or cannot be reached."""

@@ -85,3 +85,25 @@ rate_events = sa.Table(
 )
 """One row per counted event (a confirmation email sent to an address hash, a subscribe request from an
 IP hash); rows older than the longest window are pruned as new ones are added."""
+
+EVENT_KINDS = ("hard-bounce", "soft-bounce", "complaint", "unsubscribe")
+EVENT_ACTIONS = ("bounced", "complained", "unsubscribed", "counted", "none")
+
+subscriber_events = sa.Table(
+    "subscriber_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subscriber_id", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("diagnostic", sa.Text, nullable=False),
+    sa.Column("message_id", sa.String(300)),
+    sa.Column("edition_id", sa.Integer),
+    sa.Column("attributed_by", sa.String(16), nullable=False),
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Index("ix_subscriber_events_subscriber_kind_created", "subscriber_id", "kind", "created"),
+)
+"""What came back about a reader and what was done, with the evidence: the status code, the remote
+server's diagnostic text and the Message-ID of our message. Soft bounces are counted from these rows.
+Deleted with the reader's personal data."""

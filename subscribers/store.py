@@ -42,7 +42,7 @@ from subscribers.models import (
     Suppression,
     SuppressionReason,
 )
-from subscribers.schema import SOURCES, subscribers, suppressions
+from subscribers.schema import SOURCES, subscriber_events, subscribers, suppressions
 
 __all__ = ["BLOCKING_REASONS", "SubscriberStore", "normalise_email"]
 
@@ -505,5 +505,6 @@ class SubscriberStore:
         with self.engine.begin() as connection:
             subscriber = self._require(connection, subscriber_id)
             self._suppress(connection, subscriber.email, "deleted", now)
+            connection.execute(subscriber_events.delete().where(subscriber_events.c.subscriber_id == subscriber_id))
             connection.execute(subscribers.delete().where(subscribers.c.id == subscriber_id))
         return subscriber

@@ -25,6 +25,8 @@ from newsletter.cli.sending import print_workers
 def serve(app: App, host: str | None, port: int | None) -> None:
     """Run the scheduler (fetch, daily and weekly editions, retries, housekeeping) and the web pages.
 
+    With [inbound] domain set, the inbound listener (`newsletter inbound`) runs inside it too.
+
     Schedules come from [schedule]. Only one `serve` per database runs jobs (a database lease); a second
     one waits. A run missed while `serve` was down runs once on restart if it is within
     misfire_grace_seconds, and is recorded as skipped otherwise. SIGTERM/SIGINT: no new jobs, running
@@ -41,7 +43,14 @@ def serve(app: App, host: str | None, port: int | None) -> None:
 
     async def web() -> None:
         try:
-            await run_server(settings, engine, host=host, port=port, handle_signals=False)
+            if settings.inbound.domain:  # the inbound listener lives and dies with the web pages
+                from newsletter.inbound.listener import serve_inbound
+                from newsletter.inbound.process import processor_for
+
+                await asyncio.gather(run_server(settings, engine, host=host, port=port, handle_signals=False),
+                                     serve_inbound(processor_for(settings, engine), settings.inbound))
+            else:
+                await run_server(settings, engine, host=host, port=port, handle_signals=False)
         except SystemExit as exit_:  # uvicorn exits the process when it cannot start; serve reports it instead
             raise OSError(f"uvicorn could not start (exit code {exit_.code})") from None
 
@@ -116,3 +125,21 @@ def _print_status(view: dict[str, Any]) -> None:
                       highlight=False, soft_wrap=True)
     console.print("subscribers: " + ", ".join(f"{n} {s}" for s, n in view["subscribers"].items()),
                   highlight=False)
+    _print_inbound(view["inbound"])
+
+
+def _print_inbound(inbound: dict[str, Any]) -> None:
+    """Mail that came back: counts of the last 30 days and each edition's rates beside Gmail's 0.3% line."""
+    counts = inbound["last_30_days"]
+    console.print("mail back (30 days): " + (", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none"),
+                  highlight=False)
+    if not inbound["editions"]:
+        return
+    rates = Table(title=f"Bounces and complaints (Gmail's complaint line: {inbound['complaint_line']:.1%})")
+    for column in ("edition", "sent", "bounced", "bounce rate", "complained", "complaint rate"):
+        rates.add_column(column, overflow="fold")
+    for e in inbound["editions"]:
+        flag = " OVER" if e["over_complaint_line"] else ""
+        rates.add_row(e["slug"], str(e["sent"]), str(e["bounced"]), f"{e['bounce_rate']:.2%}", str(e["complained"]),
+                      f"{e['complaint_rate']:.2%}{flag}")
+    console.print(rates)

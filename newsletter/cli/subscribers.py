@@ -18,6 +18,7 @@ from newsletter.cli.words import nouns, plural
 from newsletter.config import Settings
 from subscribers.csvtext import delimiter_name
 from subscribers.errors import NotFoundError
+from subscribers.evidence import Event, EvidenceStore
 from subscribers.models import STATUSES, Frequency, ImportReport, Status, Subscriber
 
 if TYPE_CHECKING:
@@ -165,9 +166,11 @@ def show(app: _App, email: str, as_json: bool) -> None:
         raise NotFoundError(f"no subscriber {address!r}, and the address is not suppressed")
     suppressed = ({"reason": suppression.reason, "since": suppression.created.isoformat()}
                   if suppression else None)
+    events = EvidenceStore(store.engine).events(subscriber.id) if subscriber else []
     if as_json:
         click.echo(json.dumps({"subscriber": subscriber_json(subscriber) if subscriber else None,
-                               "suppressed": suppressed}, indent=2, ensure_ascii=False))
+                               "suppressed": suppressed, "events": [event_json(e) for e in events]},
+                              indent=2, ensure_ascii=False))
         return
     if subscriber is None:
         click.echo(f"{address}: not on the list")
@@ -177,6 +180,16 @@ def show(app: _App, email: str, as_json: bool) -> None:
             click.echo(f"{key:>16}: {shown}")
     if suppression is not None:
         click.echo(f"{'suppressed':>16}: {suppression.reason} since {suppression.created:%Y-%m-%d %H:%M} UTC")
+    for event in events:  # what came back by mail, and what was done: the evidence
+        click.echo(f"{'mail back':>16}: {event.created:%Y-%m-%d %H:%M} {event.kind} → {event.action}"
+                   f" [{event.status or '—'}] {event.diagnostic or ''} (our {event.message_id or 'message'},"
+                   f" by {event.attributed_by})")
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    return {"created": event.created.isoformat(), "kind": event.kind, "action": event.action,
+            "status": event.status, "diagnostic": event.diagnostic, "message_id": event.message_id,
+            "edition_id": event.edition_id, "attributed_by": event.attributed_by}
 
 
 def _print_import(report: ImportReport) -> None:

@@ -421,6 +421,51 @@ class WorkersSettings:
     )
 
 
+def _domain(value: str) -> str | None:
+    if not value or re.fullmatch(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}", value.lower()):
+        return None
+    return "a domain name such as 'bounces.example.org', or empty to turn inbound mail off"
+
+
+@dataclass(frozen=True, kw_only=True)
+class InboundSettings:
+    domain: str = setting(
+        "",
+        "Domain that receives the mail that comes back: every message is sent with the envelope sender "
+        "`bounces+TOKEN@DOMAIN` (VERP; the token names the edition and the reader, signed), and "
+        "List-Unsubscribe's mailto is `unsubscribe@DOMAIN`. Point its MX (or Postfix's transport_maps) at the "
+        "listener below. Empty: inbound mail is off and the envelope sender is from_address.",
+        check=_domain,
+    )
+    bounce_local_part: str = setting("bounces", "Local part of the VERP envelope sender, before `+TOKEN`.",
+                                     check=_non_empty)
+    unsubscribe_local_part: str = setting("unsubscribe", "Local part of the mailto unsubscribe address.",
+                                          check=_non_empty)
+    protocol: Literal["smtp", "lmtp"] = setting(
+        "smtp", "What `newsletter inbound` (and `serve`) speaks: `smtp` or `lmtp` (Postfix `lmtp:inet:...`).")
+    host: str = setting("127.0.0.1", "Address the inbound listener binds to.", check=_non_empty)
+    port: int = setting(2525, "Port of the inbound listener.",
+                        check=lambda v: None if 0 < v < 65536 else "a port number from 1 to 65535")
+    max_message_bytes: int = setting(2_000_000, "Largest message the listener accepts (552 above it).",
+                                     check=_positive)
+    rate_limit_per_minute: int = setting(
+        600, "Most messages one client IP may hand the listener per minute; more get 421 and are retried.",
+        check=_positive,
+    )
+    soft_bounce_limit: int = setting(3, "Soft bounces within soft_bounce_days that make a reader bounced.",
+                                     check=_positive)
+    soft_bounce_days: float = setting(30.0, "Window in which soft bounces are counted.", check=_positive)
+    imap_host: str = setting("", "IMAP server of a bounce mailbox to poll (`newsletter inbound --imap`); "
+                             "empty: no polling.")
+    imap_port: int = setting(993, "IMAP port (993 with TLS, 143 without).",
+                             check=lambda v: None if 0 < v < 65536 else "a port number from 1 to 65535")
+    imap_tls: bool = setting(True, "Connect to the IMAP server over TLS.")
+    imap_username: str = setting("", "IMAP user name.")
+    imap_password_env: str = setting("NEWSLETTER_IMAP_PASSWORD", "Environment variable holding the IMAP password.")
+    imap_folder: str = setting("INBOX", "Folder to read; each processed message is flagged \\Seen.", check=_non_empty)
+    imap_interval_seconds: float = setting(60.0, "Pause between two polls of the mailbox.", check=_positive)
+
+
 SourceKind = Literal["arxiv-rss", "arxiv-api", "hf-daily", "rss"]
 
 
@@ -459,6 +504,9 @@ class Settings:
     web: WebSettings = section(WebSettings, "The subscriber web pages (`newsletter web`).")
     workers: WorkersSettings = section(
         WorkersSettings, "Celery workers that send batches (`newsletter worker`, `send --workers`); optional."
+    )
+    inbound: InboundSettings = section(
+        InboundSettings, "Mail that comes back: bounces, complaints, mailto unsubscribes (`newsletter inbound`)."
     )
     sources: tuple[SourceSettings, ...] = setting(help="Feeds to read, as [[sources]] tables.")
     topics: tuple[TopicSettings, ...] = setting(help="Topics readers choose from, as [[topics]] tables.")

@@ -28,9 +28,14 @@ def list_id(settings: Settings) -> str:
 
 
 def unsubscribe_mailto(settings: Settings, unsubscribe_url: str) -> str:
-    """The mailto alternative of List-Unsubscribe, carrying the same signed token in its subject."""
+    """The mailto alternative of List-Unsubscribe, carrying the same signed token in its subject; sent to the
+    [inbound] domain's unsubscribe address (read by `newsletter inbound`) when there is one."""
     token = unsubscribe_url.rstrip("/").rpartition("/")[2]
-    return f"mailto:{settings.newsletter.from_address}?subject={quote('unsubscribe ' + token)}"
+    inbound = settings.inbound
+    address = settings.newsletter.from_address
+    if inbound.domain:
+        address = f"{inbound.unsubscribe_local_part}@{inbound.domain}"
+    return f"mailto:{address}?subject={quote('unsubscribe ' + token)}"
 
 
 def feedback_id(settings: Settings, *, edition_slug: str, frequency: str) -> str:

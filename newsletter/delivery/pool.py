@@ -292,9 +292,11 @@ class SmtpTransport:
     """One worker's connection: opened by aiosmtplib, then driven by :class:`SmtpSession` (pipelined)."""
 
     def __init__(self, settings: DeliverySettings, *, sender: str, password: str | None,
-                 wire_ready: bool = False) -> None:
+                 wire_ready: bool = False, envelope_sender: Callable[[Delivery], str] | None = None) -> None:
         self.settings = settings
         self.sender = sender
+        self.envelope_sender = envelope_sender
+        """Each message's own MAIL FROM (VERP), when given; else ``sender`` for all."""
         self.password = password
         self.wire_ready = wire_ready
         """The messages already have CRLF line ends and no line starting with a dot (``MessageFactory``'s do)."""
@@ -313,7 +315,8 @@ class SmtpTransport:
         session = self.session
         message = job.message if self.wire_ready else wire_form(job.message)
         try:
-            response = await session.send(job.delivery.email, message, mark_data)
+            own = self.envelope_sender(job.delivery) if self.envelope_sender is not None else None
+            response = await session.send(job.delivery.email, message, mark_data, sender=own)
         finally:
             self.phase = session.phase
         return "data", response.code, response.message

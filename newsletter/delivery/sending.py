@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from newsletter.clock import Clock, utcnow, worker_name
 from newsletter.config import DeliverySettings, Settings
 from newsletter.delivery.dkim import DkimSigner
+from newsletter.delivery.envelope import verp_sender
 from newsletter.delivery.outgoing import MessageFactory
 from newsletter.delivery.pool import (
     FileTransport,
@@ -68,6 +69,7 @@ async def deliver(
     on_progress: Callable[[RunStats], None] | None = None,
     only: Collection[int] | None = None,
     wire_ready: bool = False,
+    envelope_sender: Callable[[Delivery], str] | None = None,
 ) -> RunStats:
     """Send every due row of the edition this process can claim; returns what this process did.
 
@@ -87,7 +89,8 @@ async def deliver(
     def transport() -> SmtpTransport | FileTransport:
         if settings.backend == "file":
             return FileTransport(Path(settings.outbox))
-        return SmtpTransport(settings, sender=sender, password=password, wire_ready=wire_ready)
+        return SmtpTransport(settings, sender=sender, password=password, wire_ready=wire_ready,
+                             envelope_sender=envelope_sender)
 
     pool = Pool(
         settings=settings,
@@ -269,6 +272,7 @@ async def deliver_edition(
         engine,
         settings=settings.delivery,
         sender=settings.newsletter.from_address,
+        envelope_sender=verp_sender(settings),
         edition_id=edition.id,
         build_message=factory.build,
         active_subscribers=subscribers.active_ids(),

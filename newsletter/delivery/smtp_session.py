@@ -157,16 +157,20 @@ class SmtpSession:
     def closed(self) -> bool:
         return self._reader.closed
 
-    async def send(self, recipient: str, message: bytes, before_content: Callable[[], Awaitable[None]]) -> SMTPResponse:
+    async def send(self, recipient: str, message: bytes, before_content: Callable[[], Awaitable[None]], *,
+                   sender: str | None = None) -> SMTPResponse:
         """One message to one recipient; ``message`` has CRLF line ends and no line that starts with a dot.
 
         ``before_content`` runs once MAIL, RCPT and DATA were accepted, right before the content is written;
-        when it returns, the relay may deliver. Raises SMTPResponseException (``phase`` tells which command
-        was refused), SMTPServerDisconnected or SMTPReadTimeoutError.
+        when it returns, the relay may deliver. ``sender``: this message's own envelope sender (VERP) instead
+        of the session's. Raises SMTPResponseException (``phase`` tells which command was refused),
+        SMTPServerDisconnected or SMTPReadTimeoutError.
         """
         self.phase = "rcpt"
         rcpt = b"RCPT TO:<" + envelope_address(recipient, smtputf8=self.smtputf8) + b">\r\n"
         mail = self._mail_from
+        if sender is not None:
+            mail = b"MAIL FROM:<" + envelope_address(sender, smtputf8=self.smtputf8) + b">"
         if self.size:
             mail += b" SIZE=%d" % (len(message) + 3)
         if not recipient.isascii() and b" SMTPUTF8" not in mail:

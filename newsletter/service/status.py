@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
+from newsletter.service.inbound_status import inbound_view
 from newsletter.service.triggers import LEASE_NAME, next_runs
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.ledger import Ledger
@@ -66,6 +67,7 @@ def status_view(settings: Settings, engine: Engine, *, now: datetime, editions: 
         "subscribers": SubscriberStore(engine).counts_by_status(),
         "papers": papers.count_papers(),
         "queue": _queue(settings),
+        "inbound": inbound_view(engine, now=now, editions=editions),
     }
 
 

@@ -254,6 +254,27 @@ leases = sa.Table(
 )
 
 
+inbound_messages = sa.Table(
+    "inbound_messages",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(64), nullable=False),
+    sa.Column("received", UTCDateTime, nullable=False),
+    sa.Column("door", sa.String(8), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("subscriber_id", sa.Integer),
+    sa.Column("edition_id", sa.Integer),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("raw", sa.LargeBinary),
+    sa.UniqueConstraint("key", name="uq_inbound_messages_key"),
+    sa.Index("ix_inbound_messages_received", "received"),
+)
+"""One row per message that came back (bounce, complaint, unsubscribe, anything): what it was and what was
+done. ``key`` (a hash of its Message-ID and recipients, or of its bytes) makes a redelivered message a no-op.
+``raw`` is kept only for quarantined messages, for the operator to read."""
+
+
 def insert_ignoring_duplicates(engine: Engine, table: sa.Table) -> Any:
     """INSERT that skips rows whose key exists, in each supported dialect (resumed runs insert again)."""
     if engine.dialect.name == "postgresql":

@@ -1,0 +1,126 @@
+"""The SMTP/LMTP door: an aiosmtpd listener that Postfix (or an MX) hands the bounce domain's mail to.
+
+Nothing is lost and nothing is open:
+
+* a message is answered 250 only after :class:`InboundProcessor` has committed its effect; a database
+  failure answers 451, so the sending MTA keeps the message and tries again (a retry after a commit whose
+  250 was lost is recognised and acts no more);
+* mail that cannot be parsed is committed to quarantine, then acknowledged: it is kept and counted, and
+  retrying it would not help;
+* recipients outside ``[inbound] domain`` are refused (550 5.7.1: no relaying), messages above
+  ``max_message_bytes`` are refused (552), and a client IP sending more than ``rate_limit_per_minute``
+  messages is told to come back later (450).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy.exc import SQLAlchemyError
+
+from newsletter.config import InboundSettings
+from newsletter.errors import NewsletterError
+from newsletter.inbound.process import InboundProcessor
+
+log = logging.getLogger("newsletter.inbound")
+
+
+class InboundHandler:
+    """aiosmtpd handler: checks each recipient, rate-limits, and answers DATA after the commit."""
+
+    def __init__(self, processor: InboundProcessor, settings: InboundSettings,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.processor = processor
+        self.settings = settings
+        self.clock = clock
+        self._recent: dict[str, collections.deque[float]] = {}
+        self.lmtp = settings.protocol == "lmtp"
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          mail_options: list[str]) -> str:
+        peer = str(session.peer[0]) if isinstance(session.peer, tuple) else str(session.peer)
+        now = self.clock()
+        window = self._recent.setdefault(peer, collections.deque())
+        while window and window[0] <= now - 60:
+            window.popleft()
+        if len(window) >= self.settings.rate_limit_per_minute:
+            return "450 4.7.1 too many messages from your address; try again later"
+        window.append(now)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        _, _, domain = address.rpartition("@")
+        if domain.lower() != self.settings.domain.lower():
+            return "550 5.7.1 relay access denied: this server only takes mail for its own domain"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or (envelope.content if isinstance(envelope.content, bytes) else b"")
+        recipients = list(envelope.rcpt_tos)
+        try:
+            outcome = await asyncio.to_thread(self.processor.handle, raw, recipients=recipients,
+                                              door="lmtp" if self.lmtp else "smtp")
+        except (SQLAlchemyError, NewsletterError, OSError) as error:
+            log.error("inbound message from %s not stored, deferred: %s", envelope.mail_from, error)
+            reply = "451 4.3.0 cannot store the message now; try again later"
+        else:
+            log.info("inbound %s from <%s> to %s: %s (%s)", outcome.kind, envelope.mail_from, recipients,
+                     outcome.outcome, outcome.detail)
+            reply = f"250 2.0.0 {outcome.outcome}"
+        if self.lmtp:  # LMTP answers once per recipient (RFC 2033)
+            return "\r\n".join([reply] * max(1, len(recipients)))
+        return reply
+
+
+class InboundServer:
+    """The listening socket, started and stopped inside a running event loop."""
+
+    def __init__(self, processor: InboundProcessor, settings: InboundSettings) -> None:
+        self.settings = settings
+        self.handler = InboundHandler(processor, settings)
+        self.server: asyncio.base_events.Server | None = None
+
+    def _protocol(self) -> SMTP:
+        kind = LMTP if self.settings.protocol == "lmtp" else SMTP
+        options: dict[str, Any] = {"data_size_limit": self.settings.max_message_bytes, "enable_SMTPUTF8": True,
+                                   "decode_data": False, "hostname": self.settings.domain or "localhost"}
+        return kind(self.handler, **options)
+
+    async def start(self, *, port: int | None = None) -> int:
+        """Listen on [inbound] host and port (or ``port``; 0 picks a free one); returns the port."""
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(self._protocol, self.settings.host,
+                                               self.settings.port if port is None else port)
+        sockets = self.server.sockets
+        bound = int(sockets[0].getsockname()[1]) if sockets else 0
+        log.info("inbound %s listener on %s:%d for @%s", self.settings.protocol, self.settings.host, bound,
+                 self.settings.domain)
+        return bound
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+
+
+async def serve_inbound(processor: InboundProcessor, settings: InboundSettings,
+                        stop: asyncio.Event | None = None) -> None:
+    """Listen until ``stop`` is set (forever when None)."""
+    server = InboundServer(processor, settings)
+    await server.start()
+    try:
+        await (stop.wait() if stop is not None else asyncio.Event().wait())
+    finally:
+        await server.stop()

@@ -1,0 +1,69 @@
+"""Inbound-mail test helpers: flufl.bounce's sample corpus, a database with readers, a processor."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from newsletter.config import InboundSettings
+from newsletter.inbound.process import InboundProcessor
+from newsletter.inbound.verp import envelope_sender
+from newsletter.storage.db import open_database
+from subscribers.store import SubscriberStore
+from subscribers.tokens import Keyring
+
+FLUFL_VERSION = "6.0.0"
+CORPUS_CACHE = Path.home() / ".cache" / "newsletter-tests" / f"flufl_bounce-{FLUFL_VERSION}"
+INBOUND_FIXTURES = Path(__file__).parent / "fixtures" / "inbound"
+DOMAIN = "bounces.example.org"
+SECRET = "k1:inbound-test-secret-0123456789"
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def bounce_corpus() -> Path:
+    """The ~117 real bounces that ship in flufl.bounce's sdist (`pip download --no-binary :all:`), cached."""
+    data = CORPUS_CACHE / "tests" / "data"
+    if not data.is_dir():
+        download = CORPUS_CACHE.parent / "download"
+        download.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+                        "--dest", str(download), f"flufl.bounce=={FLUFL_VERSION}"], check=True, timeout=300)
+        (archive,) = download.glob(f"flufl_bounce-{FLUFL_VERSION}.tar.gz")
+        with tarfile.open(archive) as tar:
+            tar.extractall(CORPUS_CACHE.parent, filter="data")
+    return data
+
+
+def inbound_settings(**overrides: object) -> InboundSettings:
+    values: dict[str, object] = {"domain": DOMAIN}
+    values.update(overrides)
+    return InboundSettings(**values)  # type: ignore[arg-type]
+
+
+@dataclass
+class Inbound:
+    url: str
+    subscribers: SubscriberStore
+    processor: InboundProcessor
+    keyring: Keyring
+
+    def verp(self, subscriber_id: int, edition_id: int = 1) -> str:
+        return envelope_sender(self.keyring, local_part="bounces", domain=DOMAIN, edition_id=edition_id,
+                               subscriber_id=subscriber_id)
+
+    def add(self, email: str) -> int:
+        return self.subscribers.add(email, now=NOW, topics=["agents"]).id
+
+    def statuses(self) -> dict[str, str]:
+        return {s.email: s.status for s in self.subscribers.list_all()}
+
+
+def make_inbound(url: str, **overrides: object) -> Inbound:
+    engine = open_database(url)
+    keyring = Keyring.parse(SECRET)
+    processor = InboundProcessor(engine, settings=inbound_settings(**overrides), keyring=keyring, clock=lambda: NOW)
+    return Inbound(url=url, subscribers=SubscriberStore(engine), processor=processor, keyring=keyring)
