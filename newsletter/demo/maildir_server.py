@@ -24,7 +24,7 @@ class _MaildirHandler:
         self.paths: list[Path] = []
         self._lock = threading.Lock()
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
         # Maildir files use LF line ends; mail clients and `mailbox` expect that, not SMTP's CRLF.
         key = self.mailbox.add(content.replace(b"\r\n", b"\n"))

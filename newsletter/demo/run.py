@@ -18,12 +18,12 @@ from pathlib import Path
 from newsletter.config import Settings, load_settings
 from newsletter.delivery.run import run_send
 from newsletter.delivery.sending import SendReport
+from newsletter.demo.maildir_server import MaildirServer
 from newsletter.sources.ingest import fetch_sources
 from newsletter.sources.records import SourceReport
 from newsletter.storage.db import open_database
 from newsletter.storage.papers import PaperStore
 from subscribers.store import SubscriberStore
-from newsletter.demo.maildir_server import MaildirServer
 
 SAMPLE_SUBSCRIBERS = (
     ("ada@example.org", "Ada Lovelace", ("agents", "reasoning")),
