@@ -142,10 +142,9 @@ def _peak_rss_mib() -> float:
 
 def measure(method: str, max_tokens: int, model2vec: Path | None, papers: int, started: float) -> dict[str, Any]:
     from newsletter.config import MatchingSettings
-    from newsletter.matching.base import Matcher
     from newsletter.matching.embeddings import EmbeddingMatcher
     from newsletter.matching.evaluate import evaluate
-    from newsletter.matching.matcher import build_matcher
+    from newsletter.matching.matcher import Matcher, build_matcher
     from newsletter.storage.db import open_database
     from newsletter.storage.embeddings import EmbeddingStore
     from newsletter.storage.papers import PaperStore

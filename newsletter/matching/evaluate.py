@@ -16,18 +16,22 @@ from __future__ import annotations
 import csv
 import dataclasses
 import re
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from newsletter.config import Settings, TopicSettings
 from newsletter.errors import LabelledDataError
-from newsletter.matching.base import Matcher
-from newsletter.matching.matcher import build_matcher
-from newsletter.matching.rules import apply_rules
+from newsletter.matching.embeddings import EmbeddingMatcher
+from newsletter.matching.evidence import TopicExamples
+from newsletter.matching.examples import resolve_examples
+from newsletter.matching.matcher import Matcher, build_matcher, decide_matches, learned_similarities
+from newsletter.matching.rules import paper_text
 from newsletter.sources.ingest import IDF_BACKGROUND_PAPERS
 from newsletter.sources.records import Paper, TopicMatch
+from newsletter.storage.embeddings import TextVectorCache
 from newsletter.storage.papers import PaperStore
 
 REQUIRED_COLUMNS = ("title", "abstract", "label")
@@ -71,6 +75,10 @@ class Evaluation:
     unlabelled_matched: int
     """Of those, papers that matched some topic all the same."""
     scores: tuple[TopicScore, ...]
+    decision: str = "threshold"
+    """"calibrated": ``threshold`` is the rule's absolute floor; "threshold": the per-topic similarity threshold."""
+    confusions: tuple[tuple[str, str, int, int], ...] = ()
+    """(label, matched topic, papers, papers labelled so): papers of one topic that went to another instead."""
 
     @property
     def macro_f1(self) -> float | None:
@@ -100,6 +108,11 @@ class Evaluation:
                 for s in self.scores
             ],
             "macro_f1": rounded(self.macro_f1),
+            "decision": self.decision,
+            "confusions": [
+                {"label": label, "matched": other, "papers": count, "share": round(count / total, 4)}
+                for label, other, count, total in self.confusions
+            ],
         }
 
 
@@ -152,8 +165,9 @@ def score_matches(
     *,
     method: str,
     threshold: float,
+    decision: str = "threshold",
 ) -> Evaluation:
-    """Compare ``matches`` with the labels, per topic."""
+    """Compare ``matches`` with the labels, per topic, and count the confusions (most frequent first)."""
     label_of = {item.paper.paper_id: item.label for item in labelled}
     matched: dict[str, set[str]] = {t.slug: set() for t in topics}
     for match in matches:
@@ -166,6 +180,15 @@ def score_matches(
                                  correct=len(expected & found)))
     any_match = set().union(*matched.values())
     unlabelled = [pid for pid, label in label_of.items() if label is None]
+    confusions = Counter(
+        (label, slug)
+        for pid, label in label_of.items()
+        if label is not None and pid not in matched.get(label, set())
+        for slug, found in matched.items()
+        if pid in found
+    )
+    totals = Counter(label for label in label_of.values() if label is not None)
+    ranked = sorted(confusions.items(), key=lambda item: (-item[1] / totals[item[0][0]], -item[1], item[0]))
     return Evaluation(
         method=method,
         threshold=threshold,
@@ -173,6 +196,8 @@ def score_matches(
         unlabelled=len(unlabelled),
         unlabelled_matched=sum(1 for pid in unlabelled if pid in any_match),
         scores=tuple(scores),
+        decision=decision,
+        confusions=tuple((label, other, count, totals[label]) for (label, other), count in ranked),
     )
 
 
@@ -183,14 +208,26 @@ def evaluate(
     *,
     thresholds: Sequence[float] = (),
     background: Sequence[Paper] = (),
+    examples: TopicExamples | None = None,
 ) -> list[Evaluation]:
-    """Score ``matcher`` at its own threshold, then at each of ``thresholds`` (similarities computed once)."""
+    """Score ``matcher`` at its own settings, then at each of ``thresholds`` (similarities computed once).
+
+    With the calibrated rule, ``thresholds`` are absolute floors; with the threshold rule, thresholds.
+    """
     papers = [item.paper for item in labelled]
-    similarities = matcher.similarities(papers, topics, background=background)
+    rule = matcher.rule
+    scored = matcher.score(papers, topics, background=background, examples=examples)
+    learned = learned_similarities(rule, scored)
+    decision = "calibrated" if rule.calibrated else "threshold"
+    own = rule.floor if rule.calibrated else rule.threshold
     results = []
-    for threshold in (matcher.threshold, *thresholds):
-        matches = apply_rules(papers, topics, similarities, threshold=threshold)
-        results.append(score_matches(labelled, topics, matches, method=matcher.method, threshold=threshold))
+    for value in (own, *thresholds):
+        if rule.calibrated:
+            matches = decide_matches(rule, papers, topics, scored, similarities=learned, floor=value)
+        else:
+            matches = decide_matches(rule, papers, topics, scored, similarities=learned, threshold=value)
+        results.append(score_matches(labelled, topics, matches, method=matcher.method, threshold=value,
+                                     decision=decision))
     return results
 
 
@@ -201,19 +238,32 @@ def evaluate_sample(
     *,
     threshold: float | None = None,
     thresholds: Sequence[float] = (),
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Evaluation]:
     """`topics evaluate`: score the configured method on a labelled CSV file (``threshold`` overrides its own).
 
-    TF-IDF weighs words against the recent stored papers, as `refresh_matches` does; the sample's papers are
-    not stored, nor are their embeddings.
+    Each topic is calibrated against the recent stored papers, as `refresh_matches` does; the sample's papers
+    are not stored, but their vectors are, by text hash (``TextVectorCache``), so a second run embeds nothing.
+    ``progress(done, total)`` is called as papers are embedded.
     """
     labelled = read_labelled_csv(path, topics=settings.topics)
     matching = settings.matching
     if threshold is not None:
-        if matching.method == "tfidf":
+        calibrated, tfidf = matching.decision == "calibrated", matching.method == "tfidf"
+        if calibrated and tfidf:
+            matching = dataclasses.replace(matching, tfidf_floor=threshold)
+        elif calibrated:
+            matching = dataclasses.replace(matching, embedding_floor=threshold)
+        elif tfidf:
             matching = dataclasses.replace(matching, similarity_threshold=threshold)
         else:
             matching = dataclasses.replace(matching, embedding_threshold=threshold)
-    matcher = build_matcher(matching, config_path=str(settings.config_path))
+    cache = TextVectorCache(store.engine, [paper_text(item.paper) for item in labelled],
+                            [item.paper.paper_id for item in labelled])
+    matcher = build_matcher(matching, cache=cache, config_path=str(settings.config_path))
+    if progress is not None and isinstance(matcher, EmbeddingMatcher):
+        matcher.progress = progress
     background = store.papers(limit=IDF_BACKGROUND_PAPERS) if matcher.uses_background else []
-    return evaluate(labelled, settings.topics, matcher, thresholds=thresholds, background=background)
+    examples = resolve_examples(store, settings.topics)
+    return evaluate(labelled, settings.topics, matcher, thresholds=thresholds, background=background,
+                    examples=examples)

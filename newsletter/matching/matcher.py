@@ -13,34 +13,49 @@ Either way the category and keyword rules and ``exclude_keywords`` apply on top
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
 from newsletter.config import MatchingSettings, TopicSettings
 from newsletter.errors import ConfigError
-from newsletter.matching.base import Matcher, match_with
+from newsletter.matching.calibration import DecisionRule, ExampleEvidence, decide, self_train, with_examples
 from newsletter.matching.embeddings import INSTALL_HINT, EmbeddingMatcher, MiniLMEncoder, VectorCache, missing_extra
-from newsletter.matching.rules import tfidf_similarities, topics_fingerprint
+from newsletter.matching.evidence import Scored, TopicExamples
+from newsletter.matching.rules import apply_rules, paper_text, tfidf_score, topics_fingerprint
 from newsletter.sources.records import Paper, TopicMatch
 
 
-class TfidfMatcher:
-    """TF-IDF cosine similarity (``newsletter.matching.rules.match_papers``) as a ``Matcher``."""
+class Matcher(Protocol):
+    """Matches papers to topics; ``score`` alone lets `topics evaluate` try many decision settings at once."""
 
-    method = "tfidf"
-    uses_background = True
-
-    def __init__(self, *, threshold: float) -> None:
-        self.threshold = threshold
+    method: str
+    threshold: float
+    rule: DecisionRule
+    uses_background: bool
+    """Whether ``background`` papers change the result (then `refresh_matches` loads recent ones)."""
 
     def fingerprint(self, topics: Sequence[TopicSettings]) -> str:
-        return topics_fingerprint(topics, self.threshold)
+        """Changes when the topics, the threshold or the method change, so stored matches know they are stale."""
+        ...
 
     def similarities(
         self, papers: Sequence[Paper], topics: Sequence[TopicSettings], *, background: Sequence[Paper] = ()
     ) -> np.ndarray:
-        return tfidf_similarities(papers, topics, background=background)
+        """Similarity of each paper (row) to each topic (column), between 0 and 1."""
+        ...
+
+    def score(
+        self,
+        papers: Sequence[Paper],
+        topics: Sequence[TopicSettings],
+        *,
+        background: Sequence[Paper] = (),
+        examples: TopicExamples | None = None,
+    ) -> Scored:
+        """Similarities of the papers and then the background papers, with what each rests on."""
+        ...
 
     def match(
         self,
@@ -49,8 +64,139 @@ class TfidfMatcher:
         *,
         background: Sequence[Paper] = (),
         threshold: float | None = None,
+        examples: TopicExamples | None = None,
     ) -> list[TopicMatch]:
-        return match_with(self, papers, topics, background=background, threshold=threshold)
+        """The matches with their reasons; ``threshold`` switches to the plain threshold rule at that value."""
+        ...
+
+
+def attach_examples(
+    scored: Scored,
+    topics: Sequence[TopicSettings],
+    examples: TopicExamples | None,
+    featurise: Callable[[Sequence[Paper]], Any],
+) -> Scored:
+    """``scored`` with each topic's example and not-example papers blended in (``calibration.with_examples``)."""
+    if not examples or not any(examples.get(t.slug, ((), ()))[0] or examples.get(t.slug, ((), ()))[1]
+                               for t in topics):
+        return scored
+    pairs = [examples.get(t.slug, ((), ())) for t in topics]
+    positive = [featurise(list(pos)) if pos else None for pos, _ in pairs]
+    negative = [featurise(list(neg)) if neg else None for _, neg in pairs]
+    blended, closest = with_examples(scored.similarities, scored.features, ExampleEvidence(positive, negative))
+    closer = np.zeros(blended.shape, dtype=bool)
+    for column, vectors in enumerate(positive):
+        if vectors is not None:
+            to_examples = np.asarray(scored.features @ vectors.T)
+            if hasattr(to_examples, "toarray"):
+                to_examples = to_examples.toarray()
+            closer[:, column] = np.asarray(to_examples).max(axis=1) >= scored.similarities[:, column]
+    return Scored(similarities=blended, features=scored.features, facets=scored.facets,
+                  closest_facet=scored.closest_facet, examples=[list(pos) for pos, _ in pairs],
+                  closest_example=closest, example_closer=closer)
+
+
+def learned_similarities(rule: DecisionRule, scored: Scored) -> np.ndarray:
+    """The similarities after self-training on the corpus (when the rule asks for it)."""
+    return self_train(scored.similarities, scored.features) if rule.self_training else scored.similarities
+
+
+def decide_matches(
+    rule: DecisionRule,
+    papers: Sequence[Paper],
+    topics: Sequence[TopicSettings],
+    scored: Scored,
+    *,
+    similarities: np.ndarray | None = None,
+    threshold: float | None = None,
+    floor: float | None = None,
+) -> list[TopicMatch]:
+    """Matches of the first ``len(papers)`` rows of ``scored``; the other rows are the calibration corpus.
+
+    ``similarities`` (learned, all rows) saves recomputing self-training when several settings are tried;
+    ``threshold`` switches to the plain threshold rule; ``floor`` overrides the rule's floor.
+    """
+    learned = learned_similarities(rule, scored) if similarities is None else similarities
+    count = len(papers)
+    if threshold is not None or not rule.calibrated:
+        limit = rule.threshold if threshold is None else threshold
+        selected = learned[:count] >= limit
+    else:
+        selected = decide(learned, margin=rule.margin, floor=rule.floor if floor is None else floor)[:count]
+    return apply_rules(papers, topics, learned[:count], selected=selected, scored=scored)
+
+
+def match_with(
+    matcher: Matcher,
+    papers: Sequence[Paper],
+    topics: Sequence[TopicSettings],
+    *,
+    background: Sequence[Paper] = (),
+    threshold: float | None = None,
+    examples: TopicExamples | None = None,
+) -> list[TopicMatch]:
+    """Scores of either method, the decision rule, then the shared category/keyword/exclude rules and reasons."""
+    if not papers or not topics:
+        return []
+    scored = matcher.score(papers, topics, background=background, examples=examples)
+    return decide_matches(matcher.rule, papers, topics, scored, threshold=threshold)
+
+
+class TfidfMatcher:
+    """TF-IDF cosine similarity (``newsletter.matching.rules.tfidf_score``) as a ``Matcher``."""
+
+    method = "tfidf"
+    uses_background = True
+
+    def __init__(self, *, threshold: float, rule: DecisionRule | None = None) -> None:
+        self.threshold = threshold
+        self.rule = rule if rule is not None else DecisionRule(calibrated=False, threshold=threshold,
+                                                               self_training=False)
+
+    def fingerprint(self, topics: Sequence[TopicSettings]) -> str:
+        return f"{topics_fingerprint(topics, self.threshold)}:{self.rule}"
+
+    def similarities(
+        self, papers: Sequence[Paper], topics: Sequence[TopicSettings], *, background: Sequence[Paper] = ()
+    ) -> np.ndarray:
+        if not papers or not topics:
+            return np.zeros((len(papers), len(topics)), dtype=np.float32)
+        return self.score(papers, topics, background=background).similarities[: len(papers)]
+
+    def score(
+        self,
+        papers: Sequence[Paper],
+        topics: Sequence[TopicSettings],
+        *,
+        background: Sequence[Paper] = (),
+        examples: TopicExamples | None = None,
+    ) -> Scored:
+        scored, vectorizer = tfidf_score(papers, topics, background=background)
+        return attach_examples(scored, topics, examples,
+                               lambda chosen: vectorizer.transform([paper_text(p) for p in chosen]))
+
+    def match(
+        self,
+        papers: Sequence[Paper],
+        topics: Sequence[TopicSettings],
+        *,
+        background: Sequence[Paper] = (),
+        threshold: float | None = None,
+        examples: TopicExamples | None = None,
+    ) -> list[TopicMatch]:
+        return match_with(self, papers, topics, background=background, threshold=threshold, examples=examples)
+
+
+def decision_rule(matching: MatchingSettings) -> DecisionRule:
+    """The ``[matching]`` decision settings of the configured method."""
+    tfidf = matching.method == "tfidf"
+    return DecisionRule(
+        calibrated=matching.decision == "calibrated",
+        margin=matching.margin,
+        floor=matching.tfidf_floor if tfidf else matching.embedding_floor,
+        threshold=matching.similarity_threshold if tfidf else matching.embedding_threshold,
+        self_training=matching.self_training,
+    )
 
 
 def build_matcher(
@@ -60,8 +206,9 @@ def build_matcher(
 
     Raises ConfigError when `embedding` is chosen and its optional extra is not installed.
     """
+    rule = decision_rule(matching)
     if matching.method == "tfidf":
-        return TfidfMatcher(threshold=matching.similarity_threshold)
+        return TfidfMatcher(threshold=matching.similarity_threshold, rule=rule)
     missing = missing_extra()
     if missing:
         raise ConfigError(
@@ -71,4 +218,4 @@ def build_matcher(
             key="matching.method",
         )
     encoder = MiniLMEncoder(max_tokens=matching.embedding_max_tokens)
-    return EmbeddingMatcher(threshold=matching.embedding_threshold, encoder=encoder, cache=cache)
+    return EmbeddingMatcher(threshold=matching.embedding_threshold, encoder=encoder, cache=cache, rule=rule)

@@ -23,6 +23,7 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from newsletter.config import TopicSettings
+from newsletter.matching.evidence import Scored, reason_span, shared_terms, topic_facets
 from newsletter.sources.records import Paper, TopicMatch
 
 PRIMARY_CATEGORY_BONUS = 0.3
@@ -93,8 +94,8 @@ def match_papers(
     """
     if not papers or not topics:
         return []
-    similarities = tfidf_similarities(papers, topics, background=background)
-    return apply_rules(papers, topics, similarities, threshold=threshold)
+    scored = tfidf_score(papers, topics, background=background)[0]
+    return apply_rules(papers, topics, scored.similarities[: len(papers)], threshold=threshold, scored=scored)
 
 
 def tfidf_similarities(
@@ -103,14 +104,34 @@ def tfidf_similarities(
     """TF-IDF cosine similarity of each paper (row) to each topic (column), as a float32 matrix."""
     if not papers or not topics:
         return np.zeros((len(papers), len(topics)), dtype=np.float32)
+    similarities: np.ndarray = tfidf_score(papers, topics, background=background)[0].similarities[: len(papers)]
+    return similarities
+
+
+def tfidf_score(
+    papers: Sequence[Paper],
+    topics: Sequence[TopicSettings],
+    *,
+    background: Sequence[Paper] = (),
+) -> tuple[Scored, TfidfVectorizer]:
+    """Similarities of the papers and then the background papers, each topic's closest facet, and the vectorizer
+    (which turns example papers into rows of the same space)."""
     texts = [paper_text(p) for p in papers]
     vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True, dtype=np.float32)
     seen = {p.paper_id for p in papers}
     extra = [paper_text(p) for p in background if p.paper_id not in seen]
-    matrix = vectorizer.fit_transform(texts + [topic_text(t) for t in topics] + extra)
-    topic_rows = matrix[len(papers) : len(papers) + len(topics)]
-    similarities: np.ndarray = (matrix[: len(papers)] @ topic_rows.T).toarray()
-    return similarities
+    matrix = vectorizer.fit_transform(texts + extra + [topic_text(t) for t in topics])
+    count = len(texts) + len(extra)
+    rows, topic_rows = matrix[:count], matrix[count:]
+    similarities = np.asarray((rows @ topic_rows.T).toarray(), dtype=np.float32)
+    facets = [topic_facets(t) for t in topics]
+    closest = np.zeros(similarities.shape, dtype=np.int64)
+    for column, facet_list in enumerate(facets):
+        end = reason_span(facet_list)
+        if end > 1:
+            facet_rows = vectorizer.transform([text for _, text in facet_list[1:end]])
+            closest[:, column] = np.asarray((rows @ facet_rows.T).toarray()).argmax(axis=1) + 1
+    return Scored(similarities=similarities, features=rows, facets=facets, closest_facet=closest), vectorizer
 
 
 def apply_rules(
@@ -118,25 +139,32 @@ def apply_rules(
     topics: Sequence[TopicSettings],
     similarities: np.ndarray,
     *,
-    threshold: float,
+    threshold: float = 0.0,
+    selected: np.ndarray | None = None,
+    scored: Scored | None = None,
 ) -> list[TopicMatch]:
-    """The matches: a category or keyword hit, or ``similarities[paper, topic] >= threshold``; minus exclusions.
+    """The matches: a category or keyword hit, or the similarity rule; minus exclusions.
 
-    ``similarities`` has one row per paper and one column per topic, from any similarity method.
+    ``similarities`` has one row per paper and one column per topic, from any similarity method. The
+    similarity rule is ``selected[paper, topic]`` when given (``newsletter.matching.calibration.decide``),
+    else ``similarities[paper, topic] >= threshold``. ``scored`` says what each match rests on, for reasons.
     """
     if not papers or not topics:
         return []
     index = KeywordIndex([k for t in topics for k in (*t.keywords, *t.exclude_keywords)])
     wanted = [tuple(normalise_keyword(k) for k in t.keywords) for t in topics]
     unwanted = [tuple(normalise_keyword(k) for k in t.exclude_keywords) for t in topics]
+    texts = [topic_text(t) for t in topics]
+    chosen = similarities >= threshold if selected is None else selected
     matches: list[TopicMatch] = []
     for row, paper in enumerate(papers):
-        found = index.find(paper_text(paper))
+        text = paper_text(paper)
+        found = index.find(text)
         for column, topic in enumerate(topics):
             similarity = float(similarities[row, column])
             categories = tuple(c for c in paper.categories if c in topic.categories)
             keywords = tuple(k for k, n in zip(topic.keywords, wanted[column], strict=True) if n in found)
-            if not (categories or keywords or similarity >= threshold):
+            if not (categories or keywords or chosen[row, column]):
                 continue
             if any(n in found for n in unwanted[column]):
                 continue
@@ -144,6 +172,9 @@ def apply_rules(
             if categories:
                 primary = paper.primary_category in topic.categories
                 bonus += PRIMARY_CATEGORY_BONUS if primary else OTHER_CATEGORY_BONUS
+            kind, closest = scored.closest(row, column) if scored is not None else ("", "")
+            said = " ".join(normalise_keyword(k) for k in keywords)
+            terms = tuple(t for t in shared_terms(text, texts[column]) if t.rstrip("s") not in said)
             matches.append(
                 TopicMatch(
                     paper_id=paper.paper_id,
@@ -152,6 +183,9 @@ def apply_rules(
                     similarity=round(similarity, 4),
                     keywords=keywords,
                     categories=categories,
+                    closest=closest,
+                    closest_kind=kind,
+                    terms=terms,
                 )
             )
     return matches

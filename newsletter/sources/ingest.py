@@ -18,6 +18,7 @@ import httpx
 
 from newsletter.config import Settings, SourceSettings
 from newsletter.errors import SourceError
+from newsletter.matching.examples import resolve_examples
 from newsletter.matching.matcher import build_matcher
 from newsletter.sources.fetching import FetchRequest, FetchResponse, fetch_all
 from newsletter.sources.parsing import parse_feed
@@ -129,7 +130,8 @@ def refresh_matches(settings: Settings, store: PaperStore, *, papers: Sequence[P
         background = store.papers(limit=IDF_BACKGROUND_PAPERS) if matcher.uses_background else []
     else:
         return 0
-    matches = matcher.match(papers, settings.topics, background=background)
+    examples = resolve_examples(store, settings.topics)
+    matches = matcher.match(papers, settings.topics, background=background, examples=examples)
     store.replace_matches([p.paper_id for p in papers], matches)
     store.set_meta(FINGERPRINT_KEY, fingerprint)
     return len(papers)

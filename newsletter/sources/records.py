@@ -61,15 +61,30 @@ class TopicMatch:
     similarity: float
     keywords: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
+    closest: str = ""
+    """The facet (description phrase, name, keyword) or example paper title the paper is closest to."""
+    closest_kind: str = ""
+    """What ``closest`` is: "phrase", "name", "keyword", "example", "feedback" or "" (nothing to name)."""
+    terms: tuple[str, ...] = ()
+    """Words of the topic that the paper's title or abstract uses too."""
 
     @property
     def reasons(self) -> tuple[str, ...]:
+        """Why the paper is in the topic, in words: never a bare score (scores stay in `papers --json`)."""
         reasons: list[str] = []
+        if self.closest_kind == "example":
+            reasons.append(f"like the example paper ‘{self.closest}’")
+        elif self.closest_kind == "feedback":
+            reasons.append(f"like ‘{self.closest}’, which readers asked for more of")
+        elif self.closest:
+            reasons.append(f"closest to ‘{self.closest}’")
+        mentioned = list(dict.fromkeys([*self.keywords, *self.terms]))
+        if mentioned:
+            reasons.append("mentions " + ", ".join(f"‘{k}’" for k in mentioned))
         if self.categories:
             reasons.append("listed in " + ", ".join(self.categories))
-        if self.keywords:
-            reasons.append("mentions " + ", ".join(f"“{k}”" for k in self.keywords))
-        reasons.append(f"similar to the topic description: {self.similarity:.2f}")
+        if not reasons:
+            reasons.append("close to the topic as a whole")
         return tuple(reasons)
 
 

@@ -74,6 +74,9 @@ topic_matches = sa.Table(
     sa.Column("similarity", sa.Float, nullable=False),
     sa.Column("keywords", sa.JSON, nullable=False),
     sa.Column("categories", sa.JSON, nullable=False),
+    sa.Column("closest", sa.String(500), nullable=False, server_default=""),
+    sa.Column("closest_kind", sa.String(16), nullable=False, server_default=""),
+    sa.Column("terms", sa.JSON, nullable=False, server_default="[]"),
     sa.Index("ix_topic_matches_topic", "topic"),
 )
 
@@ -87,6 +90,16 @@ paper_embeddings = sa.Table(
     sa.Column("vector", sa.LargeBinary, nullable=False),
 )
 """One sentence embedding per paper and model (float32, little-endian); ``text_hash`` tells when it is stale."""
+
+text_embeddings = sa.Table(
+    "text_embeddings",
+    metadata,
+    sa.Column("text_hash", sa.String(32), primary_key=True),
+    sa.Column("model", sa.String(100), primary_key=True),
+    sa.Column("dim", sa.Integer, nullable=False),
+    sa.Column("vector", sa.LargeBinary, nullable=False),
+)
+"""Embeddings of texts that are not stored papers (a `topics evaluate` sample), by text hash and model."""
 
 meta = sa.Table(
     "meta",

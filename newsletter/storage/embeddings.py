@@ -72,3 +72,55 @@ class EmbeddingStore:
             query = query.where(db.paper_embeddings.c.model == model)
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
+
+
+class TextVectorCache:
+    """A ``VectorCache`` for `topics evaluate`: sample papers' vectors kept by text hash, the others by paper.
+
+    Why: a labelled sample is not stored as papers (its ids are CSV line numbers), yet embedding 1,100 abstracts
+    takes minutes; keyed by the hash of the text, a second run over the same file embeds nothing. ``texts``
+    and ``paper_ids`` name the sample's papers; every other id goes to the ``paper_embeddings`` table.
+    """
+
+    def __init__(self, engine: Engine, texts: Sequence[str], paper_ids: Sequence[str]) -> None:
+        from newsletter.matching.embeddings import text_hash
+
+        self.engine = engine
+        self.papers = EmbeddingStore(engine)
+        self.hash_of = {pid: text_hash(text) for pid, text in zip(paper_ids, texts, strict=True)}
+
+    def load(self, paper_ids: Sequence[str], *, model: str) -> dict[str, tuple[str, np.ndarray]]:
+        sample = [pid for pid in paper_ids if pid in self.hash_of]
+        found = self.papers.load([pid for pid in paper_ids if pid not in self.hash_of], model=model)
+        table = db.text_embeddings
+        by_hash: dict[str, np.ndarray] = {}
+        with self.engine.connect() as connection:
+            for chunk in _chunks(list(dict.fromkeys(self.hash_of[pid] for pid in sample))):
+                query = sa.select(table.c.text_hash, table.c.dim, table.c.vector).where(
+                    table.c.model == model, table.c.text_hash.in_(chunk)
+                )
+                for digest, dim, blob in connection.execute(query):
+                    vector = np.frombuffer(blob, dtype=_DTYPE)
+                    if vector.shape == (dim,):
+                        by_hash[digest] = vector.astype(np.float32)
+        for pid in sample:
+            cached = by_hash.get(self.hash_of[pid])
+            if cached is not None:
+                found[pid] = (self.hash_of[pid], cached)
+        return found
+
+    def save(self, vectors: Mapping[str, tuple[str, np.ndarray]], *, model: str) -> None:
+        self.papers.save({pid: v for pid, v in vectors.items() if pid not in self.hash_of}, model=model)
+        rows = {
+            digest: {"text_hash": digest, "model": model, "dim": int(vector.shape[0]),
+                     "vector": np.ascontiguousarray(vector, dtype=_DTYPE).tobytes()}
+            for pid, (digest, vector) in vectors.items()
+            if pid in self.hash_of
+        }
+        if not rows:
+            return
+        table = db.text_embeddings
+        with self.engine.begin() as connection:
+            for chunk in _chunks(list(rows)):
+                connection.execute(table.delete().where(table.c.model == model, table.c.text_hash.in_(chunk)))
+            connection.execute(table.insert(), list(rows.values()))

@@ -124,6 +124,21 @@ class PaperStore:
         with self.engine.connect() as connection:
             return self._load(connection, paper_ids)
 
+    def by_titles(self, titles: Sequence[str]) -> dict[str, Paper]:
+        """``{title: paper}`` of the stored papers with exactly these titles (case and spacing ignored)."""
+        wanted = {" ".join(t.lower().split()): t for t in titles if t.strip()}
+        if not wanted:
+            return {}
+        found: dict[str, Paper] = {}
+        query = sa.select(db.papers).where(sa.func.lower(db.papers.c.title).in_(list(wanted)))
+        with self.engine.connect() as connection:
+            for row in connection.execute(query).mappings():
+                paper = _row_to_paper(row)
+                key = " ".join(paper.title.lower().split())
+                if key in wanted:
+                    found[wanted[key]] = paper
+        return found
+
     def papers(
         self,
         *,
@@ -161,6 +176,9 @@ class PaperStore:
                 "similarity": m.similarity,
                 "keywords": list(m.keywords),
                 "categories": list(m.categories),
+                "closest": m.closest[:500],
+                "closest_kind": m.closest_kind,
+                "terms": list(m.terms),
             }
             for m in matches
         ]
@@ -188,6 +206,9 @@ class PaperStore:
                             similarity=row["similarity"],
                             keywords=tuple(row["keywords"]),
                             categories=tuple(row["categories"]),
+                            closest=row["closest"],
+                            closest_kind=row["closest_kind"],
+                            terms=tuple(row["terms"]),
                         )
                     )
         return result

@@ -1,0 +1,35 @@
+"""Sample embeddings by text hash; what each topic match rests on (closest facet or example, shared words).
+
+Revision ID: 0010
+Revises: 0006
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0010"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "text_embeddings",
+        sa.Column("text_hash", sa.String(32), primary_key=True),
+        sa.Column("model", sa.String(100), primary_key=True),
+        sa.Column("dim", sa.Integer, nullable=False),
+        sa.Column("vector", sa.LargeBinary, nullable=False),
+    )
+    with op.batch_alter_table("topic_matches") as batch:
+        batch.add_column(sa.Column("closest", sa.String(500), nullable=False, server_default=""))
+        batch.add_column(sa.Column("closest_kind", sa.String(16), nullable=False, server_default=""))
+        batch.add_column(sa.Column("terms", sa.JSON, nullable=False, server_default="[]"))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("topic_matches") as batch:
+        batch.drop_column("terms")
+        batch.drop_column("closest_kind")
+        batch.drop_column("closest")
+    op.drop_table("text_embeddings")
