@@ -168,3 +168,22 @@ def test_an_accent_colour_too_light_for_text_is_a_config_error(tmp_path: Path) -
         email_settings(tmp_path, email='accent_color = "#f59e0b"')
     settings = email_settings(tmp_path, email='accent_color = "#0f766e"\nlogo_url = "https://p.example/logo.png"')
     assert settings.email.accent_color == "#0f766e"
+
+
+def test_a_plain_http_base_url_is_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from newsletter.config import load_settings
+
+    config = (tmp_path / "config.toml")
+    email_settings(tmp_path)  # writes config.toml with https://papers.example.org
+    assert not [r for r in caplog.records if "plain http" in r.getMessage()]
+    config.write_text(config.read_text(encoding="utf-8").replace("https://papers", "http://papers"), encoding="utf-8")
+    with caplog.at_level("WARNING", logger="newsletter.config.loader"):
+        load_settings(config)
+    warnings = [r.getMessage() for r in caplog.records if "plain http" in r.getMessage()]
+    assert warnings == [f"{config}: newsletter.base_url is plain http (http://papers.example.org): links in emails "
+                        "carry signed tokens and one-click unsubscribe expects https; serve the pages over https"]
+    caplog.clear()
+    config.write_text(config.read_text(encoding="utf-8").replace("http://papers.example.org", "http://127.0.0.1:8000"),
+                      encoding="utf-8")
+    load_settings(config)  # a local try-out: no warning
+    assert not [r for r in caplog.records if "plain http" in r.getMessage()]

@@ -1,4 +1,4 @@
-"""The largest edition in real Chromium at 375 and 1200 px, in light, dark and images-off: PNGs a person
+"""The largest edition in real Chromium at 320, 375 and 1200 px, in light, dark and images-off: PNGs a person
 can open in test-artifacts/email-design/, no horizontal overflow, text contrast of at least 4.5:1 (WCAG AA)
 computed from the CSS the browser applied, and link buttons at least 44 px tall.
 
@@ -93,7 +93,7 @@ def route_for(images: bool):  # type: ignore[no-untyped-def]
     return handle
 
 
-@pytest.mark.parametrize("width", [375, 1200])
+@pytest.mark.parametrize("width", [320, 375, 1200])
 @pytest.mark.parametrize("mode", ["light", "dark", "images-off"])
 def test_the_largest_edition_reads_well_everywhere(largest_html: Path, browser: Browser, width: int,
                                                    mode: str) -> None:

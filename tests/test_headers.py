@@ -104,6 +104,9 @@ def test_any_text_folds_into_short_lines_that_parse_back(text: str) -> None:
             assert parsed["Subject"] == " ".join(text.split())
         elif line.startswith("From"):
             assert parsed["From"].addresses[0].addr_spec == "news@example.org"
+            phrase = " ".join(text.split())
+            if not phrase.isascii():  # decoded strictly by RFC 2047: the phrase comes back exactly
+                assert rfc2047(raw, "From") == f"{phrase} <news@example.org>"
         else:
             assert re.fullmatch(r"(.+ )?<news\.example\.org>", str(parsed["List-Id"]))
 

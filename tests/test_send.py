@@ -85,7 +85,8 @@ def test_send_delivers_one_email_per_reader_and_resumes_as_a_no_op(tmp_path: Pat
     assert message["Date"]
     assert message.get_body(("plain",)) is not None
     body = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
-    assert "Reader 0" in body
+    assert "Hi Reader," in body  # the first name
+    assert emails[0] in body
     assert "/manage/k1." in body
 
 

@@ -6,6 +6,7 @@ Every problem is a ``ConfigError`` naming the key path, the value found and what
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import tomllib
@@ -14,6 +15,7 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from newsletter.config.settings import (
     BROKER_URL_ENV,
@@ -24,6 +26,8 @@ from newsletter.config.settings import (
     broker_problem,
 )
 from newsletter.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def default_config_path() -> Path:
@@ -89,6 +93,7 @@ def settings_from_mapping(
     _check_unique(settings.sources, "sources", "name", shown)
     _check_unique(settings.topics, "topics", "slug", shown)
     _check_formerly(settings.topics, shown)
+    _warn_plain_http(settings.newsletter.base_url, shown)
     return settings
 
 
@@ -106,6 +111,19 @@ def _check_formerly(topics: tuple[Any, ...], shown: str) -> None:
                 raise ConfigError(f"{key}: {old!r} is also listed by topics[{claimed[old]}].formerly; an old slug "
                                   "can move to one topic only", path=shown, key=key)
             claimed[old] = index
+
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _warn_plain_http(base_url: str, shown: str) -> None:
+    """Every link in every email starts with base_url: over plain http, the signed unsubscribe and manage
+    tokens travel in the clear, and Gmail and Yahoo expect https for one-click unsubscribe. Not an error,
+    since a local try-out (127.0.0.1) has no certificate."""
+    parts = urlsplit(base_url)
+    if parts.scheme == "http" and (parts.hostname or "") not in LOOPBACK_HOSTS:
+        log.warning("%s: newsletter.base_url is plain http (%s): links in emails carry signed tokens and "
+                    "one-click unsubscribe expects https; serve the pages over https", shown, base_url)
 
 
 def resolve_database_url(url: str, base: Path) -> str:

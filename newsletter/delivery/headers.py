@@ -13,9 +13,10 @@ line within RFC 5322's recommended 78.
 
 from __future__ import annotations
 
+import base64
 import re
-from email.headerregistry import Address
 from email.policy import SMTP
+from email.utils import formataddr
 
 FOLD_AT = 76
 """Fold lines at 76: encoded words then stay at or under 75 characters (see the module docstring)."""
@@ -23,8 +24,6 @@ MAX_LINE = 78
 MAX_ENCODED_WORD = 75
 POLICY = SMTP.clone(max_line_length=FOLD_AT)
 ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
-_PLAIN_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
-"""atext and spaces: a phrase the policy would write as it is, neither quoted nor encoded."""
 
 
 def _one_line(value: str) -> str:
@@ -58,14 +57,55 @@ def _fold_ascii(line: str) -> str:
 
 
 def address_header(name: str, display_name: str, address: str) -> str:
-    """``From``/``To``: only the display phrase is encoded (or quoted); the address stays raw."""
+    """``From``/``To``: only the display phrase is encoded (or quoted); the address stays raw.
+
+    Built here rather than by the policy, which parses the address back (~3 ms: per reader, that is more
+    than the rest of a send costs). An ASCII phrase is quoted when it needs it (``formataddr``); a
+    non-ASCII one becomes B-encoded words split between characters, at spaces where they fit, so decoders
+    that drop the folding between words (RFC 2047 6.2) join them back exactly.
+    """
     display_name = _one_line(display_name)
-    line = f"{name}: {display_name} <{address}>" if display_name else f"{name}: {address}"
-    if _PLAIN_PHRASE.fullmatch(display_name) and len(line) <= FOLD_AT:
-        return line  # an atom phrase that needs no quoting: what the policy would produce, 40x faster
-    username, _, domain = address.rpartition("@")
-    header = POLICY.header_factory(name, Address(display_name=display_name, username=username, domain=domain))
-    return str(header.fold(policy=POLICY)).rstrip("\r\n")
+    if not display_name:
+        return f"{name}: {address}"
+    if display_name.isascii():
+        return _fold_ascii(f"{name}: {formataddr((display_name, address))}")
+    lines = [f"{name}:"]
+    for word in _encoded_words(display_name, first=FOLD_AT - len(name) - 2):
+        if len(lines) == 1 and len(lines[0]) + 1 + len(word) <= FOLD_AT:
+            lines[0] = f"{lines[0]} {word}"
+        else:
+            lines.append(f" {word}")
+    bracketed = f"<{address}>"
+    if len(lines[-1]) + 1 + len(bracketed) <= FOLD_AT:
+        lines[-1] = f"{lines[-1]} {bracketed}"
+    else:
+        lines.append(f" {bracketed}")
+    return "\r\n".join(lines)
+
+
+_EW_PREFIX, _EW_SUFFIX = "=?utf-8?b?", "?="
+
+
+def _ew_length(text: str) -> int:
+    return len(_EW_PREFIX) + 4 * -(-len(text.encode("utf-8")) // 3) + len(_EW_SUFFIX)
+
+
+def _encoded_words(text: str, *, first: int) -> list[str]:
+    """B-encoded words of at most ``first`` characters for the first and 75 for the others."""
+    words: list[str] = []
+    limit = min(first, MAX_ENCODED_WORD)
+    while text:
+        end = len(text)
+        while _ew_length(text[:end]) > limit:
+            end -= 1
+        if end < len(text):
+            space = text.rfind(" ", 0, end)
+            if space > 0:
+                end = space + 1  # the space stays inside the word: whitespace between words is dropped
+        chunk, text = text[:end], text[end:]
+        words.append(_EW_PREFIX + base64.b64encode(chunk.encode("utf-8")).decode("ascii") + _EW_SUFFIX)
+        limit = MAX_ENCODED_WORD
+    return words
 
 
 def list_id_header(phrase: str, list_id: str) -> str:
