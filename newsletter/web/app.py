@@ -25,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from sqlalchemy.engine import Engine
@@ -85,6 +86,11 @@ _SMALL_NUMBER = re.compile(r"[0-9]{1,6}")
 """ASCII digits only: ``str.isdigit`` accepts '²', which ``int`` refuses (a 500), and 5000 digits cost time."""
 
 
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 class PageError(Exception):
     """Ends a request with an error page of this status."""
 
@@ -104,7 +110,7 @@ class WebApp:
         self.limits = RateLimits(engine)
         self.editions = EditionStore(engine)
         self.signer = signer
-        self.csrf = Csrf(signer.keyring)
+        self.csrf = Csrf(signer.keyring, allowed_origins=(_origin(settings.newsletter.base_url),))
         self.clock = clock
         self.environment = RenderEnvironment(settings)
         self.rate_lock = asyncio.Lock()
@@ -135,12 +141,20 @@ class WebApp:
         values = {**self.base_context(request), **(context or {})}
         fresh = None
         if csrf:
-            values["csrf_token"], fresh = self.csrf.issue(request)
+            values["csrf_token"], fresh = self.csrf.issue(request, form=self.form_target(request, name))
         html = self.environment.render(f"web/{name}.html.j2", values)
         response = HTMLResponse(html, status_code=status, headers=dict(headers or {}), background=background)
         response.headers["cache-control"] = "no-store"
         set_csrf_cookie(response, request, fresh)
         return response
+
+    @staticmethod
+    def form_target(request: Request, name: str | None = None) -> str:
+        """The path (below the site's root) a page's form posts to, which its CSRF token is bound to."""
+        if name == "index":
+            return "/subscribe"
+        path, root = str(request.scope.get("path", "")), str(request.scope.get("root_path", ""))
+        return path[len(root):] if root and path.startswith(root) else path
 
     def error_page(self, request: Request, error: PageError) -> HTMLResponse:
         response = self.page(request, "error", {"status": error.status, "title": error.title,
@@ -217,7 +231,7 @@ class WebApp:
     async def subscribe(self, request: Request) -> Response:
         form = await self.read_form(request)
         try:
-            self.csrf.check(request, form)
+            self.csrf.check(request, form, target=self.form_target(request))
         except CsrfError as error:
             raise PageError(403, "Please try again", str(error)) from None
         if str(form.get(HONEYPOT_FIELD, "")).strip():
@@ -318,7 +332,7 @@ class WebApp:
         subscriber = await run_in_threadpool(self.subscriber_for, "manage", request.path_params["token"])
         form = await self.read_form(request)
         try:
-            self.csrf.check(request, form)
+            self.csrf.check(request, form, target=self.form_target(request))
         except CsrfError as error:
             raise PageError(403, "Please try again", str(error)) from None
         action = str(form.get("action", "save"))
