@@ -22,7 +22,7 @@ import contextlib
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -557,7 +557,18 @@ def create_app(
         return web.error_page(request, PageError(500, "Something went wrong", "The request failed; please try "
                                                  "again later."))
 
-    app = Starlette(routes=routes,
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        """The background sender of confirmation emails lives as long as the server (any ASGI server)."""
+        sender = asyncio.create_task(web.sender.run())
+        try:
+            yield
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
+    app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(TrustedProxies, trusted=settings.web.trusted_proxies),
                                 Middleware(SecurityHeaders),
                                 # here, not Starlette(max_body_size=...): that one answers outside SecurityHeaders
@@ -582,13 +593,15 @@ async def run_server(
     The access log is off by default: page URLs hold link tokens, which do not belong in logs. uvicorn's
     own proxy-header support is off: X-Forwarded-For/-Proto count only from ``[web] trusted_proxies``
     (``newsletter.web.proxies``). The background sender of confirmation emails runs on the same loop for
-    as long as the server does. ``handle_signals=False`` leaves SIGINT/SIGTERM to the caller (``serve``).
+    as long as the server does (under another ASGI server, the app's lifespan runs it). ``handle_signals=False`` leaves SIGINT/SIGTERM to the caller (``serve``).
     """
     app = create_app(settings, engine)
     config = uvicorn.Config(app, host=host or settings.web.host, port=port or settings.web.port,
                             access_log=access_log, server_header=False, proxy_headers=False, log_level="info",
                             lifespan="off")
     server = uvicorn.Server(config) if handle_signals else _EmbeddedServer(config)
+    # The sender is run here, not by the lifespan: a cancelled serve() (``serve`` stopping) skips uvicorn's
+    # lifespan shutdown, and the sender must stop with the server, giving back the rows it had taken.
     sender = asyncio.create_task(app.state.web.sender.run())
     try:
         await server.serve()

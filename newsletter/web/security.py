@@ -97,8 +97,10 @@ class Csrf:
         site = request.headers.get("sec-fetch-site", "").lower()
         if site in ("cross-site", "same-site"):
             raise CsrfError("this form was sent from another site; open the page on this site and try again")
+        if site:
+            return  # same-origin or none (typed, bookmarked): the browser vouches for it
         origin = request.headers.get("origin")
-        if origin is None:
+        if origin is None or origin == "null":  # null: what pages under Referrer-Policy: no-referrer send
             return
         own = f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
         if origin.lower() != own and origin.rstrip("/").lower() not in self.allowed_origins:
