@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -474,19 +475,37 @@ async def run_server(
     config = uvicorn.Config(app, host=host or settings.web.host, port=port or settings.web.port,
                             access_log=access_log, server_header=False, proxy_headers=False, log_level="info",
                             lifespan="off")
-    server = uvicorn.Server(config) if handle_signals else _EmbeddedServer(config)
     # The sender is run here, not by the lifespan: a cancelled serve() (``serve`` stopping) skips uvicorn's
     # lifespan shutdown, and the sender must stop with the server, giving back the rows it had taken.
     sender = asyncio.create_task(app.state.web.sender.run())
-    try:
-        await server.serve()
-    finally:
+
+    async def stop_sender() -> None:
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sender
 
+    server = _Server(config, on_shutdown=stop_sender) if handle_signals else _EmbeddedServer(config,
+                                                                                             on_shutdown=stop_sender)
+    try:
+        await server.serve()
+    finally:
+        await stop_sender()
 
-class _EmbeddedServer(uvicorn.Server):
+
+class _Server(uvicorn.Server):
+    """uvicorn that stops the outbox sender during its own shutdown: after a SIGTERM, uvicorn re-raises the
+    signal as ``serve()`` returns, so code after ``serve()`` would never run."""
+
+    def __init__(self, config: uvicorn.Config, *, on_shutdown: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(config)
+        self.on_shutdown = on_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        await self.on_shutdown()
+
+
+class _EmbeddedServer(_Server):
     """uvicorn without its own SIGINT/SIGTERM handlers: the host program (``serve``) owns the signals."""
 
     @contextlib.contextmanager
