@@ -106,6 +106,13 @@ def start_server(config: Path, port: int, *, cpu: int = 0) -> subprocess.Popen[b
     raise RuntimeError("the web server did not start")
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU of the server process so far (/proc/PID/stat): what a request costs, whatever else
+    runs on the machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -172,12 +179,14 @@ def run_site(name: str, folder: Path, *, editions: int, papers: int, requests: i
         base = f"http://127.0.0.1:{port}"
         for path in ("/archive", f"/archive/{slug}", "/topics/agents.atom"):
             during = unsubscribe if path == "/archive" else None
+            cpu = server_cpu_seconds(server.pid)
             phase, one_click = asyncio.run(load(base, path, requests=requests, during=during))
+            cpu_ms = (server_cpu_seconds(server.pid) - cpu) * 1000 / (requests + CONCURRENCY)
             shown = "/archive/<slug>" if path.startswith("/archive/") else path
             extra = f"{one_click:.0f} ms" if one_click is not None else ""
             rows.append(f"| {name} ({editions} editions) | `{shown}` | {phase.p(0.5):.1f} | {phase.p(0.99):.1f} | "
-                        f"{phase.rate:.0f} | {phase.errors} | {extra} |")
-        rows.append(f"| {name}: server peak RSS | | | | | | {peak_rss_mib(server.pid):.0f} MiB |")
+                        f"{phase.rate:.0f} | {cpu_ms:.1f} | {phase.errors} | {extra} |")
+        rows.append(f"| {name}: server peak RSS | | | | | | | {peak_rss_mib(server.pid):.0f} MiB |")
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -270,8 +279,8 @@ def main() -> None:
         print(f"| stalled relay ({args.stall:.0f} s), web restarted meanwhile | |\n| --- | --- |")
         print("\n".join(rows))
         return
-    print("| database | page | p50 ms | p99 ms | req/s | non-200 | one-click unsubscribe during load |")
-    print("| --- | --- | --: | --: | --: | --: | --: |")
+    print("| database | page | p50 ms | p99 ms | req/s | server CPU ms/req | non-200 | one-click unsubscribe during load |")
+    print("| --- | --- | --: | --: | --: | --: | --: | --: |")
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         rows = run_site("fresh", Path(tmp) / "fresh", editions=1, papers=args.papers, requests=args.requests)
