@@ -279,7 +279,8 @@ def main() -> None:
         print(f"| stalled relay ({args.stall:.0f} s), web restarted meanwhile | |\n| --- | --- |")
         print("\n".join(rows))
         return
-    print("| database | page | p50 ms | p99 ms | req/s | server CPU ms/req | non-200 | one-click unsubscribe during load |")
+    print("| database | page | p50 ms | p99 ms | req/s | server CPU ms/req | non-200 "
+          "| one-click unsubscribe during load |")
     print("| --- | --- | --: | --: | --: | --: | --: | --: |")
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
