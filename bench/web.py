@@ -15,8 +15,15 @@ other CPU, keeps 16 requests in flight per page with httpx for ``--requests`` re
 per second. During the year's ``/archive`` phase one RFC 8058 one-click unsubscribe POST is sent and timed.
 The server's peak RSS (VmHWM) is read from /proc at the end.
 
+A second part, ``--relay``, is the stalled-relay run of the issue: the SMTP relay (tests/mailsink.py, in this
+process) holds every greeting for 30 s; 200 sign-ups arrive over 10 s; the web server is stopped (SIGTERM)
+and a new one started while the relay is still stuck; then the relay recovers. Reported: the sign-ups'
+answer times, the most SMTP connections open to the relay at once (client side, from /proc/net/tcp), and
+how many confirmations arrived, and whether any arrived twice.
+
     python bench/web.py                     # 400 requests per page and database
     python bench/web.py --requests 200      # quicker
+    python bench/web.py --relay             # only the stalled-relay run (about a minute)
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ import httpx  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
 from newsletter.storage.db import open_database  # noqa: E402
 from newsletter.storage.editions import EditionStore  # noqa: E402
+from newsletter.storage.outbox import ConfirmationOutbox  # noqa: E402
 from subscribers.store import SubscriberStore  # noqa: E402
 from subscribers.tokens import Keyring, TokenSigner  # noqa: E402
 from tests.archive_support import add_editions  # noqa: E402
@@ -85,7 +93,8 @@ def start_server(config: Path, port: int, *, cpu: int = 0) -> subprocess.Popen[b
     )
     env = {**os.environ, "NEWSLETTER_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen([sys.executable, "-c", code, str(config), str(port)], env=env,
-                               stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                               stderr=None if os.environ.get("BENCH_LOG") else subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -95,6 +104,13 @@ def start_server(config: Path, port: int, *, cpu: int = 0) -> subprocess.Popen[b
             time.sleep(0.1)
     process.kill()
     raise RuntimeError("the web server did not start")
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU of the server process so far (/proc/PID/stat): what a request costs, whatever else
+    runs on the machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -163,16 +179,88 @@ def run_site(name: str, folder: Path, *, editions: int, papers: int, requests: i
         base = f"http://127.0.0.1:{port}"
         for path in ("/archive", f"/archive/{slug}", "/topics/agents.atom"):
             during = unsubscribe if path == "/archive" else None
+            cpu = server_cpu_seconds(server.pid)
             phase, one_click = asyncio.run(load(base, path, requests=requests, during=during))
+            cpu_ms = (server_cpu_seconds(server.pid) - cpu) * 1000 / (requests + CONCURRENCY)
             shown = "/archive/<slug>" if path.startswith("/archive/") else path
             extra = f"{one_click:.0f} ms" if one_click is not None else ""
             rows.append(f"| {name} ({editions} editions) | `{shown}` | {phase.p(0.5):.1f} | {phase.p(0.99):.1f} | "
-                        f"{phase.rate:.0f} | {phase.errors} | {extra} |")
-        rows.append(f"| {name}: server peak RSS | | | | | | {peak_rss_mib(server.pid):.0f} MiB |")
+                        f"{phase.rate:.0f} | {cpu_ms:.1f} | {phase.errors} | {extra} |")
+        rows.append(f"| {name}: server peak RSS | | | | | | | {peak_rss_mib(server.pid):.0f} MiB |")
     finally:
         server.terminate()
         server.wait(timeout=30)
     return rows
+
+
+def client_connections(port: int) -> int:
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        count += int(fields[2].split(":")[1], 16) == port and fields[3] == "01"
+    return count
+
+
+async def relay_run(folder: Path, *, signups: int, seconds: float, stall: float) -> list[str]:
+    from tests.mailsink import Fault, MailSink
+    from tests.web_support import csrf_token
+
+    with MailSink() as sink:
+        extra = (f"[delivery]\nport = {sink.port}\ntimeout_seconds = {stall * 2}\n"
+                 "[web]\nsubscribe_limit_per_ip = 100000\nconfirmation_concurrency = 4\n")
+        config, _, _ = make_site(folder, editions=1, papers=5, extra=extra)
+        port = free_port()
+        server = start_server(config, port)
+        sink.add_fault(Fault("connect", "delay", seconds=stall, times=None))
+        stalled_at = time.monotonic()
+        peak = 0
+        latencies: list[float] = []
+        codes: list[int] = []
+
+        async def watch() -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, client_connections(sink.port))
+                await asyncio.sleep(0.01)
+
+        watcher = asyncio.create_task(watch())
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            token = csrf_token((await client.get("/")).text)
+
+            async def one(i: int) -> None:
+                await asyncio.sleep(i * seconds / signups)
+                started = time.perf_counter()
+                response = await client.post("/subscribe", data={
+                    "csrf_token": token, "email": f"reader{i}@example.org", "topics": "agents", "frequency": "daily"})
+                latencies.append(time.perf_counter() - started)
+                codes.append(response.status_code)
+
+            await asyncio.gather(*(one(i) for i in range(signups)))
+        server.terminate()  # a restart while the relay is stuck
+        server.wait(timeout=30)
+        server = start_server(config, free_port())
+        await asyncio.sleep(max(0.0, stall - (time.monotonic() - stalled_at)))
+        sink.clear_faults()
+        recovered = time.monotonic()
+        while len(sink.messages) < signups and time.monotonic() - recovered < stall * 3:
+            await asyncio.sleep(0.2)
+        done = time.monotonic() - recovered
+        await asyncio.sleep(2)  # a duplicate would arrive now
+        server.terminate()
+        server.wait(timeout=30)
+        watcher.cancel()
+        received = [r for m in sink.messages for r in m.rcpt_tos]
+        outbox = ConfirmationOutbox(open_database(load_settings(config).newsletter.database_url)).counts()
+    ordered = sorted(latencies)
+    return [
+        f"| sign-ups answered (200) | {codes.count(200)} of {signups} in {seconds:.0f} s |",
+        f"| answer time p50 / p99 / max | {ordered[len(ordered) // 2] * 1000:.0f} / "
+        f"{ordered[int(0.99 * len(ordered))] * 1000:.0f} / {ordered[-1] * 1000:.0f} ms |",
+        f"| most SMTP connections open at once (concurrency 4) | {peak} |",
+        f"| confirmations delivered after the relay recovered | {len(set(received))} distinct, {len(received)} in all,"
+        f" the last {done:.1f} s after recovery (the stalled greetings end first) |",
+        f"| outbox rows by state at the end | {outbox} |",
+    ]
 
 
 def main() -> None:
@@ -180,10 +268,20 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400, help="requests per page and database")
     parser.add_argument("--editions", type=int, default=365)
     parser.add_argument("--papers", type=int, default=60)
+    parser.add_argument("--relay", action="store_true", help="only the stalled-relay run")
+    parser.add_argument("--signups", type=int, default=200)
+    parser.add_argument("--stall", type=float, default=30.0)
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})  # the load generator on the other CPU; the server is pinned to CPU 0
-    print("| database | page | p50 ms | p99 ms | req/s | non-200 | one-click unsubscribe during load |")
-    print("| --- | --- | --: | --: | --: | --: | --: |")
+    if args.relay:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = asyncio.run(relay_run(Path(tmp), signups=args.signups, seconds=10, stall=args.stall))
+        print(f"| stalled relay ({args.stall:.0f} s), web restarted meanwhile | |\n| --- | --- |")
+        print("\n".join(rows))
+        return
+    print("| database | page | p50 ms | p99 ms | req/s | server CPU ms/req | non-200 "
+          "| one-click unsubscribe during load |")
+    print("| --- | --- | --: | --: | --: | --: | --: | --: |")
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         rows = run_site("fresh", Path(tmp) / "fresh", editions=1, papers=args.papers, requests=args.requests)

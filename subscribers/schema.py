@@ -84,7 +84,7 @@ rate_events = sa.Table(
     sa.Index("ix_rate_events_created", "created"),
 )
 """One row per counted event (a confirmation email sent to an address hash, a subscribe request from an
-IP hash); rows older than the longest window are pruned as new ones are added."""
+IP hash); rows older than the longest window are deleted by housekeeping (``RateLimits.prune``)."""
 
 EVENT_KINDS = ("hard-bounce", "soft-bounce", "complaint", "unsubscribe")
 EVENT_ACTIONS = ("bounced", "complained", "unsubscribed", "counted", "none")

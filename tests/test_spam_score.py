@@ -17,11 +17,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from newsletter.rendering.preview import preview
 
 from newsletter.config import DkimSettings
 from newsletter.delivery.dkim import DkimSigner
 from newsletter.demo.run import run_demo
-from newsletter.rendering.preview import preview
 from newsletter.storage.db import open_database
 from newsletter.storage.papers import PaperStore
 from tests.design_support import offline_settings_in

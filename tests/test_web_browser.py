@@ -52,7 +52,7 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
     with MailSink() as sink:
         settings = web_settings(tmp_path, sink, base_url=base)
         engine = open_database(settings.newsletter.database_url)
-        uv = uvicorn.Server(uvicorn.Config(create_app(settings, engine), log_level="warning", lifespan="off"))
+        uv = uvicorn.Server(uvicorn.Config(create_app(settings, engine), log_level="warning", lifespan="on"))
         thread = threading.Thread(target=lambda: asyncio.run(uv.serve(sockets=[listener])), daemon=True)
         thread.start()
         deadline = time.monotonic() + 10

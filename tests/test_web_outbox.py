@@ -127,3 +127,46 @@ async def test_a_stalled_relay_neither_blocks_sign_ups_nor_loses_or_repeats_a_co
     assert received == sorted(f"reader{i}@example.org" for i in range(SIGNUPS))  # each exactly once
     counts = ConfirmationOutbox(open_database(settings.newsletter.database_url)).counts()
     assert counts == {"sent": SIGNUPS}
+
+
+@pytest.mark.slow
+def test_sigterm_gives_back_the_rows_the_sender_had_taken(tmp_path: Path) -> None:
+    """uvicorn re-raises SIGTERM as ``serve()`` returns: the sender must stop inside its shutdown."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    with MailSink() as sink:
+        settings = _settings(tmp_path, sink)
+        port = _port()
+        sink.add_fault(Fault("connect", "delay", seconds=STALL, times=None))
+        code = ("import asyncio, sys\n"
+                "from newsletter.config import load_settings\n"
+                "from newsletter.storage.db import open_database\n"
+                "from newsletter.web.app import run_server\n"
+                "s = load_settings(sys.argv[1])\n"
+                "asyncio.run(run_server(s, open_database(s.newsletter.database_url), host='127.0.0.1',"
+                " port=int(sys.argv[2])))\n")
+        server = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "config.toml"), str(port)],
+                                  env={**os.environ, "NEWSLETTER_SECRET": SECRET}, stderr=subprocess.DEVNULL)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            for _ in range(300):
+                try:
+                    httpx.get(f"{base}/healthz", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+            answers = asyncio.run(_sign_up(base, 6))
+            assert [status for status, _ in answers] == [200] * 6
+            deadline = time.monotonic() + 10
+            while _client_connections(sink.port) < CONCURRENCY and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _client_connections(sink.port) == CONCURRENCY
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+        finally:
+            server.kill()
+    outbox = ConfirmationOutbox(open_database(settings.newsletter.database_url))
+    assert outbox.counts() == {"queued": 6}  # none left "sending" until its lease ends

@@ -250,3 +250,35 @@ def test_a_non_ascii_mailbox_is_refused_at_sign_up_and_an_idn_domain_is_delivere
     assert site.store.get_by_email("jörg@example.org") is None
     assert site.subscribe("ada@bücher.example") == 200
     assert [m.rcpt_tos for m in site.sink.messages] == [("ada@xn--bcher-kva.example",)]
+
+
+# --- 10. CSRF: where the POST comes from, a __Host- cookie, a token bound to its form ---------------------------
+
+def test_csrf_refuses_other_sites_other_forms_and_uses_a_host_cookie_over_https(site: Site) -> None:
+    token = site.form_token()
+    data = {"csrf_token": token, "email": "a@example.org", "topics": "agents", "frequency": "daily"}
+    for headers in ({"sec-fetch-site": "cross-site"}, {"sec-fetch-site": "same-site"},
+                    {"origin": "https://evil.example"}, {"origin": "null", "sec-fetch-site": "cross-site"}):
+        response = site.client.post("/subscribe", data=data, headers=headers)
+        assert response.status_code == 403, headers
+        assert "another site" in response.text
+    for headers in ({"sec-fetch-site": "same-origin", "origin": "null"},  # Chromium under no-referrer
+                    {"origin": "https://papers.example.org"}, {"origin": "http://testserver"}):
+        assert site.client.post("/subscribe", data=data, headers=headers).status_code == 200, headers
+    # the subscribe page's token does not work on a reader's manage form (and the other way round)
+    reader = site.store.add("ada@example.org", topics=["agents"], now=NOW)
+    path = site.path("manage", reader.id)
+    stolen = site.client.post(path, data={"csrf_token": token, "action": "save", "topics": "medical",
+                                          "frequency": "daily"})
+    assert stolen.status_code == 403
+    assert site.store.get(reader.id).topics == ("agents",)  # type: ignore[union-attr]
+    manage_token = csrf_token(site.client.get(path).text)
+    assert site.client.post("/subscribe", data={**data, "csrf_token": manage_token}).status_code == 403
+    secure = TestClient(site.client.app, base_url="https://papers.example.org")
+    cookie = secure.get("/").headers["set-cookie"]
+    assert cookie.startswith("__Host-nl_csrf=")
+    assert "Secure" in cookie
+    assert "Path=/" in cookie
+    assert "Domain" not in cookie
+    secure_token = csrf_token(secure.get("/").text)
+    assert secure.post("/subscribe", data={**data, "csrf_token": secure_token}).status_code == 200

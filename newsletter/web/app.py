@@ -20,15 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -37,28 +36,20 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from newsletter.config import Settings
-from newsletter.editions.archive import (
-    ARCHIVE_PAGE,
-    FEED_ENTRIES,
-    archive_list,
-    edition_page_context,
-    topic_feed_context,
-)
 from newsletter.errors import ConfigError, TemplateError
 from newsletter.rendering.links import signer_from_settings
 from newsletter.rendering.templating import RenderEnvironment
-from newsletter.storage.edition_index import EditionIndex, ping
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.outbox import ConfirmationOutbox, OutboxItem
-from newsletter.web.caching import etag_of, not_modified, not_modified_response, validator_headers
+from newsletter.web.archive_pages import SMALL_NUMBER, ArchivePages
 from newsletter.web.outbox import ConfirmationSender
+from newsletter.web.pages import PageError
 from newsletter.web.proxies import TrustedProxies, client_ip
 from newsletter.web.security import (
-    ARCHIVE_CSP,
     PAGE_CSP,
     SECURITY_HEADERS,
     Csrf,
@@ -79,21 +70,14 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 HONEYPOT_FIELD = "website"
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
-_ARCHIVE_CACHE = 32
-_RENDERED_CACHE = 64
-_SMALL_NUMBER = re.compile(r"[0-9]{1,6}")
-"""ASCII digits only: ``str.isdigit`` accepts '²', which ``int`` refuses (a 500), and 5000 digits cost time."""
 
 
-class PageError(Exception):
-    """Ends a request with an error page of this status."""
-
-    def __init__(self, status: int, title: str, message: str, *, headers: Mapping[str, str] | None = None) -> None:
-        self.status, self.title, self.message, self.headers = status, title, message, dict(headers or {})
-        super().__init__(f"{status} {title}: {message}")
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
-class WebApp:
+class WebApp(ArchivePages):
     """The handlers and what they share; ``create_app`` wires them into Starlette."""
 
     def __init__(self, settings: Settings, engine: Engine, *, signer: TokenSigner,
@@ -104,7 +88,7 @@ class WebApp:
         self.limits = RateLimits(engine)
         self.editions = EditionStore(engine)
         self.signer = signer
-        self.csrf = Csrf(signer.keyring)
+        self.csrf = Csrf(signer.keyring, allowed_origins=(_origin(settings.newsletter.base_url),))
         self.clock = clock
         self.environment = RenderEnvironment(settings)
         self.rate_lock = asyncio.Lock()
@@ -112,11 +96,7 @@ class WebApp:
         self.signups = SignUps(self.store, self.outbox, self.limits)
         self.sender = ConfirmationSender(settings, engine, signer, environment=self.environment,
                                          clock=lambda: self.clock())
-        self.edition_index = EditionIndex(engine)
-        self.archive_cache: OrderedDict[str, tuple[str, str]] = OrderedDict()
-        """(etag, html) of recently served edition pages, so a hot page costs no query for its HTML."""
-        self.rendered: OrderedDict[str, str] = OrderedDict()
-        """Archive pages and feeds by ETag (``remember``)."""
+        ArchivePages.__init__(self)
 
     # --- rendering -----------------------------------------------------------------------------------------
 
@@ -135,12 +115,20 @@ class WebApp:
         values = {**self.base_context(request), **(context or {})}
         fresh = None
         if csrf:
-            values["csrf_token"], fresh = self.csrf.issue(request)
+            values["csrf_token"], fresh = self.csrf.issue(request, form=self.form_target(request, name))
         html = self.environment.render(f"web/{name}.html.j2", values)
         response = HTMLResponse(html, status_code=status, headers=dict(headers or {}), background=background)
         response.headers["cache-control"] = "no-store"
         set_csrf_cookie(response, request, fresh)
         return response
+
+    @staticmethod
+    def form_target(request: Request, name: str | None = None) -> str:
+        """The path (below the site's root) a page's form posts to, which its CSRF token is bound to."""
+        if name == "index":
+            return "/subscribe"
+        path, root = str(request.scope.get("path", "")), str(request.scope.get("root_path", ""))
+        return path[len(root):] if root and path.startswith(root) else path
 
     def error_page(self, request: Request, error: PageError) -> HTMLResponse:
         response = self.page(request, "error", {"status": error.status, "title": error.title,
@@ -195,7 +183,7 @@ class WebApp:
 
         def position(slug: str) -> tuple[int, int]:
             raw = str(form.get(f"position-{slug}", "")).strip()
-            if raw and not _SMALL_NUMBER.fullmatch(raw):
+            if raw and not SMALL_NUMBER.fullmatch(raw):
                 raise SubscribersError(f"the position of a topic must be a whole number, not {raw[:20]!r}")
             return (int(raw) if raw else 10_000, index.get(slug, 10_000))
 
@@ -217,7 +205,7 @@ class WebApp:
     async def subscribe(self, request: Request) -> Response:
         form = await self.read_form(request)
         try:
-            self.csrf.check(request, form)
+            self.csrf.check(request, form, target=self.form_target(request))
         except CsrfError as error:
             raise PageError(403, "Please try again", str(error)) from None
         if str(form.get(HONEYPOT_FIELD, "")).strip():
@@ -318,7 +306,7 @@ class WebApp:
         subscriber = await run_in_threadpool(self.subscriber_for, "manage", request.path_params["token"])
         form = await self.read_form(request)
         try:
-            self.csrf.check(request, form)
+            self.csrf.check(request, form, target=self.form_target(request))
         except CsrfError as error:
             raise PageError(403, "Please try again", str(error)) from None
         action = str(form.get("action", "save"))
@@ -368,105 +356,6 @@ class WebApp:
         await run_in_threadpool(self.store.unsubscribe, subscriber.id, now=self.clock())
         return self.page(request, "unsubscribed", {"email": subscriber.email,
                                                    "manage_url": self.manage_url(request, subscriber.id)})
-
-    # --- archive, feeds, health ----------------------------------------------------------------------------
-
-    async def archive_index(self, request: Request) -> Response:
-        """One page of the archive, newest first, from the per-edition index (never the snapshots)."""
-        raw = request.query_params.get("page", "1")
-        if not (_SMALL_NUMBER.fullmatch(raw) and int(raw) >= 1):
-            raise PageError(400, "Bad page number", "The page number must be a whole number from 1.")
-        number = int(raw)
-        root = self.base_context(request)["root"]
-        count, newest, created = await run_in_threadpool(self.edition_index.version)
-        etag = etag_of("archive", self.environment.fingerprint, root, number, count, newest)
-        headers = validator_headers(etag, created, "public, max-age=300")
-        if not_modified(request, etag, created):
-            return not_modified_response(headers)
-        pages = max(1, -(-count // ARCHIVE_PAGE))
-        if number > pages:
-            raise PageError(404, "No such page", f"The archive has {pages} page{'' if pages == 1 else 's'}.")
-        html = self.rendered.get(etag)
-        if html is None:
-            summaries = await run_in_threadpool(self.edition_index.listed, offset=(number - 1) * ARCHIVE_PAGE,
-                                                limit=ARCHIVE_PAGE)
-            feeds = [{"name": t.name, "url": f"{root}/topics/{t.slug}.atom"} for t in self.settings.topics]
-            html = self.environment.render("web/archive.html.j2", {**self.base_context(request),
-                "editions": archive_list(summaries, root=root), "feeds": feeds, "page": number, "pages": pages,
-                "newer_url": f"{root}/archive" + (f"?page={number - 1}" if number > 2 else "") if number > 1 else "",
-                "older_url": f"{root}/archive?page={number + 1}" if number < pages else "",
-            })
-            self.remember(etag, html)
-        return HTMLResponse(html, headers=headers)
-
-    def remember(self, etag: str, body: str) -> None:
-        """Keep a rendered archive page or feed under its ETag: the ETag names every input, so it stays right."""
-        self.rendered[etag] = body
-        while len(self.rendered) > _RENDERED_CACHE:
-            self.rendered.popitem(last=False)
-
-    async def archive_edition(self, request: Request) -> Response:
-        """An edition's page: rendered from its snapshot once per template fingerprint and root, then stored."""
-        slug = request.path_params["slug"]
-        summary = await run_in_threadpool(self.edition_index.by_slug, slug)
-        if summary is None or not summary.paper_count:
-            raise PageError(404, "No such edition", "The archive has no edition at this address.")
-        root = self.base_context(request)["root"]
-        variant = etag_of(self.environment.fingerprint, root).strip('"')
-        key = f"{summary.id}:{variant}"
-        stored = self.archive_cache.get(key)
-        if stored is None:
-            stored = await run_in_threadpool(self.edition_index.page, summary.id, variant)
-        if stored is None:
-            stored = await run_in_threadpool(self.render_edition, summary.id, variant, request)
-        self.archive_cache[key] = stored
-        self.archive_cache.move_to_end(key)
-        while len(self.archive_cache) > _ARCHIVE_CACHE:
-            self.archive_cache.popitem(last=False)
-        etag, html = stored
-        headers = {**validator_headers(etag, summary.created, "public, max-age=3600"),
-                   "content-security-policy": ARCHIVE_CSP}
-        if not_modified(request, etag, summary.created):
-            return not_modified_response(headers)
-        return HTMLResponse(html, headers=headers)
-
-    def render_edition(self, edition_id: int, variant: str, request: Request) -> tuple[str, str]:
-        edition = self.editions.get_by_id(edition_id)
-        if edition is None:  # deleted between the two reads
-            raise PageError(404, "No such edition", "The archive has no edition at this address.")
-        root = self.base_context(request)["root"]
-        context = {**self.base_context(request), **edition_page_context(self.settings, edition, root=root)}
-        html = self.environment.render("web/edition.html.j2", context)
-        etag = etag_of(html)
-        self.edition_index.store_page(edition_id, variant, etag=etag, html=html, now=self.clock())
-        return etag, html
-
-    async def topic_feed(self, request: Request) -> Response:
-        """A topic's Atom feed: its newest ``FEED_ENTRIES`` papers from the index, with a validator."""
-        slug = request.path_params["slug"]
-        topic = next((t for t in self.settings.topics if t.slug == slug), None)
-        if topic is None:
-            raise PageError(404, "No such topic", "There is no topic at this address.")
-        newest, cutoff = await run_in_threadpool(self.edition_index.feed_version, slug)
-        etag = etag_of("feed", self.environment.fingerprint, slug, newest, FEED_ENTRIES)
-        headers = validator_headers(etag, cutoff, "public, max-age=900")
-        if not_modified(request, etag, cutoff):
-            return not_modified_response(headers)
-        xml = self.rendered.get(etag)
-        if xml is None:
-            entries = await run_in_threadpool(self.edition_index.feed, slug, limit=FEED_ENTRIES)
-            xml = self.environment.render("web/topic.atom.j2", topic_feed_context(self.settings, topic, entries))
-            self.remember(etag, xml)
-        return Response(xml, media_type="application/atom+xml; charset=utf-8", headers=headers)
-
-    async def healthz(self, request: Request) -> Response:
-        """Only whether the database answers: a health probe must stay cheap however big the archive is."""
-        try:
-            await run_in_threadpool(ping, self.engine)
-        except SQLAlchemyError as error:
-            log.error("health check: database error: %s", error)
-            return JSONResponse({"status": "error", "database": "unavailable"}, status_code=503)
-        return JSONResponse({"status": "ok"}, headers={"cache-control": "no-store"})
 
     async def stylesheet(self, request: Request) -> Response:
         loader = self.environment.jinja.loader
@@ -543,7 +432,18 @@ def create_app(
         return web.error_page(request, PageError(500, "Something went wrong", "The request failed; please try "
                                                  "again later."))
 
-    app = Starlette(routes=routes,
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        """The background sender of confirmation emails lives as long as the server (any ASGI server)."""
+        sender = asyncio.create_task(web.sender.run())
+        try:
+            yield
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
+    app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(TrustedProxies, trusted=settings.web.trusted_proxies),
                                 Middleware(SecurityHeaders),
                                 # here, not Starlette(max_body_size=...): that one answers outside SecurityHeaders
@@ -568,23 +468,44 @@ async def run_server(
     The access log is off by default: page URLs hold link tokens, which do not belong in logs. uvicorn's
     own proxy-header support is off: X-Forwarded-For/-Proto count only from ``[web] trusted_proxies``
     (``newsletter.web.proxies``). The background sender of confirmation emails runs on the same loop for
-    as long as the server does. ``handle_signals=False`` leaves SIGINT/SIGTERM to the caller (``serve``).
+    as long as the server does (under another ASGI server, the app's lifespan runs it).
+    ``handle_signals=False`` leaves SIGINT/SIGTERM to the caller (``serve``).
     """
     app = create_app(settings, engine)
     config = uvicorn.Config(app, host=host or settings.web.host, port=port or settings.web.port,
                             access_log=access_log, server_header=False, proxy_headers=False, log_level="info",
                             lifespan="off", log_config=None)  # uvicorn's lines go through our handler (JSON too)
-    server = uvicorn.Server(config) if handle_signals else _EmbeddedServer(config)
+    # The sender is run here, not by the lifespan: a cancelled serve() (``serve`` stopping) skips uvicorn's
+    # lifespan shutdown, and the sender must stop with the server, giving back the rows it had taken.
     sender = asyncio.create_task(app.state.web.sender.run())
-    try:
-        await server.serve()
-    finally:
+
+    async def stop_sender() -> None:
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sender
 
+    server = _Server(config, on_shutdown=stop_sender) if handle_signals else _EmbeddedServer(config,
+                                                                                             on_shutdown=stop_sender)
+    try:
+        await server.serve()
+    finally:
+        await stop_sender()
 
-class _EmbeddedServer(uvicorn.Server):
+
+class _Server(uvicorn.Server):
+    """uvicorn that stops the outbox sender during its own shutdown: after a SIGTERM, uvicorn re-raises the
+    signal as ``serve()`` returns, so code after ``serve()`` would never run."""
+
+    def __init__(self, config: uvicorn.Config, *, on_shutdown: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(config)
+        self.on_shutdown = on_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        await self.on_shutdown()
+
+
+class _EmbeddedServer(_Server):
     """uvicorn without its own SIGINT/SIGTERM handlers: the host program (``serve``) owns the signals."""
 
     @contextlib.contextmanager

@@ -26,6 +26,7 @@ import aiosmtplib
 from aiosmtplib import SMTPConnectError, SMTPResponseException, SMTPServerDisconnected, SMTPTimeoutError
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.config import Settings
 from newsletter.delivery.pool import connect
@@ -107,7 +108,12 @@ class ConfirmationSender:
         try:
             while True:
                 event = self._wake
-                claimed = await asyncio.to_thread(self.outbox.claim, now=self.clock(), limit=1, lease=self.lease)
+                try:
+                    claimed = await self._claim()
+                except SQLAlchemyError as error:  # the database is busy or gone: this worker must not die
+                    log.error("confirmation sender: cannot read the outbox: %s", error)
+                    await asyncio.sleep(1.0)
+                    continue
                 if not claimed:
                     if not forever or event is None:
                         return sent
@@ -128,6 +134,28 @@ class ConfirmationSender:
             if smtp is not None:
                 smtp.close()
                 self.open_connections -= 1
+
+    async def _claim(self) -> list[OutboxItem]:
+        """Claim one row; a cancel while the claim runs in its thread gives the row back (else it would wait
+        for its lease to end after a restart)."""
+        future = asyncio.ensure_future(asyncio.to_thread(self.outbox.claim, now=self.clock(), limit=1,
+                                                         lease=self.lease))
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            taken = await future
+            self.outbox.release([item.id for item in taken], now=self.clock())
+            raise
+
+    async def _mark_sent(self, item: OutboxItem, reply: str) -> None:
+        """Record a sent row even when cancelled meanwhile: a sent row left ``sending`` would be sent twice."""
+        future = asyncio.ensure_future(asyncio.to_thread(self.outbox.mark_sent, item.id, now=self.clock(),
+                                                         code=250, message=reply))
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            await future
+            raise
 
     async def _send(self, smtp: aiosmtplib.SMTP | None, item: OutboxItem) -> tuple[aiosmtplib.SMTP | None, bool]:
         """Send one row on the worker's connection (opened if needed); returns the connection to reuse."""
@@ -164,7 +192,7 @@ class ConfirmationSender:
                 smtp.close()
             await asyncio.to_thread(self._retry, item, None, f"{type(error).__name__}: {error}")
             return smtp, False
-        await asyncio.to_thread(self.outbox.mark_sent, item.id, now=self.clock(), code=250, message=str(reply))
+        await self._mark_sent(item, str(reply))
         log.info("confirmation %s to subscriber %s sent", item.id, item.subscriber_id)
         return smtp, True
 

@@ -1,15 +1,16 @@
 """The web pages' defences: a signed double-submit CSRF token, security headers, bounded form reading.
 
-**CSRF** (forms whose URL is public or that change preferences: subscribe and manage). The first page view
-sets a cookie ``nl_csrf`` holding a random nonce (HttpOnly, SameSite=Lax, Secure over https). The form carries
-``csrf_token = <key id>.<itsdangerous signature of that nonce>``, salted for CSRF so no link token can
-stand in for it. A POST is accepted only when the form token's signature is valid under a current key, it is
-at most ``CSRF_MAX_AGE`` old, and it signs exactly the nonce in the request's cookie. Another site can make a
-browser send our cookie, but cannot read it nor our page, so it cannot put the matching token in its form;
-and because the token is signed, someone able to plant a cookie (a sibling subdomain) still cannot forge a
-pair. No server-side session is kept. Confirm and unsubscribe need no CSRF token: their URL holds a secret,
-signed, single-purpose token that a forging site does not have, and RFC 8058 one-click must work without
-cookies.
+**CSRF** (forms whose URL is public or that change preferences: subscribe and manage). First, where the POST
+comes from: a browser's ``Sec-Fetch-Site: cross-site``/``same-site`` or an ``Origin`` other than this site's is
+refused. Then a signed double-submit token: the first page view sets a cookie holding a random nonce —
+``__Host-nl_csrf`` over https (Secure, Path=/, no Domain: a sibling subdomain cannot plant or overwrite it),
+``nl_csrf`` over plain http — HttpOnly and SameSite=Lax. The form carries ``csrf_token = <key id>.<itsdangerous
+signature of [nonce, form]>``, salted for CSRF so no link token can stand in for it, where *form* is the path
+the form posts to: a token taken from one form (say the public subscribe page) is refused by another (a
+reader's manage page). A POST is accepted only when the signature is valid under a current key, at most
+``CSRF_MAX_AGE`` old, and signs exactly the request's cookie nonce and this form. No server-side session is
+kept. Confirm and unsubscribe need no CSRF token: their URL holds a secret, signed, single-purpose token that
+a forging site does not have, and RFC 8058 one-click must work without cookies.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from subscribers.tokens import Keyring
 
 CSRF_COOKIE = "nl_csrf"
+HOST_CSRF_COOKIE = "__Host-nl_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_MAX_AGE = timedelta(days=2)
 _SALT = "newsletter-csrf"
@@ -53,27 +55,59 @@ class CsrfError(Exception):
 
 
 class Csrf:
-    def __init__(self, keyring: Keyring) -> None:
+    """Signed double-submit tokens bound to one form, plus a check of where the POST comes from.
+
+    ``allowed_origins`` are the origins a form may be posted from (the public ``base_url``'s); the
+    request's own origin (scheme and Host) is always allowed, so a site behind a proxy that rewrites
+    the host still works.
+    """
+
+    def __init__(self, keyring: Keyring, *, allowed_origins: tuple[str, ...] = ()) -> None:
         self.keyring = keyring
+        self.allowed_origins = {o.rstrip("/").lower() for o in allowed_origins}
 
     def _serializer(self, key_id: str) -> URLSafeTimedSerializer:
         return URLSafeTimedSerializer(self.keyring.keys[key_id], salt=_SALT)
 
     @staticmethod
-    def cookie_nonce(request: Request) -> str | None:
-        value = request.cookies.get(CSRF_COOKIE, "")
+    def cookie_name(request: Request) -> str:
+        """``__Host-`` over https: the browser then refuses the cookie from a sibling subdomain or over http."""
+        return HOST_CSRF_COOKIE if request.url.scheme == "https" else CSRF_COOKIE
+
+    @classmethod
+    def cookie_nonce(cls, request: Request) -> str | None:
+        value = request.cookies.get(cls.cookie_name(request), "")
         return value if _NONCE.fullmatch(value) else None
 
-    def issue(self, request: Request) -> tuple[str, str | None]:
-        """(form token, new cookie nonce or None when the request's cookie is reused)."""
+    def issue(self, request: Request, *, form: str) -> tuple[str, str | None]:
+        """(form token for the form posted to ``form``, new cookie nonce or None when the cookie is reused)."""
         nonce = self.cookie_nonce(request)
         fresh = None
         if nonce is None:
             nonce = fresh = secrets.token_urlsafe(24)
         key_id = self.keyring.current
-        return f"{key_id}.{self._serializer(key_id).dumps(nonce)}", fresh
+        return f"{key_id}.{self._serializer(key_id).dumps([nonce, form])}", fresh
 
-    def check(self, request: Request, form: FormData) -> None:
+    def check_origin(self, request: Request) -> None:
+        """Refuse a POST a browser says comes from another site (Fetch Metadata, then Origin).
+
+        ``Sec-Fetch-Site`` is sent by every current browser and cannot be set by a page; ``Origin`` covers
+        older ones. Clients that send neither (curl, tests, mail clients) fall through to the token check.
+        """
+        site = request.headers.get("sec-fetch-site", "").lower()
+        if site in ("cross-site", "same-site"):
+            raise CsrfError("this form was sent from another site; open the page on this site and try again")
+        if site:
+            return  # same-origin or none (typed, bookmarked): the browser vouches for it
+        origin = request.headers.get("origin")
+        if origin is None or origin == "null":  # null: what pages under Referrer-Policy: no-referrer send
+            return
+        own = f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
+        if origin.lower() != own and origin.rstrip("/").lower() not in self.allowed_origins:
+            raise CsrfError("this form was sent from another site; open the page on this site and try again")
+
+    def check(self, request: Request, form: FormData, *, target: str) -> None:
+        self.check_origin(request)
         token = form.get(CSRF_FIELD)
         nonce = self.cookie_nonce(request)
         if not isinstance(token, str) or not token:
@@ -89,14 +123,16 @@ class Csrf:
             raise CsrfError("this form has expired; reload the page and try again") from None
         except BadSignature:
             raise CsrfError("the form's security token is not valid; reload the page and try again") from None
-        if not isinstance(signed, str) or not secrets.compare_digest(signed, nonce):
+        if not (isinstance(signed, list) and len(signed) == 2 and all(isinstance(v, str) for v in signed)):
+            raise CsrfError("the form's security token is not valid; reload the page and try again")
+        if not secrets.compare_digest(signed[0], nonce) or signed[1] != target:
             raise CsrfError("the form's security token does not match; reload the page and try again")
 
 
 def set_csrf_cookie(response: Response, request: Request, nonce: str | None) -> None:
     if nonce is not None:
-        response.set_cookie(CSRF_COOKIE, nonce, max_age=int(CSRF_MAX_AGE.total_seconds()) * 4, path="/",
-                            httponly=True, samesite="lax", secure=request.url.scheme == "https")
+        response.set_cookie(Csrf.cookie_name(request), nonce, max_age=int(CSRF_MAX_AGE.total_seconds()) * 4,
+                            path="/", httponly=True, samesite="lax", secure=request.url.scheme == "https")
 
 
 class SecurityHeaders:
