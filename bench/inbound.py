@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from newsletter.inbound.classify import InboundAddresses, classify  # noqa: E402
-from tests.inbound_support import DOMAIN, bounce_corpus, make_inbound  # noqa: E402
+from newsletter.inbound.classify import InboundAddresses, classify
+from tests.inbound_support import DOMAIN, bounce_corpus, make_inbound
 
 
 def _cpu() -> float:
