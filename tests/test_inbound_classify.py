@@ -134,6 +134,8 @@ def test_arf_complaints_make_the_reader_complained_and_suppressed(database_url: 
     (event,) = EvidenceStore(inbound.processor.engine).events(hotmail)
     assert (event.kind, event.action, event.attributed_by, event.message_id) == (
         "complaint", "complained", "recipient", "<y@example.org>")
+    inbound.subscribers.delete_personal_data(hotmail, now=NOW)  # erasure takes the evidence with it
+    assert EvidenceStore(inbound.processor.engine).events(hotmail) == []
     assert other
 
 

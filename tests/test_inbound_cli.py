@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from newsletter.cli.main import cli
 from tests.inbound_support import DOMAIN, INBOUND_FIXTURES
 from tests.mailsink import MailSink
 from tests.test_inbound_classify import dsn
@@ -68,11 +70,21 @@ def test_bounce_and_complaint_by_file_show_up_in_subscribers_show_and_status(tmp
     assert [(e["kind"], e["action"], e["message_id"]) for e in shown["events"]] == [
         ("complaint", "complained", "<m@example.org>")]
 
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes((INBOUND_FIXTURES / "garbage.bin").read_bytes())
+    assert "unparseable → quarantined" in cli_run(config, "inbound", "--file", str(garbage))[1]
+    listed = cli_run(config, "inbound", "--quarantined")[1]
+    assert "via cli: no header lines" in listed
+    assert "1 quarantined" in listed
+    kept = CliRunner().invoke(cli, ["--config", str(config), "inbound", "--raw", listed.split(":")[0]])
+    assert kept.stdout_bytes == garbage.read_bytes()
+    assert cli_run(config, "inbound", "--raw", "999")[1].startswith("Error: no quarantined message 999")
+
     view = json.loads(cli_run(config, "status", "--json")[1])["inbound"]
     (edition,) = view["editions"]
     assert (edition["sent"], edition["bounced"], edition["complained"]) == (4, 1, 2)
     assert (edition["complaint_rate"], edition["over_complaint_line"]) == (0.5, True)
-    assert view["last_30_days"] == {"applied": 3}
+    assert view["last_30_days"] == {"applied": 3, "quarantined": 1}
     text = cli_run(config, "status")[1]
     assert "Gmail's complaint line: 0.3%" in text
     assert "50.00% OVER" in text

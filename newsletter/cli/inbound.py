@@ -19,14 +19,20 @@ from newsletter.cli.app import App, console, pass_app
 @click.option("--file", "files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Process these saved messages (.eml) instead, then exit; repeatable.")
 @click.option("--rcpt", default="", help="With --file: the address the messages were sent to (e.g. the VERP one).")
+@click.option("--quarantined", is_flag=True, help="List the quarantined messages (unreadable mail kept), then exit.")
+@click.option("--raw", "raw_id", type=int, help="Write the bytes of quarantined message ID to standard output.")
 @pass_app
-def inbound(app: App, use_imap: bool, once: bool, files: tuple[Path, ...], rcpt: str) -> None:
+def inbound(app: App, use_imap: bool, once: bool, files: tuple[Path, ...], rcpt: str, quarantined: bool,
+            raw_id: int | None) -> None:
     """Listen on [inbound] host:port for the bounce domain's mail (Postfix's transport for it), or poll a
     mailbox with --imap. Each message is classified (DSN, ARF complaint, older bounce formats, auto-reply,
     mailto unsubscribe), attributed to a reader by its signed VERP address, and acted on; it is acknowledged
     only once that is committed. SIGTERM/SIGINT stop it."""
     from newsletter.inbound.process import processor_for
 
+    if quarantined or raw_id is not None:
+        _quarantine(app, raw_id)
+        return
     logging.getLogger("newsletter").setLevel(logging.INFO)
     processor = processor_for(app.settings, app.store.engine)
     if files:
@@ -55,3 +61,21 @@ def inbound(app: App, use_imap: bool, once: bool, files: tuple[Path, ...], rcpt:
         await serve_inbound(processor, app.settings.inbound, stop)
 
     asyncio.run(run())
+
+
+def _quarantine(app: App, raw_id: int | None) -> None:
+    from newsletter.errors import InboundError
+    from newsletter.storage.inbound import InboundLog
+
+    log = InboundLog(app.store.engine)
+    if raw_id is not None:
+        raw = log.quarantined_raw(raw_id)
+        if raw is None:
+            raise InboundError(f"no quarantined message {raw_id} (see `newsletter inbound --quarantined`)")
+        click.echo(raw, nl=False)  # bytes go to the binary stream unchanged
+        return
+    records = log.recent(outcome="quarantined", limit=100)
+    for record in records:
+        console.print(f"{record.id}: {record.received:%Y-%m-%d %H:%M} via {record.door}: {record.detail}",
+                      highlight=False, soft_wrap=True)
+    console.print(f"{len(records)} quarantined (newest first; `--raw ID` prints one)", highlight=False)

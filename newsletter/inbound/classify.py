@@ -20,6 +20,8 @@ or a detector that breaks on it) is ``unparseable``: the caller keeps it in quar
 from __future__ import annotations
 
 import email
+import email.errors
+import email.header
 import email.policy
 import re
 from collections.abc import Iterable, Sequence

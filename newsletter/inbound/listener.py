@@ -47,6 +47,8 @@ class InboundHandler:
                           mail_options: list[str]) -> str:
         peer = str(session.peer[0]) if isinstance(session.peer, tuple) else str(session.peer)
         now = self.clock()
+        if len(self._recent) > 10_000:  # forget clients quiet for a minute, so the table cannot grow without end
+            self._recent = {ip: w for ip, w in self._recent.items() if w and w[-1] > now - 60}
         window = self._recent.setdefault(peer, collections.deque())
         while window and window[0] <= now - 60:
             window.popleft()
