@@ -24,8 +24,12 @@ SECRET = "k1:inbound-test-secret-0123456789"
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
-def bounce_corpus() -> Path:
-    """The ~117 real bounces that ship in flufl.bounce's sdist (`pip download --no-binary :all:`), cached."""
+def fetch_bounce_corpus() -> Path:
+    """Download flufl.bounce's sdist (`pip download --no-binary :all:`) and unpack its ~117 real bounces.
+
+    An install step, run by `scripts/test` before the suite (like the Debian packages), so the tests
+    themselves never reach the network.
+    """
     data = CORPUS_CACHE / "tests" / "data"
     if not data.is_dir():
         download = CORPUS_CACHE.parent / "download"
@@ -35,6 +39,18 @@ def bounce_corpus() -> Path:
         (archive,) = download.glob(f"flufl_bounce-{FLUFL_VERSION}.tar.gz")
         with tarfile.open(archive) as tar:
             tar.extractall(CORPUS_CACHE.parent, filter="data")
+    return data
+
+
+def bounce_corpus() -> Path:
+    """The unpacked bounce samples; a clear failure when `scripts/test` has not fetched them yet."""
+    data = CORPUS_CACHE / "tests" / "data"
+    if not data.is_dir():
+        import pytest
+
+        pytest.fail(f"flufl.bounce's bounce samples are not in {CORPUS_CACHE}: run `bash scripts/test` once, or "
+                    "`python3 -c 'from tests.inbound_support import fetch_bounce_corpus; fetch_bounce_corpus()'`",
+                    pytrace=False)
     return data
 
 
