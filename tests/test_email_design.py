@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.editions.archive import edition_page_context, topic_feed_context
+from newsletter.editions.index import feed_entries_of
 from newsletter.errors import ConfigError
 from newsletter.rendering.context import edition_dates
 from newsletter.rendering.latex import latex_to_text
@@ -138,14 +139,17 @@ def test_latex_becomes_unicode_in_email_web_and_feeds(tmp_path: Path, monkeypatc
                         sources=("t",), published=NOW)], now=NOW)
     from newsletter.editions.build import build_edition
     from newsletter.editions.selection import select
+    from newsletter.sources.ingest import refresh_matches
 
+    refresh_matches(settings, store)  # the matching step, as `fetch` runs it after storing
     edition = build_edition(settings, store, editions, frequency="daily", now=NOW.replace(hour=9))
     variant = render(settings, select(edition, ["agents"], max_per_topic=5))
     html_part, text_part = personalised(settings, edition, variant)
     page = RenderEnvironment(settings).render("web/edition.html.j2",
                                               edition_page_context(settings, edition, root="https://p.example"))
     agents = next(t for t in settings.topics if t.slug == "agents")
-    feed = RenderEnvironment(settings).render("web/topic.atom.j2", topic_feed_context(settings, agents, [edition]))
+    entries = [e for e in feed_entries_of(edition) if e.topic == agents.slug]  # as the per-edition index stores them
+    feed = RenderEnvironment(settings).render("web/topic.atom.j2", topic_feed_context(settings, agents, entries))
     for rendered in (html_part, text_part, page, feed, variant.subject):
         assert "BrowseComp-Plus_CM: agents with α ≥ 2 tools" in rendered
         assert "\\text" not in rendered
