@@ -9,6 +9,7 @@ turn each case into a SourceError or a trimmed document with a warning; docs/pip
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from typing import Any
@@ -66,10 +67,31 @@ def load_json(data: bytes, *, source: str, max_depth: int = MAX_JSON_DEPTH) -> A
 
 
 def _local(tag: object) -> str:
-    return etree.QName(tag).localname.lower() if isinstance(tag, str) else ""
+    return tag.rpartition("}")[2].lower() if isinstance(tag, str) else ""
 
 
-def _trim_children(element: etree._Element) -> int:
+def _over_budget(data: bytes) -> bool:
+    """Whether any element breaks the budget, found in one streaming pass that drops each item or entry
+    once read, so a 20 MB listing costs no more memory than one item."""
+    events = etree.iterparse(io.BytesIO(data), events=("end",), resolve_entities=False, no_network=True,
+                             load_dtd=False, recover=True, huge_tree=False)
+    try:
+        for _, element in events:
+            if len(element.attrib) > MAX_ATTRIBUTES:
+                return True
+            if len(element) > MAX_SAME_CHILDREN and _trim_children(element, dry_run=True):
+                return True
+            if _local(element.tag) in _ENTRY_TAGS:
+                element.clear(keep_tail=True)
+                parent = element.getparent()
+                while parent is not None and element.getprevious() is not None:
+                    del parent[0]
+    except etree.XMLSyntaxError:
+        return False  # nothing lxml can measure: feedparser's own loose parser gets it as it is
+    return False
+
+
+def _trim_children(element: etree._Element, *, dry_run: bool = False) -> int:
     """Drop children past MAX_SAME_CHILDREN of their name, then past MAX_CHILDREN in all; keep the first ones
     (a title or date after 20,000 categories survives). Items and entries are never dropped."""
     seen: dict[str, int] = {}
@@ -80,6 +102,8 @@ def _trim_children(element: etree._Element) -> int:
             continue
         seen[name] = seen.get(name, 0) + 1
         if seen[name] > MAX_SAME_CHILDREN or kept >= MAX_CHILDREN:
+            if dry_run:
+                return 1
             element.remove(child)
             dropped += 1
         else:
@@ -92,8 +116,11 @@ def bound_xml(data: bytes) -> tuple[bytes, str | None]:
     (the same bytes, no warning) when it is within budget, which is every real feed.
 
     lxml parses without resolving entities or touching the network, in recover mode so ill-formed feeds
-    are measured too; a document lxml cannot read at all is left to feedparser unchanged.
+    are measured too; a document lxml cannot read at all is left to feedparser unchanged. Only a document
+    over budget is read into a tree.
     """
+    if not _over_budget(data):
+        return data, None
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, recover=True,
                              remove_comments=False)
     try:
