@@ -12,11 +12,12 @@ from __future__ import annotations
 import io
 import json
 import re
-from typing import Any
-
-from lxml import etree
+from typing import TYPE_CHECKING, Any
 
 from newsletter.errors import SourceError
+
+if TYPE_CHECKING:
+    from lxml import etree
 
 MAX_JSON_DEPTH = 64
 MAX_ATTRIBUTES = 64
@@ -25,7 +26,11 @@ MAX_SAME_CHILDREN = 256
 """Child elements of one name kept per XML element (categories, authors), not counting items and entries."""
 MAX_CHILDREN = 8 * MAX_SAME_CHILDREN
 """Child elements kept per XML element in all, items and entries again not counted (a feed may list 10,000s)."""
-_ENTRY_TAGS = frozenset({"item", "entry"})
+_ENTRY_TAGS = frozenset({"item", "entry", "li"})
+"""Never dropped: items, entries, and the ``rdf:li`` list of an RSS 1.0 channel."""
+_LONG_TAG = re.compile(rb"<[^<>]{%d,}>" % (5 * MAX_ATTRIBUTES))
+"""A tag long enough to hold more than MAX_ATTRIBUTES attributes (each at least ` a=""`)."""
+_ENTRY_START = re.compile(rb"<(?:\w+:)?(?:item|entry)[\s>/]")
 
 _LEADING_NOISE = re.compile(rb"^(?:\xef\xbb\xbf|\s|<\?xml[^>]*\?>|<!--.*?-->)*", re.DOTALL)
 _HTML_START = re.compile(rb"<!doctype\s+html|<html[\s>]", re.IGNORECASE)
@@ -70,9 +75,26 @@ def _local(tag: object) -> str:
     return tag.rpartition("}")[2].lower() if isinstance(tag, str) else ""
 
 
+def _may_be_over_budget(data: bytes) -> bool:
+    """A quick byte scan, no parser: False when no tag is long enough for too many attributes and no stretch
+    between two items holds enough tags for too many children. Real feeds stop here; lxml is not loaded."""
+    if _LONG_TAG.search(data):
+        return True
+    start = 0
+    for match in _ENTRY_START.finditer(data):
+        if data.count(b"<", start, match.start()) > MAX_SAME_CHILDREN:
+            return True
+        start = match.start()
+    return data.count(b"<", start) > MAX_SAME_CHILDREN
+
+
 def _over_budget(data: bytes) -> bool:
     """Whether any element breaks the budget, found in one streaming pass that drops each item or entry
     once read, so a 20 MB listing costs no more memory than one item."""
+    if not _may_be_over_budget(data):
+        return False
+    from lxml import etree  # only for the rare document the byte scan could not clear
+
     events = etree.iterparse(io.BytesIO(data), events=("end",), resolve_entities=False, no_network=True,
                              load_dtd=False, recover=True, huge_tree=False)
     try:
@@ -121,6 +143,8 @@ def bound_xml(data: bytes) -> tuple[bytes, str | None]:
     """
     if not _over_budget(data):
         return data, None
+    from lxml import etree
+
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, recover=True,
                              remove_comments=False)
     try:
