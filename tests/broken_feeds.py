@@ -150,7 +150,8 @@ def documents() -> dict[str, bytes]:
     files["hf_lone_surrogates.json"] = (
         b'[{"paper": {"id": "2699.00025", "title": "Agents \\ud800 that plan \\udfff", '
         b'"summary": "An abstract \\ud83d with a lone half", "authors": [{"name": "Ada \\udc00 Lovelace"}], '
-        b'"publishedAt": "2026-04-26T12:00:00.000Z"}, "title": "Agents \\ud800 that plan \\udfff"}]\n'
+        b'"publishedAt": "2026-04-26T12:00:00.000Z"}, "title": "Agents \\ud800 that plan \\udfff"},\n'
+        b' {"paper": {"id": "2699.00026", "title": "\\udbff\\u202e\\u0007", "summary": "Nothing left of the title"}}]\n'
     )
     files["hf_nested_100000.json"] = b"[" * 100_000 + b"]" * 100_000
     return files
