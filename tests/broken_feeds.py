@@ -138,7 +138,8 @@ def documents() -> dict[str, bytes]:
         hf_paper("2699.00017", publishedAt="9999-12-31T23:59:59-05:00"),
     ))
     files["hf_huge_integers.json"] = _json(hf(hf_paper("2699.00018v9223372036854775808", upvotes=2**63,
-                                                       githubStars=2**64, githubRepo="https://github.com/x/y")))
+                                                       githubStars=2**64, githubRepo="https://github.com/x/y",
+                                                       numComments="DIGITS"))).replace(b'"DIGITS"', b"9" * 5000)
     files["hf_wrong_types.json"] = _json([
         *hf(hf_paper("2699.00019", title=5), hf_paper("2699.00020", title=True),
             hf_paper("2699.00021", title=["a", "list"]), hf_paper("2699.00022", title={"a": "dict"})),

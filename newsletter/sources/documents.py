@@ -61,12 +61,19 @@ def json_depth(data: bytes) -> int:
     return deepest
 
 
+def _bounded_int(digits: str) -> int | None:
+    """A JSON integer of up to 20 digits; a longer one is no count, and Python refuses to read one of more
+    than 4,300 digits at all, which would lose the whole document rather than one field."""
+    return int(digits) if len(digits) <= 20 else None
+
+
 def load_json(data: bytes, *, source: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """``json.loads`` that refuses documents nested deeper than ``max_depth`` instead of recursing away."""
+    """``json.loads`` that refuses documents nested deeper than ``max_depth`` instead of recursing away, and
+    reads integers of more than 20 digits as null."""
     if json_depth(data) > max_depth:
         raise SourceError(source, f"JSON nested deeper than {max_depth} levels")
     try:
-        return json.loads(data)
+        return json.loads(data, parse_int=_bounded_int)
     except (ValueError, UnicodeDecodeError) as exc:
         raise SourceError(source, f"not JSON: {exc}") from None
 
