@@ -185,6 +185,34 @@ def test_the_whole_corpus_is_stored_on_sqlite_and_postgresql(tmp_path: Path, dat
     assert json.loads(output)["count"] == 3 + sum(c.papers for c in CASES)
 
 
+def test_an_unforeseen_exception_is_that_sources_error_and_saves_no_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The boundary itself, for the bug no rule above foresaw: a fault injected into the real parser for one
+    source (every other source parses for real) becomes one line for it, and the fetch goes on."""
+    import newsletter.sources.ingest as ingest
+
+    real = ingest.parse_feed
+
+    def faulty(kind: str, data: bytes, *, source: str, **options: object) -> object:
+        if source == "bad":
+            raise RecursionError("maximum recursion depth exceeded\nwhile parsing \x00 \ud800")
+        return real(kind, data, source=source, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest, "parse_feed", faulty)
+    config = write_config(tmp_path, [("bad", "arxiv-rss", GOOD[2]), GOOD])
+    code, output = run(config, "fetch")
+    assert code == 0, output
+    assert "Traceback" not in output
+    assert rows(output)["cs-ai"] == ["3", "3", "0", "0", "0"]
+    assert error_lines(output, "bad") == [
+        "error bad: could not parse or store the document: RecursionError: maximum recursion depth exceeded"]
+    state = PaperStore(open_database(load_settings(config).newsletter.database_url)).source_state("bad")
+    assert state.last_status == "error"
+    assert state.last_success is None
+    assert run(config, "status")[0] == 0
+
+
 # --- faults of the server ------------------------------------------------------------------------------------
 
 FEED = fixture_path("arxiv_rss/distill_rss_cs.CL_2026-04-27.xml").read_bytes()
