@@ -26,6 +26,8 @@ covers exactly one pipeline run, imports included. Stages, in the order ``newsle
     python bench/ingest.py                 # one run, 10,000 entries, checks the target
     python bench/ingest.py --runs 3        # three fresh processes: median, min and max of each stage
     python bench/ingest.py --profile match # cProfile of one stage (times inflated; no check)
+    python bench/ingest.py --hostile       # the shapes feedparser is quadratic on, before and after the
+                                           # XML budget (bench/ingest_hostile.py; target: 1 MB in < 5 s)
 """
 
 from __future__ import annotations
@@ -355,6 +357,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-check", action="store_true", help="always exit 0, even when the target is missed")
     parser.add_argument("--profile", choices=PROFILE_CHOICES, default=None, help="print the cProfile top "
                         "entries of one stage to stderr (that stage's time is inflated; implies --no-check)")
+    parser.add_argument("--hostile", action="store_true", help="instead, time the quadratic feedparser "
+                        "shapes before and after the XML budget (bench/ingest_hostile.py)")
     parser.add_argument("--child", nargs=2, type=Path, metavar=("FEED", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.entries < 1 or args.runs < 1:
@@ -364,6 +368,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
+    if args.hostile:
+        from ingest_hostile import main as hostile_main  # bench/ is this script's folder, first on sys.path
+
+        return hostile_main(["--no-check"] if args.no_check else [])
     if args.child:
         _restrict_cpus()
         feed, database = args.child

@@ -138,7 +138,8 @@ def documents() -> dict[str, bytes]:
         hf_paper("2699.00017", publishedAt="9999-12-31T23:59:59-05:00"),
     ))
     files["hf_huge_integers.json"] = _json(hf(hf_paper("2699.00018v9223372036854775808", upvotes=2**63,
-                                                       githubStars=2**64, githubRepo="https://github.com/x/y")))
+                                                       githubStars=2**64, githubRepo="https://github.com/x/y",
+                                                       numComments="DIGITS"))).replace(b'"DIGITS"', b"9" * 5000)
     files["hf_wrong_types.json"] = _json([
         *hf(hf_paper("2699.00019", title=5), hf_paper("2699.00020", title=True),
             hf_paper("2699.00021", title=["a", "list"]), hf_paper("2699.00022", title={"a": "dict"})),
@@ -150,7 +151,8 @@ def documents() -> dict[str, bytes]:
     files["hf_lone_surrogates.json"] = (
         b'[{"paper": {"id": "2699.00025", "title": "Agents \\ud800 that plan \\udfff", '
         b'"summary": "An abstract \\ud83d with a lone half", "authors": [{"name": "Ada \\udc00 Lovelace"}], '
-        b'"publishedAt": "2026-04-26T12:00:00.000Z"}, "title": "Agents \\ud800 that plan \\udfff"}]\n'
+        b'"publishedAt": "2026-04-26T12:00:00.000Z"}, "title": "Agents \\ud800 that plan \\udfff"},\n'
+        b' {"paper": {"id": "2699.00026", "title": "\\udbff\\u202e\\u0007", "summary": "Nothing left of the title"}}]\n'
     )
     files["hf_nested_100000.json"] = b"[" * 100_000 + b"]" * 100_000
     return files

@@ -166,6 +166,53 @@ def test_after_every_broken_feed_preview_send_archive_and_status_work(tmp_path: 
             assert code == 0, (command, output)
 
 
+def test_the_whole_corpus_is_stored_on_sqlite_and_postgresql(tmp_path: Path, database_url: str) -> None:
+    """PostgreSQL refuses what SQLite keeps (NUL, a BIGINT past 2^63, a longer value than a column): one
+    such value would fail the whole batch of its source there."""
+    sources = [GOOD, *((f"bad{i}", c.kind, str(FOLDER / c.name)) for i, c in enumerate(CASES))]
+    config = write_config(tmp_path, sources)
+    result = CliRunner().invoke(cli, ["--config", str(config), "fetch", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    reports = {r["source"]: r for r in json.loads(result.stdout)["sources"]}  # warnings are logged to stderr
+    for i, case in enumerate(CASES):
+        report = reports[f"bad{i}"]
+        if case.error is None:
+            assert (report["errors"], report["new"]) == ([], case.papers), (case.name, report)
+        else:
+            assert [e[:len(case.error)] for e in report["errors"]] == [case.error], (case.name, report)
+    code, output = run(config, "papers", "--json")
+    assert code == 0, output
+    assert json.loads(output)["count"] == 3 + sum(c.papers for c in CASES)
+
+
+def test_an_unforeseen_exception_is_that_sources_error_and_saves_no_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The boundary itself, for the bug no rule above foresaw: a fault injected into the real parser for one
+    source (every other source parses for real) becomes one line for it, and the fetch goes on."""
+    import newsletter.sources.ingest as ingest
+
+    real = ingest.parse_feed
+
+    def faulty(kind: str, data: bytes, *, source: str, **options: object) -> object:
+        if source == "bad":
+            raise RecursionError("maximum recursion depth exceeded\nwhile parsing \x00 \ud800")
+        return real(kind, data, source=source, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest, "parse_feed", faulty)
+    config = write_config(tmp_path, [("bad", "arxiv-rss", GOOD[2]), GOOD])
+    code, output = run(config, "fetch")
+    assert code == 0, output
+    assert "Traceback" not in output
+    assert rows(output)["cs-ai"] == ["3", "3", "0", "0", "0"]
+    assert error_lines(output, "bad") == [
+        "error bad: could not parse or store the document: RecursionError: maximum recursion depth exceeded"]
+    state = PaperStore(open_database(load_settings(config).newsletter.database_url)).source_state("bad")
+    assert state.last_status == "error"
+    assert state.last_success is None
+    assert run(config, "status")[0] == 0
+
+
 # --- faults of the server ------------------------------------------------------------------------------------
 
 FEED = fixture_path("arxiv_rss/distill_rss_cs.CL_2026-04-27.xml").read_bytes()

@@ -23,6 +23,7 @@ from newsletter.matching.matcher import build_matcher
 from newsletter.sources.fetching import FetchRequest, FetchResponse, fetch_all
 from newsletter.sources.parsing import parse_feed
 from newsletter.sources.records import Paper, SourceReport
+from newsletter.sources.sanitize import clean_text
 from newsletter.storage.embeddings import EmbeddingStore
 from newsletter.storage.papers import PaperStore, SourceState
 
@@ -92,9 +93,9 @@ def _store_response(
             error = exc if isinstance(exc, SourceError) else _unexpected(source.name, exc)
             log.info("%s", error)
             # a failure keeps the last good validators, success time and counts
-            store.record_fetch(dataclasses.replace(state, last_attempt=now, last_status="error",
-                                                   last_error=error.reason))
-            return SourceReport(source.name, errors=(error.reason,)), {}
+            reason = clean_text(error.reason)  # no NUL or surrogate may reach the store: PostgreSQL refuses them
+            store.record_fetch(dataclasses.replace(state, last_attempt=now, last_status="error", last_error=reason))
+            return SourceReport(source.name, errors=(reason,)), {}
         changed = upserted.changed
         report = SourceReport(source.name, fetched=len(parsed.papers) + parsed.skipped, new=upserted.new,
                               updated=upserted.updated, skipped=parsed.skipped, warnings=parsed.warnings)

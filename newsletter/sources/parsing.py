@@ -135,7 +135,7 @@ def _collect(parsed: Any, source: str, convert: Callable[[Any], Paper | None]) -
             if paper is not None:
                 paper = _storable(paper)
         except _ENTRY_ERRORS as exc:
-            log.info("source %r: skipped an entry: %s: %s", source, type(exc).__name__, exc)
+            log.info("source %r: skipped an entry: %s: %s", source, type(exc).__name__, _said(exc))
             paper = None
             broken += 1
         if paper is None:
@@ -285,7 +285,7 @@ def parse_hf_daily(data: bytes, *, source: str) -> ParsedFeed:
             if paper is not None:
                 paper = _storable(paper)
         except _ENTRY_ERRORS as exc:
-            log.info("source %r: skipped an item: %s: %s", source, type(exc).__name__, exc)
+            log.info("source %r: skipped an item: %s: %s", source, type(exc).__name__, _said(exc))
             paper = None
             broken += 1
         if paper is None:
