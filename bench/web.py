@@ -86,7 +86,7 @@ def start_server(config: Path, port: int, *, cpu: int = 0) -> subprocess.Popen[b
         f"os.sched_setaffinity(0, {{{cpu}}})\n"
         "from newsletter.config import load_settings\n"
         "from newsletter.storage.db import open_database\n"
-        "from newsletter.web.app import run_server\n"
+        "from newsletter.web.server import run_server\n"
         "settings = load_settings(sys.argv[1])\n"
         "engine = open_database(settings.newsletter.database_url)\n"
         "asyncio.run(run_server(settings, engine, host='127.0.0.1', port=int(sys.argv[2])))\n"

@@ -375,7 +375,7 @@ async def test_run_server_serves_on_the_callers_event_loop_until_cancelled(tmp_p
 
     import httpx
 
-    from newsletter.web.app import run_server
+    from newsletter.web.server import run_server
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

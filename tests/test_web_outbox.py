@@ -20,7 +20,7 @@ import pytest
 from newsletter.config import Settings, load_settings
 from newsletter.storage.db import open_database
 from newsletter.storage.outbox import ConfirmationOutbox
-from newsletter.web.app import run_server
+from newsletter.web.server import run_server
 from tests.conftest import write_config
 from tests.email_support import FIXTURE_SOURCES, POSTAL
 from tests.mailsink import Fault, MailSink
@@ -144,7 +144,7 @@ def test_sigterm_gives_back_the_rows_the_sender_had_taken(tmp_path: Path) -> Non
         code = ("import asyncio, sys\n"
                 "from newsletter.config import load_settings\n"
                 "from newsletter.storage.db import open_database\n"
-                "from newsletter.web.app import run_server\n"
+                "from newsletter.web.server import run_server\n"
                 "s = load_settings(sys.argv[1])\n"
                 "asyncio.run(run_server(s, open_database(s.newsletter.database_url), host='127.0.0.1',"
                 " port=int(sys.argv[2])))\n")

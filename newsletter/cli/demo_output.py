@@ -27,7 +27,7 @@ def serve_demo(result: DemoResult, *, port: int) -> None:
     """The demo's archive and subscribe pages on 127.0.0.1 until Ctrl-C (uvicorn handles the signal)."""
     from newsletter.config import load_settings
     from newsletter.storage.db import open_database
-    from newsletter.web.app import run_server
+    from newsletter.web.server import run_server
 
     settings = load_settings(result.config)
     engine = open_database(settings.newsletter.database_url)

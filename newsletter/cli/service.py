@@ -36,7 +36,7 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     from newsletter.service.scheduler import Service
 
     logging.getLogger("newsletter").setLevel(logging.INFO)
-    from newsletter.web.app import run_server
+    from newsletter.web.server import run_server
 
     settings, engine = app.settings, app.store.engine
     service = Service(settings, engine)

@@ -286,7 +286,7 @@ def web(app: _App, host: str | None, port: int | None, access_log: bool) -> None
 
     Put a TLS-terminating proxy serving [newsletter] base_url in front of it. Stops on SIGINT/SIGTERM.
     """
-    from newsletter.web.app import run_server
+    from newsletter.web.server import run_server
 
     settings = app.settings
     engine = _engine(app)
