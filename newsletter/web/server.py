@@ -18,7 +18,6 @@ from newsletter.config import Settings
 from newsletter.web.app import create_app
 
 
-
 async def run_server(
     settings: Settings,
     engine: Engine,
