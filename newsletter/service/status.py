@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
 from newsletter.service.scheduler import LEASE_NAME, next_runs
-from newsletter.service.status_runs import collapsed_runs, lease_view
+from newsletter.service.status_runs import awaiting_approval, collapsed_runs, lease_view
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.ledger import Ledger
 from newsletter.storage.papers import PaperStore
@@ -62,6 +62,7 @@ def status_view(settings: Settings, engine: Engine, *, now: datetime, editions: 
         if scheduler["running"] else {},
         "scheduler": scheduler,
         "runs": collapsed_runs(RunStore(engine).recent(limit=200)),
+        "awaiting_approval": awaiting_approval(settings, engine),
         "subscribers": SubscriberStore(engine).counts_by_status(),
         "papers": papers.count_papers(),
         "queue": _queue(settings),

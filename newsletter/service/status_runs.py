@@ -13,6 +13,9 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from newsletter.config import Settings
+from newsletter.storage.editions import EditionStore
+from newsletter.storage.reviews import ReviewStore
 from newsletter.storage.runs import Lease, RunRecord
 
 
@@ -29,6 +32,15 @@ def lease_view(engine: Engine, name: str, *, now: datetime) -> dict[str, Any]:
     host, _, pid = holder.rpartition(":")
     return {"lease_holder": holder, "running": True, "host": host or holder,
             "pid": int(pid) if pid.isdigit() else None, "since": _iso(since)}
+
+
+def awaiting_approval(settings: Settings, engine: Engine, *, limit: int = 10) -> list[str]:
+    """Slugs of recent non-empty editions waiting for `newsletter edition approve` (``[schedule] approve``)."""
+    if not settings.schedule.approve:
+        return []
+    recent = [e for e in EditionStore(engine).editions(limit=limit) if not e.is_empty]
+    waiting = set(ReviewStore(engine).awaiting([e.id for e in recent]))
+    return [e.slug for e in recent if e.id in waiting]
 
 
 def collapsed_runs(runs: Sequence[RunRecord], *, limit: int = 10) -> list[dict[str, Any]]:
