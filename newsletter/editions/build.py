@@ -24,7 +24,6 @@ from newsletter.editions.records import FREQUENCIES, Edition, EditionEntry, Edit
 from newsletter.editions.review import apply_review
 from newsletter.errors import ConfigError
 from newsletter.matching.trending import trending_score
-from newsletter.sources.ingest import refresh_matches
 from newsletter.sources.records import Paper, TopicMatch
 from newsletter.storage.editions import EditionStore, edition_slug
 from newsletter.storage.papers import PaperStore
@@ -144,6 +143,10 @@ def build_edition(
         return apply_review(existing, ReviewStore(store.engine).get(existing.id))
     if datetime.combine(day, time(0), tzinfo=zoneinfo.ZoneInfo(timezone)) > now:
         raise ConfigError(f"cannot build the {frequency} edition of {day.isoformat()}: that date is in the future")
+    # the matchers load scikit-learn (or torch): only building a new edition needs them, not `send` resuming,
+    # `send --to` or `edition show` of a stored one
+    from newsletter.sources.ingest import refresh_matches
+
     refresh_matches(settings, store)
     previous = editions.previous(frequency, day) if frequency == "daily" else None
     window_start, cutoff = edition_window(frequency, day, now=now, timezone=timezone, previous=previous)
