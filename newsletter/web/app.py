@@ -40,6 +40,7 @@ from starlette.routing import Route
 
 from newsletter.config import Settings
 from newsletter.editions.archive import archive_list, edition_page_context, topic_feed_context
+from newsletter.editions.review import reviewed_by_slug
 from newsletter.errors import ConfigError, TemplateError
 from newsletter.rendering.links import signer_from_settings
 from newsletter.rendering.templating import RenderEnvironment
@@ -317,7 +318,7 @@ class WebApp:
         slug = request.path_params["slug"]
         html = self.archive_cache.get(slug)
         if html is None:
-            edition = await run_in_threadpool(self.editions.get_by_slug, slug)
+            edition = await run_in_threadpool(reviewed_by_slug, self.editions.engine, slug)
             if edition is None or edition.is_empty:
                 raise PageError(404, "No such edition", "The archive has no edition at this address.")
             context = {**self.base_context(request),
