@@ -208,3 +208,23 @@ def test_help_and_status_load_no_machine_learning_library(config: Path, tmp_path
         loaded = imported_top_level_modules(arguments, tmp_path)
         assert "newsletter" in loaded
         assert not loaded & set(HEAVY_MODULES), arguments
+
+
+def test_papers_and_topics_only_read_and_say_when_the_topics_changed(config: Path) -> None:
+    from newsletter.config import load_settings
+    from newsletter.sources.ingest import FINGERPRINT_KEY
+    from newsletter.storage.db import open_database
+    from newsletter.storage.papers import PaperStore
+
+    assert run(config, "fetch")[0] == 0
+    store = PaperStore(open_database(load_settings(config).newsletter.database_url))
+    before = (store.get_meta(FINGERPRINT_KEY), store.matches())
+    config.write_text(config.read_text(encoding="utf-8").replace('slug = "agents"', 'slug = "agent-systems"'),
+                      encoding="utf-8")
+    for command in (["papers"], ["topics"]):
+        result = CliRunner().invoke(cli, ["--config", str(config), *command], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert "the topics or the matching method changed since the last `newsletter fetch`" in result.output
+        assert (store.get_meta(FINGERPRINT_KEY), store.matches()) == before  # nothing matched again, nothing written
+    assert run(config, "fetch")[0] == 0
+    assert store.get_meta(FINGERPRINT_KEY) != before[0]  # the next fetch does the matching

@@ -173,3 +173,18 @@ def test_the_minimal_subscriber_store(tmp_path: Path) -> None:
         subscribers.add("ada@example.org", now=NOW)
     with pytest.raises(SubscribersError, match="unknown frequency 'monthly'; expected one of: daily, weekly"):
         subscribers.add("dan@example.org", frequency="monthly", now=NOW)  # type: ignore[arg-type]
+
+
+def test_building_an_edition_reads_the_stored_matches_and_never_matches_or_writes_them(tmp_path: Path) -> None:
+    from newsletter.sources.ingest import FINGERPRINT_KEY, refresh_matches
+    from newsletter.sources.parsing import parse_feed
+
+    settings = email_settings(tmp_path, sources=FIXTURE_SOURCES[:1])
+    store, editions = stores(settings)
+    name, kind, path = FIXTURE_SOURCES[0]
+    store.upsert(parse_feed(kind, Path(path).read_bytes(), source=name).papers, now=NOW)  # stored, not matched yet
+    unmatched = build_edition(settings, store, editions, frequency="daily", now=NOW + timedelta(hours=1), persist=False)
+    assert unmatched.is_empty  # matches are the matching step's output, an input here
+    assert (store.get_meta(FINGERPRINT_KEY), store.matches()) == (None, [])
+    refresh_matches(settings, store)  # the matching step, as `fetch` runs it after storing
+    assert not build_edition(settings, store, editions, frequency="daily", now=NOW + timedelta(hours=1)).is_empty

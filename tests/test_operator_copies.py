@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,3 +78,27 @@ def test_a_copy_of_a_sent_edition_and_of_one_readers_email(config: Path, sink: M
     assert run(config, "send", "--to", "editor@example.net", "--subscriber", "nobody@example.com") == (
         1, "Error: no subscriber 'nobody@example.com'\n")
     assert run(config, "send", "--subscriber", "reader1@example.com")[0] == 2
+
+
+LOADED = """
+import sys
+from newsletter.cli.main import cli
+try:
+    cli(sys.argv[1:], prog_name="newsletter")
+except SystemExit as done:
+    assert not done.code, done.code
+print(sorted(m for m in ("sklearn", "scipy", "torch") if m in sys.modules))
+"""
+
+
+def test_send_of_a_stored_edition_loads_no_scikit_learn_scipy_or_torch(config: Path, sink: MailSink) -> None:
+    assert run(config, "fetch")[0] == 0
+    store = SubscriberStore(open_database(load_settings(config).newsletter.database_url))
+    store.add("reader@example.com", name="Reader", topics=("agents",), now=datetime.now(UTC))
+    for args, loaded in ((["send"], "['scipy', 'sklearn']"),  # builds the edition: matching needs them
+                         (["send"], "[]"),  # resumes the stored edition
+                         (["send", "--to", "editor@example.net"], "[]")):
+        done = subprocess.run([sys.executable, "-c", LOADED, "--config", str(config), *args], capture_output=True,
+                              text=True, timeout=300, env=dict(os.environ))
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[-1] == loaded, (args, done.stdout)

@@ -232,7 +232,8 @@ def test_two_serve_processes_send_one_edition_once_and_status_reports_it(tmp_pat
     assert len(view["editions"]) == 1
     assert today["deliveries"]["sent"] == 10
     assert view["subscribers"]["active"] == 10
-    assert set(view["schedule"]) == {"daily"}
+    assert view["schedule"] == {}  # both `serve` stopped: nothing is scheduled any more
+    assert view["scheduler"]["running"] is False
     daily_runs = [r for r in view["runs"] if r["job"] == "daily"]
     assert daily_runs
     assert any("10 sent" in r["summary"] for r in daily_runs)

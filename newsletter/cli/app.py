@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
+from newsletter.cli.words import plural
 from newsletter.config import Settings, load_settings
 from newsletter.errors import NewsletterError
 from subscribers.errors import SubscribersError
@@ -45,10 +46,9 @@ class App:
 
         changes = reconcile_topics(self.settings, engine, now=self.now(), orphans=command in ("fetch", "status"))
         for move, count in changes.renamed.items():
-            click.echo(f"topic renamed ({move}): moved {count} reader{'s' if count != 1 else ''}", err=True)
+            click.echo(f"topic renamed ({move}): moved {plural(count, 'reader')}", err=True)
         for slug, count in changes.added.items():
-            click.echo(f"new topic {slug!r}: added for {count} reader{'s' if count != 1 else ''} of every topic",
-                       err=True)
+            click.echo(f"new topic {slug!r}: added for {plural(count, 'reader')} of every topic", err=True)
         for line in changes.warnings():
             click.echo(f"warning: {line}", err=True)
         return PaperStore(engine)

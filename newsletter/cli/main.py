@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from newsletter import __version__
+from newsletter.cli.edition import edition as edition_group
 from newsletter.cli.subscribers import subscribers as subscribers_group
 from newsletter.cli.subscribers import web as web_command
 from newsletter.cli.topics import evaluate as topics_evaluate
@@ -51,6 +52,7 @@ def cli(ctx: click.Context, config_path: Path, verbose: bool, log_format: str) -
 for command in (pipeline.fetch, pipeline.papers, pipeline.topics, sending.preview, sending.send, sending.demo,
                 service.serve, service.worker, service.status, subscribers_group, web_command, inbound.inbound):
     cli.add_command(command)
+cli.add_command(edition_group)
 pipeline.topics.add_command(topics_evaluate)
 pipeline.topics.add_command(topics_suggest)
 

@@ -102,9 +102,8 @@ _DATE = MOMENT
 def papers(app: App, since: datetime | None, topic: str | None, unmatched: bool, as_json: bool) -> None:
     """List stored papers, newest first, with trending score and why they match their topics."""
     from newsletter.cli.reports import papers_view
-    from newsletter.sources.ingest import refresh_matches
 
-    refresh_matches(app.settings, app.store)
+    _warn_if_matches_are_stale(app)
     view = papers_view(app.settings, app.store, now=app.now(), since=_since(app, since), topic=topic,
                        unmatched=unmatched)
     if as_json:
@@ -121,6 +120,16 @@ def papers(app: App, since: datetime | None, topic: str | None, unmatched: bool,
     console.print(table)
 
 
+def _warn_if_matches_are_stale(app: App) -> None:
+    """`papers` and `topics` only read: after a topic edit they say so instead of matching again (and writing)."""
+    from newsletter.sources.ingest import matches_are_current
+
+    if not matches_are_current(app.settings, app.store):
+        click.echo("warning: the topics or the matching method changed since the last `newsletter fetch`; the "
+                   "matches shown are from before it (the next fetch or send matches every stored paper again)",
+                   err=True)
+
+
 @click.group(cls=NewsletterGroup, invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (shape documented in docs/cli.md).")
 @click.option("--top", default=3, show_default=True, help="Papers shown per topic.")
@@ -128,13 +137,12 @@ def papers(app: App, since: datetime | None, topic: str | None, unmatched: bool,
 def topics(ctx: click.Context, as_json: bool, top: int) -> None:
     """Per topic: how many papers match, the best ones and why; and how many match nothing."""
     from newsletter.cli.reports import topics_view
-    from newsletter.sources.ingest import refresh_matches
 
     if ctx.invoked_subcommand is not None:
         return
     app = ctx.find_object(App)
     assert app is not None  # set by the group callback
-    refresh_matches(app.settings, app.store)
+    _warn_if_matches_are_stale(app)
     view = topics_view(app.settings, app.store, now=app.now(), top=top)
     if as_json:
         click.echo(json.dumps(view, indent=2, ensure_ascii=False))

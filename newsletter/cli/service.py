@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 from newsletter.cli.app import App, console, pass_app
 from newsletter.cli.output import term
 from newsletter.cli.sending import print_workers
+from newsletter.cli.status_lines import print_scheduler
 
 
 @click.command()
@@ -118,11 +119,7 @@ def _print_status(view: dict[str, Any]) -> None:
                       soft_wrap=True)
     attention = view["attention"]
     console.print(f"deferred: {attention['deferred']}, ambiguous: {attention['ambiguous']}", highlight=False)
-    console.print("next runs: " + (", ".join(f"{job} {when}" for job, when in view["schedule"].items()) or "none"),
-                  highlight=False, soft_wrap=True)
-    for run in view["runs"]:
-        console.print(f"  {run['started']} {term(run['job'])} \\[{term(run['status'])}] {term(run['summary'])}",
-                      highlight=False, soft_wrap=True)
+    print_scheduler(view)
     console.print("subscribers: " + ", ".join(f"{n} {s}" for s, n in view["subscribers"].items()),
                   highlight=False)
     _print_inbound(view["inbound"])

@@ -366,6 +366,9 @@ class ScheduleSettings:
     daily: str = setting("0 7 * * mon-fri", "When `serve` builds and sends the daily edition.", check=_cron)
     weekly: str = setting("0 7 * * mon", "When `serve` builds and sends the weekly edition.", check=_cron)
     retry: str = setting("*/10 * * * *", "When `serve` retries deferred deliveries that are due.", check=_cron)
+    approve: bool = setting(
+        False, "Scheduled sends wait for an editor: `serve` builds the edition, then sends it only after "
+               "`newsletter edition approve SLUG` (at its next retry run). `newsletter send` is not held back.")
     housekeeping: str = setting(
         "30 3 * * *", "When `serve` expires unconfirmed subscriptions and prunes old records.", check=_cron
     )

@@ -22,13 +22,12 @@ from sqlalchemy.engine import Engine
 from newsletter.config import Settings
 from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.message import message_template, sendable_message
-from newsletter.editions.build import build_edition
+from newsletter.editions.build import build_edition, stored_edition
 from newsletter.editions.records import Edition, Frequency
 from newsletter.editions.selection import group_by_variant
 from newsletter.errors import DeliveryError
 from newsletter.rendering.links import recipient_links
 from newsletter.rendering.render import RenderedVariant, RenderEnvironment, render_variant
-from newsletter.sources.ingest import refresh_matches
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.ledger import Ledger, NewDelivery, StoredVariant
 from newsletter.storage.papers import PaperStore
@@ -65,6 +64,20 @@ def sender_domain(settings: Settings) -> str:
     return settings.newsletter.from_address.rpartition("@")[2]
 
 
+def edition_for(settings: Settings, papers: PaperStore, editions: EditionStore, *, frequency: Frequency,
+                now: datetime, day: date | None, persist: bool = True) -> Edition:
+    """The stored edition, or a new one built from up-to-date matches (the matching step runs first).
+
+    Matching loads scikit-learn (or torch), so it is imported and run only when an edition must be built:
+    resuming a send, `send --to` and `edition show` of a stored edition stay light.
+    """
+    if stored_edition(settings, editions, frequency=frequency, now=now, day=day) is None:
+        from newsletter.sources.ingest import refresh_matches
+
+        refresh_matches(settings, papers)
+    return build_edition(settings, papers, editions, frequency=frequency, now=now, day=day, persist=persist)
+
+
 def prepare(
     settings: Settings,
     engine: Engine,
@@ -78,8 +91,7 @@ def prepare(
 ) -> Prepared:
     """Build (or load) the edition and fill its ledger; renders only variants not stored yet."""
     papers, editions, ledger = PaperStore(engine), EditionStore(engine), Ledger(engine)
-    refresh_matches(settings, papers)
-    edition = build_edition(settings, papers, editions, frequency=frequency, now=now, day=day)
+    edition = edition_for(settings, papers, editions, frequency=frequency, now=now, day=day)
     store = SubscriberStore(engine)
     active = store.active_id_list(frequency=frequency)
     if edition.is_empty:
@@ -176,8 +188,7 @@ def plan(
 ) -> Plan:
     """The edition (stored, or computed unstored), who would get which variant, each variant rendered."""
     papers, editions, ledger = PaperStore(engine), EditionStore(engine), Ledger(engine)
-    refresh_matches(settings, papers)
-    edition = build_edition(settings, papers, editions, frequency=frequency, now=now, day=day, persist=False)
+    edition = edition_for(settings, papers, editions, frequency=frequency, now=now, day=day, persist=False)
     subscribers = SubscriberStore(engine).list_active(frequency=frequency)
     have_rows = ledger.subscribers_with_rows(edition.id) if edition.id else set()
     todo = [s for s in subscribers if s.id not in have_rows]

@@ -18,12 +18,11 @@ from datetime import date, datetime
 from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
-from newsletter.delivery.campaign import plan, sender_domain
+from newsletter.delivery.campaign import edition_for, plan, sender_domain
 from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.message import message_template, sendable_message
 from newsletter.delivery.pool import send_single
 from newsletter.delivery.sending import smtp_password
-from newsletter.editions.build import build_edition
 from newsletter.editions.records import Edition, Frequency
 from newsletter.editions.selection import group_by_variant
 from newsletter.errors import DeliveryError
@@ -63,8 +62,8 @@ def _computed_for(settings: Settings, edition: Edition, subscriber: Subscriber) 
 def choose_copy(settings: Settings, engine: Engine, *, frequency: Frequency, now: datetime, day: date | None,
                 subscriber_email: str | None) -> tuple[Edition, StoredVariant, str]:
     """The edition, the variant to copy and whose email it is (see the module docstring)."""
-    edition = build_edition(settings, PaperStore(engine), EditionStore(engine), frequency=frequency, now=now,
-                            day=day, persist=False)
+    edition = edition_for(settings, PaperStore(engine), EditionStore(engine), frequency=frequency, now=now,
+                          day=day, persist=False)
     if edition.is_empty:
         raise DeliveryError(f"{edition.slug}: no email to send a copy of ({edition.empty_reason})")
     subscriber: Subscriber | None = None

@@ -16,14 +16,13 @@ from datetime import date, datetime
 from pathlib import Path
 
 from newsletter.config import Settings
+from newsletter.delivery.campaign import edition_for
 from newsletter.delivery.message import message_template, sendable_message
-from newsletter.editions.build import build_edition
 from newsletter.editions.records import Edition, Frequency
 from newsletter.editions.selection import select
 from newsletter.errors import ConfigError, TopicError
 from newsletter.rendering.links import recipient_links, signer_from_settings
 from newsletter.rendering.render import RenderEnvironment, render_variant
-from newsletter.sources.ingest import refresh_matches
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.papers import PaperStore
 from subscribers.errors import SubscribersError
@@ -91,8 +90,7 @@ def preview(
         reader_id, email, name = PREVIEW_SUBSCRIBER_ID, PREVIEW_EMAIL, PREVIEW_NAME
         who = "-".join(wanted) if topics else ""
     editions = EditionStore(engine)
-    refresh_matches(settings, store)
-    edition = build_edition(settings, store, editions, frequency=frequency, now=now, day=day, persist=False)
+    edition = edition_for(settings, store, editions, frequency=frequency, now=now, day=day, persist=False)
     if edition.is_empty:
         return PreviewResult(edition=edition, who=who, no_email=f"the edition is empty: {edition.empty_reason}")
     sent = editions.already_sent(reader_id, list(edition.papers)) if reader_id else set()

@@ -21,11 +21,13 @@ from datetime import date, datetime, time, timedelta
 
 from newsletter.config import Settings, TopicSettings
 from newsletter.editions.records import FREQUENCIES, Edition, EditionEntry, EditionPaper, EditionTopic, Frequency
+from newsletter.editions.review import apply_review
 from newsletter.errors import ConfigError
 from newsletter.matching.trending import trending_score
 from newsletter.sources.records import Paper, TopicMatch
 from newsletter.storage.editions import EditionStore, edition_slug
 from newsletter.storage.papers import PaperStore
+from newsletter.storage.reviews import ReviewStore
 
 FIRST_DAILY_WINDOW = timedelta(hours=24)
 WEEKLY_WINDOW = timedelta(days=7)
@@ -139,8 +141,8 @@ def build_edition(
     timezone = settings.newsletter.timezone
     day = day or now.astimezone(zoneinfo.ZoneInfo(timezone)).date()
     existing = editions.get(frequency, day)
-    if existing is not None:
-        return existing
+    if existing is not None:  # as the editor shaped it, if they did (`newsletter edition pin|drop|note`)
+        return apply_review(existing, ReviewStore(store.engine).get(existing.id))
     if datetime.combine(day, time(0), tzinfo=zoneinfo.ZoneInfo(timezone)) > now:
         raise ConfigError(f"cannot build the {frequency} edition of {day.isoformat()}: that date is in the future")
     previous = editions.previous(frequency, day) if frequency == "daily" else None
@@ -166,3 +168,11 @@ def build_edition(
         topics=topics,
         empty_reason=reason,
     )
+
+
+def stored_edition(settings: Settings, editions: EditionStore, *, frequency: Frequency, now: datetime,
+                   day: date | None = None) -> Edition | None:
+    """The edition of ``frequency`` for ``day`` (default: today) when it was built already, else None."""
+    timezone = settings.newsletter.timezone
+    return editions.get(frequency, day or now.astimezone(zoneinfo.ZoneInfo(timezone)).date())
+

@@ -73,6 +73,8 @@ class Edition:
     papers: Mapping[str, EditionPaper]
     topics: tuple[EditionTopic, ...]
     empty_reason: str | None = None
+    note: str = ""
+    """The editor's note shown at the top of every email (`newsletter edition note`); empty: none."""
 
     @property
     def paper_count(self) -> int:

@@ -228,6 +228,7 @@ def email_context(
             "date_iso": edition.date.isoformat(),
             "url": archive,
             "paper_count": edition.paper_count,
+            "note": edition.note,
         },
         "sections": sections,
         "count": count,

@@ -23,6 +23,7 @@ from newsletter.config import Settings
 from newsletter.delivery.campaign import prepare
 from newsletter.delivery.sending import deliver_edition
 from newsletter.rendering.links import signer_from_settings
+from newsletter.service.approval import hold_for_approval, send_approved
 from newsletter.sources.ingest import fetch_sources
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.ledger import Ledger
@@ -96,7 +97,16 @@ def _counts_text(counts: dict[str, int]) -> str:
 
 def edition_job(settings: Settings, engine: Engine, *, frequency: str, clock: Clock,
                 stop: threading.Event) -> JobResult:
-    """Build today's edition of ``frequency`` (idempotent), fill its ledger and deliver it."""
+    """Build today's edition of ``frequency`` (idempotent), fill its ledger and deliver it.
+
+    With ``[schedule] approve`` the edition is only built; it waits for `newsletter edition approve`, and
+    the next retry run sends it (``send_approved``).
+    """
+    if settings.schedule.approve:
+        waiting = hold_for_approval(settings, engine, frequency=frequency, now=clock())  # type: ignore[arg-type]
+        if waiting is not None:
+            return JobResult("waiting", f"{waiting}: waiting for approval (`newsletter edition show {waiting}`, "
+                                        f"then `newsletter edition approve {waiting}`)", {"edition": waiting})
     prepared = prepare(settings, engine, frequency=frequency, now=clock(), day=None,  # type: ignore[arg-type]
                        signer=signer_from_settings(settings))
     edition = prepared.edition
@@ -110,12 +120,19 @@ def edition_job(settings: Settings, engine: Engine, *, frequency: str, clock: Cl
 
 
 def retry_job(settings: Settings, engine: Engine, *, clock: Clock, stop: threading.Event) -> JobResult:
-    """Send deferred deliveries that are due, of every edition that has some."""
-    due = Ledger(engine).editions_with_due(now=clock())
-    if not due:
-        return JobResult("nothing", "no deferred deliveries are due")
+    """Send approved editions not sent yet (``[schedule] approve``), then deferred deliveries that are due."""
     parts: list[str] = []
     details: dict[str, Any] = {}
+    if settings.schedule.approve:
+        for _edition_id, counts, slug in send_approved(settings, engine, clock=clock, stop=stop,
+                                                      deliver=_deliver):
+            parts.append(f"{slug} (approved): {_counts_text(counts)}")
+            details[slug] = counts
+    due = Ledger(engine).editions_with_due(now=clock())
+    if not due and not parts:
+        return JobResult("nothing", "no deferred deliveries are due")
+    if not due:
+        return JobResult("ok", "sent approved editions; " + "; ".join(parts), details)
     editions = EditionStore(engine)
     for edition_id in due:
         if stop.is_set():

@@ -7,18 +7,19 @@ scheduled runs, the recent runs in words, and the subscriber list by status.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
 from newsletter.service.inbound_status import inbound_view
+from newsletter.service.status_runs import awaiting_approval, collapsed_runs, lease_view
 from newsletter.service.triggers import LEASE_NAME, next_runs
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.ledger import Ledger
 from newsletter.storage.papers import PaperStore
-from newsletter.storage.runs import Lease, RunStore
+from newsletter.storage.runs import RunStore
 from subscribers.store import SubscriberStore
 
 
@@ -52,18 +53,17 @@ def status_view(settings: Settings, engine: Engine, *, now: datetime, editions: 
             "deliveries": ledger.counts(edition.id),
             "workers": ledger.by_worker(edition.id),
         })
-    holder = Lease(engine, LEASE_NAME, holder="", duration=timedelta(0)).holder_now(now=now)
+    scheduler = lease_view(engine, LEASE_NAME, now=now)
     return {
         "sources": sources,
         "editions": recent_editions,
         "attention": ledger.totals(),
-        "schedule": {name: _iso(when) for name, when in next_runs(settings, now=now).items()},
-        "scheduler": {"lease_holder": holder},
-        "runs": [
-            {"job": r.job, "started": _iso(r.started), "finished": _iso(r.finished), "status": r.status,
-             "summary": r.summary}
-            for r in RunStore(engine).recent(limit=10)
-        ],
+        # next runs only while a `serve` holds the lease: nothing runs otherwise
+        "schedule": {name: _iso(when) for name, when in next_runs(settings, now=now).items()}
+        if scheduler["running"] else {},
+        "scheduler": scheduler,
+        "runs": collapsed_runs(RunStore(engine).recent(limit=200)),
+        "awaiting_approval": awaiting_approval(settings, engine),
         "subscribers": SubscriberStore(engine).counts_by_status(),
         "papers": papers.count_papers(),
         "queue": _queue(settings),

@@ -264,7 +264,21 @@ leases = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("holder", sa.String(100), nullable=False),
     sa.Column("expires", UTCDateTime, nullable=False),
+    sa.Column("since", UTCDateTime),
 )
+
+edition_reviews = sa.Table(
+    "edition_reviews",
+    metadata,
+    sa.Column("edition_id", sa.Integer, sa.ForeignKey("editions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("pinned", sa.JSON, nullable=False),
+    sa.Column("dropped", sa.JSON, nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("approved_at", UTCDateTime),
+    sa.Column("approved_by", sa.String(100)),
+    sa.Column("updated", UTCDateTime, nullable=False),
+)
+"""An editor's changes to a built edition (`newsletter edition pin|drop|note|approve`); no row: untouched."""
 
 
 inbound_messages = sa.Table(

@@ -87,14 +87,16 @@ class Lease:
             taken = connection.execute(
                 table.update()
                 .where(table.c.name == self.name, sa.or_(table.c.holder == self.holder, table.c.expires < now))
-                .values(holder=self.holder, expires=now + self.duration)
+                .values(holder=self.holder, expires=now + self.duration,
+                        since=sa.case((table.c.holder == self.holder, sa.func.coalesce(table.c.since, now)),
+                                      else_=now))
             ).rowcount
         if taken:
             return True
         try:
             with self.engine.begin() as connection:
                 connection.execute(table.insert().values(name=self.name, holder=self.holder,
-                                                         expires=now + self.duration))
+                                                         expires=now + self.duration, since=now))
         except IntegrityError:
             return False  # someone else holds it
         return True
@@ -104,6 +106,15 @@ class Lease:
             connection.execute(
                 db.leases.delete().where(db.leases.c.name == self.name, db.leases.c.holder == self.holder)
             )
+
+    def held(self, *, now: datetime) -> tuple[str, datetime | None] | None:
+        """(holder, held since) while a live holder has the lease; None when nobody does."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(db.leases.c.holder, db.leases.c.expires, db.leases.c.since)
+                .where(db.leases.c.name == self.name)
+            ).first()
+        return (row[0], row[2]) if row and row[1] >= now else None
 
     def holder_now(self, *, now: datetime) -> str | None:
         with self.engine.connect() as connection:

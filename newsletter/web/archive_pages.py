@@ -30,9 +30,11 @@ from newsletter.editions.archive import (
     edition_page_context,
     topic_feed_context,
 )
+from newsletter.editions.review import apply_review
 from newsletter.rendering.templating import RenderEnvironment
 from newsletter.storage.edition_index import EditionIndex, ping
 from newsletter.storage.editions import EditionStore
+from newsletter.storage.reviews import ReviewStore
 from newsletter.web.caching import etag_of, not_modified, not_modified_response, validator_headers
 from newsletter.web.pages import PageError
 from newsletter.web.security import ARCHIVE_CSP
@@ -103,7 +105,9 @@ class ArchivePages:
         if summary is None or not summary.paper_count:
             raise PageError(404, "No such edition", "The archive has no edition at this address.")
         root = self.base_context(request)["root"]
-        variant = etag_of(self.environment.fingerprint, root).strip('"')
+        review = await run_in_threadpool(ReviewStore(self.editions.engine).get, summary.id)
+        edits = "" if review is None else repr((review.pinned, review.dropped, review.note))
+        variant = etag_of(self.environment.fingerprint, root, edits).strip('"')  # an editor's change: a new page
         key = f"{summary.id}:{variant}"
         stored = self.archive_cache.get(key)
         if stored is None:
@@ -125,6 +129,7 @@ class ArchivePages:
         edition = self.editions.get_by_id(edition_id)
         if edition is None:  # deleted between the two reads
             raise PageError(404, "No such edition", "The archive has no edition at this address.")
+        edition = apply_review(edition, ReviewStore(self.editions.engine).get(edition_id))  # what readers got
         root = self.base_context(request)["root"]
         context = {**self.base_context(request), **edition_page_context(self.settings, edition, root=root)}
         html = self.environment.render("web/edition.html.j2", context)

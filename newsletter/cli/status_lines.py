@@ -1,0 +1,28 @@
+"""The scheduler part of `newsletter status`: is a `serve` running, what runs next, what ran."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from newsletter.cli.app import console
+from newsletter.cli.output import term
+
+
+def print_scheduler(view: dict[str, Any]) -> None:
+    scheduler = view["scheduler"]
+    if scheduler["running"]:
+        pid = f", pid {scheduler['pid']}" if scheduler["pid"] is not None else ""
+        since = f", since {scheduler['since']}" if scheduler["since"] else ""
+        console.print(f"serve: running on {scheduler['host']}{pid}{since}", highlight=False, soft_wrap=True)
+        console.print("next runs: " + (", ".join(f"{job} {when}" for job, when in view["schedule"].items())
+                                       or "none"), highlight=False, soft_wrap=True)
+    else:
+        console.print("serve: not running (no `newsletter serve` holds the scheduler lease); nothing is scheduled",
+                      highlight=False, soft_wrap=True)
+    for run in view["runs"]:
+        times = f" ({run['repeated']} times since {run['first_started']})" if run.get("repeated", 1) > 1 else ""
+        console.print(f"  {run['started']} {term(run['job'])} \\[{term(run['status'])}] {term(run['summary'])}{times}",
+                      highlight=False, soft_wrap=True)
+    for edition in view.get("awaiting_approval", []):
+        console.print(f"awaiting approval: {edition} (`newsletter edition show {edition}`, then "
+                      f"`newsletter edition approve {edition}`)", highlight=False, soft_wrap=True)
