@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import tarfile
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,3 +85,59 @@ def make_inbound(url: str, **overrides: object) -> Inbound:
     keyring = Keyring.parse(SECRET)
     processor = InboundProcessor(engine, settings=inbound_settings(**overrides), keyring=keyring, clock=lambda: NOW)
     return Inbound(url=url, subscribers=SubscriberStore(engine), processor=processor, keyring=keyring)
+
+
+def dsn(*, to: str, final_recipient: str, status: str, action: str = "failed", message_id: str = "<dsn-1@relay>",
+        original_id: str = "<orig@example.org>") -> bytes:
+    """An RFC 3464 report as Postfix writes it."""
+    return f"""From: MAILER-DAEMON@relay.example.org (Mail Delivery System)
+To: {to}
+Subject: Undelivered Mail Returned to Sender
+Message-ID: {message_id}
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+I'm sorry to have to inform you that your message could not be delivered.
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; relay.example.org
+
+Final-Recipient: rfc822; {final_recipient}
+Original-Recipient: rfc822;{final_recipient}
+Action: {action}
+Status: {status}
+Diagnostic-Code: smtp; 550 {status} <{final_recipient}>: Recipient address rejected
+
+--B
+Content-Type: text/rfc822-headers
+
+From: Trending Papers <papers@example.org>
+To: {final_recipient}
+Subject: Trending Papers
+Message-ID: {original_id}
+
+--B--
+""".replace("\n", "\r\n").encode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"nothing listens on {port}")

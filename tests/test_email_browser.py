@@ -14,13 +14,8 @@ import pytest
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 from newsletter.delivery.preview import preview
-from tests.conftest import ROOT
+from tests.browser_support import ARGS, ARTIFACTS, CHROMIUM
 from tests.email_support import NOW, email_settings, fetch, fix_tokens, stores
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = ROOT / "test-artifacts"
 
 
 @pytest.fixture(scope="module")

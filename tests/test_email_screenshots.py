@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Route, sync_playwright
 
+from tests.browser_support import ARGS, ARTIFACTS, CHROMIUM
 from tests.design_support import offline_edition, offline_settings_in, personalised, render, topic_selection
 from tests.email_support import fix_tokens
-from tests.test_email_browser import ARGS, ARTIFACTS, CHROMIUM
 
 pytestmark = pytest.mark.slow
 SHOTS = ARTIFACTS / "email-design"

@@ -13,48 +13,11 @@ from newsletter.inbound.verp import BadToken, sign_token, token_in, verify_token
 from newsletter.storage.inbound import InboundLog
 from subscribers.evidence import EvidenceStore
 from subscribers.tokens import Keyring, TokenSigner
-from tests.inbound_support import DOMAIN, INBOUND_FIXTURES, NOW, SECRET, bounce_corpus, make_inbound
+from tests.inbound_support import DOMAIN, INBOUND_FIXTURES, NOW, SECRET, bounce_corpus, dsn, make_inbound
 
 ADDRESSES = InboundAddresses(domain=DOMAIN)
 
 
-def dsn(*, to: str, final_recipient: str, status: str, action: str = "failed", message_id: str = "<dsn-1@relay>",
-        original_id: str = "<orig@example.org>") -> bytes:
-    """An RFC 3464 report as Postfix writes it."""
-    return f"""From: MAILER-DAEMON@relay.example.org (Mail Delivery System)
-To: {to}
-Subject: Undelivered Mail Returned to Sender
-Message-ID: {message_id}
-Auto-Submitted: auto-replied
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="B"
-
---B
-Content-Type: text/plain
-
-I'm sorry to have to inform you that your message could not be delivered.
-
---B
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; relay.example.org
-
-Final-Recipient: rfc822; {final_recipient}
-Original-Recipient: rfc822;{final_recipient}
-Action: {action}
-Status: {status}
-Diagnostic-Code: smtp; 550 {status} <{final_recipient}>: Recipient address rejected
-
---B
-Content-Type: text/rfc822-headers
-
-From: Trending Papers <papers@example.org>
-To: {final_recipient}
-Subject: Trending Papers
-Message-ID: {original_id}
-
---B--
-""".replace("\n", "\r\n").encode()
 
 
 def test_verp_tokens_verify_and_refuse_tampering() -> None:

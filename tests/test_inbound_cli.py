@@ -13,9 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter.cli.main import cli
-from tests.inbound_support import DOMAIN, INBOUND_FIXTURES
+from tests.inbound_support import DOMAIN, INBOUND_FIXTURES, dsn
 from tests.mailsink import MailSink
-from tests.test_inbound_classify import dsn
 from tests.test_send import SECRET, add_subscribers, cli_run, make_config
 
 

@@ -11,9 +11,7 @@ from imapclient import IMAPClient
 from newsletter.inbound.imap import ImapPoller
 from newsletter.storage.inbound import InboundLog
 from tests.dovecot_support import PASSWORD, USER, Dovecot
-from tests.inbound_support import DOMAIN, INBOUND_FIXTURES, inbound_settings, make_inbound
-from tests.test_inbound_classify import dsn
-from tests.test_inbound_listener import _free_port
+from tests.inbound_support import DOMAIN, INBOUND_FIXTURES, dsn, free_port, inbound_settings, make_inbound
 
 
 def _unseen(port: int) -> int:
@@ -24,7 +22,7 @@ def _unseen(port: int) -> int:
 
 
 def test_imap_poll_processes_each_message_once_and_flags_it_after_the_commit(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     settings = inbound_settings(imap_host="127.0.0.1", imap_port=port, imap_tls=False, imap_username=USER)
     inbound = make_inbound(f"sqlite:///{tmp_path / 'imap.db'}", imap_host="127.0.0.1", imap_port=port,
                            imap_tls=False, imap_username=USER)

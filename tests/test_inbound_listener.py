@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-import time
 from pathlib import Path
 
 import aiosmtplib
@@ -16,8 +15,7 @@ import sqlalchemy as sa
 from newsletter.inbound.listener import InboundServer
 from subscribers.evidence import EvidenceStore
 from tests.conftest import spawn, write_config
-from tests.inbound_support import DOMAIN, SECRET, inbound_settings, make_inbound
-from tests.test_inbound_classify import dsn
+from tests.inbound_support import DOMAIN, SECRET, dsn, free_port, inbound_settings, make_inbound, wait_for_port
 
 
 async def _send(port: int, sender: str, recipients: list[str], raw: bytes) -> str:
@@ -103,27 +101,14 @@ async def test_lmtp_answers_once_per_recipient(tmp_path: Path) -> None:
         await server.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
-def _wait_for_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"nothing listens on {port}")
 
 
 @pytest.mark.slow
 async def test_listener_killed_mid_message_the_sender_retries_and_it_acts_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    port = _free_port()
+    port = free_port()
     config = write_config(tmp_path, [("feed", "rss", "feed.xml")],
                           extra=f'[inbound]\ndomain = "{DOMAIN}"\nport = {port}\n')
     monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
@@ -131,7 +116,7 @@ async def test_listener_killed_mid_message_the_sender_retries_and_it_acts_once(
     reader = inbound.add("once@example.net")
     raw = dsn(to=inbound.verp(reader), final_recipient="once@example.net", status="5.1.1")
     first = spawn(["--config", str(config), "inbound"])
-    _wait_for_port(port)
+    wait_for_port(port)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         stream = sock.makefile("rwb")
         stream.readline()
@@ -153,7 +138,7 @@ async def test_listener_killed_mid_message_the_sender_retries_and_it_acts_once(
         assert reply == b""  # the connection died without a reply: the sender must retry
     assert inbound.statuses() == {"once@example.net": "active"}
     spawn(["--config", str(config), "inbound"])
-    _wait_for_port(port)
+    wait_for_port(port)
     assert (await _send(port, "", [inbound.verp(reader)], raw)).startswith("2.0.0 applied")
     # the 250 is lost after the commit, so the sender hands the same message over again: no second effect
     assert (await _send(port, "", [inbound.verp(reader)], raw)).startswith("2.0.0 duplicate")
@@ -163,14 +148,14 @@ async def test_listener_killed_mid_message_the_sender_retries_and_it_acts_once(
 
 @pytest.mark.slow
 async def test_serve_runs_the_inbound_listener_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    port, web_port = _free_port(), _free_port()
+    port, web_port = free_port(), free_port()
     config = write_config(tmp_path, [("feed", "rss", "feed.xml")],
                           extra=f'[web]\nport = {web_port}\n[inbound]\ndomain = "{DOMAIN}"\nport = {port}\n')
     monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
     inbound = make_inbound(f"sqlite:///{tmp_path / 'papers.db'}")
     reader = inbound.add("served@example.net")
     process = spawn(["--config", str(config), "serve"])
-    _wait_for_port(port)
+    wait_for_port(port)
     raw = dsn(to=inbound.verp(reader), final_recipient="served@example.net", status="5.1.1")
     assert (await _send(port, "", [inbound.verp(reader)], raw)).startswith("2.0.0 applied")
     assert inbound.statuses() == {"served@example.net": "bounced"}

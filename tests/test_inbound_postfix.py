@@ -21,9 +21,9 @@ from subscribers.evidence import EvidenceStore
 from subscribers.store import SubscriberStore
 from subscribers.tokens import Keyring
 from tests.conftest import ROOT, spawn
+from tests.inbound_support import free_port, wait_for_port
 from tests.mailsink import Fault, MailSink
 from tests.postfix_support import Postfix
-from tests.test_inbound_listener import _free_port, _wait_for_port
 
 SECRET = "k1:postfix-test-secret-0123456789"
 DOMAIN = "bounces.example.org"
@@ -53,7 +53,7 @@ def _wait(condition: object, timeout: float, what: str, postfix: Postfix) -> Non
 def test_postfix_dsns_reach_the_listener_and_mark_exactly_the_refused_readers(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
-    postfix_port, inbound_port = _free_port(), _free_port()
+    postfix_port, inbound_port = free_port(), free_port()
     config = _config(tmp_path, postfix_port=postfix_port, inbound_port=inbound_port)
     with MailSink() as remote, Postfix(port=postfix_port, remote_port=remote.port, bounce_domain=DOMAIN,
                                        inbound_port=inbound_port, inbound_transport="lmtp",
@@ -63,7 +63,7 @@ def test_postfix_dsns_reach_the_listener_and_mark_exactly_the_refused_readers(
         remote.add_fault(Fault(phase="rcpt", action="reply", reply="450 4.2.2 <soft@example.com>: mailbox full",
                                recipient="soft@example.com", times=None))
         spawn(["--config", str(config), "inbound"])
-        _wait_for_port(inbound_port)
+        wait_for_port(inbound_port)
         runner = CliRunner()
         assert runner.invoke(cli, ["--config", str(config), "fetch"]).exit_code == 0
         settings = load_settings(config)

@@ -5,67 +5,23 @@ from __future__ import annotations
 import asyncio
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from itsdangerous import TimestampSigner
-from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
-from newsletter.config import Settings
 from newsletter.editions.build import build_edition
 from newsletter.storage.db import open_database
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.papers import PaperStore
 from newsletter.web.app import create_app
-from subscribers.store import SubscriberStore
 from subscribers.tokens import Keyring, TokenSigner
 from tests.email_support import NOW, fetch
 from tests.mailsink import MailSink
-from tests.web_support import SECRET, confirm_link, csrf_token, web_settings
-
-TOPICS = ["agents", "reasoning", "medical"]
-CLIENT = ("203.0.113.5", 50000)
-
-
-@dataclass
-class Site:
-    client: TestClient
-    sink: MailSink
-    settings: Settings
-    engine: Engine
-    store: SubscriberStore
-    signer: TokenSigner
-
-    def form_token(self) -> str:
-        return csrf_token(self.client.get("/").text)
-
-    def subscribe(self, email: str, *, topics: tuple[str, ...] = ("agents",), token: str | None = None,
-                  **extra: str) -> int:
-        data = {"csrf_token": token or self.form_token(), "email": email, "topics": list(topics),
-                "frequency": "daily", "website": "", **extra}
-        status = self.client.post("/subscribe", data=data).status_code
-        self.drain()
-        return status
-
-    def drain(self) -> int:
-        """Run the app's background sender once over the outbox (TestClient runs no background loop)."""
-        return asyncio.run(self.client.app.state.web.sender.deliver_due())  # type: ignore[attr-defined]
-
-    def path(self, purpose: str, subscriber_id: int) -> str:
-        return f"/{purpose}/{self.signer.sign(purpose, subscriber_id)}"  # type: ignore[arg-type]
-
-
-def make_site(tmp_path: Path, sink: MailSink, monkeypatch: pytest.MonkeyPatch, *, per_ip: int = 10) -> Site:
-    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
-    settings = web_settings(tmp_path, sink, per_ip=per_ip)
-    engine = open_database(settings.newsletter.database_url)
-    client = TestClient(create_app(settings, engine), follow_redirects=False, client=CLIENT)
-    return Site(client, sink, settings, engine, SubscriberStore(engine, topics=TOPICS),
-                TokenSigner(Keyring.parse(SECRET)))
+from tests.web_support import SECRET, Site, confirm_link, csrf_token, make_site, web_settings
 
 
 @pytest.fixture

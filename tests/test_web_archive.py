@@ -21,7 +21,7 @@ from newsletter.storage.editions import EditionStore
 from newsletter.web.app import create_app
 from tests.archive_support import add_editions
 from tests.mailsink import MailSink
-from tests.test_web import Site, make_site
+from tests.web_support import Site, make_site
 
 ATOM = {"a": "http://www.w3.org/2005/Atom"}
 

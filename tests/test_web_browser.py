@@ -25,9 +25,9 @@ from newsletter.storage.db import open_database
 from newsletter.web.app import create_app
 from subscribers.store import SubscriberStore
 from subscribers.tokens import Keyring, TokenSigner
+from tests.browser_support import ARGS, ARTIFACTS, CHROMIUM
 from tests.email_support import NOW
 from tests.mailsink import MailSink, ReceivedMessage
-from tests.test_email_browser import ARGS, ARTIFACTS, CHROMIUM
 from tests.web_support import SECRET, confirm_link, web_settings
 
 WIDTH = 375

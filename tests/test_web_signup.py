@@ -21,8 +21,7 @@ from subscribers.rate_limit_store import RateLimits, mailbox_key
 from subscribers.schema import rate_events
 from tests.email_support import NOW
 from tests.mailsink import MailSink
-from tests.test_web import Site, make_site
-from tests.web_support import confirm_link, csrf_token
+from tests.web_support import Site, confirm_link, csrf_token, make_site
 
 
 @pytest.fixture
