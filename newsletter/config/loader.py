@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from newsletter.config.checks import broker_problem
 from newsletter.config.settings import (
     BROKER_URL_ENV,
     CONFIG_ENV,
     DATABASE_URL_ENV,
     DEFAULT_CONFIG,
     Settings,
-    broker_problem,
 )
 from newsletter.errors import ConfigError
 

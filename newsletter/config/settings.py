@@ -10,16 +10,31 @@ command-line options.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
-import re
-import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from newsletter.config.cron import cron_field_problem
+from newsletter.config.checks import (
+    broker_problem,
+    check_accent,
+    check_cidr,
+    check_cron,
+    check_domain,
+    check_email,
+    check_http_url,
+    check_max_tokens,
+    check_moment,
+    check_non_empty,
+    check_non_negative,
+    check_optional_http_url,
+    check_positive,
+    check_queue_name,
+    check_slug,
+    check_subject,
+    check_timezone,
+    check_unit_interval,
+)
 from newsletter.errors import ConfigError
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
@@ -44,81 +59,25 @@ def section(cls: type, help: str) -> Any:
     return field(default_factory=cls, metadata={"help": help, "check": None})
 
 
-def _timezone(value: str) -> str | None:
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return "an IANA time zone name such as 'UTC' or 'Europe/Berlin'"
-    return None
-
-
-def _email(value: str) -> str | None:
-    if re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", value):
-        return None
-    return "an e-mail address such as 'papers@example.org'"
-
-
-def _http_url(value: str) -> str | None:
-    if re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
-        return None
-    return "an http(s) URL such as 'https://papers.example.org'"
-
-
-def _slug(value: str) -> str | None:
-    if re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", value):
-        return None
-    return "a slug of lowercase letters, digits and '-' (e.g. 'efficient-training')"
-
-
-def _positive(value: float) -> str | None:
-    return None if value > 0 else "a number greater than 0"
-
-
-def _non_negative(value: float) -> str | None:
-    return None if value >= 0 else "a number of 0 or more"
-
-
-def _unit_interval(value: float) -> str | None:
-    return None if 0 <= value <= 1 else "a number between 0 and 1"
-
-
-def _moment(value: str) -> str | None:
-    if not value:
-        return None
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        return "an ISO date or date-time such as '2026-06-12' or '2026-06-12T18:00:00+00:00', or empty"
-    return None
-
-
-def _non_empty(value: str) -> str | None:
-    return None if value.strip() else "a non-empty string"
-
-
-def _max_tokens(value: int) -> str | None:
-    return None if 16 <= value <= 256 else "an integer from 16 to 256 (the model reads at most 256 tokens)"
-
-
 @dataclass(frozen=True, kw_only=True)
 class NewsletterSettings:
     name: str = setting("Trending Papers", "Name shown in the email header and as the sender's display name.")
-    from_address: str = setting(help="Address the newsletter is sent from.", check=_email)
+    from_address: str = setting(help="Address the newsletter is sent from.", check=check_email)
     base_url: str = setting(
         help="Public URL of the web pages; links in emails (manage, unsubscribe, archive) start with it.",
-        check=_http_url,
+        check=check_http_url,
     )
     database_url: str = setting(
         "sqlite:///newsletter.db",
         "SQLAlchemy database URL. A relative SQLite path is relative to the config file's folder. "
         f"Overridden by the environment variable {DATABASE_URL_ENV}.",
     )
-    timezone: str = setting("UTC", "Time zone of edition dates and schedules.", check=_timezone)
+    timezone: str = setting("UTC", "Time zone of edition dates and schedules.", check=check_timezone)
     secret_env: str = setting(
         "NEWSLETTER_SECRET",
         "Environment variable holding the key that signs links and Message-IDs: `secret`, or "
         "`id:secret,id:secret` to rotate keys (the first signs, all verify).",
-        check=_non_empty,
+        check=check_non_empty,
     )
 
 
@@ -126,25 +85,25 @@ class NewsletterSettings:
 class FetchSettings:
     timeout_seconds: float = setting(
         30.0, "Longest one request to a source may take, whole response included (not per read); then it is "
-        "retried or given up.", check=_positive
+        "retried or given up.", check=check_positive
     )
     max_bytes: int = setting(
-        50_000_000, "Largest response body accepted from one source; larger ones are refused.", check=_positive
+        50_000_000, "Largest response body accepted from one source; larger ones are refused.", check=check_positive
     )
-    max_retries: int = setting(3, "Retries after a 429 or 5xx answer or a network error.", check=_non_negative)
+    max_retries: int = setting(3, "Retries after a 429 or 5xx answer or a network error.", check=check_non_negative)
     backoff_seconds: float = setting(
-        2.0, "First retry delay; doubles each retry unless the server sends Retry-After.", check=_non_negative
+        2.0, "First retry delay; doubles each retry unless the server sends Retry-After.", check=check_non_negative
     )
     max_retry_after_seconds: float = setting(
-        300.0, "Longest Retry-After honoured; a longer one fails the source for this run.", check=_non_negative
+        300.0, "Longest Retry-After honoured; a longer one fails the source for this run.", check=check_non_negative
     )
     per_host_delay_seconds: float = setting(
-        3.0, "Least time between two requests to the same host (arXiv asks for 3 s).", check=_non_negative
+        3.0, "Least time between two requests to the same host (arXiv asks for 3 s).", check=check_non_negative
     )
     user_agent: str = setting(
         "trending-papers-newsletter/0.1 (+https://github.com/)",
         "User-Agent header sent to sources; name a contact for your installation.",
-        check=_non_empty,
+        check=check_non_empty,
     )
 
 
@@ -160,13 +119,13 @@ class MatchingSettings:
         0.12,
         "`tfidf` with `decision = \"threshold\"` only: least TF-IDF cosine similarity between a paper and a topic "
         "that counts as a match on its own.",
-        check=_unit_interval,
+        check=check_unit_interval,
     )
     embedding_threshold: float = setting(
         0.30,
         "`embedding` with `decision = \"threshold\"` only: least cosine similarity of the sentence embeddings of "
         "a paper and a topic that counts as a match on its own. Tune it with `newsletter topics evaluate`.",
-        check=_unit_interval,
+        check=check_unit_interval,
     )
     decision: Literal["calibrated", "threshold"] = setting(
         "calibrated",
@@ -180,17 +139,17 @@ class MatchingSettings:
         0.0,
         "`calibrated` only: a paper also joins every other topic whose calibrated score is within this of its "
         "best topic's (0: the best topic only, besides keyword and category matches).",
-        check=_unit_interval,
+        check=check_unit_interval,
     )
     tfidf_floor: float = setting(
         0.01,
         "`calibrated`, `tfidf`: least TF-IDF similarity to its best topic for a paper to join it.",
-        check=_unit_interval,
+        check=check_unit_interval,
     )
     embedding_floor: float = setting(
         0.15,
         "`calibrated`, `embedding`: least cosine similarity to its best topic for a paper to join it.",
-        check=_unit_interval,
+        check=check_unit_interval,
     )
     self_training: bool = setting(
         True,
@@ -201,100 +160,65 @@ class MatchingSettings:
         128,
         "`embedding` only: a paper's title and abstract are cut after this many tokens (at most 256) before "
         "embedding; 128 is about twice as fast as 256.",
-        check=_max_tokens,
+        check=check_max_tokens,
     )
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrendingSettings:
     half_life_days: float = setting(3.0, "A paper's score halves every this many days after publication.",
-                                    check=_positive)
-    upvote_weight: float = setting(1.0, "Weight of ln(1 + Hugging Face upvotes).", check=_non_negative)
-    star_weight: float = setting(0.5, "Weight of ln(1 + GitHub stars).", check=_non_negative)
+                                    check=check_positive)
+    upvote_weight: float = setting(1.0, "Weight of ln(1 + Hugging Face upvotes).", check=check_non_negative)
+    star_weight: float = setting(0.5, "Weight of ln(1 + GitHub stars).", check=check_non_negative)
     source_bonus: float = setting(0.5, "Bonus per source beyond the first that carried the paper.",
-                                  check=_non_negative)
+                                  check=check_non_negative)
     as_of: str = setting("", "Count ages from this ISO date-time instead of now (UTC when no offset is given). For "
                              "replaying old feed snapshots, as `newsletter demo` does; empty in production.",
-                         check=_moment)
+                         check=check_moment)
 
 
 @dataclass(frozen=True, kw_only=True)
 class DkimSettings:
-    selector: str = setting(help="DKIM selector: the key is published at SELECTOR._domainkey.DOMAIN.", check=_non_empty)
-    domain: str = setting(help="Signing domain (d=), normally the domain of from_address.", check=_non_empty)
+    selector: str = setting(help="DKIM selector: the key is published at SELECTOR._domainkey.DOMAIN.",
+        check=check_non_empty)
+    domain: str = setting(help="Signing domain (d=), normally the domain of from_address.", check=check_non_empty)
     private_key_path: str = setting(help="PEM file of the RSA private key (relative to the config file).",
-                                    check=_non_empty)
+                                    check=check_non_empty)
 
 
 @dataclass(frozen=True, kw_only=True)
 class DeliverySettings:
     backend: Literal["smtp", "file"] = setting("smtp", "`smtp` sends to the relay below; `file` writes .eml files.")
-    host: str = setting("127.0.0.1", "SMTP relay host.", check=_non_empty)
-    port: int = setting(25, "SMTP relay port.", check=_positive)
+    host: str = setting("127.0.0.1", "SMTP relay host.", check=check_non_empty)
+    port: int = setting(25, "SMTP relay port.", check=check_positive)
     security: Literal["none", "starttls", "tls"] = setting("none", "Transport security to the relay.")
     ca_file: str = setting("", "PEM file of the certificate authorities that may sign the relay's TLS certificate "
                                "(relative to the config file); empty: the system's.")
     username: str = setting("", "SMTP AUTH user name; empty: no AUTH.")
     password_env: str = setting("NEWSLETTER_SMTP_PASSWORD", "Environment variable holding the SMTP password.")
     concurrency: int = setting(16, "SMTP connections per sending process, each reused for many messages.",
-                               check=_positive)
+                               check=check_positive)
     per_domain_concurrency: int = setting(8, "Most messages in flight at once to one recipient domain.",
-                                          check=_positive)
+                                          check=check_positive)
     rate_limit: float = setting(0.0, "Messages per second per sending process; 0 means no limit.",
-                                check=_non_negative)
+                                check=check_non_negative)
     max_attempts: int = setting(8, "Attempts before a temporarily failing (4xx) message is marked failed.",
-                                check=_positive)
+                                check=check_positive)
     max_age_hours: float = setting(48.0, "A message still deferred this long after it was queued is failed.",
-                                   check=_positive)
+                                   check=check_positive)
     retry_base_seconds: float = setting(60.0, "First retry delay after a 4xx; doubles per attempt, with jitter.",
-                                        check=_non_negative)
+                                        check=check_non_negative)
     lease_seconds: float = setting(300.0, "A claim not renewed for this long is released (its process died).",
-                                   check=_positive)
-    timeout_seconds: float = setting(60.0, "Longest wait for one SMTP reply.", check=_positive)
-    processes: int = setting(1, "Sending processes; use one per core for large lists.", check=_positive)
-    claim_batch: int = setting(200, "Ledger rows claimed at once by a sending process.", check=_positive)
+                                   check=check_positive)
+    timeout_seconds: float = setting(60.0, "Longest wait for one SMTP reply.", check=check_positive)
+    processes: int = setting(1, "Sending processes; use one per core for large lists.", check=check_positive)
+    claim_batch: int = setting(200, "Ledger rows claimed at once by a sending process.", check=check_positive)
     breaker_threshold: int = setting(
         10, "The same refusal (not a bad address) for this many recipients in a row stops the run: it is the "
-            "relay's, not theirs.", check=_positive)
-    outbox: str = setting("outbox", "Folder of the `file` backend (relative to the config file).", check=_non_empty)
+            "relay's, not theirs.", check=check_positive)
+    outbox: str = setting("outbox", "Folder of the `file` backend (relative to the config file).",
+        check=check_non_empty)
     dkim: DkimSettings | None = setting(None, "Optional [delivery.dkim] table: sign every message with DKIM.")
-
-
-SUBJECT_FIELDS = ("name", "count", "topics", "date", "frequency", "top")
-
-
-def _relative_luminance(hex_colour: str) -> float:
-    """WCAG 2 relative luminance of ``#rrggbb``."""
-    channels = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
-    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
-    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
-
-
-def contrast_ratio(first: str, second: str) -> float:
-    """WCAG 2 contrast ratio of two ``#rrggbb`` colours (1 to 21)."""
-    light, dark = sorted((_relative_luminance(first), _relative_luminance(second)), reverse=True)
-    return (light + 0.05) / (dark + 0.05)
-
-
-def _accent(value: str) -> str | None:
-    """The accent colours text and buttons on white, so it must meet WCAG AA (4.5:1) there."""
-    if not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
-        return "a colour written #rrggbb, such as '#1d4ed8'"
-    if contrast_ratio(value, "#ffffff") < 4.5:
-        ratio = contrast_ratio(value, "#ffffff")
-        return f"a colour dark enough for text on white (contrast {ratio:.2f}:1, needs 4.5:1)"
-    return None
-
-
-def _optional_http_url(value: str) -> str | None:
-    return None if not value or re.fullmatch(r"https?://\S+", value) else "an http(s) URL, or \"\" for none"
-
-
-def _subject(value: str) -> str | None:
-    unknown = [f for f in re.findall(r"\{([^{}]*)\}", value) if f not in SUBJECT_FIELDS]
-    if value.strip() and not unknown:
-        return None
-    return "a subject with only the fields " + ", ".join("{" + f + "}" for f in SUBJECT_FIELDS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -304,18 +228,18 @@ class EmailSettings:
         "Subject line. Fields: {name} (newsletter name), {count} (papers in this email), {topics} (its "
         "section names), {date} (edition date), {frequency} (daily or weekly), {top} (the title of the most "
         "trending paper in the email). The From line already shows the name, so the default leads with content.",
-        check=_subject,
+        check=check_subject,
     )
-    max_papers_per_topic: int = setting(10, "Most papers in one topic section of an email.", check=_positive)
+    max_papers_per_topic: int = setting(10, "Most papers in one topic section of an email.", check=check_positive)
     abstract_chars: int = setting(
         600, "Abstracts (or Hugging Face summaries) are cut at a word boundary after this many characters.",
-        check=_positive,
+        check=check_positive,
     )
     max_html_bytes: int = setting(
         100_000,
         "Size budget of the inlined HTML (Gmail clips above ~102 KB): abstracts are shortened, then the "
         "lowest-ranked papers move behind a link to the web archive.",
-        check=_positive,
+        check=check_positive,
     )
     template_dir: str = setting(
         "",
@@ -331,28 +255,14 @@ class EmailSettings:
         "#1d4ed8",
         "The masthead's and the link buttons' colour, #rrggbb; it must have a contrast of at least 4.5:1 on "
         "white (WCAG AA).",
-        check=_accent,
+        check=check_accent,
     )
     logo_url: str = setting(
         "",
         "An http(s) URL of a logo shown in the masthead (at most 200×48 px as shown; 2× size for high-DPI "
         "screens). Empty: the newsletter's name in text only.",
-        check=_optional_http_url,
+        check=check_optional_http_url,
     )
-
-
-def _cron(value: str) -> str | None:
-    """A crontab line with day names (5 fields, or 6 with seconds first), or "" to disable the job."""
-    if not value.strip():
-        return None
-    fields = value.split()
-    expected = "a cron expression such as '0 7 * * mon-fri' (or \"\" to disable)"
-    if len(fields) not in (5, 6):
-        return expected
-    if re.search(r"\d", fields[-1]):
-        return "day names in the day-of-week field (mon-fri, sat,sun): cron dialects disagree on day numbers"
-    problem = cron_field_problem(fields)
-    return f"{expected} ({problem})" if problem else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -361,69 +271,51 @@ class ScheduleSettings:
         "0 * * * *",
         "When `serve` fetches the sources. Every schedule is a cron line in the newsletter's time zone, with day "
         "names (`mon-fri`); an optional sixth, leading field gives seconds; `\"\"` disables the job.",
-        check=_cron,
+        check=check_cron,
     )
-    daily: str = setting("0 7 * * mon-fri", "When `serve` builds and sends the daily edition.", check=_cron)
-    weekly: str = setting("0 7 * * mon", "When `serve` builds and sends the weekly edition.", check=_cron)
-    retry: str = setting("*/10 * * * *", "When `serve` retries deferred deliveries that are due.", check=_cron)
+    daily: str = setting("0 7 * * mon-fri", "When `serve` builds and sends the daily edition.", check=check_cron)
+    weekly: str = setting("0 7 * * mon", "When `serve` builds and sends the weekly edition.", check=check_cron)
+    retry: str = setting("*/10 * * * *", "When `serve` retries deferred deliveries that are due.", check=check_cron)
     approve: bool = setting(
         False, "Scheduled sends wait for an editor: `serve` builds the edition, then sends it only after "
                "`newsletter edition approve SLUG` (at its next retry run). `newsletter send` is not held back.")
     housekeeping: str = setting(
-        "30 3 * * *", "When `serve` expires unconfirmed subscriptions and prunes old records.", check=_cron
+        "30 3 * * *", "When `serve` expires unconfirmed subscriptions and prunes old records.", check=check_cron
     )
     misfire_grace_seconds: int = setting(
         3600, "A run missed while `serve` was down still runs on restart if it is at most this late; "
-        "later ones are logged as skipped.", check=_positive,
+        "later ones are logged as skipped.", check=check_positive,
     )
     lease_seconds: int = setting(
         60, "A second `serve` on the same database waits until the first one's lease lapses this long.",
-        check=_positive,
+        check=check_positive,
     )
     unconfirmed_days: int = setting(7, "Unconfirmed (pending) subscriptions older than this are deleted.",
-                                    check=_positive)
+                                    check=check_positive)
     keep_days: int = setting(365, "Run records and delivery rows of editions older than this are pruned.",
-                             check=_positive)
-
-
-def _cidr(value: str) -> str | None:
-    try:
-        ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        return "an IP address or CIDR network such as '127.0.0.1/32' or '10.0.0.0/8'"
-    return None
+                             check=check_positive)
 
 
 @dataclass(frozen=True, kw_only=True)
 class WebSettings:
     host: str = setting("127.0.0.1", "Address `newsletter web` (and `serve`) listens on; put a TLS proxy in front.",
-                        check=_non_empty)
+                        check=check_non_empty)
     port: int = setting(8000, "Port `newsletter web` (and `serve`) listens on.",
                         check=lambda v: None if 0 < v < 65536 else "a port number from 1 to 65535")
     subscribe_limit_per_ip: int = setting(
         10, "Most subscribe requests one client IP (an IPv6 /64) may make per hour (kept in the database); "
         "more get 429.",
-        check=_positive,
+        check=check_positive,
     )
     trusted_proxies: tuple[str, ...] = setting(
         (), "Addresses or CIDRs of reverse proxies (e.g. '127.0.0.1/32'): only a request from one of them has its "
         "client IP taken from X-Forwarded-For (the right-most untrusted hop). Empty: the peer address is the client.",
-        check=_cidr,
+        check=check_cidr,
     )
     confirmation_concurrency: int = setting(
         4, "Most SMTP connections the web process's background sender of confirmation emails opens at once.",
-        check=_positive,
+        check=check_positive,
     )
-
-
-def broker_problem(value: str) -> str | None:
-    if not value or re.fullmatch(r"(redis|rediss|amqp|amqps|pyamqp)://\S*", value):
-        return None
-    return "a Redis or RabbitMQ URL such as 'redis://127.0.0.1:6379/0' or 'amqp://guest:guest@127.0.0.1:5672//'"
-
-
-def _queue_name(value: str) -> str | None:
-    return None if re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", value) else "a queue name of letters, digits and _.:-"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -437,26 +329,20 @@ class WorkersSettings:
         check=broker_problem,
     )
     queue: str = setting("newsletter", "Queue the batches are sent to; every worker of this newsletter reads it.",
-                         check=_queue_name)
+                         check=check_queue_name)
     batch_size: int = setting(200, "Ledger rows per task (one batch, acknowledged when it is done).",
-                              check=_positive)
+                              check=check_positive)
     concurrency: int = setting(
         1, "Batches one `newsletter worker` process sends at once (threads); each batch has its own [delivery] "
-        "concurrency SMTP connections. For more cores, start more worker processes.", check=_positive,
+        "concurrency SMTP connections. For more cores, start more worker processes.", check=check_positive,
     )
     visibility_timeout_seconds: float = setting(
         3600.0,
         "Redis only: a task whose worker died unacknowledged is handed to another worker after this long "
         "(RabbitMQ does it at once). A waiting `send --workers` re-enqueues a dead worker's rows sooner, once "
         "their [delivery] lease_seconds lapse.",
-        check=_positive,
+        check=check_positive,
     )
-
-
-def _domain(value: str) -> str | None:
-    if not value or re.fullmatch(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}", value.lower()):
-        return None
-    return "a domain name such as 'bounces.example.org', or empty to turn inbound mail off"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -467,26 +353,26 @@ class InboundSettings:
         "`bounces+TOKEN@DOMAIN` (VERP; the token names the edition and the reader, signed), and "
         "List-Unsubscribe's mailto is `unsubscribe@DOMAIN`. Point its MX (or Postfix's transport_maps) at the "
         "listener below. Empty: inbound mail is off and the envelope sender is from_address.",
-        check=_domain,
+        check=check_domain,
     )
     bounce_local_part: str = setting("bounces", "Local part of the VERP envelope sender, before `+TOKEN`.",
-                                     check=_non_empty)
+                                     check=check_non_empty)
     unsubscribe_local_part: str = setting("unsubscribe", "Local part of the mailto unsubscribe address.",
-                                          check=_non_empty)
+                                          check=check_non_empty)
     protocol: Literal["smtp", "lmtp"] = setting(
         "smtp", "What `newsletter inbound` (and `serve`) speaks: `smtp` or `lmtp` (Postfix `lmtp:inet:...`).")
-    host: str = setting("127.0.0.1", "Address the inbound listener binds to.", check=_non_empty)
+    host: str = setting("127.0.0.1", "Address the inbound listener binds to.", check=check_non_empty)
     port: int = setting(2525, "Port of the inbound listener.",
                         check=lambda v: None if 0 < v < 65536 else "a port number from 1 to 65535")
     max_message_bytes: int = setting(2_000_000, "Largest message the listener accepts (552 above it).",
-                                     check=_positive)
+                                     check=check_positive)
     rate_limit_per_minute: int = setting(
         600, "Most messages one client IP may hand the listener per minute; more get 421 and are retried.",
-        check=_positive,
+        check=check_positive,
     )
     soft_bounce_limit: int = setting(3, "Soft bounces within soft_bounce_days that make a reader bounced.",
-                                     check=_positive)
-    soft_bounce_days: float = setting(30.0, "Window in which soft bounces are counted.", check=_positive)
+                                     check=check_positive)
+    soft_bounce_days: float = setting(30.0, "Window in which soft bounces are counted.", check=check_positive)
     imap_host: str = setting("", "IMAP server of a bounce mailbox to poll (`newsletter inbound --imap`); "
                              "empty: no polling.")
     imap_port: int = setting(993, "IMAP port (993 with TLS, 143 without).",
@@ -494,8 +380,9 @@ class InboundSettings:
     imap_tls: bool = setting(True, "Connect to the IMAP server over TLS.")
     imap_username: str = setting("", "IMAP user name.")
     imap_password_env: str = setting("NEWSLETTER_IMAP_PASSWORD", "Environment variable holding the IMAP password.")
-    imap_folder: str = setting("INBOX", "Folder to read; each processed message is flagged \\Seen.", check=_non_empty)
-    imap_interval_seconds: float = setting(60.0, "Pause between two polls of the mailbox.", check=_positive)
+    imap_folder: str = setting("INBOX", "Folder to read; each processed message is flagged \\Seen.",
+        check=check_non_empty)
+    imap_interval_seconds: float = setting(60.0, "Pause between two polls of the mailbox.", check=check_positive)
 
 
 SourceKind = Literal["arxiv-rss", "arxiv-api", "hf-daily", "rss"]
@@ -503,18 +390,18 @@ SourceKind = Literal["arxiv-rss", "arxiv-api", "hf-daily", "rss"]
 
 @dataclass(frozen=True, kw_only=True)
 class SourceSettings:
-    name: str = setting(help="Unique name of the source, used in reports and `fetch --source`.", check=_non_empty)
+    name: str = setting(help="Unique name of the source, used in reports and `fetch --source`.", check=check_non_empty)
     kind: SourceKind = setting(help="Feed format.")
     url: str = setting(
-        help="http(s) URL, or a local file path (relative to the config file's folder).", check=_non_empty
+        help="http(s) URL, or a local file path (relative to the config file's folder).", check=check_non_empty
     )
     include_cross: bool = setting(True, "arxiv-rss only: keep cross-listed papers (announce type 'cross').")
 
 
 @dataclass(frozen=True, kw_only=True)
 class TopicSettings:
-    slug: str = setting(help="Stable identifier used in URLs and subscriber preferences.", check=_slug)
-    name: str = setting(help="Section title shown to readers.", check=_non_empty)
+    slug: str = setting(help="Stable identifier used in URLs and subscriber preferences.", check=check_slug)
+    name: str = setting(help="Section title shown to readers.", check=check_non_empty)
     description: str = setting("", "One or two sentences; compared to each paper's title and abstract.")
     keywords: tuple[str, ...] = setting((), "Words or phrases; a whole-word hit in title or abstract matches.")
     categories: tuple[str, ...] = setting((), "arXiv categories (e.g. 'cs.LG'); a paper listed in one matches.")
