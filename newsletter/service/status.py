@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
+from newsletter.matching.coverage import store_warnings
 from newsletter.service.scheduler import LEASE_NAME, next_runs
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.ledger import Ledger
@@ -65,6 +66,7 @@ def status_view(settings: Settings, engine: Engine, *, now: datetime, editions: 
         ],
         "subscribers": SubscriberStore(engine).counts_by_status(),
         "papers": papers.count_papers(),
+        "topic_warnings": store_warnings(settings.topics, settings.matching, papers),
         "queue": _queue(settings),
     }
 
