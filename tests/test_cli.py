@@ -99,7 +99,8 @@ def test_papers_json_has_the_documented_shape(config: Path) -> None:
     assert paper["trending"]["explanation"].startswith("base 1.00 + 42 upvotes (+3.76) + 310 GitHub stars")
     reasoning = next(t for t in paper["topics"] if t["slug"] == "reasoning")
     assert any(r.startswith("mentions ‘reasoning’") for r in reasoning["reasons"])
-    assert reasoning["closest"] == {"kind": "phrase", "text": "Mathematical and multi-step reasoning of language models"}
+    assert reasoning["closest"] == {"kind": "phrase",
+                                    "text": "Mathematical and multi-step reasoning of language models"}
     assert 0 < reasoning["similarity"] <= reasoning["strength"]  # the scores stay in --json, not in the reasons
 
 
