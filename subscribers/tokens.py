@@ -15,9 +15,10 @@ from itsdangerous import BadSignature, SignatureExpired, Signer, TimestampSigner
 
 from subscribers.errors import ExpiredTokenError, KeyringError, TokenError
 
-Purpose = Literal["confirm", "manage", "unsubscribe"]
-PURPOSES: tuple[Purpose, ...] = ("confirm", "manage", "unsubscribe")
-MAX_AGE: dict[str, timedelta | None] = {"confirm": timedelta(days=3), "manage": None, "unsubscribe": None}
+Purpose = Literal["confirm", "manage", "unsubscribe", "feedback"]
+PURPOSES: tuple[Purpose, ...] = ("confirm", "manage", "unsubscribe", "feedback")
+MAX_AGE: dict[str, timedelta | None] = {"confirm": timedelta(days=3), "manage": None, "unsubscribe": None,
+                                        "feedback": None}
 _SALT_PREFIX = "newsletter-token:"
 
 

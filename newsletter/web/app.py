@@ -44,6 +44,7 @@ from newsletter.errors import ConfigError, TemplateError
 from newsletter.rendering.links import signer_from_settings
 from newsletter.rendering.templating import RenderEnvironment
 from newsletter.storage.editions import EditionStore
+from newsletter.web.feedback import feedback_routes
 from newsletter.web.security import ARCHIVE_CSP, Csrf, CsrfError, SecurityHeaders, client_ip, set_csrf_cookie
 from newsletter.web.subscriptions import send_confirmation, subscriber_store
 from subscribers.addresses import valid_email
@@ -404,6 +405,7 @@ def create_app(
         route("/archive", web.archive_index, "GET"),
         route("/archive/{slug}", web.archive_edition, "GET"),
         route("/topics/{slug}.atom", web.topic_feed, "GET"),
+        *feedback_routes(web, route),
         route("/healthz", web.healthz, "GET"),
         route("/static/web.css", web.stylesheet, "GET"),
     ]
