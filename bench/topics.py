@@ -168,6 +168,19 @@ def supervised_ceiling(labelled: Sequence[Any], topic_list: Sequence[Any], match
     return score_matches(labelled, topic_list, matches, method=f"{matcher.method}+logreg", threshold=0.0)
 
 
+class MemoryCache:
+    """A ``VectorCache`` in a dict: the quality runs embed each labelled paper once, not once per fold."""
+
+    def __init__(self) -> None:
+        self.vectors: dict[tuple[str, str], tuple[str, Any]] = {}
+
+    def load(self, paper_ids: Sequence[str], *, model: str) -> dict[str, tuple[str, Any]]:
+        return {pid: self.vectors[(model, pid)] for pid in paper_ids if (model, pid) in self.vectors}
+
+    def save(self, vectors: Any, *, model: str) -> None:
+        self.vectors.update({(model, pid): value for pid, value in vectors.items()})
+
+
 def quality(labelled: Sequence[Any], topic_list: Sequence[Any], matcher: Any, legacy: Any) -> dict[str, Any]:
     """Macro-F1 on one labelled set: defaults, the old threshold rule, 5-shot, and the supervised ceiling."""
     from newsletter.matching.evaluate import evaluate
@@ -264,9 +277,13 @@ def measure(method: str, max_tokens: int, model2vec: Path | None, papers: int, s
     else:
         legacy = build_matcher(legacy_settings)
     start = time.perf_counter()
+    if isinstance(matcher, EmbeddingMatcher) and isinstance(legacy, EmbeddingMatcher):
+        matcher.cache = legacy.cache = MemoryCache()
     fixtures = quality(labelled_set(), topic_list, matcher, legacy)
     larger = quality(larger_set(), topic_list, matcher, legacy)
     seconds["labelled sets"] = time.perf_counter() - start
+    if isinstance(matcher, EmbeddingMatcher):
+        matcher.cache = None
     default, best = fixtures["default"], fixtures["best"]
 
     speed = speed_set(papers)

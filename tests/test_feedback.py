@@ -60,7 +60,7 @@ def test_a_more_like_this_click_reorders_that_readers_next_edition(
     engine = open_database(settings.newsletter.database_url)
     store, subscribers = PaperStore(engine), SubscriberStore(engine)
     ada = subscribers.add("ada@example.org", name="Ada", topics=TOPICS, now=NOW)
-    bob = subscribers.add("bob@example.org", name="Bob", topics=TOPICS, now=NOW)
+    subscribers.add("bob@example.org", name="Bob", topics=TOPICS, now=NOW)
     day1, day2 = NOW, NOW + timedelta(days=1)
 
     fetch(settings, store, "arxiv-cs-ai", "arxiv-cs-cl", now=day1)
