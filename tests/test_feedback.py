@@ -119,3 +119,23 @@ def test_a_bad_feedback_link_is_a_404_page_and_votes_go_with_the_reader(
     assert FeedbackStore(engine).topic_votes() == {"agents": ([], [paper.paper_id])}
     subscribers.delete_personal_data(ada.id, now=NOW)
     assert FeedbackStore(engine).votes() == []  # erased with the reader
+
+
+def test_subscribers_show_exports_a_readers_feedback(tmp_path: Path, sink: MailSink,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from newsletter.cli.main import cli
+
+    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+    settings = web_settings(tmp_path, sink)
+    engine = open_database(settings.newsletter.database_url)
+    ada = SubscriberStore(engine).add("ada@example.org", name="Ada", topics=TOPICS, now=NOW)
+    FeedbackStore(engine).record(ada.id, paper_id="2604.21935", topic="agents", vote="more", now=NOW)
+    result = CliRunner().invoke(cli, ["--config", str(settings.config_path), "subscribers", "show",
+                                      "ada@example.org", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["feedback"] == [
+        {"paper": "2604.21935", "topic": "agents", "vote": "more", "at": NOW.isoformat()}]

@@ -28,6 +28,7 @@ from newsletter.web.subscriptions import (
 from subscribers.addresses import valid_email
 from subscribers.csvio import export_csv
 from subscribers.errors import NotFoundError
+from subscribers.feedback import FeedbackStore
 from subscribers.models import Frequency, ImportReport, Status, Subscriber
 from subscribers.schema import STATUSES
 from subscribers.tokens import TokenSigner
@@ -146,7 +147,7 @@ def list_command(app: _App, status: Status | None, frequency: Frequency | None, 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (shape documented in docs/cli.md).")
 @click.pass_obj
 def show(app: _App, email: str, as_json: bool) -> None:
-    """Everything stored about one address: status, topics, consent and confirmation, suppression."""
+    """Everything stored about one address: status, topics, consent and confirmation, suppression, feedback."""
     store = subscriber_store(app.settings, _engine(app))
     address = valid_email(email)
     subscriber = store.get_by_email(address)
@@ -155,9 +156,12 @@ def show(app: _App, email: str, as_json: bool) -> None:
         raise NotFoundError(f"no subscriber {address!r}, and the address is not suppressed")
     suppressed = ({"reason": suppression.reason, "since": suppression.created.isoformat()}
                   if suppression else None)
+    votes = FeedbackStore(_engine(app)).votes(subscriber_id=subscriber.id) if subscriber else []
+    feedback = [{"paper": v.paper_id, "topic": v.topic, "vote": "more" if v.vote > 0 else "less",
+                 "at": v.created.isoformat()} for v in votes]
     if as_json:
         click.echo(json.dumps({"subscriber": subscriber_json(subscriber) if subscriber else None,
-                               "suppressed": suppressed}, indent=2, ensure_ascii=False))
+                               "suppressed": suppressed, "feedback": feedback}, indent=2, ensure_ascii=False))
         return
     if subscriber is None:
         click.echo(f"{address}: not on the list")
@@ -167,6 +171,8 @@ def show(app: _App, email: str, as_json: bool) -> None:
             click.echo(f"{key:>16}: {shown}")
     if suppression is not None:
         click.echo(f"{'suppressed':>16}: {suppression.reason} since {suppression.created:%Y-%m-%d %H:%M} UTC")
+    for item in feedback:
+        click.echo(f"{'feedback':>16}: {item['vote']} like {item['paper']} in {item['topic']} ({item['at']})")
 
 
 def _print_import(report: ImportReport) -> None:
