@@ -59,6 +59,21 @@ subscribers = sa.Table(
     sqlite_autoincrement=True,  # ids are never reused: link tokens name a subscriber by id
 )
 
+VOTES = {"more": 1, "less": -1}
+
+paper_feedback = sa.Table(
+    "paper_feedback",
+    metadata,
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("paper_id", sa.String(300), primary_key=True),
+    sa.Column("topic", sa.String(64), primary_key=True),
+    sa.Column("vote", sa.Integer, nullable=False),
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Index("ix_paper_feedback_topic", "topic"),
+)
+"""A reader's "more like this" (+1) or "less like this" (-1) on one paper in one topic; the latest click
+counts. Erased with the reader (the foreign key cascades)."""
+
 SUPPRESSION_REASONS = ("unsubscribed", "bounced", "complained", "deleted", "operator")
 
 suppressions = sa.Table(

@@ -15,10 +15,10 @@ from itsdangerous import BadSignature, SignatureExpired, Signer, TimestampSigner
 
 from subscribers.errors import ExpiredTokenError, KeyringError, TokenError
 
-Purpose = Literal["confirm", "manage", "unsubscribe", "request"]
-PURPOSES: tuple[Purpose, ...] = ("confirm", "manage", "unsubscribe", "request")
+Purpose = Literal["confirm", "manage", "unsubscribe", "request", "feedback"]
+PURPOSES: tuple[Purpose, ...] = ("confirm", "manage", "unsubscribe", "request", "feedback")
 MAX_AGE: dict[str, timedelta | None] = {"confirm": timedelta(days=3), "manage": None, "unsubscribe": None,
-                                        "request": timedelta(days=3)}
+                                        "request": timedelta(days=3), "feedback": None}
 """``request`` names one sign-up request (an outbox row), not a subscriber: confirming it applies exactly
 the choices of that request. ``confirm`` (a subscriber) is what operator-sent confirmations still use."""
 _SALT_PREFIX = "newsletter-token:"

@@ -36,7 +36,8 @@ NOW = datetime(2026, 4, 27, 6, 0, tzinfo=UTC)
 def test_tfidf_is_the_default_and_its_threshold_rule_matches_like_match_papers() -> None:
     matcher = build_matcher(MatchingSettings())
     assert isinstance(matcher, TfidfMatcher)
-    assert matcher.rule.calibrated and matcher.rule.floor == 0.01
+    assert matcher.rule.calibrated
+    assert matcher.rule.floor == 0.01
     papers = cs_ai_papers()
     legacy = build_matcher(MatchingSettings(decision="threshold"))
     assert legacy.match(papers, [AGENTS, MEDICAL]) == match_papers(papers, [AGENTS, MEDICAL], threshold=0.12)

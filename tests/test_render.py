@@ -89,6 +89,8 @@ def recipient_for(settings: Settings, edition: Edition, *, name: str = "Ada Love
 def golden(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, Selection]:
     fix_tokens(monkeypatch)
     settings = email_settings(tmp_path, email="max_papers_per_topic = 3")
+    # a margin lets a paper join a second topic by similarity, so the golden email shows "Also in"
+    settings = dataclasses.replace(settings, matching=dataclasses.replace(settings.matching, margin=0.05))
     store, editions = stores(settings)
     fetch(settings, store)
     edition = build_edition(settings, store, editions, frequency="daily", now=NOW + timedelta(hours=1))

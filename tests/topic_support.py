@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from newsletter.config import TopicSettings
+from newsletter.errors import NewsletterError
 from newsletter.matching.evaluate import LabelledPaper
 from newsletter.sources.parsing import parse_feed
 from newsletter.sources.records import Paper
@@ -57,6 +58,30 @@ def labelled_archive_sample() -> list[LabelledPaper]:
         LabelledPaper(paper=dataclasses.replace(p, categories=(), primary_category=None),
                       label=(p.primary_category or "").split(".")[0])
         for p in arxiv_api_papers()
+    ]
+
+
+def fixture_arxiv_papers() -> list[Paper]:
+    """Every paper with an abstract and a primary category in the feed fixtures (arXiv API, arXiv RSS, derived)."""
+    papers: dict[str, Paper] = {p.paper_id: p for p in arxiv_api_papers()}
+    for folder, kind in (("arxiv_rss", "arxiv-rss"), ("derived", "arxiv-api")):
+        for path in sorted((FIXTURES / folder).glob("*.xml")):
+            try:
+                found = parse_feed(kind, path.read_bytes(), source=path.name).papers
+            except NewsletterError:
+                continue
+            for paper in found:
+                if paper.abstract and paper.primary_category:
+                    papers.setdefault(paper.paper_id, paper)
+    return list(papers.values())
+
+
+def labelled_larger_sample() -> list[LabelledPaper]:
+    """The larger labelled set: every arXiv paper of the fixtures, by archive, categories hidden."""
+    return [
+        LabelledPaper(paper=dataclasses.replace(p, categories=(), primary_category=None),
+                      label=(p.primary_category or "").split(".")[0])
+        for p in fixture_arxiv_papers()
     ]
 
 

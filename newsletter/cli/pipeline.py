@@ -53,10 +53,15 @@ def fetch(app: App, sources: tuple[str, ...], as_json: bool) -> None:
 
     with console.status("Fetching sources…", spinner="dots") if not as_json else _nothing():
         reports = asyncio.run(fetch_sources(app.settings, app.store, names=sources))
+    from newsletter.matching.coverage import store_warnings
+
+    warnings = store_warnings(app.settings.topics, app.settings.matching, app.store)
     if as_json:
-        click.echo(json.dumps({"sources": [_report_json(r) for r in reports]}, indent=2))
+        click.echo(json.dumps({"sources": [_report_json(r) for r in reports], "topic_warnings": warnings}, indent=2))
     else:
         _print_fetch_table(reports)
+        for warning in warnings:
+            console.print(f"[yellow]warning[/yellow] {warning}", highlight=False, soft_wrap=True)
     if reports and all(r.failed for r in reports):
         raise click.ClickException("every source failed")
 

@@ -45,7 +45,8 @@ def paper_json(paper: Paper, matches: list[TopicMatch], *, settings: Settings, n
         "signals": {"upvotes": paper.upvotes, "github_stars": paper.github_stars, "sources": list(paper.sources)},
         "trending": {"score": round(score.value, 4), "explanation": score.explain()},
         "topics": [
-            {"slug": m.topic, "strength": m.strength, "reasons": list(m.reasons)}
+            {"slug": m.topic, "strength": m.strength, "similarity": m.similarity, "reasons": list(m.reasons),
+             "closest": {"kind": m.closest_kind, "text": m.closest} if m.closest else None}
             for m in sorted(matches, key=lambda m: -m.strength)
         ],
     }

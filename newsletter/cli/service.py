@@ -117,6 +117,8 @@ def _print_status(view: dict[str, Any]) -> None:
         waiting = queue["waiting"] if queue["error"] is None else f"unknown ({term(queue['error'])})"
         console.print(f"queue {queue['name']}: {waiting} batches waiting for a worker", highlight=False,
                       soft_wrap=True)
+    for warning in view.get("topic_warnings", []):
+        console.print(f"[yellow]warning[/yellow] {warning}", highlight=False, soft_wrap=True)
     attention = view["attention"]
     console.print(f"deferred: {attention['deferred']}, ambiguous: {attention['ambiguous']}", highlight=False)
     print_scheduler(view)

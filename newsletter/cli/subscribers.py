@@ -19,6 +19,7 @@ from newsletter.config import Settings
 from subscribers.csvtext import delimiter_name
 from subscribers.errors import NotFoundError
 from subscribers.evidence import Event, EvidenceStore
+from subscribers.feedback import FeedbackStore
 from subscribers.models import STATUSES, Frequency, ImportReport, Status, Subscriber
 
 if TYPE_CHECKING:
@@ -153,7 +154,7 @@ def list_command(app: _App, status: Status | None, frequency: Frequency | None, 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (shape documented in docs/cli.md).")
 @click.pass_obj
 def show(app: _App, email: str, as_json: bool) -> None:
-    """Everything stored about one address: status, topics, consent and confirmation, suppression."""
+    """Everything stored about one address: status, topics, consent and confirmation, suppression, feedback."""
 
     from newsletter.web.subscriptions import subscriber_json, subscriber_store
     from subscribers.addresses import valid_email
@@ -167,10 +168,13 @@ def show(app: _App, email: str, as_json: bool) -> None:
     suppressed = ({"reason": suppression.reason, "since": suppression.created.isoformat()}
                   if suppression else None)
     events = EvidenceStore(store.engine).events(subscriber.id) if subscriber else []
+    votes = FeedbackStore(_engine(app)).votes(subscriber_id=subscriber.id) if subscriber else []
+    feedback = [{"paper": v.paper_id, "topic": v.topic, "vote": "more" if v.vote > 0 else "less",
+                 "at": v.created.isoformat()} for v in votes]
     if as_json:
         click.echo(json.dumps({"subscriber": subscriber_json(subscriber) if subscriber else None,
-                               "suppressed": suppressed, "events": [event_json(e) for e in events]},
-                              indent=2, ensure_ascii=False))
+                               "suppressed": suppressed, "events": [event_json(e) for e in events],
+                               "feedback": feedback}, indent=2, ensure_ascii=False))
         return
     if subscriber is None:
         click.echo(f"{address}: not on the list")
@@ -184,6 +188,8 @@ def show(app: _App, email: str, as_json: bool) -> None:
         click.echo(f"{'mail back':>16}: {event.created:%Y-%m-%d %H:%M} {event.kind} → {event.action}"
                    f" [{event.status or '—'}] {event.diagnostic or ''} (our {event.message_id or 'message'},"
                    f" by {event.attributed_by})")
+    for item in feedback:
+        click.echo(f"{'feedback':>16}: {item['vote']} like {item['paper']} in {item['topic']} ({item['at']})")
 
 
 def event_json(event: Event) -> dict[str, Any]:

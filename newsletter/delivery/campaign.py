@@ -23,6 +23,7 @@ from newsletter.config import Settings
 from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.message import message_template, sendable_message
 from newsletter.editions.build import build_edition, stored_edition
+from newsletter.editions.preferences import feedback_boosts
 from newsletter.editions.records import Edition, Frequency
 from newsletter.editions.selection import group_by_variant
 from newsletter.errors import DeliveryError
@@ -104,6 +105,7 @@ def prepare(
         [(s.id, s.topics) for s in todo],
         max_per_topic=settings.email.max_papers_per_topic,
         already_sent=already,
+        boosts=feedback_boosts(edition, papers, engine, [s.id for s in todo]),
     )
     environment = environment or RenderEnvironment(settings)
     stored_keys = ledger.variant_keys(edition.id)
@@ -196,7 +198,8 @@ def plan(
         return Plan(edition, len(subscribers), len(have_rows), (), len(todo), {})
     already = editions.already_sent_many([s.id for s in todo], paper_ids=list(edition.papers))
     groups = group_by_variant(edition, [(s.id, s.topics) for s in todo],
-                              max_per_topic=settings.email.max_papers_per_topic, already_sent=already)
+                              max_per_topic=settings.email.max_papers_per_topic, already_sent=already,
+                              boosts=feedback_boosts(edition, papers, engine, [s.id for s in todo]))
     environment = environment or RenderEnvironment(settings)
     planned: list[PlannedVariant] = []
     rendered: dict[str, RenderedVariant] = {}

@@ -75,8 +75,13 @@ def select(
     *,
     max_per_topic: int,
     already_sent: Collection[str] = frozenset(),
+    boosts: Mapping[str, float] | None = None,
 ) -> Selection:
-    """The sections one reader gets from ``edition``; see the module docstring for the rules."""
+    """The sections one reader gets from ``edition``; see the module docstring for the rules.
+
+    ``boosts`` adjusts this reader's ranks (``newsletter.editions.preferences``: their feedback clicks).
+    """
+    extra = boosts or {}
     wanted = [edition.topic_map[slug] for slug in dict.fromkeys(topics) if slug in edition.topic_map]
     pairs: list[tuple[float, int, str, float, tuple[str, ...]]] = []
     fits: dict[str, list[int]] = {}
@@ -84,7 +89,8 @@ def select(
         for entry in topic.entries:
             if entry.paper_id in already_sent:
                 continue
-            pairs.append((-entry.rank, index, entry.paper_id, entry.strength, entry.reasons))
+            pairs.append((-(entry.rank + extra.get(entry.paper_id, 0.0)), index, entry.paper_id, entry.strength,
+                          entry.reasons))
             fits.setdefault(entry.paper_id, []).append(index)
     pairs.sort()
     placed: dict[str, int] = {}
@@ -120,6 +126,7 @@ def group_by_variant(
     *,
     max_per_topic: int,
     already_sent: Mapping[int, Collection[str]] | None = None,
+    boosts: Mapping[int, Mapping[str, float]] | None = None,
 ) -> list[VariantGroup]:
     """Select for every ``(subscriber_id, topics)`` and group readers with identical selections.
 
@@ -129,14 +136,16 @@ def group_by_variant(
     sent = already_sent or {}
     selections: dict[str, Selection] = {}
     members: dict[str, list[int]] = {}
-    seen: dict[tuple[tuple[str, ...], frozenset[str]], Selection] = {}  # readers alike are selected once
+    seen: dict[tuple[tuple[str, ...], frozenset[str], int], Selection] = {}  # readers alike are selected once
     in_edition = edition.papers.keys()
     for subscriber_id, topics in subscribers:
         history = frozenset(in_edition & set(sent.get(subscriber_id, ())))
-        memo = (tuple(topics), history)
+        mine = (boosts or {}).get(subscriber_id)
+        memo = (tuple(topics), history, subscriber_id if mine else 0)
         selection = seen.get(memo)
         if selection is None:
-            selection = seen[memo] = select(edition, topics, max_per_topic=max_per_topic, already_sent=history)
+            selection = seen[memo] = select(edition, topics, max_per_topic=max_per_topic, already_sent=history,
+                                            boosts=mine)
         if selection.is_empty:
             continue
         selections.setdefault(selection.key, selection)

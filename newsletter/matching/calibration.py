@@ -66,8 +66,16 @@ def _rows(features: Any, index: np.ndarray) -> np.ndarray:
     return centroid / norm if norm > 0 else centroid
 
 
+def dense(product: Any) -> np.ndarray:
+    """A matrix product of dense or sparse operands as a dense float32 array."""
+    if hasattr(product, "toarray"):
+        product = product.toarray()
+    result: np.ndarray = np.asarray(product, dtype=np.float32)
+    return result
+
+
 def _similarity_to(features: Any, vector: np.ndarray) -> np.ndarray:
-    result: np.ndarray = np.clip(np.asarray(features @ vector).ravel().astype(np.float32), 0.0, 1.0)
+    result: np.ndarray = np.clip(dense(features @ vector).ravel(), 0.0, 1.0)
     return result
 
 
@@ -152,10 +160,7 @@ def with_examples(
     closest = np.full(similarities.shape, -1, dtype=np.int64)
     for column, (positive, negative) in enumerate(zip(evidence.positive, evidence.negative, strict=True)):
         if positive is not None and positive.shape[0]:
-            to_each = np.asarray(features @ positive.T)
-            if hasattr(to_each, "toarray"):
-                to_each = to_each.toarray()
-            to_each = np.asarray(to_each, dtype=np.float32)
+            to_each = dense(features @ positive.T)
             closest[:, column] = to_each.argmax(axis=1)
             centroid = _rows(positive, np.arange(positive.shape[0]))
             result[:, column] = (1 - EXAMPLE_WEIGHT) * similarities[:, column] + EXAMPLE_WEIGHT * _similarity_to(

@@ -244,8 +244,8 @@ class EmbeddingMatcher:
         for facets, facet_list in zip(self.topic_vectors(topics), named, strict=True):
             each = vectors @ facets.T
             columns.append(each.max(axis=1))
-            end = reason_span(facet_list)
-            closest.append(each[:, 1:end].argmax(axis=1) + 1 if end > 1 else np.zeros(len(rows), np.int64))
+            start, end = reason_span(facet_list)
+            closest.append(each[:, start:end].argmax(axis=1) + start)
         similarities = np.clip(np.column_stack(columns), 0.0, 1.0).astype(np.float32)
         scored = Scored(similarities=similarities, features=vectors, facets=named,
                         closest_facet=np.column_stack(closest))

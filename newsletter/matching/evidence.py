@@ -118,6 +118,15 @@ class Scored:
         return ("", "") if kind == "topic" else (kind, text)
 
 
-def reason_span(facets: Sequence[tuple[str, str]]) -> int:
-    """How many leading facets a reason may name: all but the keywords, which "mentions ‘…’" names already."""
-    return sum(1 for kind, _ in facets if kind != "keyword") or len(facets)
+def reason_span(facets: Sequence[tuple[str, str]]) -> tuple[int, int]:
+    """The facets a reason may name, as a slice: the description's phrases, else the name, else the keywords.
+
+    Not the whole topic text (index 0), nor the name when there are phrases ("closest to ‘Reasoning’" in the
+    Reasoning section says nothing), nor keywords when there is anything else ("mentions ‘…’" names them).
+    """
+    kinds = [kind for kind, _ in facets]
+    for wanted in ("phrase", "name", "keyword"):
+        found = [i for i, kind in enumerate(kinds) if kind == wanted]
+        if found:
+            return found[0], found[-1] + 1
+    return 0, 1

@@ -8,7 +8,7 @@ topic can name papers before they are fetched.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from newsletter.config import TopicSettings
@@ -54,3 +54,22 @@ def missing_examples(store: PaperLookup, topics: Sequence[TopicSettings]) -> dic
         if missing:
             result[topic.slug] = missing
     return result
+
+
+def with_feedback(
+    store: PaperLookup, examples: TopicExamples, votes: Mapping[str, tuple[Sequence[str], Sequence[str]]]
+) -> TopicExamples:
+    """``examples`` plus, per topic, the papers readers asked for more of (examples) and less of (not-examples).
+
+    ``votes`` is ``subscribers.feedback.FeedbackStore.topic_votes()``: the net clicks of every reader.
+    """
+    if not votes:
+        return examples
+    merged = {slug: (list(pos), list(neg)) for slug, (pos, neg) in examples.items()}
+    wanted = [pid for more, less in votes.values() for pid in (*more, *less)]
+    found = store.get_many(wanted)
+    for slug, (more, less) in votes.items():
+        positive, negative = merged.setdefault(slug, ([], []))
+        positive += [found[pid] for pid in more if pid in found and found[pid] not in positive]
+        negative += [found[pid] for pid in less if pid in found and found[pid] not in negative]
+    return {slug: (tuple(pos), tuple(neg)) for slug, (pos, neg) in merged.items()}

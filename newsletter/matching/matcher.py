@@ -20,7 +20,14 @@ import numpy as np
 
 from newsletter.config import MatchingSettings, TopicSettings
 from newsletter.errors import ConfigError
-from newsletter.matching.calibration import DecisionRule, ExampleEvidence, decide, self_train, with_examples
+from newsletter.matching.calibration import (
+    DecisionRule,
+    ExampleEvidence,
+    decide,
+    dense,
+    self_train,
+    with_examples,
+)
 from newsletter.matching.embeddings import INSTALL_HINT, EmbeddingMatcher, MiniLMEncoder, VectorCache, missing_extra
 from newsletter.matching.evidence import Scored, TopicExamples
 from newsletter.matching.rules import apply_rules, paper_text, tfidf_score, topics_fingerprint
@@ -87,10 +94,7 @@ def attach_examples(
     closer = np.zeros(blended.shape, dtype=bool)
     for column, vectors in enumerate(positive):
         if vectors is not None:
-            to_examples = np.asarray(scored.features @ vectors.T)
-            if hasattr(to_examples, "toarray"):
-                to_examples = to_examples.toarray()
-            closer[:, column] = np.asarray(to_examples).max(axis=1) >= scored.similarities[:, column]
+            closer[:, column] = dense(scored.features @ vectors.T).max(axis=1) >= scored.similarities[:, column]
     return Scored(similarities=blended, features=scored.features, facets=scored.facets,
                   closest_facet=scored.closest_facet, examples=[list(pos) for pos, _ in pairs],
                   closest_example=closest, example_closer=closer)

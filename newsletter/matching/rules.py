@@ -127,10 +127,9 @@ def tfidf_score(
     facets = [topic_facets(t) for t in topics]
     closest = np.zeros(similarities.shape, dtype=np.int64)
     for column, facet_list in enumerate(facets):
-        end = reason_span(facet_list)
-        if end > 1:
-            facet_rows = vectorizer.transform([text for _, text in facet_list[1:end]])
-            closest[:, column] = np.asarray((rows @ facet_rows.T).toarray()).argmax(axis=1) + 1
+        start, end = reason_span(facet_list)
+        facet_rows = vectorizer.transform([text for _, text in facet_list[start:end]])
+        closest[:, column] = np.asarray((rows @ facet_rows.T).toarray()).argmax(axis=1) + start
     return Scored(similarities=similarities, features=rows, facets=facets, closest_facet=closest), vectorizer
 
 

@@ -19,7 +19,7 @@ from newsletter.rendering.latex import latex_to_text
 from newsletter.rendering.links import edition_url
 from newsletter.sources.text import collapse_whitespace, shorten
 
-PERSONAL_FIELDS = ("name", "greeting", "email", "manage_url", "unsubscribe_url", "view_url")
+PERSONAL_FIELDS = ("name", "greeting", "email", "manage_url", "unsubscribe_url", "view_url", "feedback_url")
 THUMBNAIL_SIZE = (536, 281)
 MAX_AUTHORS = 4
 SUBJECT_TOPICS = 3

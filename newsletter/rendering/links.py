@@ -20,6 +20,8 @@ class Recipient:
     manage_url: str
     unsubscribe_url: str
     view_url: str
+    feedback_url: str = ""
+    """Base of the "more/less like this" links (``newsletter.web.feedback``): paper, topic and vote follow."""
 
 
 def signer_from_settings(settings: Settings) -> TokenSigner:
@@ -42,4 +44,5 @@ def recipient_links(
         manage_url=f"{base}/manage/{signer.sign('manage', subscriber_id)}",
         unsubscribe_url=f"{base}/unsubscribe/{signer.sign('unsubscribe', subscriber_id)}",
         view_url=edition_url(settings, edition_slug),
+        feedback_url=f"{base}/feedback/{signer.sign('feedback', subscriber_id)}",
     )

@@ -116,6 +116,7 @@ def personal_values(recipient: Recipient) -> dict[str, str]:
         "manage_url": safe_url(recipient.manage_url) or "",
         "unsubscribe_url": safe_url(recipient.unsubscribe_url) or "",
         "view_url": safe_url(recipient.view_url) or "",
+        "feedback_url": safe_url(recipient.feedback_url) or "",
     }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
+from newsletter.matching.coverage import store_warnings
 from newsletter.service.inbound_status import inbound_view
 from newsletter.service.status_runs import awaiting_approval, collapsed_runs, lease_view
 from newsletter.service.triggers import LEASE_NAME, next_runs
@@ -66,6 +67,7 @@ def status_view(settings: Settings, engine: Engine, *, now: datetime, editions: 
         "awaiting_approval": awaiting_approval(settings, engine),
         "subscribers": SubscriberStore(engine).counts_by_status(),
         "papers": papers.count_papers(),
+        "topic_warnings": store_warnings(settings.topics, settings.matching, papers),
         "queue": _queue(settings),
         "inbound": inbound_view(engine, now=now, editions=editions),
     }

@@ -18,7 +18,7 @@ import httpx
 
 from newsletter.config import Settings, SourceSettings
 from newsletter.errors import SourceError
-from newsletter.matching.examples import resolve_examples
+from newsletter.matching.examples import resolve_examples, with_feedback
 from newsletter.matching.matcher import build_matcher
 from newsletter.sources.fetching import FetchRequest, FetchResponse, fetch_all
 from newsletter.sources.parsing import parse_feed
@@ -26,6 +26,7 @@ from newsletter.sources.records import Paper, SourceReport
 from newsletter.sources.sanitize import clean_text
 from newsletter.storage.embeddings import EmbeddingStore
 from newsletter.storage.papers import PaperStore, SourceState
+from subscribers.feedback import FeedbackStore
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,8 @@ def refresh_matches(settings: Settings, store: PaperStore, *, papers: Sequence[P
         background = store.papers(limit=IDF_BACKGROUND_PAPERS) if matcher.uses_background else []
     else:
         return 0
-    examples = resolve_examples(store, settings.topics)
+    votes = FeedbackStore(store.engine).topic_votes()
+    examples = with_feedback(store, resolve_examples(store, settings.topics), votes)
     matches = matcher.match(papers, settings.topics, background=background, examples=examples)
     store.replace_matches([p.paper_id for p in papers], matches)
     store.set_meta(FINGERPRINT_KEY, fingerprint)

@@ -78,7 +78,7 @@ class TopicMatch:
             reasons.append(f"like ‘{self.closest}’, which readers asked for more of")
         elif self.closest:
             reasons.append(f"closest to ‘{self.closest}’")
-        mentioned = list(dict.fromkeys([*self.keywords, *self.terms]))
+        mentioned = list(dict.fromkeys([*self.keywords, *self.terms]))[: max(3, len(self.keywords))]
         if mentioned:
             reasons.append("mentions " + ", ".join(f"‘{k}’" for k in mentioned))
         if self.categories:

@@ -213,6 +213,19 @@ class PaperStore:
                     )
         return result
 
+    def match_counts(self) -> dict[str, int]:
+        """``{topic: papers matched}`` over every stored match."""
+        query = sa.select(db.topic_matches.c.topic, sa.func.count()).group_by(db.topic_matches.c.topic)
+        with self.engine.connect() as connection:
+            return {topic: int(count) for topic, count in connection.execute(query)}
+
+    def count_unmatched(self) -> int:
+        query = sa.select(sa.func.count()).select_from(db.papers).where(
+            ~db.papers.c.paper_id.in_(sa.select(db.topic_matches.c.paper_id))
+        )
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
     # --- small key/value facts --------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:

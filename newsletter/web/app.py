@@ -44,6 +44,7 @@ from newsletter.rendering.templating import RenderEnvironment
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.outbox import ConfirmationOutbox, OutboxItem
 from newsletter.web.archive_pages import SMALL_NUMBER, ArchivePages
+from newsletter.web.feedback import feedback_routes
 from newsletter.web.outbox import ConfirmationSender
 from newsletter.web.pages import PageError
 from newsletter.web.proxies import TrustedProxies, client_ip
@@ -411,6 +412,7 @@ def create_app(
         route("/archive", web.archive_index, "GET"),
         route("/archive/{slug}", web.archive_edition, "GET"),
         route("/topics/{slug}.atom", web.topic_feed, "GET"),
+        *feedback_routes(web, route),
         route("/healthz", web.healthz, "GET"),
         route("/static/web.css", web.stylesheet, "GET"),
     ]

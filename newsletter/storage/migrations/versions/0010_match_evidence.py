@@ -1,4 +1,4 @@
-"""Sample embeddings by text hash; what each topic match rests on (closest facet or example, shared words).
+"""Reader feedback on papers; sample embeddings by text hash; what each topic match rests on.
 
 Revision ID: 0010
 Revises: 0006
@@ -7,6 +7,8 @@ Revises: 0006
 import sqlalchemy as sa
 from alembic import op
 
+from newsletter.storage.db import UTCDateTime
+
 revision = "0010"
 down_revision = "0006"
 branch_labels = None
@@ -14,6 +16,16 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "paper_feedback",
+        sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+                  primary_key=True),
+        sa.Column("paper_id", sa.String(300), primary_key=True),
+        sa.Column("topic", sa.String(64), primary_key=True),
+        sa.Column("vote", sa.Integer, nullable=False),
+        sa.Column("created", UTCDateTime, nullable=False),
+    )
+    op.create_index("ix_paper_feedback_topic", "paper_feedback", ["topic"])
     op.create_table(
         "text_embeddings",
         sa.Column("text_hash", sa.String(32), primary_key=True),
@@ -33,3 +45,5 @@ def downgrade() -> None:
         batch.drop_column("closest_kind")
         batch.drop_column("closest")
     op.drop_table("text_embeddings")
+    op.drop_index("ix_paper_feedback_topic", table_name="paper_feedback")
+    op.drop_table("paper_feedback")

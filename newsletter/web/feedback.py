@@ -1,0 +1,81 @@
+"""The "more like this" / "less like this" links of the emails: a confirmation page (GET) and the vote (POST).
+
+Why like unsubscribe: mail scanners and link previews open every link of an email, so a GET only shows a
+page with one button and changes nothing; the vote is the POST of that button. The link carries a signed
+token for the reader (purpose "feedback", ``subscribers.tokens``) and names the paper, topic and vote in its
+query; an unknown paper, topic or vote is a 404 page. The vote is stored by ``subscribers.feedback``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from newsletter.storage.papers import PaperStore
+from newsletter.web.pages import PageError
+from subscribers.feedback import FeedbackStore
+from subscribers.schema import VOTES
+
+if TYPE_CHECKING:
+    from newsletter.web.app import WebApp
+
+
+def feedback_url(base_url: str, token: str, *, paper_id: str, topic: str, vote: str) -> str:
+    """The link an email shows under a paper (``token``: ``signer.sign("feedback", subscriber_id)``)."""
+    return (f"{base_url.rstrip('/')}/feedback/{token}?paper={quote(paper_id, safe='')}&topic={quote(topic)}"
+            f"&vote={vote}")
+
+
+class FeedbackPages:
+    """The two handlers, over the web app's settings, signer and clock."""
+
+    def __init__(self, web: WebApp) -> None:
+        self.web = web
+        self.papers = PaperStore(web.engine)
+        self.votes = FeedbackStore(web.engine)
+
+    def _check(self, paper_id: str, topic: str, vote: str) -> tuple[str, str]:
+        """(paper title, topic name), or a 404 page for anything this site does not know."""
+        names = {t.slug: t.name for t in self.web.settings.topics}
+        paper = self.papers.get(paper_id) if paper_id else None
+        if vote not in VOTES or topic not in names or paper is None:
+            raise PageError(404, "This link is not valid", "Check that the whole link from the email was opened.")
+        return paper.title, names[topic]
+
+    def _context(self, request: Request, subscriber_id: int, paper_id: str, topic: str, vote: str,
+                 *, done: bool) -> dict[str, object]:
+        title, topic_name = self._check(paper_id, topic, vote)
+        return {"paper_id": paper_id, "topic": topic, "vote": vote, "title": title, "topic_name": topic_name,
+                "done": done, "manage_url": self.web.manage_url(request, subscriber_id)}
+
+    async def page(self, request: Request) -> Response:
+        """GET: a page with one button; nothing is recorded."""
+        subscriber = await run_in_threadpool(self.web.subscriber_for, "feedback", request.path_params["token"])
+        query = request.query_params
+        context = await run_in_threadpool(self._context, request, subscriber.id, query.get("paper", ""),
+                                          query.get("topic", ""), query.get("vote", ""), done=False)
+        return self.web.page(request, "feedback", context)
+
+    async def vote(self, request: Request) -> Response:
+        """POST: record the vote (the latest click on a paper and topic counts)."""
+        subscriber = await run_in_threadpool(self.web.subscriber_for, "feedback", request.path_params["token"])
+        form = await self.web.read_form(request)
+        paper_id, topic, vote = (str(form.get(k, "")) for k in ("paper", "topic", "vote"))
+        context = await run_in_threadpool(self._context, request, subscriber.id, paper_id, topic, vote, done=True)
+        await run_in_threadpool(self.votes.record, subscriber.id, paper_id=paper_id, topic=topic, vote=vote,
+                                now=self.web.clock())
+        return self.web.page(request, "feedback", context)
+
+
+def feedback_routes(
+    web: WebApp, route: Callable[[str, Callable[[Request], Awaitable[Response]], str], Route]
+) -> list[Route]:
+    """The routes ``create_app`` mounts: GET shows the confirmation, POST records the vote."""
+    pages = FeedbackPages(web)
+    return [route("/feedback/{token}", pages.page, "GET"), route("/feedback/{token}", pages.vote, "POST")]

@@ -1,0 +1,84 @@
+"""Reasons in words for every kind of match, and no bare similarity number in an email or a web page."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from newsletter.config import TopicSettings
+from newsletter.editions.build import build_edition
+from newsletter.editions.selection import select
+from newsletter.matching.calibration import DecisionRule
+from newsletter.matching.matcher import TfidfMatcher, decide_matches
+from newsletter.rendering.render import render_variant
+from newsletter.rendering.templating import RenderEnvironment
+from newsletter.sources.records import TopicMatch
+from newsletter.web.app import create_app
+from subscribers.tokens import Keyring, TokenSigner
+from tests.email_support import NOW, SECRET, email_settings, fetch, fix_tokens, stores
+from tests.test_render import recipient_for
+from tests.test_topics import cs_ai_papers
+
+SCORE = re.compile(r"\d\.\d")
+
+
+def test_every_kind_of_match_is_explained_in_words() -> None:
+    papers = list(cs_ai_papers())
+    topics = [
+        TopicSettings(slug="agents", name="LLM agents", description="Autonomous agents built on language models, "
+                      "tool use and planning.", keywords=("agent",)),  # keyword + phrase
+        TopicSettings(slug="multi", name="Multi-agent systems", categories=("cs.MA",)),  # category + name
+        TopicSettings(slug="chem", name="Chemistry", description="Molecules, drugs and reactions."),
+    ]
+    matcher = TfidfMatcher(threshold=0.12, rule=DecisionRule(floor=0.0, margin=1.0))
+    examples = {"chem": ([papers[1]], [])}  # MolClaw, by example
+    scored = matcher.score(papers, topics, background=papers, examples=examples)
+    matches = decide_matches(matcher.rule, papers, topics, scored)
+    kinds = {m.closest_kind for m in matches}
+    assert {"phrase", "example"} <= kinds
+    reasons = [r for m in matches for r in m.reasons]
+    assert any(r.startswith("closest to ‘") for r in reasons)
+    assert any(r.startswith("like the example paper ‘") for r in reasons)
+    assert any(r.startswith("mentions ‘agent’") for r in reasons)
+    assert "listed in cs.MA" in reasons
+    assert not [r for r in reasons if SCORE.search(r) and not r.startswith("listed in")]
+    by_hand = [  # the kinds the matchers above cannot all produce from three papers
+        TopicMatch(paper_id="p", topic="t", strength=0.5, similarity=0.41, closest="Reasoning", closest_kind="name"),
+        TopicMatch(paper_id="p", topic="t", strength=0.5, similarity=0.41, closest="A liked paper",
+                   closest_kind="feedback"),
+        TopicMatch(paper_id="p", topic="t", strength=0.5, similarity=0.41, closest="tool use",
+                   closest_kind="keyword", terms=("planning",)),
+        TopicMatch(paper_id="p", topic="t", strength=0.5, similarity=0.41),
+    ]
+    assert [m.reasons for m in by_hand] == [
+        ("closest to ‘Reasoning’",),
+        ("like ‘A liked paper’, which readers asked for more of",),
+        ("closest to ‘tool use’", "mentions ‘planning’"),
+        ("close to the topic as a whole",),
+    ]
+
+
+def test_no_email_or_web_page_shows_a_similarity_number(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fix_tokens(monkeypatch)
+    settings = email_settings(tmp_path)
+    store, editions = stores(settings)
+    fetch(settings, store)
+    edition = build_edition(settings, store, editions, frequency="daily", now=NOW)
+    selection = select(edition, [t.slug for t in settings.topics], max_per_topic=10)
+    variant = render_variant(selection, settings=settings, environment=RenderEnvironment(settings))
+    html, text = variant.personalise(recipient_for(settings, edition))
+    whys = re.findall(r"Why you got this: ([^<]*)", html) + re.findall(r"Why you got this: (.*)", text)
+    assert len(whys) >= 2 * selection.paper_count // 2
+    assert [w for w in whys if SCORE.search(w)] == []
+    client = TestClient(create_app(settings, store.engine, signer=TokenSigner(Keyring.parse(SECRET)),
+                                   clock=lambda: NOW), base_url="https://papers.example.org")
+    page = client.get(f"/archive/{edition.slug}")
+    assert page.status_code == 200
+    web_whys = re.findall(r"Why you got this: ([^<]*)", page.text)
+    assert web_whys
+    assert [w for w in web_whys if SCORE.search(w)] == []
+    feed = client.get(f"/topics/{settings.topics[0].slug}.atom")
+    assert [w for w in re.findall(r"\(Why: ([^)]*)\)", feed.text) if SCORE.search(w)] == []
