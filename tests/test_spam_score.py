@@ -17,10 +17,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from newsletter.rendering.preview import preview
 
 from newsletter.config import DkimSettings
 from newsletter.delivery.dkim import DkimSigner
+from newsletter.delivery.preview import preview
 from newsletter.demo.run import run_demo
 from newsletter.storage.db import open_database
 from newsletter.storage.papers import PaperStore
