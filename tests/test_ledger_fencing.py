@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
@@ -23,6 +24,7 @@ ACTIONS = ("claim", "claim", "mark_and_transmit", "mark_and_transmit", "stall", 
 """Weighted towards what takes a claim over (claim, stall, mark); a stop or a crash ends a sender's plans."""
 
 
+@pytest.mark.slow
 def test_no_interleaving_of_two_senders_transmits_a_row_twice(tmp_path: Path) -> None:
     engine = open_database(f"sqlite:///{tmp_path / 'ledger.db'}")
     with engine.connect() as connection:  # a model check, not a durability test: skip the fsyncs

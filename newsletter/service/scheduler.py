@@ -25,6 +25,7 @@ from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
@@ -151,15 +152,32 @@ class Service:
             await asyncio.wait_for(self.stop_requested.wait(), timeout=seconds)
 
     async def _keep_lease(self) -> None:
+        """Renew the lease; a database error is retried, and jobs pause while the lease may have lapsed.
+
+        One failed renewal used to end this task silently: the lease lapsed, a standby took it, and both
+        ran jobs.
+        """
         assert self.scheduler is not None
+        duration = timedelta(seconds=self.settings.schedule.lease_seconds)
+        renewed = self.clock()
         while not self.stop_requested.is_set():
             await self._sleep(self.settings.schedule.lease_seconds / 3)
             if self.stop_requested.is_set():
                 return
-            if self.lease.acquire(now=self.clock()):
+            try:
+                held = await asyncio.to_thread(self.lease.acquire, now=self.clock())
+            except SQLAlchemyError as error:
+                log.warning("could not renew the scheduler lease (%s); trying again",
+                            str(getattr(error, "orig", error)).splitlines()[0])
+                if self.clock() - renewed >= duration * 2 / 3 and self.scheduler.state != 2:
+                    log.error("the scheduler lease may lapse before it can be renewed; pausing jobs")
+                    self.scheduler.pause()
+                continue
+            if held:
+                renewed = self.clock()
                 if self.scheduler.state == 2:  # paused after losing the lease: take over again
                     self.scheduler.resume()
-            else:
+            elif self.scheduler.state != 2:
                 log.error("lost the scheduler lease to another `serve`; pausing jobs")
                 self.scheduler.pause()
 
@@ -195,6 +213,9 @@ class Service:
             scheduler.resume()
             for name, when in next_runs(self.settings, now=self.clock()).items():
                 log.info("job %s: next run %s", name, when)
+            if "retry" in schedules(self.settings):
+                # Finish at once what a killed `serve` left: the daily job has moved on from its edition
+                self.running.add(asyncio.create_task(self.run_job("retry")))
             keeper = asyncio.create_task(self._keep_lease())
             await self.stop_requested.wait()
             log.info("stopping: no new jobs; waiting for %d running job(s)", len(self.running))
