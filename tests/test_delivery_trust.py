@@ -3,6 +3,7 @@ sender, a failing database. Real processes, real aiosmtpd relay with scripted re
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -286,3 +287,67 @@ def test_a_database_that_turns_read_only_mid_send_ends_it_with_one_line(tmp_path
     received = copies(sink)
     assert all(n == 1 for n in received.values())
     assert set(emails) - set(received) <= {r["email"] for r in ledger_of(config).rows(1, state="ambiguous")}
+
+
+@pytest.mark.slow
+def test_serve_killed_mid_send_finishes_the_edition_when_it_restarts(tmp_path: Path, sink: MailSink) -> None:
+    from tests.test_scheduler import NO_JOBS, schedule_config
+
+    sending = NO_JOBS.replace('daily = ""', 'daily = "*/1 * * * * *"') + "lease_seconds = 2"
+    config = schedule_config(tmp_path, sink, sending)
+    config.write_text(config.read_text().replace("concurrency = 4", "concurrency = 2\nclaim_batch = 20\n"
+                                                 "unfinished_after_minutes = 0.001"))
+    assert cli_run(config, "fetch")[0] == 0
+    emails = add_subscribers(config, 100)
+    sink.reply_delay = 0.02
+    process = spawn(["--config", str(config), "serve"])
+    _wait_for(sink, 10, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    code, output = cli_run(config, "status")
+    assert code == 0, output
+    assert "unfinished daily-" in output
+    # The day's job has moved on: only the (rare) retry schedule is left, and serve finishes at start
+    text = config.read_text()
+    config.write_text(text.replace('daily = "*/1 * * * * *"', 'daily = ""').replace('retry = ""',
+                                                                                    'retry = "0 0 1 1 *"'))
+    sink.reply_delay = 0
+    restarted = spawn(["--config", str(config), "serve"])
+    ledger = ledger_of(config)
+    deadline = time.monotonic() + 60
+    while ledger.counts(1)["pending"] + ledger.counts(1)["claimed"]:
+        assert time.monotonic() < deadline, ledger.counts(1)
+        assert restarted.poll() is None
+        time.sleep(0.2)
+    restarted.send_signal(signal.SIGTERM)
+    restarted.communicate(timeout=60)
+    received = copies(sink)
+    assert all(n == 1 for n in received.values()), received
+    assert set(emails) - set(received) <= {r["email"] for r in ledger.rows(1, state="ambiguous")}
+    code, output = cli_run(config, "status")
+    assert "unfinished daily-" not in output
+
+
+@pytest.mark.usefixtures("database_url")
+def test_deliveries_retry_requeues_failed_rows_and_ambiguous_ones_only_when_asked(tmp_path: Path,
+                                                                                  sink: MailSink) -> None:
+    config = make_config(tmp_path, sink)
+    assert cli_run(config, "fetch")[0] == 0
+    emails = add_subscribers(config, 4)
+    sink.add_fault(Fault(phase="dot", action="reply", reply="554 5.6.0 Content rejected", recipient=emails[0]))
+    sink.add_fault(Fault(phase="dot", action="drop", recipient=emails[1]))
+    cli_run(config, "send")
+    ledger = ledger_of(config)
+    assert (ledger.counts(1)["failed"], ledger.counts(1)["ambiguous"]) == (1, 1)
+    slug = json.loads(cli_run(config, "status", "--json")[1])["editions"][0]["slug"]
+    code, output = cli_run(config, "deliveries", "retry", slug)
+    assert code == 0, output
+    assert f"re-queued 1 failed deliveries of {slug}" in output
+    code, output = cli_run(config, "deliveries", "retry", slug, "--state", "ambiguous")
+    assert code == 2
+    assert "--include-ambiguous" in output
+    assert cli_run(config, "send")[0] == 0
+    assert copies(sink) == {emails[0]: 1, emails[1]: 1, emails[2]: 1, emails[3]: 1}
+    code, output = cli_run(config, "deliveries", "retry", "daily-1999-01-01")
+    assert code == 1
+    assert "Error: no edition 'daily-1999-01-01'" in output

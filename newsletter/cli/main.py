@@ -23,7 +23,7 @@ from newsletter.logs import configure_logging
 if TYPE_CHECKING:
     pass
 
-from newsletter.cli import pipeline, sending, service
+from newsletter.cli import deliveries, pipeline, sending, service
 from newsletter.cli.app import App, NewsletterGroup
 
 
@@ -51,6 +51,7 @@ def cli(ctx: click.Context, config_path: Path, verbose: bool, log_format: str) -
 for command in (pipeline.fetch, pipeline.papers, pipeline.topics, sending.preview, sending.send, sending.demo,
                 service.serve, service.worker, service.status, subscribers_group, web_command):
     cli.add_command(command)
+cli.add_command(deliveries.deliveries)
 pipeline.topics.add_command(topics_evaluate)
 pipeline.topics.add_command(topics_suggest)
 

@@ -89,13 +89,20 @@ def _print_status(view: dict[str, Any]) -> None:
         sources.add_row(s["name"], s["last_attempt"] or "never", s["result"] or "", s["error"] or "")
     console.print(sources)
     editions = Table(title="Recent editions")
-    for column in ("edition", "papers", "sent", "deferred", "failed", "ambiguous", "note"):
+    for column in ("edition", "papers", "sent", "pending", "claimed", "deferred", "failed", "ambiguous", "note"):
         editions.add_column(column, overflow="fold")
     for e in view["editions"]:
         d = e["deliveries"]
-        editions.add_row(e["slug"], str(e["papers"]), str(d["sent"]), str(d["deferred"]), str(d["failed"]),
-                         str(d["ambiguous"]), e["empty_reason"] or "")
+        note = e["empty_reason"] or ("UNFINISHED" if e.get("unfinished") else "")
+        editions.add_row(e["slug"], str(e["papers"]), *(str(d[state]) for state in (
+            "sent", "pending", "claimed", "deferred", "failed", "ambiguous")), note)
     console.print(editions)
+    for e in view["editions"]:
+        if e.get("unfinished"):
+            d = e["deliveries"]
+            console.print(f"[yellow]unfinished[/yellow] {e['slug']} (built {e['created']}): {d['pending']} pending, "
+                          f"{d['claimed']} claimed, {d['deferred']} deferred; `serve` finishes it on its next retry "
+                          "run, or run `newsletter send`", highlight=False, soft_wrap=True)
     for e in view["editions"]:
         if len(e["workers"]) > 1 or (e["workers"] and view.get("queue") is not None):
             print_workers(e["workers"], title=f"Per worker: {e['slug']}")
@@ -105,7 +112,7 @@ def _print_status(view: dict[str, Any]) -> None:
         console.print(f"queue {queue['name']}: {waiting} batches waiting for a worker", highlight=False,
                       soft_wrap=True)
     attention = view["attention"]
-    console.print(f"deferred: {attention['deferred']}, ambiguous: {attention['ambiguous']}", highlight=False)
+    console.print(", ".join(f"{state}: {n}" for state, n in attention.items()), highlight=False)
     console.print("next runs: " + (", ".join(f"{job} {when}" for job, when in view["schedule"].items()) or "none"),
                   highlight=False, soft_wrap=True)
     for run in view["runs"]:

@@ -206,6 +206,9 @@ class DeliverySettings:
     timeout_seconds: float = setting(60.0, "Longest wait for one SMTP reply.", check=_positive)
     processes: int = setting(1, "Sending processes; use one per core for large lists.", check=_positive)
     claim_batch: int = setting(200, "Ledger rows claimed at once by a sending process.", check=_positive)
+    unfinished_after_minutes: float = setting(
+        30.0, "`status` flags an edition with messages still pending, claimed or deferred this long after it "
+              "was built.", check=_positive)
     breaker_threshold: int = setting(
         10, "The same refusal (not a bad address) for this many recipients in a row stops the run: it is the "
             "relay's, not theirs.", check=_positive)

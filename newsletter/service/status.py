@@ -40,7 +40,10 @@ def status_view(settings: Settings, engine: Engine, *, now: datetime, editions: 
             "counts": dict(state.last_counts or {}) if state else {},
         })
     recent_editions = []
+    late = timedelta(minutes=settings.delivery.unfinished_after_minutes)
     for edition in EditionStore(engine).editions(limit=editions):
+        counts = ledger.counts(edition.id)
+        open_rows = counts["pending"] + counts["claimed"] + counts["deferred"]
         recent_editions.append({
             "slug": edition.slug,
             "frequency": edition.frequency,
@@ -48,14 +51,15 @@ def status_view(settings: Settings, engine: Engine, *, now: datetime, editions: 
             "created": _iso(edition.created),
             "papers": edition.paper_count,
             "empty_reason": edition.empty_reason,
-            "deliveries": ledger.counts(edition.id),
+            "deliveries": counts,
+            "unfinished": bool(open_rows) and edition.created is not None and now - edition.created > late,
             "workers": ledger.by_worker(edition.id),
         })
     holder = Lease(engine, LEASE_NAME, holder="", duration=timedelta(0)).holder_now(now=now)
     return {
         "sources": sources,
         "editions": recent_editions,
-        "attention": ledger.totals(),
+        "attention": ledger.totals(states=("pending", "claimed", "deferred", "ambiguous")),
         "schedule": {name: _iso(when) for name, when in next_runs(settings, now=now).items()},
         "scheduler": {"lease_holder": holder},
         "runs": [
