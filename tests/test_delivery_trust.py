@@ -351,3 +351,21 @@ def test_deliveries_retry_requeues_failed_rows_and_ambiguous_ones_only_when_aske
     code, output = cli_run(config, "deliveries", "retry", "daily-1999-01-01")
     assert code == 1
     assert "Error: no edition 'daily-1999-01-01'" in output
+
+
+@pytest.mark.slow  # kombu retries the unreachable broker for a while
+def test_a_broker_url_password_never_reaches_the_screen_or_the_runs_table(tmp_path: Path, sink: MailSink) -> None:
+    from newsletter.config.redact import redact
+
+    assert redact("cannot reach 'amqp://news:s3cr%40t@mq.example.org:5672//': refused") == (
+        "cannot reach 'amqp://news:***@mq.example.org:5672//': refused")
+    assert redact("postgresql+psycopg://app:pw@db/news and redis://:pw@127.0.0.1:1/0") == (
+        "postgresql+psycopg://app:***@db/news and redis://:***@127.0.0.1:1/0")
+    config = make_config(tmp_path, sink)
+    config.write_text(config.read_text() + '\n[workers]\nbroker = "redis://:hunter2@127.0.0.1:1/0"\n')
+    assert cli_run(config, "fetch")[0] == 0
+    add_subscribers(config, 2)
+    code, output = cli_run(config, "send", "--workers", "--no-wait")
+    assert code == 1, output
+    assert "cannot reach the broker 'redis://:***@127.0.0.1:1/0'" in output
+    assert "hunter2" not in output

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.config import Settings
+from newsletter.config.redact import redact
 from newsletter.errors import NewsletterError
 from newsletter.service.jobs import JOBS, JobResult
 from newsletter.service.triggers import cron_trigger
@@ -99,7 +100,7 @@ class Service:
         finally:
             if task is not None:
                 self.running.discard(task)
-        self.runs.finish(run_id, now=self.clock(), status=result.status, summary=result.summary,
+        self.runs.finish(run_id, now=self.clock(), status=result.status, summary=redact(result.summary),
                          details=result.details)
         log.log(logging.ERROR if result.status == "error" else logging.INFO, "job %s: %s", name, result.summary)
         return result
