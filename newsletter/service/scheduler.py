@@ -66,6 +66,12 @@ async def scheduled(name: str) -> None:
     await _service.run_job(name)
 
 
+def _fingerprint(trigger: Any, grace: Any) -> str:
+    """What makes a stored job the configured one: APScheduler 3's ``CronTrigger.__str__`` omits the zone,
+    so a changed ``[newsletter] timezone`` (or misfire grace) once kept the old job."""
+    return f"{trigger} zone={getattr(trigger, 'timezone', '')} grace={grace}"
+
+
 class Service:
     def __init__(self, settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = _utcnow) -> None:
         self.settings = settings
@@ -131,7 +137,8 @@ class Service:
         for name, line in wanted.items():
             trigger = cron_trigger(line, zone)
             stored = scheduler.get_job(name)
-            if stored is not None and str(stored.trigger) == str(trigger):
+            if stored is not None and _fingerprint(stored.trigger, stored.misfire_grace_time) == _fingerprint(
+                    trigger, self.settings.schedule.misfire_grace_seconds):
                 continue
             scheduler.add_job(f"{__name__}:scheduled", trigger, args=[name], id=name, name=name,
                               replace_existing=True)
