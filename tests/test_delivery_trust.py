@@ -369,3 +369,36 @@ def test_a_broker_url_password_never_reaches_the_screen_or_the_runs_table(tmp_pa
     assert code == 1, output
     assert "cannot reach the broker 'redis://:***@127.0.0.1:1/0'" in output
     assert "hunter2" not in output
+
+
+@pytest.mark.slow
+def test_a_sqlite_lock_held_past_busy_timeout_ends_send_with_one_line(tmp_path: Path, sink: MailSink) -> None:
+    busy_timeout = 30  # newsletter.storage.db sets PRAGMA busy_timeout=30000
+    config = make_config(tmp_path, sink, extra="claim_batch = 20")
+    assert cli_run(config, "fetch")[0] == 0
+    emails = add_subscribers(config, 60)
+    sink.reply_delay = 0.02
+    process = spawn(["--config", str(config), "send"])
+    _wait_for(sink, 5, process)
+    path = load_settings(config).newsletter.database_url.removeprefix("sqlite:///")
+    holder = sqlite3.connect(path, timeout=10)
+    holder.execute("BEGIN IMMEDIATE")  # another program holds the write lock for twice busy_timeout
+    locked_at = time.monotonic()
+    try:
+        output = process.communicate(timeout=busy_timeout + 30)[0].decode()
+        assert time.monotonic() - locked_at < busy_timeout + 30
+        time.sleep(max(0.0, 2 * busy_timeout - (time.monotonic() - locked_at)))
+    finally:
+        holder.rollback()
+        holder.close()
+    assert process.returncode == 1, output
+    errors = [line for line in output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, output
+    assert errors[0].startswith("Error: delivery stopped: cannot write the delivery ledger: database is locked")
+    assert "Traceback" not in output
+    sink.reply_delay = 0
+    code, output = cli_run(config, "send")
+    assert code == 0, output
+    received = copies(sink)
+    assert all(n == 1 for n in received.values())
+    assert set(emails) - set(received) <= {r["email"] for r in ledger_of(config).rows(1, state="ambiguous")}
