@@ -326,6 +326,9 @@ def test_serve_killed_mid_send_finishes_the_edition_when_it_restarts(tmp_path: P
     assert set(emails) - set(received) <= {r["email"] for r in ledger.rows(1, state="ambiguous")}
     code, output = cli_run(config, "status")
     assert "unfinished daily-" not in output
+    runs = json.loads(cli_run(config, "status", "--json")[1])["runs"]
+    assert "running" not in {r["status"] for r in runs}  # the killed serve's run is marked died
+    assert "died" in {r["status"] for r in runs}
 
 
 @pytest.mark.usefixtures("database_url")

@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.config import Settings
 from newsletter.config.redact import redact
+from newsletter.delivery.sending import dead_senders
 from newsletter.errors import NewsletterError
 from newsletter.service.jobs import JOBS, JobResult
 from newsletter.service.triggers import cron_trigger
@@ -214,6 +215,9 @@ class Service:
             if not await self._wait_for_lease():
                 return
             _service = self
+            died = self.runs.mark_died(dead_senders(self.runs.running_workers()), now=self.clock())
+            if died:
+                log.warning("%d runs of a `serve` that died are marked so", died)
             scheduler = self.scheduler = self._build_scheduler()
             scheduler.add_listener(self._missed, EVENT_JOB_MISSED)
             scheduler.start(paused=True)
