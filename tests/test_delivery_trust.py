@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -405,3 +406,23 @@ def test_a_sqlite_lock_held_past_busy_timeout_ends_send_with_one_line(tmp_path: 
     received = copies(sink)
     assert all(n == 1 for n in received.values())
     assert set(emails) - set(received) <= {r["email"] for r in ledger_of(config).rows(1, state="ambiguous")}
+
+
+@pytest.mark.usefixtures("database_url")
+def test_erasure_leaves_the_address_in_no_ledger_row(tmp_path: Path, sink: MailSink) -> None:
+    config = make_config(tmp_path, sink)
+    assert cli_run(config, "fetch")[0] == 0
+    emails = add_subscribers(config, 3)
+    sink.add_fault(Fault(phase="rcpt", action="reply", reply=f"452 4.2.2 <{emails[0]}> over quota", times=None,
+                         recipient=emails[0]))
+    assert cli_run(config, "send", "--limit", "2")[0] == 0
+    ledger = ledger_of(config)
+    claimed = ledger.claim(1, limit=5, now=datetime.now(UTC), lease=timedelta(minutes=5))
+    assert claimed  # a row claimed by a sender right now
+    for address in (emails[0], claimed[0].email):
+        code, output = cli_run(config, "subscribers", "remove", address, "--delete")
+        assert code == 0, output
+    with ledger.engine.connect() as connection:
+        rows = [dict(r) for r in connection.execute(sa.text("SELECT * FROM deliveries")).mappings()]
+    for address in (emails[0], claimed[0].email):
+        assert not [r for r in rows if any(address in str(v) for v in r.values())], rows
