@@ -179,13 +179,21 @@ def test_a_malformed_reply_after_the_content_is_ambiguous(tmp_path: Path, sink: 
 def _pause_outside_a_write(process: subprocess.Popen[bytes], url: str) -> None:
     """SIGSTOP (a VM pause): its claims lapse while it holds rows in memory.
 
-    A SQLite writer paused inside a write transaction holds the file's lock and every other sender must
-    wait for it, so on SQLite the pause is retried until it falls outside one.
+    A writer paused inside a transaction holds its locks (SQLite's file lock, PostgreSQL's row locks) and
+    every other sender must wait for it, so the pause is retried until it falls outside one.
     """
     for _ in range(50):
         process.send_signal(signal.SIGSTOP)
         if not url.startswith("sqlite"):
-            return
+            with sa.create_engine(url, poolclass=sa.NullPool).connect() as connection:
+                busy = connection.execute(sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND state <> 'idle'")).scalar_one()
+            if not busy:
+                return
+            process.send_signal(signal.SIGCONT)
+            time.sleep(0.01)
+            continue
         probe = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=0.2)
         try:
             probe.execute("BEGIN IMMEDIATE")
