@@ -499,12 +499,16 @@ class SubscriberStore:
             )
         return int(cast(Any, result).rowcount or 0)
 
-    def delete_personal_data(self, subscriber_id: int, *, now: datetime) -> Subscriber:
+    def delete_personal_data(self, subscriber_id: int, *, now: datetime,
+                             connection: sa.Connection | None = None) -> Subscriber:
         """Erasure on request: the row goes; only a suppression entry (the address's hash) stays, so the
-        address is never emailed or imported again. Returns what was deleted."""
-        with self.engine.begin() as connection:
-            subscriber = self._require(connection, subscriber_id)
-            self._suppress(connection, subscriber.email, "deleted", now)
-            connection.execute(subscriber_events.delete().where(subscriber_events.c.subscriber_id == subscriber_id))
-            connection.execute(subscribers.delete().where(subscribers.c.id == subscriber_id))
+        address is never emailed or imported again. Returns what was deleted. Pass ``connection`` to erase in
+        the caller's transaction (with the newsletter's own traces of the subscriber)."""
+        if connection is None:
+            with self.engine.begin() as own:
+                return self.delete_personal_data(subscriber_id, now=now, connection=own)
+        subscriber = self._require(connection, subscriber_id)
+        self._suppress(connection, subscriber.email, "deleted", now)
+        connection.execute(subscriber_events.delete().where(subscriber_events.c.subscriber_id == subscriber_id))
+        connection.execute(subscribers.delete().where(subscribers.c.id == subscriber_id))
         return subscriber

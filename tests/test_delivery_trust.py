@@ -3,11 +3,13 @@ sender, a failing database. Real processes, real aiosmtpd relay with scripted re
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -177,13 +179,21 @@ def test_a_malformed_reply_after_the_content_is_ambiguous(tmp_path: Path, sink: 
 def _pause_outside_a_write(process: subprocess.Popen[bytes], url: str) -> None:
     """SIGSTOP (a VM pause): its claims lapse while it holds rows in memory.
 
-    A SQLite writer paused inside a write transaction holds the file's lock and every other sender must
-    wait for it, so on SQLite the pause is retried until it falls outside one.
+    A writer paused inside a transaction holds its locks (SQLite's file lock, PostgreSQL's row locks) and
+    every other sender must wait for it, so the pause is retried until it falls outside one.
     """
     for _ in range(50):
         process.send_signal(signal.SIGSTOP)
         if not url.startswith("sqlite"):
-            return
+            with sa.create_engine(url, poolclass=sa.NullPool).connect() as connection:
+                busy = connection.execute(sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND state <> 'idle'")).scalar_one()
+            if not busy:
+                return
+            process.send_signal(signal.SIGCONT)
+            time.sleep(0.01)
+            continue
         probe = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=0.2)
         try:
             probe.execute("BEGIN IMMEDIATE")
@@ -286,3 +296,141 @@ def test_a_database_that_turns_read_only_mid_send_ends_it_with_one_line(tmp_path
     received = copies(sink)
     assert all(n == 1 for n in received.values())
     assert set(emails) - set(received) <= {r["email"] for r in ledger_of(config).rows(1, state="ambiguous")}
+
+
+@pytest.mark.slow
+def test_serve_killed_mid_send_finishes_the_edition_when_it_restarts(tmp_path: Path, sink: MailSink) -> None:
+    from tests.test_scheduler import NO_JOBS, schedule_config
+
+    sending = NO_JOBS.replace('daily = ""', 'daily = "*/1 * * * * *"') + "lease_seconds = 2"
+    config = schedule_config(tmp_path, sink, sending)
+    config.write_text(config.read_text().replace("concurrency = 4", "concurrency = 2\nclaim_batch = 20\n"
+                                                 "unfinished_after_minutes = 0.001"))
+    assert cli_run(config, "fetch")[0] == 0
+    emails = add_subscribers(config, 100)
+    sink.reply_delay = 0.02
+    process = spawn(["--config", str(config), "serve"])
+    _wait_for(sink, 10, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    code, output = cli_run(config, "status")
+    assert code == 0, output
+    assert "unfinished daily-" in output
+    # The day's job has moved on: only the (rare) retry schedule is left, and serve finishes at start
+    text = config.read_text()
+    config.write_text(text.replace('daily = "*/1 * * * * *"', 'daily = ""').replace('retry = ""',
+                                                                                    'retry = "0 0 1 1 *"'))
+    sink.reply_delay = 0
+    restarted = spawn(["--config", str(config), "serve"])
+    ledger = ledger_of(config)
+    deadline = time.monotonic() + 60
+    while ledger.counts(1)["pending"] + ledger.counts(1)["claimed"]:
+        assert time.monotonic() < deadline, ledger.counts(1)
+        assert restarted.poll() is None
+        time.sleep(0.2)
+    restarted.send_signal(signal.SIGTERM)
+    restarted.communicate(timeout=60)
+    received = copies(sink)
+    assert all(n == 1 for n in received.values()), received
+    assert set(emails) - set(received) <= {r["email"] for r in ledger.rows(1, state="ambiguous")}
+    code, output = cli_run(config, "status")
+    assert "unfinished daily-" not in output
+    runs = json.loads(cli_run(config, "status", "--json")[1])["runs"]
+    assert "running" not in {r["status"] for r in runs}  # the killed serve's run is marked died
+    assert "died" in {r["status"] for r in runs}
+
+
+@pytest.mark.usefixtures("database_url")
+def test_deliveries_retry_requeues_failed_rows_and_ambiguous_ones_only_when_asked(tmp_path: Path,
+                                                                                  sink: MailSink) -> None:
+    config = make_config(tmp_path, sink)
+    assert cli_run(config, "fetch")[0] == 0
+    emails = add_subscribers(config, 4)
+    sink.add_fault(Fault(phase="dot", action="reply", reply="554 5.6.0 Content rejected", recipient=emails[0]))
+    sink.add_fault(Fault(phase="dot", action="drop", recipient=emails[1]))
+    cli_run(config, "send")
+    ledger = ledger_of(config)
+    assert (ledger.counts(1)["failed"], ledger.counts(1)["ambiguous"]) == (1, 1)
+    slug = json.loads(cli_run(config, "status", "--json")[1])["editions"][0]["slug"]
+    code, output = cli_run(config, "deliveries", "retry", slug)
+    assert code == 0, output
+    assert f"re-queued 1 failed deliveries of {slug}" in output
+    code, output = cli_run(config, "deliveries", "retry", slug, "--state", "ambiguous")
+    assert code == 2
+    assert "--include-ambiguous" in output
+    assert cli_run(config, "send")[0] == 0
+    assert copies(sink) == {emails[0]: 1, emails[1]: 1, emails[2]: 1, emails[3]: 1}
+    code, output = cli_run(config, "deliveries", "retry", "daily-1999-01-01")
+    assert code == 1
+    assert "Error: no edition 'daily-1999-01-01'" in output
+
+
+@pytest.mark.slow  # kombu retries the unreachable broker for a while
+def test_a_broker_url_password_never_reaches_the_screen_or_the_runs_table(tmp_path: Path, sink: MailSink) -> None:
+    from newsletter.config.redact import redact
+
+    assert redact("cannot reach 'amqp://news:s3cr%40t@mq.example.org:5672//': refused") == (
+        "cannot reach 'amqp://news:***@mq.example.org:5672//': refused")
+    assert redact("postgresql+psycopg://app:pw@db/news and redis://:pw@127.0.0.1:1/0") == (
+        "postgresql+psycopg://app:***@db/news and redis://:***@127.0.0.1:1/0")
+    config = make_config(tmp_path, sink)
+    config.write_text(config.read_text() + '\n[workers]\nbroker = "redis://:hunter2@127.0.0.1:1/0"\n')
+    assert cli_run(config, "fetch")[0] == 0
+    add_subscribers(config, 2)
+    code, output = cli_run(config, "send", "--workers", "--no-wait")
+    assert code == 1, output
+    assert "cannot reach the broker 'redis://:***@127.0.0.1:1/0'" in output
+    assert "hunter2" not in output
+
+
+@pytest.mark.slow
+def test_a_sqlite_lock_held_past_busy_timeout_ends_send_with_one_line(tmp_path: Path, sink: MailSink) -> None:
+    busy_timeout = 30  # newsletter.storage.db sets PRAGMA busy_timeout=30000
+    config = make_config(tmp_path, sink, extra="claim_batch = 20")
+    assert cli_run(config, "fetch")[0] == 0
+    emails = add_subscribers(config, 60)
+    sink.reply_delay = 0.02
+    process = spawn(["--config", str(config), "send"])
+    _wait_for(sink, 5, process)
+    path = load_settings(config).newsletter.database_url.removeprefix("sqlite:///")
+    holder = sqlite3.connect(path, timeout=10)
+    holder.execute("BEGIN IMMEDIATE")  # another program holds the write lock for twice busy_timeout
+    locked_at = time.monotonic()
+    try:
+        output = process.communicate(timeout=busy_timeout + 30)[0].decode()
+        assert time.monotonic() - locked_at < busy_timeout + 30
+        time.sleep(max(0.0, 2 * busy_timeout - (time.monotonic() - locked_at)))
+    finally:
+        holder.rollback()
+        holder.close()
+    assert process.returncode == 1, output
+    errors = [line for line in output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, output
+    assert errors[0].startswith("Error: delivery stopped: cannot write the delivery ledger: database is locked")
+    assert "Traceback" not in output
+    sink.reply_delay = 0
+    code, output = cli_run(config, "send")
+    assert code == 0, output
+    received = copies(sink)
+    assert all(n == 1 for n in received.values())
+    assert set(emails) - set(received) <= {r["email"] for r in ledger_of(config).rows(1, state="ambiguous")}
+
+
+@pytest.mark.usefixtures("database_url")
+def test_erasure_leaves_the_address_in_no_ledger_row(tmp_path: Path, sink: MailSink) -> None:
+    config = make_config(tmp_path, sink)
+    assert cli_run(config, "fetch")[0] == 0
+    emails = add_subscribers(config, 3)
+    sink.add_fault(Fault(phase="rcpt", action="reply", reply=f"452 4.2.2 <{emails[0]}> over quota", times=None,
+                         recipient=emails[0]))
+    assert cli_run(config, "send", "--limit", "2")[0] == 0
+    ledger = ledger_of(config)
+    claimed = ledger.claim(1, limit=5, now=datetime.now(UTC), lease=timedelta(minutes=5))
+    assert claimed  # a row claimed by a sender right now
+    for address in (emails[0], claimed[0].email):
+        code, output = cli_run(config, "subscribers", "remove", address, "--delete")
+        assert code == 0, output
+    with ledger.engine.connect() as connection:
+        rows = [dict(r) for r in connection.execute(sa.text("SELECT * FROM deliveries")).mappings()]
+    for address in (emails[0], claimed[0].email):
+        assert not [r for r in rows if any(address in str(v) for v in r.values())], rows

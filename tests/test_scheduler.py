@@ -279,3 +279,26 @@ def test_serve_exits_with_an_error_when_its_web_port_is_taken(tmp_path: Path, si
         output = process.communicate(timeout=60)[0].decode()
     assert process.returncode == 1, output
     assert "Error: the web server stopped" in output
+
+
+def test_a_changed_time_zone_or_grace_replaces_the_stored_jobs(tmp_path: Path, sink: MailSink) -> None:
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    config = schedule_config(tmp_path, sink, NO_JOBS.replace('daily = ""', 'daily = "0 7 * * *"'))
+    settings = load_settings(config)
+    engine = open_database(settings.newsletter.database_url)
+    first = Service(settings, engine)
+    asyncio.run(_run_until(first, lambda: _started(first)))
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace('timezone = "UTC"', 'timezone = "Asia/Tokyo"', 1)
+                      .replace("[schedule]\n", "[schedule]\nmisfire_grace_seconds = 123\n", 1), encoding="utf-8")
+    changed = load_settings(config)
+    second = Service(changed, engine)
+    asyncio.run(_run_until(second, lambda: _started(second)))
+    store = SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")
+    store.start(BackgroundScheduler(), "default")
+    stored = store.lookup_job("daily")
+    assert str(stored.trigger.timezone) == "Asia/Tokyo"
+    assert stored.misfire_grace_time == 123
+    assert stored.next_run_time.utcoffset() == timedelta(hours=9)

@@ -177,7 +177,8 @@ def test_sigterm_stops_cleanly_and_the_next_run_completes(tmp_path: Path, sink: 
     process.send_signal(signal.SIGTERM)
     output = process.communicate(timeout=30)[0].decode()
     assert process.returncode == 3, output  # stopped with rows left: not a success
-    assert "stopped with" in output and "messages left to send" in output
+    assert "stopped with" in output
+    assert "messages left to send" in output
     counts = Ledger(open_database(load_settings(config).newsletter.database_url)).counts(1)
     assert counts["ambiguous"] == 0
     assert counts["claimed"] == 0

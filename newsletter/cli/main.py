@@ -24,7 +24,7 @@ from newsletter.logs import configure_logging
 if TYPE_CHECKING:
     pass
 
-from newsletter.cli import inbound, pipeline, sending, service
+from newsletter.cli import deliveries, inbound, pipeline, sending, service
 from newsletter.cli.app import App, NewsletterGroup
 
 
@@ -53,6 +53,7 @@ for command in (pipeline.fetch, pipeline.papers, pipeline.topics, sending.previe
                 service.serve, service.worker, service.status, subscribers_group, web_command, inbound.inbound):
     cli.add_command(command)
 cli.add_command(edition_group)
+cli.add_command(deliveries.deliveries)
 pipeline.topics.add_command(topics_evaluate)
 pipeline.topics.add_command(topics_suggest)
 

@@ -102,13 +102,20 @@ def _print_status(view: dict[str, Any]) -> None:
         sources.add_row(term(s["name"]), s["last_attempt"] or "never", term(s["result"] or ""), term(s["error"] or ""))
     console.print(sources)
     editions = Table(title="Recent editions")
-    for column in ("edition", "papers", "sent", "deferred", "failed", "ambiguous", "note"):
+    for column in ("edition", "papers", "sent", "pending", "claimed", "deferred", "failed", "ambiguous", "note"):
         editions.add_column(column, overflow="fold")
     for e in view["editions"]:
         d = e["deliveries"]
-        editions.add_row(term(e["slug"]), str(e["papers"]), str(d["sent"]), str(d["deferred"]), str(d["failed"]),
-                         str(d["ambiguous"]), term(e["empty_reason"] or ""))
+        note = term(e["empty_reason"] or "") or ("UNFINISHED" if e.get("unfinished") else "")
+        editions.add_row(term(e["slug"]), str(e["papers"]), *(str(d[state]) for state in (
+            "sent", "pending", "claimed", "deferred", "failed", "ambiguous")), note)
     console.print(editions)
+    for e in view["editions"]:
+        if e.get("unfinished"):
+            d = e["deliveries"]
+            console.print(f"[yellow]unfinished[/yellow] {e['slug']} (built {e['created']}): {d['pending']} pending, "
+                          f"{d['claimed']} claimed, {d['deferred']} deferred; `serve` finishes it on its next retry "
+                          "run, or run `newsletter send`", highlight=False, soft_wrap=True)
     for e in view["editions"]:
         if len(e["workers"]) > 1 or (e["workers"] and view.get("queue") is not None):
             print_workers(e["workers"], title=f"Per worker: {e['slug']}")
@@ -120,7 +127,7 @@ def _print_status(view: dict[str, Any]) -> None:
     for warning in view.get("topic_warnings", []):
         console.print(f"[yellow]warning[/yellow] {warning}", highlight=False, soft_wrap=True)
     attention = view["attention"]
-    console.print(f"deferred: {attention['deferred']}, ambiguous: {attention['ambiguous']}", highlight=False)
+    console.print(", ".join(f"{state}: {n}" for state, n in attention.items()), highlight=False)
     print_scheduler(view)
     console.print("subscribers: " + ", ".join(f"{n} {s}" for s, n in view["subscribers"].items()),
                   highlight=False)

@@ -198,7 +198,7 @@ class LedgerWriter:
             if not waiter.done():
                 waiter.set_exception(failure)
         self._data, self._waiters, self._outcomes = [], [], []
-        log.error("%s", failure)
+        log.info("%s", failure)
         if self.on_failure is not None:
             self.on_failure(failure)
 
@@ -444,7 +444,7 @@ class Pool:
         """Stop the run: no more claims, queued rows go back; the first reason is the one reported."""
         if self.stats.halt is None:
             self.stats.halt = reason
-            log.error("delivery stopped: %s", reason)
+            log.info("delivery stopped: %s", reason)
 
     def start(self) -> None:
         self._workers = [asyncio.create_task(self._work()) for _ in range(self.settings.concurrency)]

@@ -105,6 +105,7 @@ async def deliver(
     queued = 0
     low_water = max(1, settings.claim_batch // 2)
     finished_claiming = False
+    ledger_failed = False
     try:
         try:
             await asyncio.to_thread(_release_dead_claims, ledger, edition_id, now=clock())
@@ -130,6 +131,7 @@ async def deliver(
                     await asyncio.sleep(0.02)
             finished_claiming = not stopping()
         except SQLAlchemyError as error:
+            ledger_failed = True
             pool.halt(f"cannot use the delivery ledger: {one_line(error)}")
     finally:
         # After a stop, a halt or an error, queued rows no connection has started go back at once;
@@ -139,7 +141,11 @@ async def deliver(
         await writer.close()
         renewing.cancel()
         unstarted.update(pool.unstarted)
-        if unstarted:
+        if ledger_failed or writer.failure is not None:
+            # Another write would wait out busy_timeout again, or fail the same way: the next sender on this
+            # host takes the claims of this (then dead) process at once, elsewhere after the lease.
+            log.info("left %d rows claimed: the ledger cannot be written", len(unstarted) + len(pool.outstanding))
+        elif unstarted:
             try:
                 await asyncio.to_thread(ledger.release, unstarted, now=clock())
             except SQLAlchemyError as error:

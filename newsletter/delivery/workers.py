@@ -33,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.clock import utcnow
 from newsletter.config import Settings
+from newsletter.config.redact import redact
 from newsletter.delivery.outgoing import MessageFactory
 from newsletter.delivery.pool import RunStats
 from newsletter.delivery.sending import deliver_rows, message_factory, smtp_password
@@ -319,7 +320,7 @@ def send_with_workers(
         return Dispatcher(settings, engine, clock=clock).run(edition_id, stop=stop, wait=wait,
                                                              on_progress=on_progress)
     except (OperationalError, OSError) as error:
-        raise DeliveryError(f"cannot reach the broker {settings.workers.broker!r}: {error}") from None
+        raise DeliveryError(redact(f"cannot reach the broker {settings.workers.broker!r}: {error}")) from None
 
 
 def queue_status(settings: Settings) -> dict[str, Any]:
@@ -330,5 +331,5 @@ def queue_status(settings: Settings) -> dict[str, Any]:
     try:
         view["waiting"] = queue_length(make_app(settings), settings.workers.queue)
     except (OperationalError, OSError, ConfigError) as error:
-        view["error"] = str(error)
+        view["error"] = redact(str(error))
     return view

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from newsletter.clock import Clock
 from newsletter.config import Settings
 from newsletter.delivery.campaign import prepare
+from newsletter.delivery.pool import RunStats
 from newsletter.delivery.sending import deliver_edition
 from newsletter.rendering.links import signer_from_settings
 from newsletter.service.approval import hold_for_approval, send_approved
@@ -73,26 +74,43 @@ def fetch_job(settings: Settings, engine: Engine, *, clock: Clock, stop: threadi
 
 
 def _deliver(settings: Settings, engine: Engine, edition_id: int, *, clock: Clock,
-             stop: threading.Event) -> dict[str, int]:
+             stop: threading.Event) -> RunStats:
+    """This run's outcomes (not the edition's running totals: a retry that sent 1 says 1)."""
     if settings.workers.broker:  # Celery workers send: enqueue the due rows and follow them until tried
         from newsletter.delivery.workers import send_with_workers
 
-        send_with_workers(settings, engine, edition_id, clock=clock, stop=stop)
-        return Ledger(engine).counts(edition_id)
+        return send_with_workers(settings, engine, edition_id, clock=clock, stop=stop).stats()
     edition = EditionStore(engine).get_by_id(edition_id)
     assert edition is not None  # built before delivery starts
 
-    async def main() -> None:
-        await deliver_edition(settings, engine, edition, clock=clock, stop=await _stoppable(stop))
+    async def main() -> RunStats:
+        return await deliver_edition(settings, engine, edition, clock=clock, stop=await _stoppable(stop))
 
-    asyncio.run(main())
-    return Ledger(engine).counts(edition_id)
+    return asyncio.run(main())
 
 
 def _counts_text(counts: dict[str, int]) -> str:
     shown = [f"{counts[s]} {s}" for s in ("sent", "deferred", "failed", "ambiguous", "suppressed", "pending")
              if counts.get(s)]
     return ", ".join(shown) or "nothing to send"
+
+
+def _delivered_counts(settings: Settings, engine: Engine, edition_id: int, *, clock: Clock,
+                      stop: threading.Event) -> dict[str, int]:
+    """Deliver an approved edition and give this run's counts (what ``send_approved`` reports)."""
+    return _run_counts(_deliver(settings, engine, edition_id, clock=clock, stop=stop))
+
+
+def _run_counts(stats: RunStats) -> dict[str, int]:
+    return {name: getattr(stats, name) for name in ("sent", "deferred", "failed", "ambiguous", "suppressed")}
+
+
+def _run_status(stats: RunStats) -> str:
+    """``error`` when the run was halted, or when it tried messages and every one failed."""
+    tried = stats.sent + stats.deferred + stats.failed + stats.ambiguous
+    if stats.halt is not None or (tried and stats.failed == tried):
+        return "error"
+    return "ok"
 
 
 def edition_job(settings: Settings, engine: Engine, *, frequency: str, clock: Clock,
@@ -113,37 +131,48 @@ def edition_job(settings: Settings, engine: Engine, *, frequency: str, clock: Cl
     if edition.is_empty:
         return JobResult("nothing", f"{edition.slug}: no email: {edition.empty_reason}",
                          {"edition": edition.slug, "papers": 0})
-    counts = _deliver(settings, engine, edition.id, clock=clock, stop=stop)
+    stats = _deliver(settings, engine, edition.id, clock=clock, stop=stop)
+    counts = _run_counts(stats)
     summary = (f"{edition.slug}: edition with {edition.paper_count} papers, {prepared.recipients} recipients in "
-               f"{prepared.variants} variants; {_counts_text(counts)}")
-    return JobResult("ok", summary, {"edition": edition.slug, "papers": edition.paper_count, "counts": counts})
+               f"{prepared.variants} variants; this run: {_counts_text(counts)}")
+    if stats.halt:
+        summary += f"; stopped: {stats.halt}"
+    details = {"edition": edition.slug, "papers": edition.paper_count, "counts": counts,
+               "edition_counts": Ledger(engine).counts(edition.id)}
+    return JobResult(_run_status(stats), summary, details)
 
 
 def retry_job(settings: Settings, engine: Engine, *, clock: Clock, stop: threading.Event) -> JobResult:
-    """Send approved editions not sent yet (``[schedule] approve``), then deferred deliveries that are due."""
+    """Send approved editions not sent yet (``[schedule] approve``), then finish every unfinished edition:
+    pending rows (a `serve` killed mid-send), lapsed claims, and deferred rows that are due. `serve` runs it
+    at start too, so a restart completes what was cut off."""
     parts: list[str] = []
     details: dict[str, Any] = {}
     if settings.schedule.approve:
         for _edition_id, counts, slug in send_approved(settings, engine, clock=clock, stop=stop,
-                                                      deliver=_deliver):
+                                                      deliver=_delivered_counts):
             parts.append(f"{slug} (approved): {_counts_text(counts)}")
             details[slug] = counts
-    due = Ledger(engine).editions_with_due(now=clock())
+    due = Ledger(engine).editions_unfinished(now=clock())
     if not due and not parts:
-        return JobResult("nothing", "no deferred deliveries are due")
+        return JobResult("nothing", "no edition has deliveries waiting")
     if not due:
         return JobResult("ok", "sent approved editions; " + "; ".join(parts), details)
     editions = EditionStore(engine)
+    status = "ok"
     for edition_id in due:
         if stop.is_set():
             break
         edition = editions.get_by_id(edition_id)
         if edition is None:
             continue
-        counts = _deliver(settings, engine, edition_id, clock=clock, stop=stop)
-        parts.append(f"{edition.slug}: {_counts_text(counts)}")
+        stats = _deliver(settings, engine, edition_id, clock=clock, stop=stop)
+        counts = _run_counts(stats)
+        parts.append(f"{edition.slug}: {_counts_text(counts)}" + (f" (stopped: {stats.halt})" if stats.halt else ""))
         details[edition.slug] = counts
-    return JobResult("ok", "retried deferred deliveries; " + "; ".join(parts), details)
+        if _run_status(stats) == "error":
+            status = "error"
+    return JobResult(status, "finished waiting deliveries; " + "; ".join(parts), details)
 
 
 def housekeeping_job(settings: Settings, engine: Engine, *, clock: Clock, stop: threading.Event) -> JobResult:

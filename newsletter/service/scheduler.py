@@ -23,9 +23,12 @@ from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.clock import utcnow, worker_name
 from newsletter.config import Settings
+from newsletter.config.redact import redact
+from newsletter.delivery.sending import dead_senders
 from newsletter.errors import NewsletterError
 from newsletter.service.jobs import JOBS, JobResult
 from newsletter.service.triggers import LEASE_NAME, cron_trigger, next_runs, schedules
@@ -43,6 +46,12 @@ async def scheduled(name: str) -> None:
     if _service is None:  # pragma: no cover - jobs only fire inside a running service
         raise RuntimeError("no running service")
     await _service.run_job(name)
+
+
+def _fingerprint(trigger: Any, grace: Any) -> str:
+    """What makes a stored job the configured one: APScheduler 3's ``CronTrigger.__str__`` omits the zone,
+    so a changed ``[newsletter] timezone`` (or misfire grace) once kept the old job."""
+    return f"{trigger} zone={getattr(trigger, 'timezone', '')} grace={grace}"
 
 
 class Service:
@@ -79,7 +88,7 @@ class Service:
         finally:
             if task is not None:
                 self.running.discard(task)
-        self.runs.finish(run_id, now=self.clock(), status=result.status, summary=result.summary,
+        self.runs.finish(run_id, now=self.clock(), status=result.status, summary=redact(result.summary),
                          details=result.details)
         log.log(logging.ERROR if result.status == "error" else logging.INFO, "job %s: %s", name, result.summary)
         return result
@@ -110,7 +119,8 @@ class Service:
         for name, line in wanted.items():
             trigger = cron_trigger(line, zone)
             stored = scheduler.get_job(name)
-            if stored is not None and str(stored.trigger) == str(trigger):
+            if stored is not None and _fingerprint(stored.trigger, stored.misfire_grace_time) == _fingerprint(
+                    trigger, self.settings.schedule.misfire_grace_seconds):
                 continue
             scheduler.add_job(f"{__name__}:scheduled", trigger, args=[name], id=name, name=name,
                               replace_existing=True)
@@ -132,15 +142,32 @@ class Service:
             await asyncio.wait_for(self.stop_requested.wait(), timeout=seconds)
 
     async def _keep_lease(self) -> None:
+        """Renew the lease; a database error is retried, and jobs pause while the lease may have lapsed.
+
+        One failed renewal used to end this task silently: the lease lapsed, a standby took it, and both
+        ran jobs.
+        """
         assert self.scheduler is not None
+        duration = timedelta(seconds=self.settings.schedule.lease_seconds)
+        renewed = self.clock()
         while not self.stop_requested.is_set():
             await self._sleep(self.settings.schedule.lease_seconds / 3)
             if self.stop_requested.is_set():
                 return
-            if self.lease.acquire(now=self.clock()):
+            try:
+                held = await asyncio.to_thread(self.lease.acquire, now=self.clock())
+            except SQLAlchemyError as error:
+                log.warning("could not renew the scheduler lease (%s); trying again",
+                            str(getattr(error, "orig", error)).splitlines()[0])
+                if self.clock() - renewed >= duration * 2 / 3 and self.scheduler.state != 2:
+                    log.error("the scheduler lease may lapse before it can be renewed; pausing jobs")
+                    self.scheduler.pause()
+                continue
+            if held:
+                renewed = self.clock()
                 if self.scheduler.state == 2:  # paused after losing the lease: take over again
                     self.scheduler.resume()
-            else:
+            elif self.scheduler.state != 2:
                 log.error("lost the scheduler lease to another `serve`; pausing jobs")
                 self.scheduler.pause()
 
@@ -169,6 +196,9 @@ class Service:
             if not await self._wait_for_lease():
                 return
             _service = self
+            died = self.runs.mark_died(dead_senders(self.runs.running_workers()), now=self.clock())
+            if died:
+                log.warning("%d runs of a `serve` that died are marked so", died)
             scheduler = self.scheduler = self._build_scheduler()
             scheduler.add_listener(self._missed, EVENT_JOB_MISSED)
             scheduler.start(paused=True)
@@ -176,6 +206,9 @@ class Service:
             scheduler.resume()
             for name, when in next_runs(self.settings, now=self.clock()).items():
                 log.info("job %s: next run %s", name, when)
+            if "retry" in schedules(self.settings):
+                # Finish at once what a killed `serve` left: the daily job has moved on from its edition
+                self.running.add(asyncio.create_task(self.run_job("retry")))
             keeper = asyncio.create_task(self._keep_lease())
             await self.stop_requested.wait()
             log.info("stopping: no new jobs; waiting for %d running job(s)", len(self.running))

@@ -7,7 +7,7 @@ scheduled runs, the recent runs in words, and the subscriber list by status.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -43,7 +43,10 @@ def status_view(settings: Settings, engine: Engine, *, now: datetime, editions: 
             "counts": dict(state.last_counts or {}) if state else {},
         })
     recent_editions = []
+    late = timedelta(minutes=settings.delivery.unfinished_after_minutes)
     for edition in EditionStore(engine).editions(limit=editions):
+        counts = ledger.counts(edition.id)
+        open_rows = counts["pending"] + counts["claimed"] + counts["deferred"]
         recent_editions.append({
             "slug": edition.slug,
             "frequency": edition.frequency,
@@ -51,14 +54,15 @@ def status_view(settings: Settings, engine: Engine, *, now: datetime, editions: 
             "created": _iso(edition.created),
             "papers": edition.paper_count,
             "empty_reason": edition.empty_reason,
-            "deliveries": ledger.counts(edition.id),
+            "deliveries": counts,
+            "unfinished": bool(open_rows) and edition.created is not None and now - edition.created > late,
             "workers": ledger.by_worker(edition.id),
         })
     scheduler = lease_view(engine, LEASE_NAME, now=now)
     return {
         "sources": sources,
         "editions": recent_editions,
-        "attention": ledger.totals(),
+        "attention": ledger.totals(states=("pending", "claimed", "deferred", "ambiguous")),
         # next runs only while a `serve` holds the lease: nothing runs otherwise
         "schedule": {name: _iso(when) for name, when in next_runs(settings, now=now).items()}
         if scheduler["running"] else {},

@@ -1,8 +1,10 @@
 """Erasure of one subscriber's traces from the newsletter's own tables (the subscriber domain cannot see them).
 
-The delivery ledger keeps each message's address and name; after an erasure request those are blanked and
-rows still waiting to be sent are suppressed. ``sent_papers`` (subscriber id → paper ids) is deleted. The
-subscriber row itself is removed by ``SubscriberStore.delete_personal_data``; ids are never reused.
+The delivery ledger keeps each message's address and name; after an erasure request those (and the last
+reply, which may quote the address) are blanked in every row and rows still waiting to be sent are
+suppressed, in the same transaction as the subscriber's own erasure. ``sent_papers`` (subscriber id →
+paper ids) is deleted. The subscriber row itself is removed by ``SubscriberStore.delete_personal_data``;
+ids are never reused.
 """
 
 from __future__ import annotations
@@ -15,21 +17,27 @@ from sqlalchemy.engine import Engine
 from newsletter.storage import db
 
 
-def forget_subscriber_rows(engine: Engine, subscriber_id: int) -> int:
-    """Blank the address and name in every ledger row of this subscriber (rows being sent right now keep
-    theirs until they finish), suppress rows not yet sent, and delete their sent-papers record.
-    Returns the number of ledger rows touched."""
+def forget_subscriber_rows(engine: Engine, subscriber_id: int, *, connection: sa.Connection | None = None) -> int:
+    """Blank the address, the name and the last reply (which may quote the address) in every ledger row of
+    this subscriber, suppress rows not yet sent, and delete their sent-papers record. Returns the number of
+    ledger rows touched. Pass ``connection`` to do it in the caller's transaction.
+
+    Claimed rows are blanked too: their message was built when they were claimed, so a send in flight
+    still completes, and a claimed row that comes back is suppressed (the subscriber is gone).
+    """
+    if connection is None:
+        with engine.begin() as own:
+            return forget_subscriber_rows(engine, subscriber_id, connection=own)
     deliveries = db.deliveries
-    with engine.begin() as connection:
-        connection.execute(
-            deliveries.update()
-            .where(deliveries.c.subscriber_id == subscriber_id, deliveries.c.state.in_(("pending", "deferred")))
-            .values(state="suppressed", last_message="personal data deleted on request")
-        )
-        result = connection.execute(
-            deliveries.update()
-            .where(deliveries.c.subscriber_id == subscriber_id, deliveries.c.state != "claimed")
-            .values(email="", name="")
-        )
-        connection.execute(sa.delete(db.sent_papers).where(db.sent_papers.c.subscriber_id == subscriber_id))
+    connection.execute(
+        deliveries.update()
+        .where(deliveries.c.subscriber_id == subscriber_id, deliveries.c.state.in_(("pending", "deferred")))
+        .values(state="suppressed")
+    )
+    result = connection.execute(
+        deliveries.update()
+        .where(deliveries.c.subscriber_id == subscriber_id)
+        .values(email="", name="", last_message="personal data deleted on request")
+    )
+    connection.execute(sa.delete(db.sent_papers).where(db.sent_papers.c.subscriber_id == subscriber_id))
     return int(cast(Any, result).rowcount or 0)

@@ -405,6 +405,31 @@ class Ledger:
             )
             return [int(e) for e in connection.execute(query).scalars()]
 
+    def editions_unfinished(self, *, now: datetime) -> list[int]:
+        """Editions a sender could make progress on now: pending rows, claims (lapsed, or of a sender that
+        may have died), or deferred rows whose retry time has come."""
+        with self.engine.connect() as connection:
+            query = (
+                sa.select(deliveries.c.edition_id).distinct()
+                .where(sa.or_(deliveries.c.state.in_(("pending", "claimed")),
+                              sa.and_(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= now)))
+                .order_by(deliveries.c.edition_id)
+            )
+            return [int(e) for e in connection.execute(query).scalars()]
+
+    def requeue(self, edition_id: int, *, states: Collection[str], email: str | None = None,
+                now: datetime) -> int:
+        """Put finished rows (failed, ambiguous, deferred) back to pending for an operator's retry."""
+        where = sa.and_(deliveries.c.edition_id == edition_id, deliveries.c.state.in_(list(states)))
+        if email is not None:
+            where = sa.and_(where, sa.func.lower(deliveries.c.email) == email.lower())
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                deliveries.update().where(where).values(
+                    state="pending", phase="", claim_token=None, attempts=0, next_attempt_at=None, updated=now)
+            )
+        return int(result.rowcount or 0)
+
     def totals(self, *, states: Sequence[str] = ("deferred", "ambiguous")) -> dict[str, int]:
         """Rows in the given states across every edition (what still needs attention)."""
         with self.engine.connect() as connection:

@@ -8,7 +8,7 @@ lease runs jobs; a holder renews it while alive, so a crashed one is replaced af
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,6 +51,24 @@ class RunStore:
                 db.runs.update().where(db.runs.c.id == run_id)
                 .values(finished=now, status=status, summary=summary, details=dict(details or {}))
             )
+
+    def running_workers(self) -> set[str]:
+        """The processes (host:pid) with runs still marked running."""
+        with self.engine.connect() as connection:
+            return {str(w) for w in connection.execute(
+                sa.select(db.runs.c.worker).distinct().where(db.runs.c.status == "running")).scalars()}
+
+    def mark_died(self, workers: Collection[str], *, now: datetime) -> int:
+        """Runs of these dead processes end as ``died`` instead of staying "running" forever."""
+        if not workers:
+            return 0
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                db.runs.update().where(db.runs.c.status == "running", db.runs.c.worker.in_(list(workers)))
+                .values(status="died", finished=now,
+                        summary="the process running it stopped (killed or crashed) before the run finished")
+            )
+        return int(result.rowcount or 0)
 
     def record(self, job: str, *, now: datetime, worker: str, status: str, summary: str,
                details: Mapping[str, Any] | None = None) -> int:

@@ -165,8 +165,9 @@ def remove_subscriber(
     store = subscriber_store(settings, engine)
     subscriber = store.require(email)
     if delete:
-        store.delete_personal_data(subscriber.id, now=now)
-        forget_subscriber_rows(engine, subscriber.id)
+        with engine.begin() as connection:  # one transaction: never a subscriber gone but their address kept
+            store.delete_personal_data(subscriber.id, now=now, connection=connection)
+            forget_subscriber_rows(engine, subscriber.id, connection=connection)
         return Removal(subscriber=subscriber, changed=True, deleted=True)
     changed = store.unsubscribe(subscriber.id, now=now, topic=topic)
     after = store.get(subscriber.id)
