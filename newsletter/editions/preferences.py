@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sqlalchemy.engine import Engine
 
 from newsletter.editions.records import Edition
@@ -35,6 +34,8 @@ def reader_boosts(
     readers = {reader: theirs for reader, theirs in readers.items() if theirs}
     if not readers or not edition.papers:
         return {}
+    from sklearn.feature_extraction.text import TfidfVectorizer  # only when some reader voted: `send` stays light
+
     ids = list(edition.papers)
     voted_ids = list(dict.fromkeys(pid for theirs in readers.values() for pid in theirs))
     texts = [f"{edition.papers[p].title}. {edition.papers[p].abstract}" for p in ids]

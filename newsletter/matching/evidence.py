@@ -15,13 +15,13 @@ phrase is embedded in its topic's context ("Quantum physics: qubits", ``facet_em
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from newsletter.config import TopicSettings
 from newsletter.sources.records import Paper
@@ -30,18 +30,27 @@ MIN_FACET_CHARS = 4
 MAX_TERMS = 3
 _FACET_BREAK = re.compile(r"[.;:,!?()]\s*")
 _WORD = re.compile(r"[a-z][a-z0-9-]{2,}")
-_STOP = ENGLISH_STOP_WORDS | {
+_OWN_STOP_WORDS = frozenset({
     "paper", "papers", "study", "studies", "method", "methods", "approach", "approaches", "based", "show",
     "shows", "work", "results", "problem", "problems", "general", "pure", "applied", "theory", "topic",
     "topics", "including", "related", "research", "using", "use", "used", "new",
-}
+})
 
 TopicExamples = Mapping[str, tuple[Sequence[Paper], Sequence[Paper]]]
 """Per topic slug: its example papers and its not-example papers, resolved from the store."""
 
 
+@functools.cache
+def _stop_words() -> frozenset[str]:
+    """scikit-learn's English stop words and ours; imported on first use, so `status` never loads scikit-learn."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(ENGLISH_STOP_WORDS) | _OWN_STOP_WORDS
+
+
 def _words(text: str) -> list[str]:
-    return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+    stop = _stop_words()
+    return [w for w in _WORD.findall(text.lower()) if w not in stop]
 
 
 def topic_phrases(topic: TopicSettings) -> list[str]:

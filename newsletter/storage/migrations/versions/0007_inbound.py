@@ -1,6 +1,6 @@
 """Inbound mail: what came back about each reader (subscriber_events) and every message received.
 
-Revision ID: 0008
+Revision ID: 0007
 Revises: 0006
 """
 
@@ -9,7 +9,7 @@ from alembic import op
 
 from subscribers.schema import UTCDateTime
 
-revision = "0008"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """Reader feedback on papers; sample embeddings by text hash; what each topic match rests on.
 
-Revision ID: 0010
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 
 import sqlalchemy as sa
@@ -9,8 +9,8 @@ from alembic import op
 
 from newsletter.storage.db import UTCDateTime
 
-revision = "0010"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -1,8 +1,8 @@
 """Web pages that stay fast: the archive's per-edition index, feed entries and stored pages; the
 confirmation outbox; an index on rate-limit events by time (housekeeping deletes by it).
 
-Revision ID: 0011
-Revises: 0006
+Revision ID: 0009
+Revises: 0008
 """
 
 import sqlalchemy as sa
@@ -11,8 +11,8 @@ from alembic import op
 from newsletter.storage.db import UTCDateTime
 from newsletter.storage.edition_index import backfill
 
-revision = "0011"
-down_revision = "0006"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

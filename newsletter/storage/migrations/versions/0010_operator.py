@@ -1,7 +1,7 @@
 """Operator experience: since when a `serve` holds the lease, and editors' reviews of editions.
 
-Revision ID: 0013
-Revises: 0006
+Revision ID: 0010
+Revises: 0009
 """
 
 import sqlalchemy as sa
@@ -9,8 +9,8 @@ from alembic import op
 
 from newsletter.storage.db import UTCDateTime
 
-revision = "0013"
-down_revision = "0006"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
