@@ -17,6 +17,8 @@ from subscribers.models import FREQUENCIES as FREQUENCIES  # the frequencies edi
 from subscribers.models import Frequency as Frequency
 
 CONTENT_VERSION = 1
+PIN_RANK = 1_000_000.0
+"""Added to a pinned paper's rank: far above any trending score plus match strength."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,12 +13,9 @@ import dataclasses
 
 from sqlalchemy.engine import Engine
 
-from newsletter.editions.records import Edition, EditionTopic
+from newsletter.editions.records import PIN_RANK, Edition, EditionTopic
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.reviews import Review, ReviewStore
-
-PIN_RANK = 1_000_000.0
-"""Added to a pinned paper's rank: far above any trending score plus match strength."""
 
 
 def apply_review(edition: Edition, review: Review | None) -> Edition:

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from newsletter.config import Settings
-from newsletter.editions.records import EditionPaper
+from newsletter.editions.records import PIN_RANK, EditionPaper
 from newsletter.editions.selection import SelectedPaper, Selection
 from newsletter.rendering.latex import latex_to_text
 from newsletter.rendering.links import edition_url
@@ -101,9 +101,9 @@ def display_title(paper: EditionPaper) -> str:
 
 
 def top_papers(papers: Iterable[SelectedPaper], count: int) -> list[SelectedPaper]:
-    """The most trending papers first (trending score, then upvotes and stars), each paper once."""
+    """Papers an editor pinned first, then the most trending (trending score, then upvotes and stars), each once."""
     unique = {p.paper.paper_id: p for p in reversed(list(papers))}
-    ordered = sorted(unique.values(), key=lambda p: (-p.paper.score, -(p.paper.upvotes or 0),
+    ordered = sorted(unique.values(), key=lambda p: (p.rank < PIN_RANK, -p.paper.score, -(p.paper.upvotes or 0),
                                                      -(p.paper.github_stars or 0), p.paper.paper_id))
     return ordered[:count]
 
