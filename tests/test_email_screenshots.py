@@ -66,7 +66,7 @@ def largest_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
         selection = topic_selection(settings, edition, 6)
         variant = render(settings, selection)
         html_part, _ = personalised(settings, edition, variant)
-    assert len(variant.paper_ids) > 50
+    assert len(variant.paper_ids) >= 40  # the largest email: the rest of its 60 papers are past the size budget
     path = folder / "largest.html"
     path.write_text(html_part, encoding="utf-8")
     return path
@@ -110,7 +110,7 @@ def test_the_largest_edition_reads_well_everywhere(largest_html: Path, browser: 
         assert result["checked"] > 300
         assert not result["worst"], result["worst"][:5]
         buttons = page.locator("a.b")
-        assert buttons.count() > 100
+        assert buttons.count() >= 80  # the largest email: about 40 papers of two or more link buttons
         heights = page.evaluate("() => Array.from(document.querySelectorAll('a.b, .foot a'), "
                                 "a => a.getBoundingClientRect().height)")
         assert min(heights) >= 44
