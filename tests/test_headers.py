@@ -15,7 +15,7 @@ from pathlib import Path
 
 import dkim
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -91,6 +91,7 @@ def test_a_non_ascii_name_keeps_the_raw_list_id_and_short_lines(unicode_settings
 
 @hypothesis_settings(max_examples=150, deadline=None)
 @given(st.text(st.characters(exclude_categories=("Cs", "Cc")) | st.sampled_from(" é—数😀,\"<>()"), max_size=160))
+@example("00000000000¡¡¡¡¡\U00010000\U00010000\U00010000—— ¡ ¡")  # the policy's folder once lost a space here
 def test_any_text_folds_into_short_lines_that_parse_back(text: str) -> None:
     for line in (fold("Subject", text), address_header("From", text, "news@example.org"),
                  list_id_header(text, "news.example.org")):
