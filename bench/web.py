@@ -253,7 +253,7 @@ async def relay_run(folder: Path, *, signups: int, seconds: float, stall: float)
         outbox = ConfirmationOutbox(open_database(load_settings(config).newsletter.database_url)).counts()
     ordered = sorted(latencies)
     return [
-        f"| sign-ups answered (200) | {codes.count(200)} of {signups} in {seconds:.0f} s |",
+        f"| sign-ups answered with HTTP 200 | {codes.count(200)} of {signups} in {seconds:.0f} s |",
         f"| answer time p50 / p99 / max | {ordered[len(ordered) // 2] * 1000:.0f} / "
         f"{ordered[int(0.99 * len(ordered))] * 1000:.0f} / {ordered[-1] * 1000:.0f} ms |",
         f"| most SMTP connections open at once (concurrency 4) | {peak} |",
