@@ -1,9 +1,10 @@
 """Edition → ledger: who gets which variant, rendered once per variant, written before anything is sent.
 
 ``prepare`` is idempotent: a subscriber who already has a ledger row for the edition keeps it (and its
-variant), so running `send` again only adds subscribers who were missing. The papers of a reader's email
-are recorded as sent to that reader in the same transaction as the reader's ledger row, so no later
-edition repeats them and no crash can record one without the other.
+variant), so running `send` again only adds subscribers who were missing. Each stored variant keeps the
+list of papers its email carries; they are recorded as sent to a reader only with that reader's ``sent``
+outcome (``Ledger.record``), so a reader whose message fails or is suppressed can get them later. Until
+then a row in flight holds its papers back from the reader's other editions (``papers_already_had``).
 
 ``MessageFactory`` turns a ledger row into the bytes handed to SMTP: the stored variant's MIME template
 (built once per variant) with the reader's name, links and headers spliced in.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -79,6 +80,23 @@ def edition_for(settings: Settings, papers: PaperStore, editions: EditionStore, 
     return build_edition(settings, papers, editions, frequency=frequency, now=now, day=day, persist=persist)
 
 
+def papers_already_had(engine: Engine, edition: Edition, subscriber_ids: Collection[int]) -> dict[int, set[str]]:
+    """Per subscriber, the edition's papers they already received, or may still receive in another edition.
+
+    Received: recorded in ``sent_papers`` by a ``sent`` outcome. In flight: a row of another edition that is
+    pending, claimed, deferred or ambiguous carries the paper.
+    """
+    if not subscriber_ids:
+        return {}
+    had = EditionStore(engine).already_sent_many(subscriber_ids, paper_ids=list(edition.papers))
+    in_flight = Ledger(engine).papers_in_flight(subscriber_ids, editions_after=edition.window_start,
+                                                excluding=edition.id)
+    wanted = set(edition.papers)
+    for subscriber_id, papers in in_flight.items():
+        had.setdefault(subscriber_id, set()).update(papers & wanted)
+    return had
+
+
 def prepare(
     settings: Settings,
     engine: Engine,
@@ -99,7 +117,7 @@ def prepare(
         return Prepared(edition, len(active), 0, 0, 0, 0, len(active))
     have_rows = ledger.subscribers_with_rows(edition.id)
     todo = store.get_many([i for i in active if i not in have_rows])  # none when resuming a filled ledger
-    already = editions.already_sent_many([s.id for s in todo], paper_ids=list(edition.papers)) if todo else {}
+    already = papers_already_had(engine, edition, [s.id for s in todo])
     groups = group_by_variant(
         edition,
         [(s.id, s.topics) for s in todo],
@@ -120,7 +138,8 @@ def prepare(
         variant = render_variant(group.selection, settings=settings, environment=environment)
         if variant.key not in stored_keys:
             ledger.save_variants(
-                [StoredVariant(edition.id, variant.key, variant.subject, variant.html, variant.text, variant.nonce)],
+                [StoredVariant(edition.id, variant.key, variant.subject, variant.html, variant.text, variant.nonce,
+                               paper_ids=variant.paper_ids)],
                 now=now,
             )
             stored_keys.add(variant.key)
@@ -137,9 +156,7 @@ def prepare(
                 )
                 for sid in chunk
             ]
-            with engine.begin() as connection:
-                added += ledger.add(edition.id, rows, now=now, connection=connection)
-                editions.record_sent(edition.id, {sid: variant.paper_ids for sid in chunk}, connection=connection)
+            added += ledger.add(edition.id, rows, now=now)
     recipients = len(have_rows) + sum(len(g.subscriber_ids) for g in groups)
     return Prepared(
         edition=edition,
@@ -196,7 +213,7 @@ def plan(
     todo = [s for s in subscribers if s.id not in have_rows]
     if edition.is_empty:
         return Plan(edition, len(subscribers), len(have_rows), (), len(todo), {})
-    already = editions.already_sent_many([s.id for s in todo], paper_ids=list(edition.papers))
+    already = papers_already_had(engine, edition, [s.id for s in todo])
     groups = group_by_variant(edition, [(s.id, s.topics) for s in todo],
                               max_per_topic=settings.email.max_papers_per_topic, already_sent=already,
                               boosts=feedback_boosts(edition, papers, engine, [s.id for s in todo]))

@@ -16,7 +16,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from newsletter.config import Settings
-from newsletter.delivery.campaign import edition_for
+from newsletter.delivery.campaign import edition_for, papers_already_had
 from newsletter.delivery.message import message_template, sendable_message
 from newsletter.editions.records import Edition, Frequency
 from newsletter.editions.selection import select
@@ -93,7 +93,7 @@ def preview(
     edition = edition_for(settings, store, editions, frequency=frequency, now=now, day=day, persist=False)
     if edition.is_empty:
         return PreviewResult(edition=edition, who=who, no_email=f"the edition is empty: {edition.empty_reason}")
-    sent = editions.already_sent(reader_id, list(edition.papers)) if reader_id else set()
+    sent = papers_already_had(engine, edition, [reader_id]).get(reader_id, set()) if reader_id else set()
     selection = select(edition, wanted, max_per_topic=settings.email.max_papers_per_topic, already_sent=sent)
     if selection.is_empty:
         return PreviewResult(edition=edition, who=who, no_email="nothing new in these topics: no email")

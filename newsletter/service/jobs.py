@@ -13,7 +13,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -23,6 +23,7 @@ from newsletter.config import Settings
 from newsletter.delivery.campaign import prepare
 from newsletter.delivery.pool import RunStats
 from newsletter.delivery.sending import deliver_edition
+from newsletter.editions.build import WEEKLY_WINDOW
 from newsletter.rendering.links import signer_from_settings
 from newsletter.service.approval import hold_for_approval, send_approved
 from newsletter.sources.ingest import fetch_sources
@@ -184,12 +185,24 @@ def housekeeping_job(settings: Settings, engine: Engine, *, clock: Clock, stop: 
     pruned_rows = Ledger(engine).prune(before=cutoff)
     pruned_events = RateLimits(engine).prune(now=now)
     pruned_outbox = ConfirmationOutbox(engine).prune(before=now - CONFIRMATION_WINDOW)
+    pruned_sent = prune_sent_papers(EditionStore(engine), now=now)
     summary = (f"deleted {expired} subscriptions unconfirmed for {schedule.unconfirmed_days} days; pruned "
                f"{pruned_runs} run records and {pruned_rows} delivery rows older than {schedule.keep_days} days, "
-               f"{pruned_events} rate-limit events and {pruned_outbox} finished confirmation emails")
+               f"{pruned_events} rate-limit events, {pruned_outbox} finished confirmation emails and "
+               f"{pruned_sent} sent-paper records past the longest edition window")
     return JobResult("ok", summary, {"expired_pending": expired, "pruned_runs": pruned_runs,
                                      "pruned_deliveries": pruned_rows, "pruned_rate_events": pruned_events,
-                                     "pruned_confirmations": pruned_outbox})
+                                     "pruned_confirmations": pruned_outbox, "pruned_sent_papers": pruned_sent})
+
+
+def prune_sent_papers(editions: EditionStore, *, now: datetime) -> int:
+    """Forget papers sent in editions cut off before the longest edition window: no later window reaches them.
+
+    The longest window is the weekly one, or a longer daily one (a daily edition's window starts at the
+    previous daily edition's cut-off, so it grows after a pause) if one was ever built.
+    """
+    longest = max(WEEKLY_WINDOW, editions.longest_window())
+    return editions.prune_sent_papers(before=now - longest)
 
 
 JOBS: dict[str, Callable[[Settings, Engine, Clock, threading.Event], JobResult]] = {

@@ -243,6 +243,17 @@ variants = sa.Table(
     sa.Column("created", UTCDateTime, nullable=False),
 )
 
+variant_papers = sa.Table(
+    "variant_papers",
+    metadata,
+    sa.Column("edition_id", sa.Integer, primary_key=True),
+    sa.Column("variant_key", sa.String(64), primary_key=True),
+    sa.Column("paper_id", sa.String(300), primary_key=True),
+)
+"""The papers each stored variant's email carries: written with the variant, so the ``sent`` outcome of a row
+can record its reader's papers in ``sent_papers`` in the same transaction, and rows still in flight can hold
+their papers back from another edition."""
+
 
 runs = sa.Table(
     "runs",

@@ -1,15 +1,15 @@
 """All SQL for editions and for the per-subscriber record of papers sent.
 
 An edition is unique per (frequency, date): inserting one that already exists (another process won the
-race) returns the stored one. ``sent_papers`` remembers which paper each subscriber already received, so
-no paper reaches the same reader in two editions.
+race) returns the stored one. ``sent_papers`` remembers which paper each subscriber already received (the
+delivery ledger writes it with each ``sent`` outcome), so no paper reaches the same reader in two editions.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -171,17 +171,28 @@ class EditionStore:
                         result[subscriber_id].add(paper_id)
         return dict(result)
 
-    def record_sent(
-        self,
-        edition_id: int,
-        sent: Mapping[int, Iterable[str]],
-        *,
-        connection: sa.Connection | None = None,
-    ) -> int:
+    def longest_window(self) -> timedelta:
+        """The longest window (cut-off minus window start) of any stored edition; zero when none is."""
+        with self.engine.connect() as connection:
+            windows = connection.execute(sa.select(db.editions.c.window_start, db.editions.c.cutoff)).all()
+        return max((cutoff - start for start, cutoff in windows), default=timedelta(0))
+
+    def prune_sent_papers(self, *, before: datetime) -> int:
+        """Forget which papers were sent in editions cut off before ``before``; returns rows removed.
+
+        Safe once no edition still to be built can have a window reaching back that far: its papers were
+        all first seen before that cut-off, so none can be offered again.
+        """
+        old = sa.select(db.editions.c.id).where(db.editions.c.cutoff < before)
+        with self.engine.begin() as connection:
+            removed = connection.execute(db.sent_papers.delete().where(db.sent_papers.c.edition_id.in_(old)))
+        return int(removed.rowcount or 0)
+
+    def record_sent(self, edition_id: int, sent: Mapping[int, Iterable[str]]) -> int:
         """Remember that these subscribers received these papers in this edition. Returns rows added.
 
-        A pair already recorded (a resumed send) keeps its first edition. Pass ``connection`` to write in
-        the caller's transaction (e.g. together with the delivery ledger).
+        The ledger records a sent message's papers itself (``Ledger.record``); this writes such records
+        directly. A pair already recorded keeps its first edition.
         """
         values = [
             {"subscriber_id": subscriber_id, "paper_id": paper_id, "edition_id": edition_id}
@@ -190,7 +201,5 @@ class EditionStore:
         ]
         if not values:
             return 0
-        if connection is not None:
-            return db.insert_new(connection, db.sent_papers, values)
         with self.engine.begin() as own:
             return db.insert_new(own, db.sent_papers, values)

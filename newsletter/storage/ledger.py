@@ -33,6 +33,10 @@ DATA_PHASE = "data"
 
 deliveries = db.deliveries
 variants = db.variants
+variant_papers = db.variant_papers
+IN_FLIGHT_STATES = ("pending", "claimed", "deferred", "ambiguous")
+"""Rows whose reader may still get (or, when ambiguous, may have got) their message: their papers are held
+back from the reader's other editions. A failed or suppressed row holds nothing back."""
 
 _DELIVERY_COLUMNS = [deliveries.c[name] for name in (
     "id", "edition_id", "subscriber_id", "email", "name", "variant_key", "message_id", "attempts", "created",
@@ -64,7 +68,6 @@ class NewDelivery:
     name: str
     variant_key: str
     message_id: str
-    paper_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +108,8 @@ class StoredVariant:
     html: str
     text: str
     nonce: str
+    paper_ids: tuple[str, ...] = ()
+    """The papers its email carries: recorded as sent to a reader with that reader's ``sent`` outcome."""
 
 
 class Ledger:
@@ -115,14 +120,22 @@ class Ledger:
     # --- filling ------------------------------------------------------------------------------------------
 
     def save_variants(self, rows: Iterable[StoredVariant], *, now: datetime) -> None:
+        """Store rendered variants and the papers each carries (a variant already stored is kept)."""
+        rows = list(rows)
         values = [
             {"edition_id": v.edition_id, "key": v.key, "subject": v.subject, "html": v.html, "text": v.text,
              "nonce": v.nonce, "created": now}
             for v in rows
         ]
+        papers = [
+            {"edition_id": v.edition_id, "variant_key": v.key, "paper_id": paper_id}
+            for v in rows for paper_id in dict.fromkeys(v.paper_ids)
+        ]
         if values:
             with self.engine.begin() as connection:
                 connection.execute(db.insert_ignoring_duplicates(self.engine, variants), values)
+                if papers:
+                    connection.execute(db.insert_ignoring_duplicates(self.engine, variant_papers), papers)
 
     def variant(self, edition_id: int, key: str) -> StoredVariant:
         with self.engine.connect() as connection:
@@ -293,6 +306,9 @@ class Ledger:
                now: datetime) -> set[int]:
         """One transaction: mark rows (id, claim token) about to send DATA, and store finished outcomes.
 
+        A ``sent`` outcome also records its variant's papers as sent to that reader (``sent_papers``), in
+        the same transaction: a reader whose message fails or is suppressed can get those papers later.
+
         Returns the ids of ``data_phase`` rows that are no longer claimed under that token: another sender
         took them over after this one's lease lapsed, so this one must not send them. Outcomes for such rows
         are dropped the same way. Both statements are built once (``_MARK_DATA``, ``_STORE_OUTCOME``) and
@@ -315,7 +331,26 @@ class Ledger:
                         for o in outcomes
                     ],
                 )
+                sent = [o.delivery_id for o in outcomes if o.state == "sent"]
+                if sent:
+                    connection.execute(self._record_sent_papers(sent))
         return lost
+
+    def _record_sent_papers(self, delivery_ids: Sequence[int]) -> sa.Insert:
+        """INSERT … SELECT of the papers of these rows' variants into ``sent_papers``, for the rows really sent.
+
+        Only rows now in state ``sent`` count, so an outcome dropped by fencing records nothing; a pair
+        already recorded keeps its first edition.
+        """
+        carried = (
+            sa.select(deliveries.c.subscriber_id, variant_papers.c.paper_id, deliveries.c.edition_id)
+            .select_from(deliveries.join(variant_papers, sa.and_(
+                variant_papers.c.edition_id == deliveries.c.edition_id,
+                variant_papers.c.variant_key == deliveries.c.variant_key)))
+            .where(deliveries.c.id.in_(list(delivery_ids)), deliveries.c.state == "sent")
+        )
+        insert: sa.Insert = db.insert_ignoring_duplicates(self.engine, db.sent_papers)
+        return insert.from_select(["subscriber_id", "paper_id", "edition_id"], carried)
 
     @staticmethod
     def _not_marked(connection: sa.Connection, data_phase: Sequence[tuple[int, str]]) -> set[int]:
@@ -328,6 +363,40 @@ class Ledger:
         return {i for i, token in wanted.items() if held.get(i) != token}
 
     # --- reading ------------------------------------------------------------------------------------------
+
+    def papers_in_flight(self, subscriber_ids: Collection[int], *, editions_after: datetime,
+                         excluding: int | None = None) -> dict[int, set[str]]:
+        """Papers whose message to the reader is still in flight (``IN_FLIGHT_STATES``), per subscriber.
+
+        Only editions cut off after ``editions_after`` are read (an edition's papers were first seen before
+        its cut-off, so older ones cannot share papers with a window that starts then).
+        """
+        wanted = set(subscriber_ids)
+        if not wanted:
+            return {}
+        recent = sa.select(db.editions.c.id).where(db.editions.c.cutoff > editions_after)
+        if excluding is not None:
+            recent = recent.where(db.editions.c.id != excluding)
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(deliveries.c.subscriber_id, deliveries.c.edition_id, deliveries.c.variant_key)
+                .where(deliveries.c.edition_id.in_(recent), deliveries.c.state.in_(IN_FLIGHT_STATES))
+            ).all()
+            rows = [row for row in rows if row.subscriber_id in wanted]
+            if not rows:
+                return {}
+            carried: dict[tuple[int, str], list[str]] = {}
+            for edition_id, key, paper_id in connection.execute(
+                sa.select(variant_papers.c.edition_id, variant_papers.c.variant_key, variant_papers.c.paper_id)
+                .where(variant_papers.c.edition_id.in_(sorted({row.edition_id for row in rows})))
+            ):
+                carried.setdefault((int(edition_id), str(key)), []).append(str(paper_id))
+        result: dict[int, set[str]] = {}
+        for row in rows:
+            papers = carried.get((int(row.edition_id), str(row.variant_key)))
+            if papers:
+                result.setdefault(int(row.subscriber_id), set()).update(papers)
+        return result
 
     def counts(self, edition_id: int) -> dict[str, int]:
         with self.engine.connect() as connection:
@@ -460,4 +529,5 @@ class Ledger:
         with self.engine.begin() as connection:
             removed = connection.execute(deliveries.delete().where(deliveries.c.edition_id.in_(old))).rowcount
             connection.execute(variants.delete().where(variants.c.edition_id.in_(old)))
+            connection.execute(variant_papers.delete().where(variant_papers.c.edition_id.in_(old)))
         return int(removed or 0)

@@ -1,0 +1,203 @@
+"""Papers are recorded as sent to a reader only with that reader's `sent` outcome (issue 13, item 9).
+
+Before, a reader's papers were recorded when the ledger was filled: a reader whose message then failed or
+was suppressed never got those papers in a later edition. Real `send` runs against the aiosmtpd relay with
+scripted replies, on SQLite and PostgreSQL; the later edition is a weekly one whose window covers the daily
+edition's papers, which a reader gets after moving from daily to weekly.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from newsletter.config import load_settings
+from newsletter.service.jobs import housekeeping_job
+from newsletter.storage import db
+from newsletter.storage.db import open_database
+from newsletter.storage.editions import EditionStore
+from newsletter.storage.ledger import Ledger, NewDelivery, Outcome, StoredVariant
+from subscribers.store import SubscriberStore
+from tests.mailsink import Fault, MailSink, ReceivedMessage
+from tests.test_send import SECRET, cli_run, make_config
+
+_ABS_LINK = re.compile(r"arxiv\.org/abs/([0-9]{4}\.[0-9]{4,5})")
+
+
+@pytest.fixture
+def sink() -> Iterator[MailSink]:
+    with MailSink() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+
+
+def engine_of(config: Path) -> sa.Engine:
+    return open_database(load_settings(config).newsletter.database_url)
+
+
+def add_readers(config: Path, count: int) -> list[str]:
+    store = SubscriberStore(engine_of(config))
+    emails = [f"reader{i}@example.com" for i in range(count)]
+    for address in emails:
+        store.add(address, topics=("agents", "reasoning"), now=datetime.now(UTC))
+    return emails
+
+
+def papers_in(message: ReceivedMessage) -> set[str]:
+    """The arXiv ids a received email links to (its plain-text part)."""
+    parsed = email.message_from_bytes(message.data, policy=email.policy.default)
+    part = parsed.get_body(preferencelist=("plain",))
+    assert part is not None
+    return set(_ABS_LINK.findall(part.get_content()))  # type: ignore[union-attr]
+
+
+def papers_received(sink: MailSink) -> dict[str, list[set[str]]]:
+    return {address: [papers_in(m) for m in messages] for address, messages in sink.by_recipient().items()}
+
+
+def sent_papers(config: Path) -> dict[int, set[str]]:
+    with engine_of(config).connect() as connection:
+        rows = connection.execute(sa.select(db.sent_papers.c.subscriber_id, db.sent_papers.c.paper_id)).all()
+    result: dict[int, set[str]] = {}
+    for subscriber_id, paper_id in rows:
+        result.setdefault(int(subscriber_id), set()).add(str(paper_id))
+    return result
+
+
+def move_to_weekly(config: Path, address: str) -> None:
+    store = SubscriberStore(engine_of(config))
+    reader = store.require(address)
+    store.update_preferences(reader.id, topics=reader.topics, frequency="weekly", now=datetime.now(UTC))
+
+
+@pytest.mark.usefixtures("database_url")  # SQLite and the PostgreSQL server
+def test_a_reader_whose_message_failed_gets_its_papers_in_a_later_edition(tmp_path: Path, sink: MailSink) -> None:
+    config = make_config(tmp_path, sink, extra="max_attempts = 1")
+    assert cli_run(config, "fetch")[0] == 0
+    lucky, unlucky = add_readers(config, 2)
+    sink.add_fault(Fault(phase="rcpt", action="reply", reply="452 4.2.2 Mailbox full", recipient=unlucky))
+    code, output = cli_run(config, "send")
+    assert code == 0, output  # a full mailbox is the reader's own
+    assert ledger_state(config, unlucky) == "failed"
+    daily = papers_received(sink)[lucky][0]
+    assert daily
+    store = SubscriberStore(engine_of(config))
+    recorded = sent_papers(config)
+    assert recorded.get(store.require(lucky).id) == daily
+    assert store.require(unlucky).id not in recorded  # the old code recorded them at fill time
+
+    for address in (lucky, unlucky):
+        move_to_weekly(config, address)
+    code, output = cli_run(config, "send", "--frequency", "weekly")
+    assert code == 0, output
+    received = papers_received(sink)
+    assert not daily & received[lucky][1], "the lucky reader is not sent the daily's papers again"
+    (weekly,) = received[unlucky]
+    assert daily & weekly, "the unlucky reader gets the papers the failed message carried"
+
+
+@pytest.mark.usefixtures("database_url")
+def test_a_row_suppressed_after_the_fill_records_no_paper(tmp_path: Path, sink: MailSink) -> None:
+    config = make_config(tmp_path, sink)
+    assert cli_run(config, "fetch")[0] == 0
+    staying, leaving = add_readers(config, 2)
+    sink.add_fault(Fault(phase="connect", action="reply", reply="554 5.3.2 No SMTP service here", times=None))
+    code, output = cli_run(config, "send")  # fills the ledger; the relay refuses the session
+    assert code == 1, output
+    sink.clear_faults()
+    assert sent_papers(config) == {}, "nothing was sent, so nothing is recorded"
+    store = SubscriberStore(engine_of(config))
+    store.unsubscribe(store.require(leaving).id, now=datetime.now(UTC))
+    code, output = cli_run(config, "send")
+    assert code == 0, output
+    assert ledger_state(config, leaving) == "suppressed"
+    assert set(sent_papers(config)) == {store.require(staying).id}
+
+
+def test_papers_in_flight_are_held_back_from_the_readers_other_edition(tmp_path: Path, sink: MailSink) -> None:
+    """A reader whose daily message is still pending moves to weekly: the weekly edition leaves those papers
+    out (it has more, from its longer window), and once the daily message goes, each paper arrived once."""
+    config = make_config(tmp_path, sink)
+    assert cli_run(config, "fetch")[0] == 0
+    (reader,) = add_readers(config, 1)
+    sink.add_fault(Fault(phase="connect", action="reply", reply="554 5.3.2 No SMTP service here", times=None))
+    assert cli_run(config, "send")[0] == 1  # the daily row stays pending
+    sink.clear_faults()
+    move_to_weekly(config, reader)
+    code, output = cli_run(config, "send", "--frequency", "weekly")
+    assert code == 0, output
+    assert cli_run(config, "send")[0] == 0  # the daily edition, resumed
+    weekly, daily = papers_received(sink)[reader]
+    assert daily
+    assert weekly
+    assert not daily & weekly, "no paper reaches the reader twice"
+
+
+def ledger_state(config: Path, address: str) -> str:
+    with engine_of(config).connect() as connection:
+        return str(connection.execute(
+            sa.select(db.deliveries.c.state).where(db.deliveries.c.email == address)).scalar_one())
+
+
+def test_an_outcome_dropped_by_fencing_records_no_paper(tmp_path: Path) -> None:
+    """A paused sender's late `sent` for a row another sender has since claimed changes nothing."""
+    engine = open_database(f"sqlite:///{tmp_path / 'ledger.db'}")
+    now = datetime(2026, 5, 4, 8, tzinfo=UTC)
+    edition = _edition(engine, now, day=now.date())
+    stale, current = Ledger(engine, worker="h:1"), Ledger(engine, worker="h:2")
+    stale.save_variants([StoredVariant(edition, "v", "s", "<p>", "p", "n", paper_ids=("p1", "p2"))], now=now)
+    stale.add(edition, [NewDelivery(subscriber_id=7, email="r@example.com", name="", variant_key="v",
+                                    message_id="<1@x>")], now=now)
+    (mine,) = stale.claim(edition, limit=1, now=now, lease=timedelta(seconds=1))
+    later = now + timedelta(seconds=5)
+    current.release_expired(edition, now=later)
+    (theirs,) = current.claim(edition, limit=1, now=later, lease=timedelta(minutes=5))
+    stale.record(data_phase=[], outcomes=[Outcome(delivery_id=mine.id, state="sent", phase="data",
+                                                  claim_token=mine.claim_token)], now=later)
+    assert EditionStore(engine).already_sent_many([7]) == {}
+    current.record(data_phase=[], outcomes=[Outcome(delivery_id=theirs.id, state="sent", phase="data",
+                                                    claim_token=theirs.claim_token)], now=later)
+    assert EditionStore(engine).already_sent_many([7]) == {7: {"p1", "p2"}}
+
+
+def _edition(engine: sa.Engine, now: datetime, *, day: object, window: timedelta = timedelta(days=1)) -> int:
+    with engine.begin() as connection:
+        return int(connection.execute(db.editions.insert().values(
+            frequency="daily", date=day, slug=f"daily-{day}", window_start=now - window, cutoff=now, created=now,
+            paper_count=0, content={}, empty_reason="").returning(db.editions.c.id)).scalar_one())
+
+
+def test_housekeeping_forgets_sent_papers_past_the_longest_edition_window(tmp_path: Path) -> None:
+    """`sent_papers` no longer grows without bound: rows of editions cut off before the longest window
+    (a week, or a longer daily window after a pause) are pruned; newer ones stay."""
+    with MailSink() as unused:
+        settings = load_settings(make_config(tmp_path, unused))
+    engine = open_database(settings.newsletter.database_url)
+    now = datetime(2026, 6, 1, 6, tzinfo=UTC)
+    editions = EditionStore(engine)
+    ages = {"old": 9, "recent": 6}
+    ids = {name: _edition(engine, now - timedelta(days=age), day=(now - timedelta(days=age)).date())
+           for name, age in ages.items()}
+    for name, edition_id in ids.items():
+        editions.record_sent(edition_id, {1: [f"{name}-paper"]})
+    result = housekeeping_job(settings, engine, clock=lambda: now, stop=threading.Event())
+    assert result.details["pruned_sent_papers"] == 1
+    assert editions.already_sent_many([1]) == {1: {"recent-paper"}}
+    # a daily edition whose window spans 12 days (the daily job was paused) keeps 9-day-old records too
+    editions.record_sent(ids["old"], {1: ["old-paper"]})
+    _edition(engine, now, day=now.date(), window=timedelta(days=12))
+    result = housekeeping_job(settings, engine, clock=lambda: now, stop=threading.Event())
+    assert result.details["pruned_sent_papers"] == 0
+    assert editions.already_sent_many([1]) == {1: {"recent-paper", "old-paper"}}
