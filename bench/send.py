@@ -492,9 +492,10 @@ def worker_send(spec: dict[str, Any]) -> dict[str, Any]:
 
 def worker_naive(spec: dict[str, Any]) -> dict[str, Any]:
     """Per recipient: select, render_variant (Jinja + Premailer), EmailMessage, smtplib — one reused connection."""
+    from naive_message import build_message_bytes  # bench/ is sys.path[0]: this file runs as a script
+
     from newsletter.config import load_settings
     from newsletter.delivery.campaign import message_id, sender_domain
-    from newsletter.delivery.message import build_message_bytes
     from newsletter.editions.selection import select
     from newsletter.rendering.links import recipient_links, signer_from_settings
     from newsletter.rendering.render import RenderEnvironment, render_variant

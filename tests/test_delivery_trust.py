@@ -4,6 +4,7 @@ sender, a failing database. Real processes, real aiosmtpd relay with scripted re
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import sqlite3
 import subprocess
@@ -16,12 +17,18 @@ import pytest
 import sqlalchemy as sa
 
 from newsletter.config import load_settings
+from newsletter.delivery.workers import Dispatcher
 from newsletter.storage.db import open_database
 from newsletter.storage.ledger import Ledger
 from subscribers.store import SubscriberStore
 from tests.conftest import spawn
+from tests.databases import PostgresServer, scratch_redis
 from tests.mailsink import Fault, MailSink
 from tests.test_send import SECRET, _wait_for, add_subscribers, cli_run, make_config
+from tests.test_workers import add_subscribers as worker_subscribers
+from tests.test_workers import start as start_worker
+from tests.test_workers import stop as stop_worker
+from tests.test_workers import wait_until_ready, worker_config
 
 
 @pytest.fixture
@@ -434,3 +441,46 @@ def test_erasure_leaves_the_address_in_no_ledger_row(tmp_path: Path, sink: MailS
         rows = [dict(r) for r in connection.execute(sa.text("SELECT * FROM deliveries")).mappings()]
     for address in (emails[0], claimed[0].email):
         assert not [r for r in rows if any(address in str(v) for v in r.values())], rows
+
+
+@pytest.mark.slow
+def test_a_celery_worker_stalled_past_its_lease_sends_nothing_the_other_took_over(tmp_path: Path, sink: MailSink,
+                                                                                   postgres: PostgresServer) -> None:
+    """The issue's second case: PostgreSQL and two `newsletter worker` processes, one SIGSTOPped past its
+    lease while `send --workers` hands its rows to the other, then SIGCONT: no reader gets two copies."""
+    url = postgres.create()
+    try:
+        with scratch_redis() as broker:
+            config = worker_config(tmp_path, sink, database_url=url, broker=broker,
+                                   queue=f"nl-test-{secrets.token_hex(4)}")
+            assert cli_run(config, "fetch")[0] == 0
+            emails = worker_subscribers(config, 300)
+            sink.reply_delay = 0.02
+            logs = [tmp_path / f"worker{n}.log" for n in range(2)]
+            workers = [start_worker(config, "worker", log=log) for log in logs]
+            send = None
+            try:
+                for worker, log in zip(workers, logs, strict=True):
+                    wait_until_ready(worker, log)
+                send = start_worker(config, "send", "--workers", log=tmp_path / "send.log")
+                _wait_for(sink, 40, send)
+                _pause_outside_a_write(workers[0], url)
+                try:
+                    time.sleep(2 * 2 + 1)  # past its 2 s lease and the dispatcher's settle time
+                    sink.reply_delay = 0
+                    assert send.wait(timeout=120) == 0, (tmp_path / "send.log").read_text()
+                finally:
+                    workers[0].send_signal(signal.SIGCONT)
+                time.sleep(3)  # the paused worker goes on with the rows it holds in memory
+            finally:
+                for process in [*workers, *([send] if send else [])]:
+                    stop_worker(process)
+                Dispatcher(load_settings(config), open_database(url)).purge()
+            assert "taken over by another sender; not sent by this one" in logs[0].read_text(), "no takeover"
+            counts = copies(sink)
+            assert all(n == 1 for n in counts.values()), {a: n for a, n in counts.items() if n > 1}
+            ledger = Ledger(open_database(url))
+            assert set(emails) - set(counts) <= {r["email"] for r in ledger.rows(1, state="ambiguous")}
+            assert ledger.counts(1)["sent"] >= 300 - 4
+    finally:
+        postgres.drop(url)
