@@ -201,3 +201,19 @@ def test_housekeeping_forgets_sent_papers_past_the_longest_edition_window(tmp_pa
     result = housekeeping_job(settings, engine, clock=lambda: now, stop=threading.Event())
     assert result.details["pruned_sent_papers"] == 0
     assert editions.already_sent_many([1]) == {1: {"recent-paper", "old-paper"}}
+
+
+def test_a_variant_stored_before_the_upgrade_gets_its_papers_when_a_reader_joins_it(tmp_path: Path,
+                                                                                    sink: MailSink) -> None:
+    config = make_config(tmp_path, sink)
+    assert cli_run(config, "fetch")[0] == 0
+    (first,) = add_readers(config, 1)
+    assert cli_run(config, "send")[0] == 0
+    with engine_of(config).begin() as connection:  # as an edition half-sent by the version before 0011 left it
+        connection.execute(db.variant_papers.delete())
+    store = SubscriberStore(engine_of(config))
+    store.add("late@example.com", topics=store.require(first).topics, now=datetime.now(UTC))
+    code, output = cli_run(config, "send")
+    assert code == 0, output
+    (late,) = papers_received(sink)["late@example.com"]
+    assert sent_papers(config)[store.require("late@example.com").id] == late

@@ -136,12 +136,13 @@ def prepare(
         if progress is not None:
             progress(f"variant {number}/{len(groups)}: {len(group.subscriber_ids)} readers")
         variant = render_variant(group.selection, settings=settings, environment=environment)
+        # saved even when stored: a variant stored by an older version lacks its list of papers
+        ledger.save_variants(
+            [StoredVariant(edition.id, variant.key, variant.subject, variant.html, variant.text, variant.nonce,
+                           paper_ids=variant.paper_ids)],
+            now=now,
+        )
         if variant.key not in stored_keys:
-            ledger.save_variants(
-                [StoredVariant(edition.id, variant.key, variant.subject, variant.html, variant.text, variant.nonce,
-                               paper_ids=variant.paper_ids)],
-                now=now,
-            )
             stored_keys.add(variant.key)
             rendered += 1
         for start in range(0, len(group.subscriber_ids), _ROWS_PER_TRANSACTION):
