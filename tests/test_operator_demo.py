@@ -30,6 +30,7 @@ def test_demo_prints_trending_scores_and_file_links_that_open(tmp_path: Path) ->
     links = re.findall(r"^  (\S+@example\.org): (file://\S+\.html)$", result.output, flags=re.MULTILINE)
     assert len(links) == 5, result.output
     assert "Maildir/new/" not in result.output  # the links replace the Maildir paths
+    assert "UTC ([trending] as_of)" in result.output  # printed as text, not read as rich markup
     address, url = links[0]
     assert address.replace("@", "-at-") in url
     with sync_playwright() as playwright:

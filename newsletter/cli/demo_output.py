@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from newsletter.cli.app import console
+from newsletter.cli.output import term
 from newsletter.cli.words import plural
 from newsletter.demo.run import DemoResult
 
@@ -14,13 +15,13 @@ def print_demo(result: DemoResult) -> None:
     if result.trending:
         console.print("trending now:", highlight=False)
         for score, title in result.trending:
-            console.print(f"  {score:5.2f}  {title}", highlight=False, soft_wrap=True)
-    console.print(f"received {plural(len(result.received), 'message')} (Maildir: {result.maildir}); open them:",
+            console.print(f"  {score:5.2f}  {term(title)}", highlight=False, soft_wrap=True)
+    console.print(f"received {plural(len(result.received), 'message')} (Maildir: {term(result.maildir)}); open them:",
                   highlight=False, soft_wrap=True)
     for address, path in result.emails:
-        console.print(f"  {address}: {path.as_uri()}", highlight=False, soft_wrap=True)
-    console.print(f"config: {result.config} (try `newsletter --config {result.config} papers`)", highlight=False,
-                  soft_wrap=True)
+        console.print(f"  {term(address)}: {term(path.as_uri())}", highlight=False, soft_wrap=True)
+    config = term(result.config)
+    console.print(f"config: {config} (try `newsletter --config {config} papers`)", highlight=False, soft_wrap=True)
 
 
 def serve_demo(result: DemoResult, *, port: int) -> None:

@@ -254,7 +254,7 @@ def demo(folder: Path | None, keep_serving: bool, port: int) -> None:
     from newsletter.cli.demo_output import print_demo, serve_demo
     from newsletter.demo.run import run_demo
 
-    result = run_demo(folder=folder, say=lambda line: console.print(line, highlight=False, soft_wrap=True),
+    result = run_demo(folder=folder, say=lambda line: console.print(term(line), highlight=False, soft_wrap=True),
                       web_port=port)
     _print_send_report(result.send)
     print_demo(result)
