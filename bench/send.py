@@ -414,9 +414,9 @@ def patch_plain_aiosmtplib() -> None:
     """
     import aiosmtplib
 
-    from newsletter.delivery.pool import pool as delivery
+    from newsletter.delivery import transports as delivery
 
-    async def send(self: Any, job: Any, mark_data: Any) -> tuple[str, int | None, str]:
+    async def send(self: Any, claimed: Any, mark_data: Any) -> tuple[str, int | None, str]:
         self.phase = "connect"
         smtp = getattr(self, "plain", None)
         if smtp is None or not smtp.is_connected:
@@ -424,10 +424,10 @@ def patch_plain_aiosmtplib() -> None:
         self.phase = "mail"
         await smtp.mail(self.sender)
         self.phase = "rcpt"
-        await smtp.rcpt(job.delivery.email)
+        await smtp.rcpt(claimed.delivery.email)
         await mark_data()
         self.phase = "data"
-        response = await smtp.data(job.message)
+        response = await smtp.data(claimed.message)
         return "data", response.code, response.message
 
     async def close(self: Any) -> None:

@@ -25,8 +25,9 @@ from sqlalchemy.engine import Engine
 from newsletter.clock import utcnow
 from newsletter.config import Settings
 from newsletter.delivery.campaign import Plan, PlannedVariant, Prepared, plan, prepare, sample_copy
-from newsletter.delivery.pool import RunStats, send_single
+from newsletter.delivery.pool import RunStats
 from newsletter.delivery.sending import SendReport, deliver_edition, report, smtp_password
+from newsletter.delivery.transports import send_single
 from newsletter.editions.records import Frequency
 from newsletter.rendering.links import signer_from_settings
 from newsletter.storage.ledger import Ledger

@@ -27,17 +27,10 @@ from newsletter.clock import Clock, utcnow, worker_name
 from newsletter.config import DeliverySettings, Settings
 from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.envelope import verp_sender
+from newsletter.delivery.ledger_writer import LedgerWriter, one_line
 from newsletter.delivery.outgoing import MessageFactory
-from newsletter.delivery.pool import (
-    FileTransport,
-    Job,
-    LedgerWriter,
-    Pool,
-    RetryPolicy,
-    RunStats,
-    SmtpTransport,
-    one_line,
-)
+from newsletter.delivery.pool import Pool, RetryPolicy, RunStats
+from newsletter.delivery.transports import ClaimedMessage, FileTransport, SmtpTransport
 from newsletter.editions.records import Edition
 from newsletter.errors import ConfigError
 from newsletter.rendering.links import signer_from_settings
@@ -123,7 +116,7 @@ async def deliver(
                     batch = [d for d in batch if d.id not in suppressed]
                     pool.stats.suppressed += len(suppressed)
                 for delivery in batch:
-                    pool.submit(Job(delivery, build_message(delivery)))
+                    pool.submit(ClaimedMessage(delivery, build_message(delivery)))
                 queued += len(batch)
                 while pool.queue.qsize() > low_water and not stopping():
                     if on_progress is not None:
@@ -159,13 +152,13 @@ async def deliver(
 
 
 def _drain(pool: Pool) -> dict[int, str]:
-    """Take back queued jobs no connection has started (a stop request or an error): id → claim token."""
+    """Take back queued messages no connection has started (a stop request or an error): id → claim token."""
     unstarted: dict[int, str] = {}
     while not pool.queue.empty():
-        job = pool.queue.get_nowait()
-        if job is not None:
-            unstarted[job.delivery.id] = job.delivery.claim_token
-            pool.outstanding.pop(job.delivery.id, None)
+        claimed = pool.queue.get_nowait()
+        if claimed is not None:
+            unstarted[claimed.delivery.id] = claimed.delivery.claim_token
+            pool.outstanding.pop(claimed.delivery.id, None)
     return unstarted
 
 
