@@ -1,11 +1,17 @@
 """Group commit of the delivery ledger: every connection's "about to send DATA" mark and every outcome share
-a few transactions, written by one task so that connections never wait on each other's commits."""
+a few transactions, written by one task so that connections never wait on each other's commits.
+
+The commits run in one thread of the writer's own, never on the event loop: a write that waits for a lock
+(SQLite's busy_timeout is 30 s) would otherwise stop every SMTP session, timeout and lease renewal with it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -27,10 +33,9 @@ class LedgerWriter:
         self.ledger = ledger
         self.clock = clock
         self.outcome_delay = outcome_delay
-        self.inline = ledger.engine.dialect.name == "sqlite"
-        """SQLite commits on the event loop's own thread: a local commit of a few rows takes ~0.3 ms, less
-        than handing it to a thread, whose every return waits for the GIL (up to 5 ms while the loop is
-        busy) and so held every connection's DATA back. A database over the network keeps its thread."""
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
+        """One thread for every commit, on every database: the marks and outcomes that arrive while a commit
+        is in flight wait for the next one, so a slow commit makes the groups larger, not the writes more."""
         self._data: list[tuple[int, str]] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._outcomes: list[Outcome] = []
@@ -74,11 +79,9 @@ class LedgerWriter:
             self._data, self._waiters, self._outcomes = [], [], []
             if data or outcomes:
                 try:
-                    if self.inline:
-                        lost = self.ledger.record(data_phase=data, outcomes=outcomes, now=self.clock())
-                    else:
-                        lost = await asyncio.to_thread(self.ledger.record, data_phase=data, outcomes=outcomes,
-                                                       now=self.clock())
+                    write = functools.partial(self.ledger.record, data_phase=data, outcomes=outcomes,
+                                              now=self.clock())
+                    lost = await asyncio.get_running_loop().run_in_executor(self._thread, write)
                 except SQLAlchemyError as error:
                     self._fail(LedgerWriteError(f"cannot write the delivery ledger: {one_line(error)}"), waiters)
                     return
@@ -105,8 +108,11 @@ class LedgerWriter:
     async def close(self) -> None:
         self._closing = True
         self._wake.set()
-        if self._task is not None:
-            await self._task
+        try:
+            if self._task is not None:
+                await self._task
+        finally:
+            self._thread.shutdown(wait=False)  # idle by now (or the task was cancelled): never join on the loop
 
 
 def one_line(error: BaseException) -> str:

@@ -281,8 +281,8 @@ class Pool:
             return _outcome(delivery, "pending", phase="", code=code, message=reply, count_attempt=False)
         if verdict.action == "bounce":
             self._streak = ("", 0)
-            if self.on_bounce is not None:
-                self.on_bounce(delivery.subscriber_id, code, reply)
+            if self.on_bounce is not None:  # a database write (the subscriber's status): not on the event loop
+                await asyncio.to_thread(self.on_bounce, delivery.subscriber_id, code, reply)
                 self.stats.bounced.append(delivery.subscriber_id)
             return _outcome(delivery, "failed", phase=phase, code=code, message=reply)
         self._count_refusal(f"{code} {verdict.signature}", reply)
