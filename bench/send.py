@@ -28,7 +28,7 @@ How (everything through the library, as a user would run it):
 * baseline — Postfix ``smtp-source`` sending the same number of copies of one real message (``-F``, the
   median-size variant as built by ``MessageFactory.build``) over 32 reused sessions (``-d``) to smtp-sink:
   the practical upper limit of this machine and sink.
-* naive — per recipient: ``render_variant`` (Jinja + Premailer), ``message.build_message_bytes``
+* naive — per recipient: ``render_variant`` (Jinja + Premailer), ``naive_message.build_message_bytes``
   (stdlib ``EmailMessage``) and ``smtplib.SMTP.sendmail`` over one reused connection, on a sample of
   recipients (it is ~100 times slower; a sample keeps the run short).
 
@@ -492,9 +492,10 @@ def worker_send(spec: dict[str, Any]) -> dict[str, Any]:
 
 def worker_naive(spec: dict[str, Any]) -> dict[str, Any]:
     """Per recipient: select, render_variant (Jinja + Premailer), EmailMessage, smtplib — one reused connection."""
+    from naive_message import build_message_bytes  # bench/naive_message.py, beside this script
+
     from newsletter.config import load_settings
     from newsletter.delivery.campaign import message_id, sender_domain
-    from newsletter.delivery.message import build_message_bytes
     from newsletter.editions.selection import select
     from newsletter.rendering.links import recipient_links, signer_from_settings
     from newsletter.rendering.render import RenderEnvironment, render_variant
