@@ -28,7 +28,7 @@ How (everything through the library, as a user would run it):
 * baseline — Postfix ``smtp-source`` sending the same number of copies of one real message (``-F``, the
   median-size variant as built by ``MessageFactory.build``) over 32 reused sessions (``-d``) to smtp-sink:
   the practical upper limit of this machine and sink.
-* naive — per recipient: ``render_variant`` (Jinja + Premailer), ``message.build_message_bytes``
+* naive — per recipient: ``render_variant`` (Jinja + Premailer), ``naive_message.build_message_bytes``
   (stdlib ``EmailMessage``) and ``smtplib.SMTP.sendmail`` over one reused connection, on a sample of
   recipients (it is ~100 times slower; a sample keeps the run short).
 
@@ -414,9 +414,9 @@ def patch_plain_aiosmtplib() -> None:
     """
     import aiosmtplib
 
-    from newsletter.delivery.pool import pool as delivery
+    from newsletter.delivery import transports as delivery
 
-    async def send(self: Any, job: Any, mark_data: Any) -> tuple[str, int | None, str]:
+    async def send(self: Any, claimed: Any, mark_data: Any) -> tuple[str, int | None, str]:
         self.phase = "connect"
         smtp = getattr(self, "plain", None)
         if smtp is None or not smtp.is_connected:
@@ -424,10 +424,10 @@ def patch_plain_aiosmtplib() -> None:
         self.phase = "mail"
         await smtp.mail(self.sender)
         self.phase = "rcpt"
-        await smtp.rcpt(job.delivery.email)
+        await smtp.rcpt(claimed.delivery.email)
         await mark_data()
         self.phase = "data"
-        response = await smtp.data(job.message)
+        response = await smtp.data(claimed.message)
         return "data", response.code, response.message
 
     async def close(self: Any) -> None:
@@ -492,7 +492,7 @@ def worker_send(spec: dict[str, Any]) -> dict[str, Any]:
 
 def worker_naive(spec: dict[str, Any]) -> dict[str, Any]:
     """Per recipient: select, render_variant (Jinja + Premailer), EmailMessage, smtplib — one reused connection."""
-    from naive_message import build_message_bytes  # bench/ is sys.path[0]: this file runs as a script
+    from naive_message import build_message_bytes  # bench/naive_message.py, beside this script
 
     from newsletter.config import load_settings
     from newsletter.delivery.campaign import message_id, sender_domain

@@ -11,9 +11,9 @@ import pytest
 from aiosmtplib.errors import SMTPServerDisconnected
 
 from newsletter.config import DeliverySettings
-from newsletter.delivery.pool import connect
 from newsletter.delivery.sending import deliver
 from newsletter.delivery.smtp_session import ReplyReader, SmtpSession
+from newsletter.delivery.transports import connect
 from newsletter.storage.db import open_database
 from newsletter.storage.ledger import Ledger, NewDelivery
 from tests.mailsink import MailSink

@@ -21,8 +21,8 @@ from newsletter.config import Settings
 from newsletter.delivery.campaign import edition_for, plan, sender_domain
 from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.message import message_template, sendable_message
-from newsletter.delivery.pool import send_single
 from newsletter.delivery.sending import smtp_password
+from newsletter.delivery.transports import send_single
 from newsletter.editions.records import Edition, Frequency
 from newsletter.editions.selection import group_by_variant
 from newsletter.errors import DeliveryError

@@ -16,46 +16,27 @@ its lease) is not sent: the ledger refuses to mark it for DATA.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import random
-import re
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
-import aiosmtplib
-from aiosmtplib.errors import (
-    SMTPConnectError,
-    SMTPException,
-    SMTPHeloError,
-    SMTPResponseException,
-    SMTPServerDisconnected,
-    SMTPTimeoutError,
-)
-from sqlalchemy.exc import SQLAlchemyError
+from aiosmtplib.errors import SMTPException, SMTPResponseException
 
 from newsletter.clock import Clock
 from newsletter.config import DeliverySettings
+from newsletter.delivery.ledger_writer import LedgerWriter
 from newsletter.delivery.replies import classify
-from newsletter.delivery.smtp_session import SmtpSession
-from newsletter.errors import ClaimLostError, DeliveryError, LedgerWriteError
-from newsletter.storage.ledger import Delivery, Ledger, Outcome, State
+from newsletter.delivery.transports import ClaimedMessage, FileTransport, SmtpTransport, TransportFactory
+from newsletter.errors import ClaimLostError, DeliveryError
+from newsletter.storage.ledger import Delivery, Outcome, State
 
 log = logging.getLogger(__name__)
 
 FRESH_CONNECTION_RETRIES = 3
-
-
-@dataclass(frozen=True)
-class Job:
-    delivery: Delivery
-    message: bytes
 
 
 @dataclass
@@ -114,107 +95,6 @@ class RunStats:
                 mine[str(reason)] = mine.get(str(reason), 0) + int(n)
 
 
-
-
-class LedgerWriter:
-    """Group commit: every connection's "about to send DATA" and every outcome share a few transactions.
-
-    ``mark_data`` returns only once the row's DATA phase is committed; outcomes are written within
-    ``outcome_delay`` seconds (or with the next DATA mark, whichever is first).
-    """
-
-    def __init__(self, ledger: Ledger, *, clock: Clock, outcome_delay: float = 0.05) -> None:
-        self.ledger = ledger
-        self.clock = clock
-        self.outcome_delay = outcome_delay
-        self.inline = ledger.engine.dialect.name == "sqlite"
-        """SQLite commits on the event loop's own thread: a local commit of a few rows takes ~0.3 ms, less
-        than handing it to a thread, whose every return waits for the GIL (up to 5 ms while the loop is
-        busy) and so held every connection's DATA back. A database over the network keeps its thread."""
-        self._data: list[tuple[int, str]] = []
-        self._waiters: list[asyncio.Future[None]] = []
-        self._outcomes: list[Outcome] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self.failure: LedgerWriteError | None = None
-        """Set once a write failed: every waiter, present and future, gets it, and nothing more is written
-        (the rows stay claimed; their lease or a successor's dead-sender check frees them)."""
-        self.on_failure: Callable[[LedgerWriteError], None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def mark_data(self, delivery: Delivery) -> None:
-        """Return once the row's DATA phase is committed under this process's claim.
-
-        Raises ClaimLostError if the row is no longer claimed by this process (do not send it), and
-        LedgerWriteError if the ledger cannot be written.
-        """
-        if self.failure is not None:
-            raise self.failure
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._data.append((delivery.id, delivery.claim_token))
-        self._waiters.append(future)
-        self._wake.set()
-        await future
-
-    def add_outcome(self, outcome: Outcome) -> None:
-        if self.failure is not None:
-            return
-        self._outcomes.append(outcome)
-        if not self._wake.is_set():
-            asyncio.get_running_loop().call_later(self.outcome_delay, self._wake.set)
-
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            data, waiters, outcomes = self._data, self._waiters, self._outcomes
-            self._data, self._waiters, self._outcomes = [], [], []
-            if data or outcomes:
-                try:
-                    if self.inline:
-                        lost = self.ledger.record(data_phase=data, outcomes=outcomes, now=self.clock())
-                    else:
-                        lost = await asyncio.to_thread(self.ledger.record, data_phase=data, outcomes=outcomes,
-                                                       now=self.clock())
-                except SQLAlchemyError as error:
-                    self._fail(LedgerWriteError(f"cannot write the delivery ledger: {one_line(error)}"), waiters)
-                    return
-                for waiter, (row_id, _) in zip(waiters, data, strict=True):
-                    if waiter.done():
-                        continue
-                    if row_id in lost:
-                        waiter.set_exception(ClaimLostError(row_id))
-                    else:
-                        waiter.set_result(None)
-            if self._closing and not (self._data or self._outcomes):
-                return
-
-    def _fail(self, failure: LedgerWriteError, waiters: list[asyncio.Future[None]]) -> None:
-        self.failure = failure
-        for waiter in [*waiters, *self._waiters]:
-            if not waiter.done():
-                waiter.set_exception(failure)
-        self._data, self._waiters, self._outcomes = [], [], []
-        log.info("%s", failure)
-        if self.on_failure is not None:
-            self.on_failure(failure)
-
-    async def close(self) -> None:
-        self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
-
-
-def one_line(error: BaseException) -> str:
-    """A database error as one line: the driver's message, without the statement and parameters."""
-    cause = getattr(error, "orig", None) or error
-    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-
-
 class RateLimiter:
     """At most ``rate`` starts per second, evenly spaced; 0 disables it."""
 
@@ -231,150 +111,6 @@ class RateLimiter:
             if self._next > now:
                 await asyncio.sleep(self._next - now)
             self._next = max(now, self._next) + self.interval
-
-
-class Transport(Protocol):
-    """Sends one message; the pool gives each worker its own transport (one SMTP connection)."""
-
-    async def send(self, job: Job, mark_data: Callable[[], Awaitable[None]]) -> tuple[str, int | None, str]:
-        """Return (phase reached, SMTP code, reply text); raise for failures classified by ``classify``."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-async def connect(settings: DeliverySettings, *, password: str | None) -> aiosmtplib.SMTP:
-    """A connection to the relay, with STARTTLS or implicit TLS and AUTH as configured."""
-    smtp = aiosmtplib.SMTP(
-        hostname=settings.host,
-        port=settings.port,
-        timeout=settings.timeout_seconds,
-        use_tls=settings.security == "tls",
-        start_tls=settings.security == "starttls",
-        cert_bundle=settings.ca_file or None,
-    )
-    try:
-        await smtp.connect()  # inside: a connect cancelled while waiting for the greeting must close its socket
-        if smtp.is_ehlo_or_helo_needed:  # STARTTLS and AUTH greet; a plain connection has not yet
-            try:
-                await smtp.ehlo()
-            except SMTPHeloError:
-                await smtp.helo()
-        if settings.username:
-            await smtp.login(settings.username, password or "")
-    except BaseException:
-        smtp.close()
-        raise
-    return smtp
-
-
-async def send_single(settings: DeliverySettings, *, sender: str, recipient: str, message: bytes,
-                      password: str | None) -> str:
-    """One message outside the ledger (`send --to`): returns where it went."""
-    if settings.backend == "file":
-        folder = Path(settings.outbox)
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"single-{int(time.time())}-{uuid.uuid4().hex[:8]}.eml"
-        target.write_bytes(message)
-        return str(target)
-    try:
-        smtp = await connect(settings, password=password)
-        try:
-            response = await smtp.sendmail(sender, [recipient], message)
-        finally:
-            smtp.close()
-    except (SMTPResponseException, SMTPServerDisconnected, SMTPTimeoutError, SMTPConnectError, OSError) as error:
-        raise DeliveryError(f"test copy to {recipient} failed: {type(error).__name__}: {error}") from None
-    return f"{settings.host}:{settings.port} ({response[1]})"
-
-
-class SmtpTransport:
-    """One worker's connection: opened by aiosmtplib, then driven by :class:`SmtpSession` (pipelined)."""
-
-    def __init__(self, settings: DeliverySettings, *, sender: str, password: str | None,
-                 wire_ready: bool = False, envelope_sender: Callable[[Delivery], str] | None = None) -> None:
-        self.settings = settings
-        self.sender = sender
-        self.envelope_sender = envelope_sender
-        """Each message's own MAIL FROM (VERP), when given; else ``sender`` for all."""
-        self.password = password
-        self.wire_ready = wire_ready
-        """The messages already have CRLF line ends and no line starting with a dot (``MessageFactory``'s do)."""
-        self.session: SmtpSession | None = None
-        self.phase = "connect"
-
-    async def send(self, job: Job, mark_data: Callable[[], Awaitable[None]]) -> tuple[str, int | None, str]:
-        self.phase = "connect"
-        if self.session is None or self.session.closed:
-            smtp = await connect(self.settings, password=self.password)
-            try:
-                self.session = SmtpSession(smtp, sender=self.sender, timeout=self.settings.timeout_seconds)
-            except BaseException:
-                smtp.close()
-                raise
-        session = self.session
-        message = job.message if self.wire_ready else wire_form(job.message)
-        try:
-            own = self.envelope_sender(job.delivery) if self.envelope_sender is not None else None
-            response = await session.send(job.delivery.email, message, mark_data, sender=own)
-        finally:
-            self.phase = session.phase
-        return "data", response.code, response.message
-
-    async def reset(self) -> None:
-        """After an error reply: RSET keeps the connection; if that fails, drop it."""
-        if self.session is not None and not self.session.closed:
-            try:
-                await self.session.reset()
-            except (SMTPResponseException, SMTPServerDisconnected, SMTPTimeoutError, OSError):
-                await self.drop()
-
-    async def drop(self) -> None:
-        if self.session is not None:
-            self.session.close()
-        self.session = None
-
-    async def close(self) -> None:
-        if self.session is not None and not self.session.closed:
-            with contextlib.suppress(SMTPResponseException, SMTPServerDisconnected, SMTPTimeoutError, OSError):
-                await self.session.quit()
-        await self.drop()
-
-
-def wire_form(message: bytes) -> bytes:
-    """Any message as it must travel after DATA: CRLF line ends, a line starting with "." doubled (RFC 5321)."""
-    lines = re.split(rb"\r\n|\r|\n", message)
-    if lines[-1] == b"":
-        lines.pop()
-    return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
-
-
-class FileTransport:
-    """The `file` backend: each message becomes an .eml file, written atomically, for trials."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.phase = "connect"
-
-    async def send(self, job: Job, mark_data: Callable[[], Awaitable[None]]) -> tuple[str, int | None, str]:
-        await mark_data()
-        self.phase = "data"
-        d = job.delivery
-        self.folder.mkdir(parents=True, exist_ok=True)
-        target = self.folder / f"edition-{d.edition_id}-subscriber-{d.subscriber_id}.eml"
-        temporary = target.with_suffix(f".tmp{os.getpid()}")
-        temporary.write_bytes(job.message)
-        temporary.replace(target)
-        return "data", 250, f"written to {target}"
-
-    async def reset(self) -> None:
-        return None
-
-    async def drop(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
 
 
 @dataclass(frozen=True)
@@ -400,9 +136,6 @@ def _outcome(delivery: Delivery, state: State, **values: object) -> Outcome:
                    **values)  # type: ignore[arg-type]
 
 
-TransportFactory = Callable[[], "SmtpTransport | FileTransport"]
-
-
 class Pool:
     """``concurrency`` workers, each with its own reused connection, fed from one queue."""
 
@@ -422,7 +155,7 @@ class Pool:
         self.policy = policy
         self.clock = clock
         self.on_bounce = on_bounce
-        self.queue: asyncio.Queue[Job | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[ClaimedMessage | None] = asyncio.Queue()
         self.stats = RunStats()
         self.outstanding: dict[int, str] = {}
         """Rows queued or in flight (id → claim token): their leases are renewed while this process lives."""
@@ -449,9 +182,9 @@ class Pool:
     def start(self) -> None:
         self._workers = [asyncio.create_task(self._work()) for _ in range(self.settings.concurrency)]
 
-    def submit(self, job: Job) -> None:
-        self.outstanding[job.delivery.id] = job.delivery.claim_token
-        self.queue.put_nowait(job)
+    def submit(self, claimed: ClaimedMessage) -> None:
+        self.outstanding[claimed.delivery.id] = claimed.delivery.claim_token
+        self.queue.put_nowait(claimed)
 
     async def finish(self) -> None:
         for _ in self._workers:
@@ -467,13 +200,13 @@ class Pool:
     async def _work(self) -> None:
         transport = self.transport_factory()
         try:
-            while (job := await self.queue.get()) is not None:
-                delivery = job.delivery
+            while (claimed := await self.queue.get()) is not None:
+                delivery = claimed.delivery
                 if self.halted:
                     self.unstarted[delivery.id] = delivery.claim_token
                     self.outstanding.pop(delivery.id, None)
                     continue
-                outcome = await self._deliver(transport, job)
+                outcome = await self._deliver(transport, claimed)
                 if outcome is not None:
                     self.stats.add(outcome)
                     self.writer.add_outcome(outcome)
@@ -481,9 +214,9 @@ class Pool:
         finally:
             await transport.close()
 
-    async def _deliver(self, transport: SmtpTransport | FileTransport, job: Job) -> Outcome | None:
+    async def _deliver(self, transport: SmtpTransport | FileTransport, claimed: ClaimedMessage) -> Outcome | None:
         """Send one row; None when it is not this process's to record (its claim was lost, the ledger failed)."""
-        delivery = job.delivery
+        delivery = claimed.delivery
         fresh_tries = 0
         while True:
             data_marked = False
@@ -496,7 +229,7 @@ class Pool:
             async with self._domain(delivery.email):
                 await self._limiter.wait()
                 try:
-                    _, code, reply = await transport.send(job, mark_data)
+                    _, code, reply = await transport.send(claimed, mark_data)
                     self._streak = ("", 0)
                     return _outcome(delivery, "sent", phase="data", code=code, message=reply[:200])
                 except ClaimLostError:
@@ -548,8 +281,8 @@ class Pool:
             return _outcome(delivery, "pending", phase="", code=code, message=reply, count_attempt=False)
         if verdict.action == "bounce":
             self._streak = ("", 0)
-            if self.on_bounce is not None:
-                self.on_bounce(delivery.subscriber_id, code, reply)
+            if self.on_bounce is not None:  # a database write (the subscriber's status): not on the event loop
+                await asyncio.to_thread(self.on_bounce, delivery.subscriber_id, code, reply)
                 self.stats.bounced.append(delivery.subscriber_id)
             return _outcome(delivery, "failed", phase=phase, code=code, message=reply)
         self._count_refusal(f"{code} {verdict.signature}", reply)

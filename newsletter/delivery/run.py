@@ -25,8 +25,9 @@ from sqlalchemy.engine import Engine
 from newsletter.clock import utcnow
 from newsletter.config import Settings
 from newsletter.delivery.campaign import Plan, PlannedVariant, Prepared, plan, prepare, sample_copy
-from newsletter.delivery.pool import RunStats, send_single
+from newsletter.delivery.pool import RunStats
 from newsletter.delivery.sending import SendReport, deliver_edition, report, smtp_password
+from newsletter.delivery.transports import send_single
 from newsletter.editions.records import Frequency
 from newsletter.rendering.links import signer_from_settings
 from newsletter.storage.ledger import Ledger
@@ -114,12 +115,22 @@ def _deliver_here(
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         last = 0.0
+        counting: asyncio.Future[None] | None = None
+
+        def shown(future: asyncio.Future[None]) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                log.warning("could not count the ledger for the progress bar: %s", future.exception())
 
         def progress(_: RunStats) -> None:
-            nonlocal last
-            if on_progress is not None and time.monotonic() - last > 0.25:
-                last = time.monotonic()
-                on_progress(_progress(engine, prepared, total))
+            # The counts are a query: in a thread (one at a time), never on the loop that sends.
+            nonlocal last, counting
+            busy = counting is not None and not counting.done()
+            if on_progress is None or busy or time.monotonic() - last <= 0.25:
+                return
+            last = time.monotonic()
+            show = on_progress
+            counting = loop.run_in_executor(None, lambda: show(_progress(engine, prepared, total)))
+            counting.add_done_callback(shown)
 
         def request_stop() -> None:
             loop.call_soon_threadsafe(stop.set)

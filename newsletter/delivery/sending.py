@@ -27,17 +27,10 @@ from newsletter.clock import Clock, utcnow, worker_name
 from newsletter.config import DeliverySettings, Settings
 from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.envelope import verp_sender
+from newsletter.delivery.ledger_writer import LedgerWriter, one_line
 from newsletter.delivery.outgoing import MessageFactory
-from newsletter.delivery.pool import (
-    FileTransport,
-    Job,
-    LedgerWriter,
-    Pool,
-    RetryPolicy,
-    RunStats,
-    SmtpTransport,
-    one_line,
-)
+from newsletter.delivery.pool import Pool, RetryPolicy, RunStats
+from newsletter.delivery.transports import ClaimedMessage, FileTransport, SmtpTransport
 from newsletter.editions.records import Edition
 from newsletter.errors import ConfigError
 from newsletter.rendering.links import signer_from_settings
@@ -76,6 +69,10 @@ async def deliver(
     ``only``: claim among these ledger rows alone (a worker's batch); those no longer due are left alone.
     ``wire_ready``: ``build_message`` already returns CRLF line ends and never a line starting with "." (as
     ``MessageFactory`` does), so the content is sent without a pass over it; otherwise it is normalised.
+
+    Every database call runs in a thread, never on the event loop: a write waiting for a lock would stall
+    every connection. ``build_message`` may read the database the first time it meets a variant (as
+    ``MessageFactory`` does), so the first row of each variant is built in a thread, the others on the loop.
     """
     ledger = Ledger(engine, worker=worker_name())
     stop = stop or asyncio.Event()
@@ -106,6 +103,7 @@ async def deliver(
     low_water = max(1, settings.claim_batch // 2)
     finished_claiming = False
     ledger_failed = False
+    built_variants: set[str] = set()
     try:
         try:
             await asyncio.to_thread(_release_dead_claims, ledger, edition_id, now=clock())
@@ -123,7 +121,12 @@ async def deliver(
                     batch = [d for d in batch if d.id not in suppressed]
                     pool.stats.suppressed += len(suppressed)
                 for delivery in batch:
-                    pool.submit(Job(delivery, build_message(delivery)))
+                    if delivery.variant_key in built_variants:
+                        message = build_message(delivery)
+                    else:  # the first of its variant: the builder reads that variant's template from the ledger
+                        message = await asyncio.to_thread(build_message, delivery)
+                        built_variants.add(delivery.variant_key)
+                    pool.submit(ClaimedMessage(delivery, message))
                 queued += len(batch)
                 while pool.queue.qsize() > low_water and not stopping():
                     if on_progress is not None:
@@ -159,13 +162,13 @@ async def deliver(
 
 
 def _drain(pool: Pool) -> dict[int, str]:
-    """Take back queued jobs no connection has started (a stop request or an error): id → claim token."""
+    """Take back queued messages no connection has started (a stop request or an error): id → claim token."""
     unstarted: dict[int, str] = {}
     while not pool.queue.empty():
-        job = pool.queue.get_nowait()
-        if job is not None:
-            unstarted[job.delivery.id] = job.delivery.claim_token
-            pool.outstanding.pop(job.delivery.id, None)
+        claimed = pool.queue.get_nowait()
+        if claimed is not None:
+            unstarted[claimed.delivery.id] = claimed.delivery.claim_token
+            pool.outstanding.pop(claimed.delivery.id, None)
     return unstarted
 
 

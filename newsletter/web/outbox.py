@@ -29,8 +29,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.config import Settings
-from newsletter.delivery.pool import connect
 from newsletter.delivery.sending import smtp_password
+from newsletter.delivery.transports import connect
 from newsletter.rendering.templating import RenderEnvironment
 from newsletter.storage.outbox import ConfirmationOutbox, OutboxItem
 from newsletter.web.subscriptions import confirmation_message

@@ -23,8 +23,8 @@ from typing import IO
 from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
-from newsletter.delivery.pool import send_single
 from newsletter.delivery.sending import smtp_password
+from newsletter.delivery.transports import send_single
 from newsletter.errors import NewsletterError
 from newsletter.rendering.templating import RenderEnvironment
 from newsletter.sources.text import collapse_whitespace
