@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import signal
 import socket
@@ -37,7 +38,7 @@ from newsletter.storage.ledger import Ledger
 from subscribers.store import SubscriberStore
 from tests.conftest import ROOT
 from tests.databases import HOW_TO_START, PostgresServer, scratch_redis
-from tests.mailsink import MailSink
+from tests.mailsink import Fault, MailSink
 from tests.test_delivery import EDITION, START, Clock, build, fill, received, settings_for
 from tests.test_send import SECRET, TOPIC_SETS
 
@@ -146,6 +147,39 @@ def test_rows_whose_tasks_are_lost_are_enqueued_again_then_reported(ledger: Ledg
         dispatcher.run(EDITION, poll_seconds=0.01, settle_seconds=0)
     ids = ledger.due_ids(EDITION, now=START)
     assert broker.sent == [ids] * 6  # once, then again after each quiet spell
+
+
+class InlineWorker:
+    """A stand-in broker whose every task is run at once, in this process, as a worker would run it."""
+
+    def __init__(self, ledger: Ledger, sink: MailSink, clock: Clock) -> None:
+        self.ledger, self.sink, self.clock = ledger, sink, clock
+        self.sent: list[list[int]] = []
+
+    def send_task(self, name: str, *, args: list[Any], queue: str) -> None:
+        assert name == SEND_TASK
+        self.sent.append(list(args[1]))
+        send_only(self.ledger, self.sink, list(args[1]), self.clock)
+
+
+def test_a_worker_halted_by_the_relay_stops_the_dispatcher_with_its_reason(ledger: Ledger, tmp_path: Path,
+                                                                         sink: MailSink, database_url: str) -> None:
+    emails = fill(ledger, 5)
+    sink.add_fault(Fault(phase="rcpt", action="reply", reply="550 5.7.1 Relaying denied", times=None))
+    settings = load_settings(worker_config(tmp_path, sink, database_url=database_url, broker="redis://127.0.0.1:1/0"))
+    clock = Clock()
+    broker = InlineWorker(ledger, sink, clock)
+    dispatcher = Dispatcher(settings, ledger.engine, app=broker, clock=clock)
+    dispatcher.waiting = lambda: 0  # type: ignore[method-assign]
+    dispatcher.ping = lambda **_: ["a-worker@host"]  # type: ignore[method-assign]
+    run = dispatcher.run(EDITION, poll_seconds=0.01, settle_seconds=0)
+    assert run.halt == run.stats().halt
+    assert re.fullmatch(rf"550 5\.7\.1 Relaying denied \(relay 127\.0\.0\.1:{sink.port}, in reply to RCPT of "
+                        rf"({'|'.join(re.escape(e) for e in emails)})\)", run.halt or ""), run.halt
+    assert not run.finished
+    assert len(broker.sent) == 1  # not enqueued again
+    assert ledger.counts(EDITION)["pending"] == 5
+    assert ledger.halt_reason(EDITION, since=START + timedelta(seconds=1)) is None  # a later run starts afresh
 
 
 @pytest.mark.usefixtures("database_url")
@@ -293,6 +327,45 @@ def test_two_workers_one_killed_mid_batch_every_reader_gets_exactly_one(
         assert result.exit_code == 0, result.output
         assert "Per worker: daily-" in result.output
         assert f"queue {queue}: 0 batches waiting for a worker" in result.output
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_a_relay_refusing_by_policy_stops_send_with_workers_at_once_quoting_its_reply(
+    tmp_path: Path, sink: MailSink, fresh_postgres: str
+) -> None:
+    reply = "550 5.7.1 Relaying denied"
+    with scratch_redis() as broker:
+        config = worker_config(tmp_path, sink, database_url=fresh_postgres, broker=broker,
+                               queue=f"nl-test-{secrets.token_hex(4)}")
+        assert cli_run(config, "fetch")[0] == 0
+        emails = add_subscribers(config, 20)
+        settings = load_settings(config)
+        engine = open_database(settings.newsletter.database_url)
+        ledger = Ledger(engine)
+        sink.add_fault(Fault(phase="rcpt", action="reply", reply=reply, times=None))
+        worker = start(config, "worker", log=tmp_path / "worker.log")
+        try:
+            wait_until_ready(worker, tmp_path / "worker.log")
+            began = time.monotonic()
+            code, output = cli_run(config, "send", "--workers")
+            took = time.monotonic() - began
+            assert code == 1, output
+            quoted = f"Error: delivery stopped: {reply} (relay 127.0.0.1:{sink.port}, in reply to RCPT of reader"
+            assert quoted in output
+            assert "not waiting for the workers" not in output
+            assert took < 8, f"{took:.1f} s: stopped after the requeue rounds, not at the worker's halt"
+            counts = ledger.counts(1)
+            assert (counts["pending"], counts["sent"], counts["failed"], counts["suppressed"]) == (20, 0, 0, 0)
+            assert SubscriberStore(engine).counts_by_status()["bounced"] == 0
+            assert len(sink.messages) == 0
+            sink.clear_faults()  # the relay is fixed
+            code, output = cli_run(config, "send", "--workers")
+            assert code == 0, output
+        finally:
+            assert stop(worker) == 0, (tmp_path / "worker.log").read_text()
+            Dispatcher(settings, engine).purge()
+        assert {a: len(m) for a, m in sink.by_recipient().items()} == dict.fromkeys(emails, 1)
         engine.dispose()
 
 

@@ -122,7 +122,7 @@ def _print_send_report(result: SendReport) -> None:
     if result.enqueued is not None:
         again = f"; {result.requeued} enqueued again after their worker stopped" if result.requeued else ""
         console.print(f"enqueued {result.enqueued} messages for the workers{again}", highlight=False, soft_wrap=True)
-        if not result.waited:
+        if not result.waited and result.stats.halt is None:
             console.print("not waiting for the workers: they go on; `newsletter status` shows their progress",
                           highlight=False, soft_wrap=True)
     if result.workers and (result.enqueued is not None or len(result.workers) > 1):

@@ -31,8 +31,8 @@ from newsletter.config import DeliverySettings
 from newsletter.delivery.ledger_writer import LedgerWriter
 from newsletter.delivery.replies import classify
 from newsletter.delivery.transports import ClaimedMessage, FileTransport, SmtpTransport, TransportFactory
-from newsletter.errors import ClaimLostError, DeliveryError
-from newsletter.storage.ledger import Delivery, Outcome, State
+from newsletter.errors import ClaimLostError, DeliveryError, LedgerWriteError
+from newsletter.storage.ledger import HALTED_PHASE, Delivery, Outcome, State
 
 log = logging.getLogger(__name__)
 
@@ -238,10 +238,13 @@ class Pool:
                     log.warning("delivery %s to %s was taken over by another sender; not sent by this one",
                                 delivery.id, delivery.email)
                     return None
-                except DeliveryError as error:  # the ledger cannot be written, the sender address is unusable
+                except LedgerWriteError as error:  # nothing more can be recorded
                     await transport.drop()
                     self.halt(str(error))
                     return None
+                except DeliveryError as error:  # the sender address is unusable
+                    await transport.drop()
+                    return self._halted(delivery, str(error))
                 except SMTPResponseException as error:
                     return await self._refused(transport, delivery, error, data_marked)
                 except (SMTPException, OSError) as error:  # dropped, timed out, refused, TLS handshake
@@ -257,8 +260,7 @@ class Pool:
                         log.info("retrying delivery %s on a fresh connection: %s", delivery.id, reason)
                         continue
                     if connecting:
-                        self.halt(f"cannot open a session with the relay {self.relay}: {reason}")
-                        return _outcome(delivery, "pending", phase="", message=reason, count_attempt=False)
+                        return self._halted(delivery, f"cannot open a session with the relay {self.relay}: {reason}")
                     return self.policy.defer_or_fail(delivery, now=self.clock(), phase=transport.phase, code=None,
                                                      message=reason)
 
@@ -277,8 +279,7 @@ class Pool:
         verdict = classify(code, error.message, phase=phase)
         if verdict.action == "halt":
             where = "the session" if phase in ("connect", "mail") else f"{phase.upper()} of {delivery.email}"
-            self.halt(f"{reply} (relay {self.relay}, in reply to {where})")
-            return _outcome(delivery, "pending", phase="", code=code, message=reply, count_attempt=False)
+            return self._halted(delivery, f"{reply} (relay {self.relay}, in reply to {where})", code=code)
         if verdict.action == "bounce":
             self._streak = ("", 0)
             if self.on_bounce is not None:  # a database write (the subscriber's status): not on the event loop
@@ -291,6 +292,15 @@ class Pool:
         if verdict.action in ("defer", "soft_bounce"):
             return self.policy.defer_or_fail(delivery, now=self.clock(), phase=phase, code=code, message=reply)
         return _outcome(delivery, "failed", phase=phase, code=code, message=reply)
+
+    def _halted(self, delivery: Delivery, reason: str, *, code: int | None = None) -> Outcome:
+        """Halt the run; the row goes back to pending, not counted as an attempt, with the halt's reason.
+
+        The reason stays on the row (phase ``HALTED_PHASE``) so that `send --workers`, which learns what its
+        workers did only from the ledger, can stop and quote it.
+        """
+        self.halt(reason)
+        return _outcome(delivery, "pending", phase=HALTED_PHASE, code=code, message=reason, count_attempt=False)
 
     def _count_refusal(self, signature: str, reply: str) -> None:
         """Circuit breaker: the same refusal for ``breaker_threshold`` recipients in a row is the relay's."""

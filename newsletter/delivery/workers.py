@@ -13,6 +13,8 @@ PostgreSQL) and sends them with the same pool and ledger rules as `send` (``send
   reached DATA go back to pending (those that did become ambiguous, as always). `send --workers` waits for
   the edition and, when rows are pending while the queue is empty and no row is claimed, enqueues them
   again: the survivors complete them without waiting for the broker.
+* **halts reported**: a worker whose batch halts (a refusal by policy, a session error) leaves the reason
+  on the halted row; `send --workers` reads it there (no result backend) and stops with it.
 """
 
 from __future__ import annotations
@@ -197,14 +199,17 @@ class WorkerRun:
     before: dict[str, int] = field(default_factory=dict)
     after: dict[str, int] = field(default_factory=dict)
     finished: bool = False
+    halt: str | None = None
+    """Why a worker halted on a row of this run (the relay refused by policy, a session error), as it
+    stored it in the ledger: following the workers stopped there."""
 
     def stats(self) -> RunStats:
-        """The run's outcomes, from the ledger's counts before and after it."""
+        """The run's outcomes, from the ledger's counts before and after it, and the halt if one came."""
         def grown(state: str) -> int:
             return max(0, self.after.get(state, 0) - self.before.get(state, 0))
 
         return RunStats(sent=grown("sent"), deferred=grown("deferred"), failed=grown("failed"),
-                        ambiguous=grown("ambiguous"), suppressed=grown("suppressed"))
+                        ambiguous=grown("ambiguous"), suppressed=grown("suppressed"), halt=self.halt)
 
 
 class Dispatcher:
@@ -255,6 +260,11 @@ class Dispatcher:
         ``on_progress(done, total, counts)`` is called at every poll. When rows are still to be tried while
         the queue is empty and nothing is claimed for ``settle_seconds`` (their worker died, their task was
         lost), they are enqueued again: duplicate tasks are harmless, a lost one would not be.
+
+        A worker that halts (a refusal that is not the readers' fault, a session error) leaves its row pending
+        with the reason (``Ledger.halt_reason``): following stops at the next poll with ``WorkerRun.halt`` set,
+        instead of enqueuing rows that the relay will refuse again. Batches still queued are left to the
+        workers, which halt on their own.
         """
         stop = stop or threading.Event()
         started = self.clock()
@@ -280,6 +290,10 @@ class Dispatcher:
                 on_progress(max(0, total - left), total, counts)
             if left == 0:
                 run.finished = True
+                break
+            run.halt = self.ledger.halt_reason(edition_id, since=started)
+            if run.halt is not None:
+                log.warning("a worker stopped sending edition %s: %s", edition_id, run.halt)
                 break
             if counts["claimed"] == 0 and self.waiting() == 0:
                 quiet_since = quiet_since if quiet_since is not None else time.monotonic()

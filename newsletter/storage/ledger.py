@@ -30,6 +30,9 @@ State = Literal["pending", "claimed", "sent", "deferred", "failed", "ambiguous",
 STATES: tuple[State, ...] = ("pending", "claimed", "sent", "deferred", "failed", "ambiguous", "suppressed")
 FINAL_STATES = frozenset({"sent", "failed", "ambiguous", "suppressed"})
 DATA_PHASE = "data"
+HALTED_PHASE = "halted"
+"""The phase of a pending row whose try was stopped by a halt (a refusal by policy, a session error): its
+``last_message`` is the halt's reason, so `send --workers`, which only sees the ledger, can report it."""
 
 deliveries = db.deliveries
 variants = db.variants
@@ -441,6 +444,21 @@ class Ledger:
                     sa.or_(deliveries.c.state.in_(("pending", "claimed")),
                            sa.and_(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= due_by)))
             ).scalar_one())
+
+    def halt_reason(self, edition_id: int, *, since: datetime) -> str | None:
+        """Why a sender halted on a row of the edition at or after ``since`` (the earliest such halt), if one did.
+
+        A row is marked so (state pending, phase ``HALTED_PHASE``) by the sender's outcome and unmarked when it
+        is claimed again.
+        """
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                sa.select(deliveries.c.last_message).where(
+                    deliveries.c.edition_id == edition_id, deliveries.c.state == "pending",
+                    deliveries.c.phase == HALTED_PHASE, deliveries.c.updated >= since)
+                .order_by(deliveries.c.updated, deliveries.c.id).limit(1)
+            ).scalar()
+        return str(value) if value else None
 
     def held_until(self, ids: Collection[int]) -> datetime | None:
         """When the last claim on any of these rows lapses (unless its holder renews it); None if none is held.
