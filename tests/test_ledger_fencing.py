@@ -1,7 +1,6 @@
 """Two senders' interleavings over one ledger (claim after freeing lapsed claims, renew, mark DATA, record,
 release, stall, crash):
-a Hypothesis state machine looks for a schedule that transmits a row twice, or records a reader's papers as
-sent without a `sent` row. Real SQLite file, real ledger."""
+a Hypothesis state machine looks for a schedule that transmits a row twice. Real SQLite file, real ledger."""
 
 from __future__ import annotations
 
@@ -15,8 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from newsletter.storage import db
 from newsletter.storage.db import open_database
-from newsletter.storage.editions import EditionStore
-from newsletter.storage.ledger import Ledger, NewDelivery, Outcome, StoredVariant
+from newsletter.storage.ledger import Ledger, NewDelivery, Outcome
 
 LEASE = timedelta(seconds=30)
 ROWS = 2
@@ -29,21 +27,14 @@ ACTIONS = ("claim", "claim", "mark_and_transmit", "mark_and_transmit", "stall", 
 @pytest.mark.slow
 def test_no_interleaving_of_two_senders_transmits_a_row_twice(tmp_path: Path) -> None:
     engine = open_database(f"sqlite:///{tmp_path / 'ledger.db'}")
-    with engine.begin() as connection:  # a model check, not a durability test: skip the fsyncs
+    with engine.connect() as connection:  # a model check, not a durability test: skip the fsyncs
         connection.exec_driver_sql("PRAGMA synchronous=OFF")
-        start = datetime(2026, 4, 27, 7, 0, tzinfo=UTC)
-        connection.execute(db.editions.insert().values(
-            id=1, frequency="daily", date=start.date(), slug="daily-2026-04-27", window_start=start - LEASE,
-            cutoff=start, created=start, paper_count=2, content={}, empty_reason=""))
-    Ledger(engine).save_variants([StoredVariant(1, "v", "s", "<p>", "p", "n", paper_ids=("p1", "p2"))],
-                                 now=datetime(2026, 4, 27, 7, 0, tzinfo=UTC))
 
     class TwoSenders(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
             with engine.begin() as connection:
                 connection.execute(db.deliveries.delete())
-                connection.execute(db.sent_papers.delete())
             self.ledgers = [Ledger(engine, worker="host:1"), Ledger(engine, worker="host:2")]
             self.now = datetime(2026, 4, 27, 7, 0, tzinfo=UTC)
             self.ledgers[0].add(1, [NewDelivery(subscriber_id=i, email=f"r{i}@example.com", name="", variant_key="v",
@@ -106,12 +97,6 @@ def test_no_interleaving_of_two_senders_transmits_a_row_twice(tmp_path: Path) ->
         @invariant()
         def never_twice(self) -> None:
             assert all(n <= 1 for n in self.transmitted.values()), self.transmitted
-
-        @invariant()
-        def papers_are_recorded_for_exactly_the_sent_rows(self) -> None:
-            sent = {row["subscriber_id"] for row in self.ledgers[0].rows(1, state="sent")}
-            recorded = EditionStore(engine).already_sent_many(range(ROWS))
-            assert recorded == {subscriber: {"p1", "p2"} for subscriber in sent}, (recorded, sent)
 
         @invariant()
         def sent_rows_were_transmitted(self) -> None:

@@ -1,9 +1,11 @@
-"""Papers are recorded as sent to a reader only with that reader's `sent` outcome (issue 13, item 9).
+"""Papers count as sent to a reader only once that reader's row is `sent` (issue 13, item 9).
 
-Before, a reader's papers were recorded when the ledger was filled: a reader whose message then failed or
-was suppressed never got those papers in a later edition. Real `send` runs against the aiosmtpd relay with
-scripted replies, on SQLite and PostgreSQL; the later edition is a weekly one whose window covers the daily
-edition's papers, which a reader gets after moving from daily to weekly.
+Before, a reader's papers were recorded in `sent_papers` when the ledger was filled: a reader whose message
+then failed or was suppressed never got those papers in a later edition. Now the `sent` outcome is itself
+the record (the variant's papers are stored with it), and `sent_papers` only keeps older history. Real
+`send` runs against the aiosmtpd relay with scripted replies, on SQLite and PostgreSQL; the later edition
+is a weekly one whose window covers the daily edition's papers, which a reader gets after moving from
+daily to weekly.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from newsletter.service.jobs import housekeeping_job
 from newsletter.storage import db
 from newsletter.storage.db import open_database
 from newsletter.storage.editions import EditionStore
-from newsletter.storage.ledger import Ledger, NewDelivery, Outcome, StoredVariant
+from newsletter.storage.ledger import Ledger, NewDelivery
 from subscribers.store import SubscriberStore
 from tests.mailsink import Fault, MailSink, ReceivedMessage
 from tests.test_send import SECRET, cli_run, make_config
@@ -67,13 +69,11 @@ def papers_received(sink: MailSink) -> dict[str, list[set[str]]]:
     return {address: [papers_in(m) for m in messages] for address, messages in sink.by_recipient().items()}
 
 
-def sent_papers(config: Path) -> dict[int, set[str]]:
+def received_by_ledger(config: Path) -> dict[int, set[str]]:
+    """Per subscriber, the papers the ledger says they received or still may (every edition's rows)."""
     with engine_of(config).connect() as connection:
-        rows = connection.execute(sa.select(db.sent_papers.c.subscriber_id, db.sent_papers.c.paper_id)).all()
-    result: dict[int, set[str]] = {}
-    for subscriber_id, paper_id in rows:
-        result.setdefault(int(subscriber_id), set()).add(str(paper_id))
-    return result
+        ids = list(connection.execute(sa.select(db.deliveries.c.subscriber_id).distinct()).scalars())
+    return Ledger(engine_of(config)).papers_carried(ids, editions_after=datetime(2000, 1, 1, tzinfo=UTC))
 
 
 def move_to_weekly(config: Path, address: str) -> None:
@@ -94,7 +94,7 @@ def test_a_reader_whose_message_failed_gets_its_papers_in_a_later_edition(tmp_pa
     daily = papers_received(sink)[lucky][0]
     assert daily
     store = SubscriberStore(engine_of(config))
-    recorded = sent_papers(config)
+    recorded = received_by_ledger(config)
     assert recorded.get(store.require(lucky).id) == daily
     assert store.require(unlucky).id not in recorded  # the old code recorded them at fill time
 
@@ -117,13 +117,12 @@ def test_a_row_suppressed_after_the_fill_records_no_paper(tmp_path: Path, sink: 
     code, output = cli_run(config, "send")  # fills the ledger; the relay refuses the session
     assert code == 1, output
     sink.clear_faults()
-    assert sent_papers(config) == {}, "nothing was sent, so nothing is recorded"
     store = SubscriberStore(engine_of(config))
     store.unsubscribe(store.require(leaving).id, now=datetime.now(UTC))
     code, output = cli_run(config, "send")
     assert code == 0, output
     assert ledger_state(config, leaving) == "suppressed"
-    assert set(sent_papers(config)) == {store.require(staying).id}
+    assert set(received_by_ledger(config)) == {store.require(staying).id}
 
 
 def test_papers_in_flight_are_held_back_from_the_readers_other_edition(tmp_path: Path, sink: MailSink) -> None:
@@ -151,27 +150,6 @@ def ledger_state(config: Path, address: str) -> str:
             sa.select(db.deliveries.c.state).where(db.deliveries.c.email == address)).scalar_one())
 
 
-def test_an_outcome_dropped_by_fencing_records_no_paper(tmp_path: Path) -> None:
-    """A paused sender's late `sent` for a row another sender has since claimed changes nothing."""
-    engine = open_database(f"sqlite:///{tmp_path / 'ledger.db'}")
-    now = datetime(2026, 5, 4, 8, tzinfo=UTC)
-    edition = _edition(engine, now, day=now.date())
-    stale, current = Ledger(engine, worker="h:1"), Ledger(engine, worker="h:2")
-    stale.save_variants([StoredVariant(edition, "v", "s", "<p>", "p", "n", paper_ids=("p1", "p2"))], now=now)
-    stale.add(edition, [NewDelivery(subscriber_id=7, email="r@example.com", name="", variant_key="v",
-                                    message_id="<1@x>")], now=now)
-    (mine,) = stale.claim(edition, limit=1, now=now, lease=timedelta(seconds=1))
-    later = now + timedelta(seconds=5)
-    current.release_expired(edition, now=later)
-    (theirs,) = current.claim(edition, limit=1, now=later, lease=timedelta(minutes=5))
-    stale.record(data_phase=[], outcomes=[Outcome(delivery_id=mine.id, state="sent", phase="data",
-                                                  claim_token=mine.claim_token)], now=later)
-    assert EditionStore(engine).already_sent_many([7]) == {}
-    current.record(data_phase=[], outcomes=[Outcome(delivery_id=theirs.id, state="sent", phase="data",
-                                                    claim_token=theirs.claim_token)], now=later)
-    assert EditionStore(engine).already_sent_many([7]) == {7: {"p1", "p2"}}
-
-
 def _edition(engine: sa.Engine, now: datetime, *, day: object, window: timedelta = timedelta(days=1)) -> int:
     with engine.begin() as connection:
         return int(connection.execute(db.editions.insert().values(
@@ -180,8 +158,8 @@ def _edition(engine: sa.Engine, now: datetime, *, day: object, window: timedelta
 
 
 def test_housekeeping_forgets_sent_papers_past_the_longest_edition_window(tmp_path: Path) -> None:
-    """`sent_papers` no longer grows without bound: rows of editions cut off before the longest window
-    (a week, or a longer daily window after a pause) are pruned; newer ones stay."""
+    """`sent_papers` (the fill-time history of older versions) no longer grows without bound: rows of editions
+    cut off before the longest window (a week, or a longer daily window after a pause) are pruned."""
     with MailSink() as unused:
         settings = load_settings(make_config(tmp_path, unused))
     engine = open_database(settings.newsletter.database_url)
@@ -216,4 +194,21 @@ def test_a_variant_stored_before_the_upgrade_gets_its_papers_when_a_reader_joins
     code, output = cli_run(config, "send")
     assert code == 0, output
     (late,) = papers_received(sink)["late@example.com"]
-    assert sent_papers(config)[store.require("late@example.com").id] == late
+    assert received_by_ledger(config)[store.require("late@example.com").id] == late
+
+
+def test_delivery_rows_are_kept_while_a_new_window_can_reach_their_papers(tmp_path: Path) -> None:
+    """They are the record of what each reader received: `keep_days = 1` still keeps a week of them."""
+    with MailSink() as unused:
+        settings = load_settings(make_config(tmp_path, unused, extra="[schedule]\nkeep_days = 1"))
+    engine = open_database(settings.newsletter.database_url)
+    now = datetime(2026, 6, 1, 6, tzinfo=UTC)
+    ledger = Ledger(engine)
+    for age in (9, 3):
+        edition = _edition(engine, now - timedelta(days=age), day=(now - timedelta(days=age)).date())
+        ledger.add(edition, [NewDelivery(subscriber_id=1, email="r@example.com", name="", variant_key="v",
+                                         message_id=f"<{age}@x>")], now=now - timedelta(days=age))
+    result = housekeeping_job(settings, engine, clock=lambda: now, stop=threading.Event())
+    assert result.details["pruned_deliveries"] == 1
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(db.deliveries.c.message_id)).scalars().all() == ["<3@x>"]

@@ -2,9 +2,10 @@
 
 ``prepare`` is idempotent: a subscriber who already has a ledger row for the edition keeps it (and its
 variant), so running `send` again only adds subscribers who were missing. Each stored variant keeps the
-list of papers its email carries; they are recorded as sent to a reader only with that reader's ``sent``
-outcome (``Ledger.record``), so a reader whose message fails or is suppressed can get them later. Until
-then a row in flight holds its papers back from the reader's other editions (``papers_already_had``).
+list of papers its email carries. A paper counts as received by a reader when the reader's row of a variant
+carrying it is ``sent``, and as on its way while that row is pending, claimed, deferred or ambiguous: both
+keep it out of the reader's other editions (``papers_already_had``). A reader whose message failed or was
+suppressed can get those papers in a later edition.
 
 ``MessageFactory`` turns a ledger row into the bytes handed to SMTP: the stored variant's MIME template
 (built once per variant) with the reader's name, links and headers spliced in.
@@ -83,16 +84,16 @@ def edition_for(settings: Settings, papers: PaperStore, editions: EditionStore, 
 def papers_already_had(engine: Engine, edition: Edition, subscriber_ids: Collection[int]) -> dict[int, set[str]]:
     """Per subscriber, the edition's papers they already received, or may still receive in another edition.
 
-    Received: recorded in ``sent_papers`` by a ``sent`` outcome. In flight: a row of another edition that is
-    pending, claimed, deferred or ambiguous carries the paper.
+    From the ledger: rows of other editions that were sent or are still on their way (``papers_carried``).
+    From ``sent_papers``: what editions filled before migration 0011 recorded at fill time.
     """
     if not subscriber_ids:
         return {}
     had = EditionStore(engine).already_sent_many(subscriber_ids, paper_ids=list(edition.papers))
-    in_flight = Ledger(engine).papers_in_flight(subscriber_ids, editions_after=edition.window_start,
-                                                excluding=edition.id)
+    carried = Ledger(engine).papers_carried(subscriber_ids, editions_after=edition.window_start,
+                                            excluding=edition.id)
     wanted = set(edition.papers)
-    for subscriber_id, papers in in_flight.items():
+    for subscriber_id, papers in carried.items():
         had.setdefault(subscriber_id, set()).update(papers & wanted)
     return had
 

@@ -13,7 +13,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -181,28 +181,26 @@ def housekeeping_job(settings: Settings, engine: Engine, *, clock: Clock, stop: 
     schedule = settings.schedule
     expired = SubscriberStore(engine).expire_pending(before=now - timedelta(days=schedule.unconfirmed_days))
     cutoff = now - timedelta(days=schedule.keep_days)
+    horizon = now - longest_window(EditionStore(engine))
     pruned_runs = RunStore(engine).prune(before=cutoff)
-    pruned_rows = Ledger(engine).prune(before=cutoff)
+    # the ledger's rows say which papers each reader received: kept while a new window can reach them
+    pruned_rows = Ledger(engine).prune(before=min(cutoff, horizon))
     pruned_events = RateLimits(engine).prune(now=now)
     pruned_outbox = ConfirmationOutbox(engine).prune(before=now - CONFIRMATION_WINDOW)
-    pruned_sent = prune_sent_papers(EditionStore(engine), now=now)
+    pruned_sent = EditionStore(engine).prune_sent_papers(before=horizon)
     summary = (f"deleted {expired} subscriptions unconfirmed for {schedule.unconfirmed_days} days; pruned "
                f"{pruned_runs} run records and {pruned_rows} delivery rows older than {schedule.keep_days} days, "
                f"{pruned_events} rate-limit events, {pruned_outbox} finished confirmation emails and "
-               f"{pruned_sent} sent-paper records past the longest edition window")
+               f"{pruned_sent} fill-time sent-paper records past the longest edition window")
     return JobResult("ok", summary, {"expired_pending": expired, "pruned_runs": pruned_runs,
                                      "pruned_deliveries": pruned_rows, "pruned_rate_events": pruned_events,
                                      "pruned_confirmations": pruned_outbox, "pruned_sent_papers": pruned_sent})
 
 
-def prune_sent_papers(editions: EditionStore, *, now: datetime) -> int:
-    """Forget papers sent in editions cut off before the longest edition window: no later window reaches them.
-
-    The longest window is the weekly one, or a longer daily one (a daily edition's window starts at the
-    previous daily edition's cut-off, so it grows after a pause) if one was ever built.
-    """
-    longest = max(WEEKLY_WINDOW, editions.longest_window())
-    return editions.prune_sent_papers(before=now - longest)
+def longest_window(editions: EditionStore) -> timedelta:
+    """How far back a new edition's window can reach: a week, or a longer daily window if one was built (a
+    daily edition's window starts at the previous daily edition's cut-off, so it grows after a pause)."""
+    return max(WEEKLY_WINDOW, editions.longest_window())
 
 
 JOBS: dict[str, Callable[[Settings, Engine, Clock, threading.Event], JobResult]] = {

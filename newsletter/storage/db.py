@@ -202,6 +202,9 @@ sent_papers = sa.Table(
     sa.Column("edition_id", sa.Integer, sa.ForeignKey("editions.id"), nullable=False),
     sa.Index("ix_sent_papers_paper_id", "paper_id"),
 )
+"""Papers recorded as sent to a subscriber when a ledger was filled, by versions before migration 0011; still
+read, no longer written (the ledger's ``sent`` rows and ``variant_papers`` say it now), and pruned by the
+housekeeping job once past the longest edition window."""
 
 
 deliveries = sa.Table(
@@ -250,9 +253,8 @@ variant_papers = sa.Table(
     sa.Column("variant_key", sa.String(64), primary_key=True),
     sa.Column("paper_id", sa.String(300), primary_key=True),
 )
-"""The papers each stored variant's email carries: written with the variant, so the ``sent`` outcome of a row
-can record its reader's papers in ``sent_papers`` in the same transaction, and rows still in flight can hold
-their papers back from another edition."""
+"""The papers each stored variant's email carries, written with the variant: a reader whose row of it is
+``sent`` (or still on its way) is not offered them again in another edition (``Ledger.papers_carried``)."""
 
 
 runs = sa.Table(

@@ -1,8 +1,9 @@
 """All SQL for editions and for the per-subscriber record of papers sent.
 
 An edition is unique per (frequency, date): inserting one that already exists (another process won the
-race) returns the stored one. ``sent_papers`` remembers which paper each subscriber already received (the
-delivery ledger writes it with each ``sent`` outcome), so no paper reaches the same reader in two editions.
+race) returns the stored one. ``sent_papers`` holds the papers that versions before migration 0011 recorded
+as sent when a ledger was filled; the ledger itself now says what a reader received
+(``Ledger.papers_carried``), and these rows are read until housekeeping prunes them.
 """
 
 from __future__ import annotations
@@ -191,8 +192,8 @@ class EditionStore:
     def record_sent(self, edition_id: int, sent: Mapping[int, Iterable[str]]) -> int:
         """Remember that these subscribers received these papers in this edition. Returns rows added.
 
-        The ledger records a sent message's papers itself (``Ledger.record``); this writes such records
-        directly. A pair already recorded keeps its first edition.
+        The ledger's ``sent`` rows say what a reader received; this writes the older record directly
+        (for history kept from before migration 0011). A pair already recorded keeps its first edition.
         """
         values = [
             {"subscriber_id": subscriber_id, "paper_id": paper_id, "edition_id": edition_id}

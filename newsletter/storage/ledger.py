@@ -108,7 +108,7 @@ class StoredVariant:
     text: str
     nonce: str
     paper_ids: tuple[str, ...] = ()
-    """The papers its email carries: recorded as sent to a reader with that reader's ``sent`` outcome."""
+    """The papers its email carries: they count as sent to a reader once that reader's row is ``sent``."""
 
 
 class Ledger(LedgerReads):
@@ -298,8 +298,8 @@ class Ledger(LedgerReads):
                now: datetime) -> set[int]:
         """One transaction: mark rows (id, claim token) about to send DATA, and store finished outcomes.
 
-        A ``sent`` outcome also records its variant's papers as sent to that reader (``sent_papers``), in
-        the same transaction: a reader whose message fails or is suppressed can get those papers later.
+        A ``sent`` outcome is also the record of the papers that reached the reader: those its variant
+        carries (``variant_papers``), read by ``papers_carried`` when a later edition is filled.
 
         Returns the ids of ``data_phase`` rows that are no longer claimed under that token: another sender
         took them over after this one's lease lapsed, so this one must not send them. Outcomes for such rows
@@ -323,26 +323,7 @@ class Ledger(LedgerReads):
                         for o in outcomes
                     ],
                 )
-                sent = [o.delivery_id for o in outcomes if o.state == "sent"]
-                if sent:
-                    connection.execute(self._record_sent_papers(sent))
         return lost
-
-    def _record_sent_papers(self, delivery_ids: Sequence[int]) -> sa.Insert:
-        """INSERT … SELECT of the papers of these rows' variants into ``sent_papers``, for the rows really sent.
-
-        Only rows now in state ``sent`` count, so an outcome dropped by fencing records nothing; a pair
-        already recorded keeps its first edition.
-        """
-        carried = (
-            sa.select(deliveries.c.subscriber_id, variant_papers.c.paper_id, deliveries.c.edition_id)
-            .select_from(deliveries.join(variant_papers, sa.and_(
-                variant_papers.c.edition_id == deliveries.c.edition_id,
-                variant_papers.c.variant_key == deliveries.c.variant_key)))
-            .where(deliveries.c.id.in_(list(delivery_ids)), deliveries.c.state == "sent")
-        )
-        insert: sa.Insert = db.insert_ignoring_duplicates(self.engine, db.sent_papers)
-        return insert.from_select(["subscriber_id", "paper_id", "edition_id"], carried)
 
     @staticmethod
     def _not_marked(connection: sa.Connection, data_phase: Sequence[tuple[int, str]]) -> set[int]:

@@ -1,5 +1,5 @@
 """Reading the delivery ledger: counts and queries for `send`'s progress, `status`, the scheduler's retry
-job, the Celery dispatcher and the papers a reader's message in flight holds back.
+job, the Celery dispatcher, and the papers a reader's messages carried or still carry.
 
 Kept apart from the writes (claiming, fencing, recording in ``ledger.py``), which are the part whose every
 statement has to be right for nothing to be sent twice. ``Ledger`` inherits these methods.
@@ -21,9 +21,10 @@ STATES: tuple[State, ...] = ("pending", "claimed", "sent", "deferred", "failed",
 HALTED_PHASE = "halted"
 """The phase of a pending row whose try was stopped by a halt (a refusal by policy, a session error): its
 ``last_message`` is the halt's reason, so `send --workers`, which only sees the ledger, can report it."""
-IN_FLIGHT_STATES = ("pending", "claimed", "deferred", "ambiguous")
-"""Rows whose reader may still get (or, when ambiguous, may have got) their message: their papers are held
-back from the reader's other editions. A failed or suppressed row holds nothing back."""
+CARRYING_STATES = ("sent", "pending", "claimed", "deferred", "ambiguous")
+"""Rows whose reader got their message, may still get it, or (ambiguous) may have got it: the papers of
+their variant are left out of the reader's other editions. A failed or suppressed row carries nothing, so
+its reader can get those papers later."""
 
 deliveries = db.deliveries
 variant_papers = db.variant_papers
@@ -41,12 +42,14 @@ class LedgerReads:
     engine: Engine
 
 
-    def papers_in_flight(self, subscriber_ids: Collection[int], *, editions_after: datetime,
-                         excluding: int | None = None) -> dict[int, set[str]]:
-        """Papers whose message to the reader is still in flight (``IN_FLIGHT_STATES``), per subscriber.
+    def papers_carried(self, subscriber_ids: Collection[int], *, editions_after: datetime,
+                       excluding: int | None = None) -> dict[int, set[str]]:
+        """Per subscriber, the papers of their rows in ``CARRYING_STATES``: sent, or still on their way.
 
-        Only editions cut off after ``editions_after`` are read (an edition's papers were first seen before
-        its cut-off, so older ones cannot share papers with a window that starts then).
+        The ``sent`` outcome is itself the record that a reader received a variant's papers, written in the
+        outcome's own statement, so no separate record can disagree with the ledger. Only editions cut off
+        after ``editions_after`` are read: an edition's papers were first seen before its cut-off, so an
+        older one shares no paper with a window that starts then.
         """
         wanted = set(subscriber_ids)
         if not wanted:
@@ -57,7 +60,7 @@ class LedgerReads:
         with self.engine.connect() as connection:
             rows = connection.execute(
                 sa.select(deliveries.c.subscriber_id, deliveries.c.edition_id, deliveries.c.variant_key)
-                .where(deliveries.c.edition_id.in_(recent), deliveries.c.state.in_(IN_FLIGHT_STATES))
+                .where(deliveries.c.edition_id.in_(recent), deliveries.c.state.in_(CARRYING_STATES))
             ).all()
             rows = [row for row in rows if row.subscriber_id in wanted]
             if not rows:

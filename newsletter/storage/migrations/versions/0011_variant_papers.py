@@ -1,7 +1,8 @@
-"""Papers are recorded as sent with the `sent` outcome: the papers of each stored variant.
+"""The papers of each stored variant: a reader's `sent` row of a variant now records its papers as received.
 
 Variants stored before this revision have no rows here; their readers' papers were recorded in
-``sent_papers`` when their ledger was filled, so nothing is lost.
+``sent_papers`` when their ledger was filled, which is still read, so nothing is lost. A variant of an
+edition still being sent gets its rows when its next reader is added.
 
 Revision ID: 0011
 Revises: 0010
