@@ -1,7 +1,8 @@
 """A send keeps its event loop running while another program holds SQLite's write lock.
 
-Every database call of a send runs in a thread: a write that waits for the lock (busy_timeout is 30 s)
-would otherwise freeze every SMTP session, timeout and lease renewal of the process. A ticker coroutine on
+Every database call of a send that can wait runs in a thread: a write that waits for the lock (busy_timeout
+is 30 s) would otherwise freeze every SMTP session, timeout and lease renewal of the process. The ledger
+writer's commits are first tried on the loop without waiting (``Ledger.try_record``). A ticker coroutine on
 the sender's loop records the longest gap between its ticks while a plain sqlite3 connection holds
 ``BEGIN IMMEDIATE`` for a few seconds; real SQLite file, real SMTP relay (``tests.mailsink``) in its own thread.
 """
@@ -13,6 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Awaitable
+from datetime import timedelta
 from pathlib import Path
 
 from newsletter.delivery.sending import deliver
@@ -127,4 +129,26 @@ async def test_a_bounce_while_another_program_holds_the_write_lock_does_not_stop
         assert store.counts_by_status()["bounced"] == 1
         assert ledger.counts(EDITION)["sent"] == 5
         assert received(sink) == {r.email: 1 for r in readers[1:]}
+    engine.dispose()
+
+
+def test_a_commit_tried_without_waiting_writes_nothing_while_another_program_holds_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    engine = open_database(f"sqlite:///{path}")
+    ledger = Ledger(engine, worker="test")
+    fill(ledger, 2)
+    (first, second) = ledger.claim(EDITION, limit=2, now=START, lease=timedelta(minutes=5))
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    assert ledger.try_record(data_phase=[(first.id, first.claim_token)], outcomes=[], now=START) is None
+    assert time.monotonic() - started < 0.5  # it did not wait out busy_timeout
+    other.execute("ROLLBACK")
+    other.close()
+    assert ledger.try_record(data_phase=[(second.id, second.claim_token)], outcomes=[], now=START) == set()
+    with engine.connect() as connection:
+        phases = dict(connection.exec_driver_sql("SELECT id, phase FROM deliveries").all())
+    assert phases == {first.id: "", second.id: "data"}
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar_one() == 30_000
     engine.dispose()

@@ -1,8 +1,10 @@
 """Group commit of the delivery ledger: every connection's "about to send DATA" mark and every outcome share
 a few transactions, written by one task so that connections never wait on each other's commits.
 
-The commits run in one thread of the writer's own, never on the event loop: a write that waits for a lock
-(SQLite's busy_timeout is 30 s) would otherwise stop every SMTP session, timeout and lease renewal with it.
+A commit that may wait runs in one thread of the writer's own, never on the event loop: a write that waits
+for a lock (SQLite's busy_timeout is 30 s) would otherwise stop every SMTP session, timeout and lease
+renewal with it. On SQLite a commit is first tried on the loop without waiting for any lock, which is
+cheaper than the thread hop; if another process holds the lock, nothing is written and the thread does it.
 """
 
 from __future__ import annotations
@@ -33,9 +35,14 @@ class LedgerWriter:
         self.ledger = ledger
         self.clock = clock
         self.outcome_delay = outcome_delay
+        self.inline_first = ledger.engine.dialect.name == "sqlite"
+        """SQLite: each commit is first tried on the loop's thread without waiting for a lock
+        (``Ledger.try_record``); only one that would wait goes to the thread. A local commit of a few rows
+        takes well under a millisecond, and handing every one to a thread cost 13 % of the throughput of two
+        sending processes (docs/benchmarks.md)."""
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
-        """One thread for every commit, on every database: the marks and outcomes that arrive while a commit
-        is in flight wait for the next one, so a slow commit makes the groups larger, not the writes more."""
+        """One thread for every commit that may wait: the marks and outcomes that arrive while a commit is in
+        flight wait for the next one, so a slow commit makes the groups larger, not the writes more."""
         self._data: list[tuple[int, str]] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._outcomes: list[Outcome] = []
@@ -80,9 +87,12 @@ class LedgerWriter:
             self._data, self._waiters, self._outcomes = [], [], []
             if data or outcomes:
                 try:
-                    write = functools.partial(self.ledger.record, data_phase=data, outcomes=outcomes,
-                                              now=self.clock())
-                    lost = await asyncio.get_running_loop().run_in_executor(self._thread, write)
+                    lost = self.ledger.try_record(data_phase=data, outcomes=outcomes, now=self.clock()) \
+                        if self.inline_first else None
+                    if lost is None:
+                        write = functools.partial(self.ledger.record, data_phase=data, outcomes=outcomes,
+                                                  now=self.clock())
+                        lost = await asyncio.get_running_loop().run_in_executor(self._thread, write)
                 except SQLAlchemyError as error:
                     self._fail(LedgerWriteError(f"cannot write the delivery ledger: {one_line(error)}"), waiters)
                     return

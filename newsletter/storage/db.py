@@ -7,7 +7,10 @@ applied automatically when a store is opened, so an operator never runs a migrat
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -333,10 +336,32 @@ def insert_new(connection: sa.Connection, table: sa.Table, values: list[dict[str
     return len(connection.execute(statement, values).all())
 
 
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+"""How long a SQLite statement waits for another process's write lock before failing."""
+
+
+@contextlib.contextmanager
+def sqlite_lock_wait(connection: sa.Connection, milliseconds: int) -> Iterator[None]:
+    """SQLite only: in this block, wait at most ``milliseconds`` for another writer's lock (0: fail at once)."""
+    connection.exec_driver_sql(f"PRAGMA busy_timeout={int(milliseconds)}")
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+
+def is_sqlite_busy(error: SQLAlchemyError) -> bool:
+    """Whether SQLite refused because another connection holds the write lock ("database is locked")."""
+    orig = getattr(error, "orig", None)
+    if not isinstance(orig, sqlite3.OperationalError):
+        return False
+    return getattr(orig, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()

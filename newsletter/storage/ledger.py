@@ -307,22 +307,45 @@ class Ledger(LedgerReads):
         run as executemany: this runs for every message sent, and building them per call cost more than
         SQLite's own work.
         """
-        lost: set[int] = set()
         with self.engine.begin() as connection:
-            if data_phase:
-                result = connection.execute(_MARK_DATA, [{"row_id": i, "token": t, "now": now} for i, t in data_phase])
-                if not (self.engine.dialect.supports_sane_multi_rowcount and result.rowcount == len(data_phase)):
-                    lost = self._not_marked(connection, data_phase)
-            if outcomes:
-                connection.execute(
-                    _STORE_OUTCOME,
-                    [
-                        {"row_id": o.delivery_id, "token": o.claim_token, "new_state": o.state, "new_phase": o.phase,
-                         "attempt": 1 if o.count_attempt else 0, "next_at": o.next_attempt_at, "code": o.code,
-                         "msg": o.message[:1000], "sent": now if o.state == "sent" else None, "now": now}
-                        for o in outcomes
-                    ],
-                )
+            return self._record(connection, data_phase=data_phase, outcomes=outcomes, now=now)
+
+    def try_record(self, *, data_phase: Sequence[tuple[int, str]], outcomes: Sequence[Outcome],
+                   now: datetime) -> set[int] | None:
+        """``record`` without waiting for a lock: None, with nothing written, when another process holds
+        SQLite's write lock (then call ``record`` where waiting blocks nothing). Other databases: ``record``.
+
+        The ledger writer commits on the event loop's own thread this way: a local SQLite commit of a few
+        rows takes well under a millisecond, less than handing it to a thread, and a commit that would
+        wait for a lock is not tried there.
+        """
+        if self.engine.dialect.name != "sqlite":
+            return self.record(data_phase=data_phase, outcomes=outcomes, now=now)
+        try:
+            with self.engine.begin() as connection, db.sqlite_lock_wait(connection, 0):
+                return self._record(connection, data_phase=data_phase, outcomes=outcomes, now=now)
+        except sa.exc.OperationalError as error:
+            if db.is_sqlite_busy(error):
+                return None
+            raise
+
+    def _record(self, connection: sa.Connection, *, data_phase: Sequence[tuple[int, str]],
+                outcomes: Sequence[Outcome], now: datetime) -> set[int]:
+        lost: set[int] = set()
+        if data_phase:
+            result = connection.execute(_MARK_DATA, [{"row_id": i, "token": t, "now": now} for i, t in data_phase])
+            if not (self.engine.dialect.supports_sane_multi_rowcount and result.rowcount == len(data_phase)):
+                lost = self._not_marked(connection, data_phase)
+        if outcomes:
+            connection.execute(
+                _STORE_OUTCOME,
+                [
+                    {"row_id": o.delivery_id, "token": o.claim_token, "new_state": o.state, "new_phase": o.phase,
+                     "attempt": 1 if o.count_attempt else 0, "next_at": o.next_attempt_at, "code": o.code,
+                     "msg": o.message[:1000], "sent": now if o.state == "sent" else None, "now": now}
+                    for o in outcomes
+                ],
+            )
         return lost
 
     @staticmethod
