@@ -15,6 +15,7 @@ from newsletter.storage.db import open_database
 from newsletter.storage.ledger import Ledger
 from newsletter.storage.papers import PaperStore
 from tests.databases import PostgresServer, admin_url, empty_tables, migrated
+from tests.mailsink import MailSink
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).parent.parent
@@ -173,3 +174,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "minilm" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def sink() -> Iterator[MailSink]:
+    """A local SMTP relay on 127.0.0.1 (``tests/mailsink.py``) for one test; a module may define its own."""
+    with MailSink() as server:
+        yield server

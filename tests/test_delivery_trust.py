@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,12 +29,6 @@ from tests.test_workers import add_subscribers as worker_subscribers
 from tests.test_workers import start as start_worker
 from tests.test_workers import stop as stop_worker
 from tests.test_workers import wait_until_ready, worker_config
-
-
-@pytest.fixture
-def sink() -> Iterator[MailSink]:
-    with MailSink() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,6 @@ import dataclasses
 import email
 import email.policy
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -27,12 +26,6 @@ from tests.mailsink import MailSink, ReceivedMessage
 from tests.web_support import SECRET, web_settings
 
 TOPICS = ("reasoning", "agents", "medical")
-
-
-@pytest.fixture
-def sink() -> Iterator[MailSink]:
-    with MailSink() as server:
-        yield server
 
 
 def text_of(message: ReceivedMessage) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,6 @@ from newsletter.cli.main import cli
 from tests.inbound_support import DOMAIN, INBOUND_FIXTURES, dsn
 from tests.mailsink import MailSink
 from tests.test_send import SECRET, add_subscribers, cli_run, make_config
-
-
-@pytest.fixture
-def sink() -> Iterator[MailSink]:
-    with MailSink() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

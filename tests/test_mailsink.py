@@ -10,7 +10,6 @@ import asyncio
 import email
 import smtplib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiosmtplib
@@ -27,12 +26,6 @@ def make_message(subject: str = "Hello", to: str = ALICE, body: str = "Trending 
     return (
         f"From: {SENDER}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{subject}@example.org>\r\n\r\n{body}\r\n"
     ).encode()
-
-
-@pytest.fixture
-def sink() -> Iterator[MailSink]:
-    with MailSink() as running:
-        yield running
 
 
 def client(sink: MailSink, *, timeout: float = 5.0) -> aiosmtplib.SMTP:

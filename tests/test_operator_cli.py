@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,12 +26,6 @@ from tests.conftest import ROOT
 from tests.mailsink import Fault, MailSink
 
 SECRET = "k1:operator-secret-0123456789"
-
-
-@pytest.fixture
-def sink() -> Iterator[MailSink]:
-    with MailSink() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,6 @@ import email.policy
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,12 +22,6 @@ from tests.conftest import ROOT
 from tests.mailsink import MailSink
 
 TOPICS = [("agents", "reasoning"), ("retrieval",), ("agents", "reasoning")]
-
-
-@pytest.fixture
-def sink() -> Iterator[MailSink]:
-    with MailSink() as server:
-        yield server
 
 
 @pytest.fixture

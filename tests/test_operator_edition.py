@@ -8,7 +8,6 @@ import email.policy
 import json
 import re
 import time
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,6 @@ from newsletter.cli.main import cli
 from tests.mailsink import MailSink
 from tests.test_scheduler import NO_JOBS, _serve, _stop, schedule_config
 from tests.test_send import SECRET, add_subscribers, make_config
-
-
-@pytest.fixture
-def sink() -> Iterator[MailSink]:
-    with MailSink() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

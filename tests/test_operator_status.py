@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,6 @@ from newsletter.storage.runs import RunStore
 from tests.mailsink import MailSink
 from tests.test_scheduler import NO_JOBS, _serve, _stop, far_daily, schedule_config
 from tests.test_send import SECRET
-
-
-@pytest.fixture
-def sink() -> Iterator[MailSink]:
-    with MailSink() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,12 +29,6 @@ from tests.mailsink import MailSink
 from tests.test_send import SECRET, add_subscribers, make_config
 
 NO_JOBS = 'fetch = ""\ndaily = ""\nweekly = ""\nretry = ""\nhousekeeping = ""\n'
-
-
-@pytest.fixture
-def sink() -> Iterator[MailSink]:
-    with MailSink() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

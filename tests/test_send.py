@@ -7,7 +7,6 @@ import email.policy
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,12 +24,6 @@ from tests.mailsink import Fault, MailSink
 SECRET = "k1:test-secret-0123456789abcdef"
 TOPIC_SETS = [("agents", "reasoning"), ("retrieval",), ("efficient-training", "vision-multimodal"),
               ("safety-alignment", "agents", "retrieval")]
-
-
-@pytest.fixture
-def sink() -> Iterator[MailSink]:
-    with MailSink() as server:
-        yield server
 
 
 def make_config(folder: Path, sink: MailSink, *, extra: str = "") -> Path:

@@ -14,7 +14,6 @@ import email
 import email.policy
 import re
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,12 +31,6 @@ from tests.mailsink import Fault, MailSink, ReceivedMessage
 from tests.test_send import SECRET, cli_run, make_config
 
 _ABS_LINK = re.compile(r"arxiv\.org/abs/([0-9]{4}\.[0-9]{4,5})")
-
-
-@pytest.fixture
-def sink() -> Iterator[MailSink]:
-    with MailSink() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

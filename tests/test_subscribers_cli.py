@@ -6,7 +6,6 @@ import email
 import email.policy
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,12 +41,6 @@ ERRORS = [
     "line 7: dan@example.org is suppressed (unsubscribed); not imported (use --force to import it anyway)",
     "line 9: unknown frequency 'monthly'; expected one of: daily, weekly",
 ]
-
-
-@pytest.fixture
-def sink() -> Iterator[MailSink]:
-    with MailSink() as server:
-        yield server
 
 
 @pytest.fixture

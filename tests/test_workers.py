@@ -50,12 +50,6 @@ def secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
 
 
-@pytest.fixture
-def sink() -> Iterator[MailSink]:
-    with MailSink() as server:
-        yield server
-
-
 def send_only(ledger: Ledger, sink: MailSink, ids: list[int], clock: Clock) -> dict[str, int]:
     asyncio.run(deliver(ledger.engine, settings=settings_for(sink), sender="papers@example.org", edition_id=EDITION,
                         build_message=build, clock=clock, only=ids))
