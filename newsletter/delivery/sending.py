@@ -70,9 +70,11 @@ async def deliver(
     ``wire_ready``: ``build_message`` already returns CRLF line ends and never a line starting with "." (as
     ``MessageFactory`` does), so the content is sent without a pass over it; otherwise it is normalised.
 
-    Every database call runs in a thread, never on the event loop: a write waiting for a lock would stall
-    every connection. ``build_message`` may read the database the first time it meets a variant (as
-    ``MessageFactory`` does), so the first row of each variant is built in a thread, the others on the loop.
+    No database call waits for a lock on the event loop: that would stall every connection. Calls run in
+    threads, except the ledger writer's SQLite commits, tried on the loop without waiting for any lock and
+    handed to its thread only when another process holds it (``ledger_writer``). ``build_message`` may
+    read the database the first time it meets a variant (as ``MessageFactory`` does), so the first row of
+    each variant is built in a thread, the others on the loop.
     """
     ledger = Ledger(engine, worker=worker_name())
     stop = stop or asyncio.Event()
