@@ -116,6 +116,14 @@ def test_a_row_suppressed_after_the_fill_records_no_paper(tmp_path: Path, sink: 
     assert code == 0, output
     assert ledger_state(config, leaving) == "suppressed"
     assert set(received_by_ledger(config)) == {store.require(staying).id}
+    daily = papers_received(sink)[staying][0]
+    # the reader comes back through their manage link, as a weekly reader: the daily's papers are new to them
+    back = store.require(leaving)
+    store.resubscribe(back.id, topics=back.topics, frequency="weekly", ip=None, now=datetime.now(UTC))
+    code, output = cli_run(config, "send", "--frequency", "weekly")
+    assert code == 0, output
+    (weekly,) = papers_received(sink)[leaving]
+    assert daily & weekly
 
 
 def test_papers_in_flight_are_held_back_from_the_readers_other_edition(tmp_path: Path, sink: MailSink) -> None:
