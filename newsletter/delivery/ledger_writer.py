@@ -35,11 +35,6 @@ class LedgerWriter:
         self.ledger = ledger
         self.clock = clock
         self.outcome_delay = outcome_delay
-        self.inline_first = ledger.engine.dialect.name == "sqlite"
-        """SQLite: each commit is first tried on the loop's thread without waiting for a lock
-        (``Ledger.try_record``); only one that would wait goes to the thread. A local commit of a few rows
-        takes well under a millisecond, and handing every one to a thread cost 13 % of the throughput of two
-        sending processes (docs/benchmarks.md)."""
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
         """One thread for every commit that may wait: the marks and outcomes that arrive while a commit is in
         flight wait for the next one, so a slow commit makes the groups larger, not the writes more."""
@@ -87,8 +82,9 @@ class LedgerWriter:
             self._data, self._waiters, self._outcomes = [], [], []
             if data or outcomes:
                 try:
-                    lost = self.ledger.try_record(data_phase=data, outcomes=outcomes, now=self.clock()) \
-                        if self.inline_first else None
+                    # On the loop only when it cannot wait (a local SQLite commit, well under a millisecond:
+                    # a thread hop for every one cost 13 % of two processes' throughput, docs/benchmarks.md).
+                    lost = self.ledger.try_record(data_phase=data, outcomes=outcomes, now=self.clock())
                     if lost is None:
                         write = functools.partial(self.ledger.record, data_phase=data, outcomes=outcomes,
                                                   now=self.clock())

@@ -181,13 +181,14 @@ def housekeeping_job(settings: Settings, engine: Engine, *, clock: Clock, stop: 
     schedule = settings.schedule
     expired = SubscriberStore(engine).expire_pending(before=now - timedelta(days=schedule.unconfirmed_days))
     cutoff = now - timedelta(days=schedule.keep_days)
-    horizon = now - longest_window(EditionStore(engine))
+    editions = EditionStore(engine)
+    horizon = now - longest_window(editions)
     pruned_runs = RunStore(engine).prune(before=cutoff)
     # the ledger's rows say which papers each reader received: kept while a new window can reach them
     pruned_rows = Ledger(engine).prune(before=min(cutoff, horizon))
     pruned_events = RateLimits(engine).prune(now=now)
     pruned_outbox = ConfirmationOutbox(engine).prune(before=now - CONFIRMATION_WINDOW)
-    pruned_sent = EditionStore(engine).prune_sent_papers(before=horizon)
+    pruned_sent = editions.prune_sent_papers(before=horizon)
     summary = (f"deleted {expired} subscriptions unconfirmed for {schedule.unconfirmed_days} days; pruned "
                f"{pruned_runs} run records and {pruned_rows} delivery rows older than {schedule.keep_days} days, "
                f"{pruned_events} rate-limit events, {pruned_outbox} finished confirmation emails and "

@@ -312,15 +312,16 @@ class Ledger(LedgerReads):
 
     def try_record(self, *, data_phase: Sequence[tuple[int, str]], outcomes: Sequence[Outcome],
                    now: datetime) -> set[int] | None:
-        """``record`` without waiting for a lock: None, with nothing written, when another process holds
-        SQLite's write lock (then call ``record`` where waiting blocks nothing). Other databases: ``record``.
+        """``record`` without waiting: None, with nothing written, when it cannot commit at once (then call
+        ``record`` where waiting blocks nothing). On SQLite that is when another process holds the write
+        lock; any other database is reached over a connection that can always wait, so it is always None.
 
         The ledger writer commits on the event loop's own thread this way: a local SQLite commit of a few
         rows takes well under a millisecond, less than handing it to a thread, and a commit that would
         wait for a lock is not tried there.
         """
         if self.engine.dialect.name != "sqlite":
-            return self.record(data_phase=data_phase, outcomes=outcomes, now=now)
+            return None
         try:
             with self.engine.begin() as connection, db.sqlite_lock_wait(connection, 0):
                 return self._record(connection, data_phase=data_phase, outcomes=outcomes, now=now)
