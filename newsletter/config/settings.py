@@ -156,6 +156,24 @@ class MatchingSettings:
         "`calibrated` only: each topic also learns from the stored papers that clearly belong to it (their "
         "centroid is averaged into the topic's similarities) on every fetch.",
     )
+    background: Literal["arxiv", "none"] = setting(
+        "arxiv",
+        "`calibrated` only: what else a paper can be about. `arxiv`: a paper joins a topic only when the topic "
+        "beats the arXiv categories it does not cover (about 155, shipped with the package), so papers about "
+        "none of the topics stay unmatched. `none`: every paper joins its best topic once it passes the floor.",
+    )
+    tfidf_background_margin: float = setting(
+        0.05,
+        "`tfidf` with `background = \"arxiv\"`: how far below the best other arXiv category a topic's score may "
+        "be and still win; larger matches more papers.",
+        check=check_unit_interval,
+    )
+    embedding_background_margin: float = setting(
+        0.1,
+        "`embedding` with `background = \"arxiv\"`: how far below the best other arXiv category a topic's score "
+        "may be and still win; larger matches more papers.",
+        check=check_unit_interval,
+    )
     embedding_max_tokens: int = setting(
         128,
         "`embedding` only: a paper's title and abstract are cut after this many tokens (at most 256) before "

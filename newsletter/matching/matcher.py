@@ -20,6 +20,7 @@ import numpy as np
 
 from newsletter.config import MatchingSettings, TopicSettings
 from newsletter.errors import ConfigError
+from newsletter.matching.background import score_open_world
 from newsletter.matching.calibration import (
     DecisionRule,
     ExampleEvidence,
@@ -114,11 +115,14 @@ def decide_matches(
     similarities: np.ndarray | None = None,
     threshold: float | None = None,
     floor: float | None = None,
+    beats: np.ndarray | None = None,
 ) -> list[TopicMatch]:
     """Matches of the first ``len(papers)`` rows of ``scored``; the other rows are the calibration corpus.
 
     ``similarities`` (learned, all rows) saves recomputing self-training when several settings are tried;
-    ``threshold`` switches to the plain threshold rule; ``floor`` overrides the rule's floor.
+    ``threshold`` switches to the plain threshold rule; ``floor`` overrides the rule's floor. ``beats`` (rows ×
+    topics, from ``background.score_open_world``) keeps the calibrated rule to the topics that beat the
+    background: a paper that none beats matches nothing ("none of these").
     """
     learned = learned_similarities(rule, scored) if similarities is None else similarities
     count = len(papers)
@@ -127,6 +131,8 @@ def decide_matches(
         selected = learned[:count] >= limit
     else:
         selected = decide(learned, margin=rule.margin, floor=rule.floor if floor is None else floor)[:count]
+        if beats is not None:
+            selected &= beats[:count]
     return apply_rules(papers, topics, learned[:count], selected=selected, scored=scored)
 
 
@@ -142,8 +148,9 @@ def match_with(
     """Scores of either method, the decision rule, then the shared category/keyword/exclude rules and reasons."""
     if not papers or not topics:
         return []
-    scored = matcher.score(papers, topics, background=background, examples=examples)
-    return decide_matches(matcher.rule, papers, topics, scored, threshold=threshold)
+    scored, beats = score_open_world(matcher, papers, topics, background=background, examples=examples,
+                                     calibrated=threshold is None)
+    return decide_matches(matcher.rule, papers, topics, scored, threshold=threshold, beats=beats)
 
 
 class TfidfMatcher:
@@ -200,6 +207,8 @@ def decision_rule(matching: MatchingSettings) -> DecisionRule:
         floor=matching.tfidf_floor if tfidf else matching.embedding_floor,
         threshold=matching.similarity_threshold if tfidf else matching.embedding_threshold,
         self_training=matching.self_training,
+        background=matching.background != "none",
+        background_margin=matching.tfidf_background_margin if tfidf else matching.embedding_background_margin,
     )
 
 

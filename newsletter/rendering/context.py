@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from newsletter.config import Settings
 from newsletter.editions.records import PIN_RANK, EditionPaper
+from newsletter.editions.relevance import is_relevant
 from newsletter.editions.selection import SelectedPaper, Selection
 from newsletter.rendering.latex import latex_to_text
 from newsletter.rendering.links import edition_url
@@ -101,9 +102,11 @@ def display_title(paper: EditionPaper) -> str:
 
 
 def top_papers(papers: Iterable[SelectedPaper], count: int) -> list[SelectedPaper]:
-    """Papers an editor pinned first, then the most trending (trending score, then upvotes and stars), each once."""
+    """Papers an editor pinned first, then the relevant tier of the reader's sections (``editions.relevance``),
+    then the most trending (trending score, then upvotes and stars), each once."""
     unique = {p.paper.paper_id: p for p in reversed(list(papers))}
-    ordered = sorted(unique.values(), key=lambda p: (p.rank < PIN_RANK, -p.paper.score, -(p.paper.upvotes or 0),
+    ordered = sorted(unique.values(), key=lambda p: (p.rank < PIN_RANK, not is_relevant(p.rank), -p.paper.score,
+                                                     -(p.paper.upvotes or 0),
                                                      -(p.paper.github_stars or 0), p.paper.paper_id))
     return ordered[:count]
 

@@ -1,0 +1,177 @@
+"""The "none of these" decision: a paper joins a topic only when the topic beats what else the paper can be about.
+
+Why: the calibrated rule (``calibration.decide``) puts each paper in its *least bad* topic. Most papers of a real
+feed belong to none of a server's topics, and with 4 of 10 areas configured it matched 623 of 623 off-topic papers
+(issue 24). A topic therefore has to win against a **background**: the arXiv category taxonomy (about 155
+areas with a one-sentence description each, shipped as ``data/arxiv_categories.tsv``), scored by the configured
+method exactly as the topics are (same facets, same similarity).
+
+The rule, per paper and topic:
+
+1. **Absorbed areas.** An area stands for a topic's own subject when the topic is the area's nearest topic and
+   the area is within ``ABSORB_DELTA`` of the topic's nearest area (topic text against area text). Those areas
+   do not compete with the topic: a "Computer vision" topic is not beaten by the ``cs.CV`` area, nor a
+   "Mathematics" topic by ``math.NT``, when the topic is their nearest.
+2. **Joint self-training.** Topics and areas are self-trained together on the reference corpus (the batch and
+   the recent stored papers, ``calibration.self_train``), so both move towards the papers that clearly
+   belong to them: the corpus, not only the descriptions, decides what each area looks like today.
+3. **Beat the background.** The paper may join the topic only if its (self-trained) score for the topic is at
+   least its best score among the areas the topic did not absorb, less ``margin`` (``[matching]
+   tfidf_background_margin`` / ``embedding_background_margin``).
+
+The calibrated rule then picks among the topics that passed; keyword and category hits still match on their own
+(``rules.apply_rules``), since an operator's explicit rule is evidence. Adding or removing a topic changes only
+which areas it absorbs: nothing to retune. Measured on ``../shared/topics-dev`` (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from importlib import resources
+from typing import Any, Protocol
+
+import numpy as np
+
+from newsletter.config import TopicSettings
+from newsletter.matching.calibration import DecisionRule, self_train
+from newsletter.matching.evidence import Scored, TopicExamples
+from newsletter.sources.records import Paper
+
+ABSORB_DELTA = 0.2
+"""An area within this similarity of a topic's nearest area (and nearest to that topic) is the topic's own."""
+AREA_SLUG_PREFIX = "arxiv-"
+
+
+@dataclass(frozen=True)
+class Area:
+    """One background area: an arXiv category and what its papers are about."""
+
+    code: str
+    name: str
+    description: str
+
+
+@functools.cache
+def arxiv_areas() -> tuple[Area, ...]:
+    """The arXiv category taxonomy shipped with the package (``data/arxiv_categories.tsv``)."""
+    text = resources.files("newsletter.matching").joinpath("data/arxiv_categories.tsv").read_text(encoding="utf-8")
+    areas = []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        code, name, description = line.split("\t")
+        areas.append(Area(code=code, name=name, description=description))
+    return tuple(areas)
+
+
+@functools.cache
+def area_topics() -> tuple[TopicSettings, ...]:
+    """The areas as topics, so either method scores them exactly as it scores the configured topics."""
+    return tuple(
+        TopicSettings(slug=AREA_SLUG_PREFIX + area.code.lower().replace(".", "-"), name=area.name,
+                      description=area.description)
+        for area in arxiv_areas()
+    )
+
+
+class Scoring(Protocol):
+    """What the background needs of a ``newsletter.matching.matcher.Matcher``."""
+
+    rule: DecisionRule
+
+    def score(
+        self,
+        papers: Sequence[Paper],
+        topics: Sequence[TopicSettings],
+        *,
+        background: Sequence[Paper] = (),
+        examples: TopicExamples | None = None,
+    ) -> Scored: ...
+
+
+def _topic_column(scored: Scored, count: int) -> Scored:
+    """``scored`` restricted to its first ``count`` columns (the configured topics)."""
+    return replace(
+        scored,
+        similarities=scored.similarities[:, :count],
+        facets=scored.facets[:count],
+        closest_facet=scored.closest_facet[:, :count],
+        examples=scored.examples[:count],
+        closest_example=None if scored.closest_example is None else scored.closest_example[:, :count],
+        example_closer=None if scored.example_closer is None else scored.example_closer[:, :count],
+    )
+
+
+def topic_area_similarity(topics: Sequence[TopicSettings], matcher: Any) -> np.ndarray:
+    """Topics × areas: how alike each topic's whole text and each area's text are, by the matcher's own method."""
+    areas = area_topics()
+    whole = getattr(matcher, "topic_vectors", None)
+    if whole is not None:  # the embedding method: the first facet of each is the whole text
+        vectors = [facets[0] for facets in whole([*topics, *areas])]
+        matrix = np.vstack(vectors)
+        product: np.ndarray = matrix[: len(topics)] @ matrix[len(topics):].T
+        return product
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from newsletter.matching.rules import topic_text
+
+    texts = [topic_text(t) for t in (*topics, *areas)]
+    rows = TfidfVectorizer(stop_words="english", sublinear_tf=True, dtype=np.float32).fit_transform(texts)
+    return np.asarray((rows[: len(topics)] @ rows[len(topics):].T).toarray(), dtype=np.float32)
+
+
+def absorbed(topic_area: np.ndarray, *, delta: float = ABSORB_DELTA) -> np.ndarray:
+    """Topics × areas, True where the area is the topic's own subject (see the module docstring, step 1)."""
+    if topic_area.size == 0:
+        return np.zeros(topic_area.shape, dtype=bool)
+    nearest_topic = topic_area.argmax(axis=0)
+    own = topic_area >= topic_area.max(axis=1, keepdims=True) - delta
+    result: np.ndarray = own & (nearest_topic[np.newaxis, :] == np.arange(topic_area.shape[0])[:, np.newaxis])
+    return result
+
+
+def beats_background(
+    topic_scores: np.ndarray, area_scores: np.ndarray, features: Any, own: np.ndarray, *, margin: float,
+    self_training: bool = True,
+) -> np.ndarray:
+    """Rows × topics, True where the topic's score reaches the best score of the areas it did not absorb − margin."""
+    count = topic_scores.shape[1]
+    joint = np.hstack([topic_scores, area_scores])
+    if self_training:
+        joint = self_train(joint, features)
+    mine, theirs = joint[:, :count], joint[:, count:]
+    result = np.ones(topic_scores.shape, dtype=bool)
+    for column in range(count):
+        competitors = theirs[:, ~own[column]]
+        if competitors.shape[1]:
+            result[:, column] = mine[:, column] >= competitors.max(axis=1) - margin - 1e-9
+    return result
+
+
+def score_open_world(
+    matcher: Scoring,
+    papers: Sequence[Paper],
+    topics: Sequence[TopicSettings],
+    *,
+    background: Sequence[Paper] = (),
+    examples: TopicExamples | None = None,
+    calibrated: bool = True,
+) -> tuple[Scored, np.ndarray | None]:
+    """The topics' ``Scored`` and, when the rule asks for the background, rows × topics "beats the background".
+
+    The areas are scored in the same call as the topics (one embedding of the papers, one TF-IDF fit).
+    ``calibrated=False`` (a plain threshold asked for) scores the topics alone.
+    """
+    rule = matcher.rule
+    if not (calibrated and rule.calibrated and rule.background) or not topics:
+        return matcher.score(papers, topics, background=background, examples=examples), None
+    areas = area_topics()
+    everything = matcher.score(papers, [*topics, *areas], background=background, examples=examples)
+    count = len(topics)
+    own = absorbed(topic_area_similarity(topics, matcher))
+    beats = beats_background(everything.similarities[:, :count], everything.similarities[:, count:],
+                             everything.features, own, margin=rule.background_margin,
+                             self_training=rule.self_training)
+    return _topic_column(everything, count), beats
