@@ -183,3 +183,27 @@ def test_a_very_trending_off_topic_paper_reaches_no_reader(
         assert "Tidal disruption" not in str(message["Subject"])
         assert "Tidal disruption" not in html
         assert "Tidal disruption" not in plain
+
+
+def test_topics_papers_status_and_suggest_show_the_papers_that_match_no_topic(tmp_path: Path) -> None:
+    """At the defaults (calibrated rule with the arXiv background), the unmatched are counted everywhere."""
+    text = (ROOT / "examples" / "offline.toml").read_text(encoding="utf-8")
+    config = tmp_path / "offline.toml"
+    config.write_text(text.replace('url = "feeds/', f'url = "{ROOT / "examples" / "feeds"}/'), encoding="utf-8")
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    run("fetch")
+    listed = json.loads(run("papers", "--unmatched", "--json"))["papers"]
+    count = len(listed)
+    topics = json.loads(run("topics", "--json"))
+    assert 0 < count < topics["papers"]
+    assert topics["unmatched"]["count"] == count
+    assert f"{count} of {topics['papers']} papers match no topic" in " ".join(run("topics").split())
+    assert json.loads(run("status", "--json"))["unmatched_papers"] == count
+    assert f"papers: {topics['papers']} stored, {count} match no topic" in " ".join(run("status").split())
+    suggested = run("topics", "suggest", "--since", "2000-01-01", "--clusters", "2", "--min-size", "2")
+    assert suggested.startswith(f"# {count} papers first seen since 2000-01-01 match no topic; ")
