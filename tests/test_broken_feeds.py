@@ -190,7 +190,7 @@ def test_an_unforeseen_exception_is_that_sources_error_and_saves_no_state(
 ) -> None:
     """The boundary itself, for the bug no rule above foresaw: a fault injected into the real parser for one
     source (every other source parses for real) becomes one line for it, and the fetch goes on."""
-    import newsletter.sources.ingest as ingest
+    import newsletter.usecases.fetch as ingest
 
     real = ingest.parse_feed
 

@@ -216,7 +216,7 @@ def test_help_and_status_load_no_machine_learning_library(config: Path, tmp_path
 
 def test_papers_and_topics_only_read_and_say_when_the_topics_changed(config: Path) -> None:
     from newsletter.config import load_settings
-    from newsletter.sources.ingest import FINGERPRINT_KEY
+    from newsletter.matching.refresh import FINGERPRINT_KEY
     from newsletter.storage.db import open_database
     from newsletter.storage.papers import PaperStore
 

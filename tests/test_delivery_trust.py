@@ -441,6 +441,7 @@ def test_erasure_leaves_the_address_in_no_ledger_row(tmp_path: Path, sink: MailS
 
 
 @pytest.mark.slow
+@pytest.mark.needs("celery", "redis")
 def test_a_celery_worker_stalled_past_its_lease_sends_nothing_the_other_took_over(tmp_path: Path, sink: MailSink,
                                                                                    postgres: PostgresServer) -> None:
     """The issue's second case: PostgreSQL and two `newsletter worker` processes, one SIGSTOPped past its

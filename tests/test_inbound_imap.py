@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from imapclient import IMAPClient
 
@@ -12,6 +13,8 @@ from newsletter.inbound.imap import ImapPoller
 from newsletter.storage.inbound import InboundLog
 from tests.dovecot_support import PASSWORD, USER, Dovecot
 from tests.inbound_support import DOMAIN, INBOUND_FIXTURES, dsn, free_port, inbound_settings, make_inbound
+
+pytestmark = pytest.mark.needs("dovecot")
 
 
 def _unseen(port: int) -> int:

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from newsletter.cli.main import cli
 from newsletter.errors import LabelledDataError
 from newsletter.matching.evaluate import read_labelled_csv, score_matches
-from newsletter.sources.records import TopicMatch
+from newsletter.records.papers import TopicMatch
 from tests.conftest import fixture_path, write_config
 from tests.topic_support import ARCHIVE_TOPICS, ARCHIVE_TOPICS_TOML, arxiv_api_papers, minilm, write_labelled_csv
 

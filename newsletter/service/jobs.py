@@ -20,18 +20,18 @@ from sqlalchemy.engine import Engine
 
 from newsletter.clock import Clock
 from newsletter.config import Settings
-from newsletter.delivery.campaign import prepare
 from newsletter.delivery.pool import RunStats
 from newsletter.delivery.sending import deliver_edition
 from newsletter.editions.build import WEEKLY_WINDOW
 from newsletter.rendering.links import signer_from_settings
 from newsletter.service.approval import hold_for_approval, send_approved
-from newsletter.sources.ingest import fetch_sources
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.ledger import Ledger
 from newsletter.storage.outbox import ConfirmationOutbox
 from newsletter.storage.papers import PaperStore
 from newsletter.storage.runs import RunStore
+from newsletter.usecases.campaign import prepare
+from newsletter.usecases.fetch import fetch_sources
 from subscribers.rate_limit_store import CONFIRMATION_WINDOW, RateLimits
 from subscribers.store import SubscriberStore
 
