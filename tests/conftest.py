@@ -17,6 +17,7 @@ from newsletter.storage.papers import PaperStore
 from tests.databases import PostgresServer, admin_url, empty_tables, migrated
 from tests.mailsink import MailSink
 from tests.services import require
+from tests.support import dkim_key_pair
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).parent.parent
@@ -192,6 +193,12 @@ def _reap_children() -> Iterator[None]:
             process.wait(timeout=30)
         if process.stdout is not None:
             process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
+    """A DKIM signing key (openssl, 2048 bits) and its DNS TXT record, made once per module."""
+    return dkim_key_pair(tmp_path_factory.mktemp("dkim"))
 
 
 @pytest.fixture

@@ -14,13 +14,9 @@ from click.testing import CliRunner
 
 from newsletter.cli.main import cli
 from tests.conftest import fixture_path, write_config
+from tests.support import run
 
 CS_AI = fixture_path("arxiv_rss/distill_rss_cs.AI_2026-04-27.xml")
-
-
-def run(config: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
-    return result.exit_code, result.output
 
 
 @pytest.fixture

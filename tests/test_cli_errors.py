@@ -7,16 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from newsletter.cli.main import cli
 from newsletter.storage.db import open_database
 from tests.conftest import ROOT, write_config
-
-
-def run(config: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
-    return result.exit_code, result.output
+from tests.support import run
 
 
 def test_exporting_into_a_folder_that_does_not_exist_is_one_line(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ from imapclient import IMAPClient
 from newsletter.inbound.imap import ImapPoller
 from newsletter.storage.inbound import InboundLog
 from tests.dovecot_support import PASSWORD, USER, Dovecot
-from tests.inbound_support import DOMAIN, INBOUND_FIXTURES, dsn, free_port, inbound_settings, make_inbound
+from tests.inbound_support import DOMAIN, INBOUND_FIXTURES, dsn, inbound_settings, make_inbound
+from tests.support import free_port
 
 pytestmark = pytest.mark.needs("dovecot")
 

@@ -21,9 +21,10 @@ from subscribers.evidence import EvidenceStore
 from subscribers.store import SubscriberStore
 from subscribers.tokens import Keyring
 from tests.conftest import ROOT, spawn
-from tests.inbound_support import free_port, wait_for_port
+from tests.inbound_support import wait_for_port
 from tests.mailsink import Fault, MailSink
 from tests.postfix_support import Postfix
+from tests.support import free_port
 
 SECRET = "k1:postfix-test-secret-0123456789"
 DOMAIN = "bounces.example.org"

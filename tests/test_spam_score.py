@@ -26,6 +26,7 @@ from newsletter.storage.papers import PaperStore
 from newsletter.usecases.preview import preview
 from tests.design_support import offline_settings_in
 from tests.email_support import NOW, fetch, fix_tokens
+from tests.support import dkim_key_pair
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs("spamassassin")]
 SPAMASSASSIN = Path("/usr/bin/spamassassin")
@@ -58,12 +59,6 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-def dkim_key(folder: Path) -> Path:
-    key = folder / "dkim.pem"
-    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-    return key
-
-
 def test_demo_and_preview_messages_score_at_most_half_a_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fix_tokens(monkeypatch)
     demo = run_demo(folder=tmp_path / "demo", say=lambda line: None)
@@ -81,7 +76,8 @@ def test_demo_and_preview_messages_score_at_most_half_a_point(tmp_path: Path, mo
         assert result.eml_path is not None
         messages.append(result.eml_path.read_bytes())
     # production-like: https links (the offline example already uses them) and a DKIM signature
-    signer = DkimSigner(DkimSettings(selector="news", domain="example.org", private_key_path=str(dkim_key(tmp_path))))
+    key, _ = dkim_key_pair(tmp_path)
+    signer = DkimSigner(DkimSettings(selector="news", domain="example.org", private_key_path=str(key)))
     messages.append(signer.sign(messages[-1]))
     parsed = email.message_from_bytes(messages[-1], policy=email.policy.default)
     assert parsed["DKIM-Signature"] is not None

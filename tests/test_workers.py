@@ -39,6 +39,8 @@ from tests.conftest import ROOT
 from tests.databases import HOW_TO_START, PostgresServer, scratch_redis
 from tests.mailsink import Fault, MailSink
 from tests.services import unavailable
+from tests.support import run as cli_run
+from tests.support import secret_fixture
 from tests.test_delivery import EDITION, START, Clock, build, fill, received, settings_for
 from tests.test_send import SECRET, TOPIC_SETS
 
@@ -46,9 +48,7 @@ RABBITMQ_URL = os.environ.get("NEWSLETTER_TEST_AMQP_URL") or "amqp://guest:guest
 pytestmark = pytest.mark.needs("celery")
 
 
-@pytest.fixture(autouse=True)
-def secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+secret = secret_fixture(SECRET)
 
 
 def send_only(ledger: Ledger, sink: MailSink, ids: list[int], clock: Clock) -> dict[str, int]:
@@ -231,11 +231,6 @@ def add_subscribers(config: Path, count: int) -> list[str]:
                       force=False)
     engine.dispose()
     return emails
-
-
-def cli_run(config: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
-    return result.exit_code, result.output
 
 
 def start(config: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
