@@ -32,7 +32,6 @@ from newsletter.storage.outbox import ConfirmationOutbox
 from newsletter.storage.papers import PaperStore
 from newsletter.storage.runs import RunStore
 from newsletter.usecases.campaign import prepare
-from newsletter.usecases.fetch import fetch_sources
 from subscribers.rate_limit_store import CONFIRMATION_WINDOW, RateLimits
 from subscribers.store import SubscriberStore
 
@@ -48,6 +47,8 @@ class JobResult:
 
 
 def fetch_job(settings: Settings, engine: Engine, *, clock: Clock, stop: threading.Event) -> JobResult:
+    from newsletter.usecases.fetch import fetch_sources  # the matchers (scikit-learn): not for `status`
+
     reports = asyncio.run(fetch_sources(settings, PaperStore(engine), now=clock()))
     new = sum(r.new for r in reports)
     updated = sum(r.updated for r in reports)
