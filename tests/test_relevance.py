@@ -15,13 +15,13 @@ from click.testing import CliRunner
 from newsletter.cli.main import cli
 from newsletter.config import MatchingSettings, Settings, TopicSettings, load_settings
 from newsletter.editions.build import compose
-from newsletter.editions.records import Edition
 from newsletter.editions.selection import select
 from newsletter.matching.background import absorbed, arxiv_areas, topic_area_similarity
 from newsletter.matching.evaluate import LabelledPaper, evaluate
 from newsletter.matching.matcher import build_matcher
+from newsletter.records.editions import Edition
+from newsletter.records.papers import Paper, TopicMatch
 from newsletter.rendering.context import email_context, top_papers
-from newsletter.sources.records import Paper, TopicMatch
 from newsletter.storage.db import open_database
 from subscribers.store import SubscriberStore
 from tests.conftest import ROOT

@@ -16,7 +16,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-from newsletter.sources.records import TopicMatch
+from newsletter.records.papers import TopicMatch
 
 RELEVANT_TIER = 100.0
 """Added to the rank of a relevant match: above any trending score plus match strength, below a pin."""

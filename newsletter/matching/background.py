@@ -37,7 +37,7 @@ import numpy as np
 from newsletter.config import TopicSettings
 from newsletter.matching.calibration import DecisionRule, self_train
 from newsletter.matching.evidence import Scored, TopicExamples
-from newsletter.sources.records import Paper
+from newsletter.records.papers import Paper
 
 ABSORB_DELTA = 0.2
 """An area within this similarity of a topic's nearest area (and nearest to that topic) is the topic's own."""
