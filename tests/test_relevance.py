@@ -6,9 +6,12 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -16,7 +19,15 @@ from newsletter.cli.main import cli
 from newsletter.config import MatchingSettings, Settings, TopicSettings, load_settings
 from newsletter.editions.build import compose
 from newsletter.editions.selection import select
-from newsletter.matching.background import absorbed, arxiv_areas, topic_area_similarity
+from newsletter.matching.background import (
+    absorbed,
+    area_topics,
+    arxiv_areas,
+    facet_digest,
+    shipped_area_vectors,
+    topic_area_similarity,
+)
+from newsletter.matching.embeddings import EmbeddingMatcher, topic_facets
 from newsletter.matching.evaluate import LabelledPaper, evaluate
 from newsletter.matching.matcher import build_matcher
 from newsletter.records.editions import Edition
@@ -26,7 +37,7 @@ from newsletter.storage.db import open_database
 from subscribers.store import SubscriberStore
 from tests.conftest import ROOT
 from tests.mailsink import MailSink
-from tests.topic_support import ARCHIVE_TOPICS, labelled_larger_sample
+from tests.topic_support import ARCHIVE_TOPICS, labelled_larger_sample, minilm  # noqa: F401 (a fixture)
 
 OFF_TOPIC_TITLE = "Tidal disruption flares from a spinning supermassive black hole in a dwarf galaxy"
 OFF_TOPIC_ABSTRACT = (
@@ -57,6 +68,43 @@ def test_a_topic_absorbs_its_own_area_and_no_foreign_one() -> None:
     assert "astro-ph.SR" not in vision
     assert "cs.CL" not in vision
     assert "astro-ph.SR" in {codes[i] for i in own[1].nonzero()[0]}
+
+
+class FakeMiniLM:
+    """Named like the bundled model, deterministic vectors, records what it is asked to embed."""
+
+    name = "all-MiniLM-L6-v2@128"
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.texts += list(texts)
+        vectors = np.random.default_rng(len(self.texts)).normal(size=(len(texts), 384)).astype(np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_a_new_process_embeds_no_background_facet() -> None:
+    """The ~1,200 area facets ship as vectors: matching embeds only the papers and the topics (was ~25 CPU-s)."""
+    encoder = FakeMiniLM()
+    rule = build_matcher(MatchingSettings(method="tfidf")).rule
+    matcher = EmbeddingMatcher(threshold=0.3, encoder=encoder, rule=rule)
+    paper = Paper(paper_id="2612.00001", title=OFF_TOPIC_TITLE, abstract=OFF_TOPIC_ABSTRACT)
+    topic = TopicSettings(slug="robots", name="Robotics", description="Robot manipulation, grasping and control.")
+    matcher.match([paper], [topic])
+    areas = {text for area in area_topics() for text in topic_facets(area)}
+    assert encoder.texts
+    assert not areas & set(encoder.texts)
+
+
+@pytest.mark.slow
+def test_the_shipped_area_vectors_are_the_models(minilm: Any) -> None:  # noqa: F811
+    shipped = shipped_area_vectors()
+    texts = list(dict.fromkeys(text for area in area_topics() for text in topic_facets(area)))
+    assert {facet_digest(t) for t in texts} <= set(shipped)  # else: python -m newsletter.matching.background
+    vectors = minilm.encode(texts)
+    cosines = [float(v @ shipped[facet_digest(t)]) for t, v in zip(texts, vectors, strict=True)]
+    assert min(cosines) > 0.995
 
 
 def _open_world(topics: list[TopicSettings], background: str) -> tuple[int, int, float]:

@@ -27,6 +27,7 @@ which areas it absorbs: nothing to retune. Measured on ``../shared/topics-dev`` 
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -39,6 +40,10 @@ from newsletter.matching.calibration import DecisionRule, self_train
 from newsletter.matching.evidence import Scored, TopicExamples
 from newsletter.records.papers import Paper
 
+SHIPPED_VECTORS = "data/arxiv_facets_minilm.npz"
+"""The areas' facet vectors under all-MiniLM-L6-v2 (float16, keyed by the SHA-256 of the facet text), so a new
+process does not spend ~25 CPU-seconds embedding ~900 facets; a facet whose text changed is embedded as usual."""
+SHIPPED_MODEL = "all-MiniLM-L6-v2@"
 ABSORB_DELTA = 0.2
 """An area within this similarity of a topic's nearest area (and nearest to that topic) is the topic's own."""
 AREA_SLUG_PREFIX = "arxiv-"
@@ -102,6 +107,36 @@ def _topic_column(scored: Scored, count: int) -> Scored:
         closest_example=None if scored.closest_example is None else scored.closest_example[:, :count],
         example_closer=None if scored.example_closer is None else scored.example_closer[:, :count],
     )
+
+
+@functools.cache
+def shipped_area_vectors() -> dict[str, np.ndarray]:
+    """Facet text hash → vector, from the package data (empty when the file is missing)."""
+    path = resources.files("newsletter.matching").joinpath(SHIPPED_VECTORS)
+    if not path.is_file():
+        return {}
+    with path.open("rb") as handle, np.load(handle) as data:
+        return {str(digest): vector.astype(np.float32) for digest, vector in zip(data["hashes"], data["vectors"],
+                                                                                   strict=True)}
+
+
+def facet_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def seed_area_vectors(matcher: Any) -> None:
+    """Give an all-MiniLM-L6-v2 matcher the shipped vectors of the area facets it has not embedded yet."""
+    known = getattr(matcher, "_topic_vectors", None)
+    encoder = getattr(matcher, "encoder", None)
+    if known is None or encoder is None or not str(encoder.name).startswith(SHIPPED_MODEL):
+        return
+    from newsletter.matching.embeddings import topic_facets
+
+    shipped = shipped_area_vectors()
+    for area in area_topics():
+        for text in topic_facets(area):
+            if text not in known and (vector := shipped.get(facet_digest(text))) is not None:
+                known[text] = vector
 
 
 def topic_area_similarity(topics: Sequence[TopicSettings], matcher: Any) -> np.ndarray:
@@ -172,6 +207,7 @@ def score_open_world(
     if not (calibrated and rule.calibrated and rule.background) or not topics:
         return matcher.score(papers, topics, background=background, examples=examples), None
     areas = area_topics()
+    seed_area_vectors(matcher)
     everything = matcher.score(papers, [*topics, *areas], background=background, examples=examples)
     count = len(topics)
     own = absorbed(topic_area_similarity(topics, matcher))
@@ -179,3 +215,24 @@ def score_open_world(
                              everything.features, own, margin=rule.background_margin,
                              self_training=rule.self_training)
     return _topic_column(everything, count), beats
+
+
+def build_shipped_vectors() -> int:
+    """Embed every area facet with the bundled model (float32) and write ``SHIPPED_VECTORS``; returns the count.
+
+    Run ``python -m newsletter.matching.background`` after editing the taxonomy or the facet rules
+    (``tests/test_relevance.py`` checks the shipped vectors against the model).
+    """
+    from newsletter.matching.embeddings import MiniLMEncoder, topic_facets
+
+    texts = list(dict.fromkeys(text for area in area_topics() for text in topic_facets(area)))
+    vectors = MiniLMEncoder(max_tokens=128, bf16=False).encode(texts)
+    target = resources.files("newsletter.matching").joinpath(SHIPPED_VECTORS)
+    with resources.as_file(target) as path:
+        np.savez_compressed(path, hashes=np.array([facet_digest(t) for t in texts]),
+                            vectors=vectors.astype(np.float16))
+    return len(texts)
+
+
+if __name__ == "__main__":
+    print(f"{build_shipped_vectors()} area facet vectors written to newsletter/matching/{SHIPPED_VECTORS}")
