@@ -31,14 +31,18 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from newsletter.config import TopicSettings
-from newsletter.matching.calibration import DecisionRule, self_train
+from newsletter.matching.calibration import self_train
 from newsletter.matching.evidence import Scored, TopicExamples
 from newsletter.records.papers import Paper
+
+if TYPE_CHECKING:  # matcher imports this module (through scoring)
+    from newsletter.matching.matcher import Matcher
+    from newsletter.matching.scoring import ScoringMatcher
 
 SHIPPED_VECTORS = "data/arxiv_facets_minilm.npz"
 """The areas' facet vectors under all-MiniLM-L6-v2 (float16, keyed by the SHA-256 of the facet text), so a new
@@ -79,21 +83,6 @@ def area_topics() -> tuple[TopicSettings, ...]:
                       description=area.description)
         for area in arxiv_areas()
     )
-
-
-class Scoring(Protocol):
-    """What the background needs of a ``newsletter.matching.matcher.Matcher``."""
-
-    rule: DecisionRule
-
-    def score(
-        self,
-        papers: Sequence[Paper],
-        topics: Sequence[TopicSettings],
-        *,
-        background: Sequence[Paper] = (),
-        examples: TopicExamples | None = None,
-    ) -> Scored: ...
 
 
 def _topic_column(scored: Scored, count: int) -> Scored:
@@ -190,7 +179,7 @@ def beats_background(
 
 
 def score_open_world(
-    matcher: Scoring,
+    matcher: Matcher | ScoringMatcher,
     papers: Sequence[Paper],
     topics: Sequence[TopicSettings],
     *,
