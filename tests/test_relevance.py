@@ -101,7 +101,7 @@ def test_a_new_process_embeds_no_background_facet() -> None:
 def test_the_shipped_area_vectors_are_the_models(minilm: Any) -> None:  # noqa: F811
     shipped = shipped_area_vectors()
     texts = list(dict.fromkeys(text for area in area_topics() for text in topic_facets(area)))
-    assert {facet_digest(t) for t in texts} <= set(shipped)  # else: python -m newsletter.matching.background
+    assert {facet_digest(t) for t in texts} <= set(shipped)  # else: python scripts/build_area_vectors.py
     vectors = minilm.encode(texts)
     cosines = [float(v @ shipped[facet_digest(t)]) for t, v in zip(texts, vectors, strict=True)]
     assert min(cosines) > 0.995

@@ -31,18 +31,14 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from newsletter.config import TopicSettings
 from newsletter.matching.calibration import self_train
-from newsletter.matching.evidence import Scored, TopicExamples
+from newsletter.matching.evidence import Scored, TopicExamples, facet_embedding_text, topic_facets
 from newsletter.records.papers import Paper
-
-if TYPE_CHECKING:  # matcher imports this module (through scoring)
-    from newsletter.matching.matcher import Matcher
-    from newsletter.matching.scoring import ScoringMatcher
 
 SHIPPED_VECTORS = "data/arxiv_facets_minilm.npz"
 """The areas' facet vectors under all-MiniLM-L6-v2 (float16, keyed by the SHA-256 of the facet text), so a new
@@ -109,6 +105,12 @@ def shipped_area_vectors() -> dict[str, np.ndarray]:
                                                                                    strict=True)}
 
 
+def embedded_facets(topic: TopicSettings) -> list[str]:
+    """The texts the embedding method embeds for a topic (``embeddings.topic_facets``, not imported: it imports
+    the matcher, which imports this module)."""
+    return [facet_embedding_text(topic, kind, text) for kind, text in topic_facets(topic)]
+
+
 def facet_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -119,11 +121,9 @@ def seed_area_vectors(matcher: Any) -> None:
     encoder = getattr(matcher, "encoder", None)
     if known is None or encoder is None or not str(encoder.name).startswith(SHIPPED_MODEL):
         return
-    from newsletter.matching.embeddings import topic_facets
-
     shipped = shipped_area_vectors()
     for area in area_topics():
-        for text in topic_facets(area):
+        for text in embedded_facets(area):
             if text not in known and (vector := shipped.get(facet_digest(text))) is not None:
                 known[text] = vector
 
@@ -179,7 +179,7 @@ def beats_background(
 
 
 def score_open_world(
-    matcher: Matcher | ScoringMatcher,
+    matcher: Any,
     papers: Sequence[Paper],
     topics: Sequence[TopicSettings],
     *,
@@ -188,6 +188,8 @@ def score_open_world(
     calibrated: bool = True,
 ) -> tuple[Scored, np.ndarray | None]:
     """The topics' ``Scored`` and, when the rule asks for the background, rows × topics "beats the background".
+
+    ``matcher`` is a ``newsletter.matching.matcher.Matcher`` (typed loosely: the matcher imports this module).
 
     The areas are scored in the same call as the topics (one embedding of the papers, one TF-IDF fit).
     ``calibrated=False`` (a plain threshold asked for) scores the topics alone.
@@ -205,23 +207,3 @@ def score_open_world(
                              self_training=rule.self_training)
     return _topic_column(everything, count), beats
 
-
-def build_shipped_vectors() -> int:
-    """Embed every area facet with the bundled model (float32) and write ``SHIPPED_VECTORS``; returns the count.
-
-    Run ``python -m newsletter.matching.background`` after editing the taxonomy or the facet rules
-    (``tests/test_relevance.py`` checks the shipped vectors against the model).
-    """
-    from newsletter.matching.embeddings import MiniLMEncoder, topic_facets
-
-    texts = list(dict.fromkeys(text for area in area_topics() for text in topic_facets(area)))
-    vectors = MiniLMEncoder(max_tokens=128, bf16=False).encode(texts)
-    target = resources.files("newsletter.matching").joinpath(SHIPPED_VECTORS)
-    with resources.as_file(target) as path:
-        np.savez_compressed(path, hashes=np.array([facet_digest(t) for t in texts]),
-                            vectors=vectors.astype(np.float16))
-    return len(texts)
-
-
-if __name__ == "__main__":
-    print(f"{build_shipped_vectors()} area facet vectors written to newsletter/matching/{SHIPPED_VECTORS}")
