@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import zoneinfo
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -28,10 +29,11 @@ from newsletter.editions.build import build_edition, stored_edition
 from newsletter.editions.preferences import feedback_boosts
 from newsletter.editions.records import Edition, Frequency
 from newsletter.editions.selection import group_by_variant
-from newsletter.errors import DeliveryError
+from newsletter.errors import ConfigError, DeliveryError
 from newsletter.rendering.links import recipient_links
 from newsletter.rendering.render import RenderedVariant, RenderEnvironment, render_variant
 from newsletter.storage.editions import EditionStore
+from newsletter.storage.fills import FillStore
 from newsletter.storage.ledger import Ledger, NewDelivery, StoredVariant
 from newsletter.storage.papers import PaperStore
 from subscribers.store import SubscriberStore
@@ -109,12 +111,24 @@ def prepare(
     environment: RenderEnvironment | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Prepared:
-    """Build (or load) the edition and fill its ledger; renders only variants not stored yet."""
+    """Build (or load) the edition and fill its ledger; renders only variants not stored yet.
+
+    The fill is recorded as begun before the edition is built and as finished after its last row
+    (``FillStore``): a process killed in between leaves it open, and the retry job calls this again.
+    """
     papers, editions, ledger = PaperStore(engine), EditionStore(engine), Ledger(engine)
-    edition = edition_for(settings, papers, editions, frequency=frequency, now=now, day=day)
+    fill_day = day or now.astimezone(zoneinfo.ZoneInfo(settings.newsletter.timezone)).date()
+    fills = FillStore(engine)
+    fills.begin(frequency, fill_day, now=now)
+    try:
+        edition = edition_for(settings, papers, editions, frequency=frequency, now=now, day=day)
+    except ConfigError:  # no such edition can be built (a date in the future): nothing to resume
+        fills.forget(frequency, fill_day)
+        raise
     store = SubscriberStore(engine)
     active = store.active_id_list(frequency=frequency)
     if edition.is_empty:
+        fills.finish(frequency, fill_day, now=now)
         return Prepared(edition, len(active), 0, 0, 0, 0, len(active))
     have_rows = ledger.subscribers_with_rows(edition.id)
     todo = store.get_many([i for i in active if i not in have_rows])  # none when resuming a filled ledger
@@ -159,6 +173,7 @@ def prepare(
                 for sid in chunk
             ]
             added += ledger.add(edition.id, rows, now=now)
+    fills.finish(frequency, fill_day, now=now)
     recipients = len(have_rows) + sum(len(g.subscriber_ids) for g in groups)
     return Prepared(
         edition=edition,

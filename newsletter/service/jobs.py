@@ -28,6 +28,7 @@ from newsletter.rendering.links import signer_from_settings
 from newsletter.service.approval import hold_for_approval, send_approved
 from newsletter.sources.ingest import fetch_sources
 from newsletter.storage.editions import EditionStore
+from newsletter.storage.fills import FillStore
 from newsletter.storage.ledger import Ledger
 from newsletter.storage.outbox import ConfirmationOutbox
 from newsletter.storage.papers import PaperStore
@@ -154,11 +155,15 @@ def retry_job(settings: Settings, engine: Engine, *, clock: Clock, stop: threadi
                                                       deliver=_delivered_counts):
             parts.append(f"{slug} (approved): {_counts_text(counts)}")
             details[slug] = counts
+    resumed = _complete_fills(settings, engine, clock=clock, stop=stop)
+    if resumed:
+        parts.append("completed the ledger fill of " + ", ".join(resumed))
+        details["fills_completed"] = resumed
     due = Ledger(engine).editions_unfinished(now=clock())
     if not due and not parts:
         return JobResult("nothing", "no edition has deliveries waiting")
     if not due:
-        return JobResult("ok", "sent approved editions; " + "; ".join(parts), details)
+        return JobResult("ok", "; ".join(parts), details)
     editions = EditionStore(engine)
     status = "ok"
     for edition_id in due:
@@ -174,6 +179,19 @@ def retry_job(settings: Settings, engine: Engine, *, clock: Clock, stop: threadi
         if _run_status(stats) == "error":
             status = "error"
     return JobResult(status, "finished waiting deliveries; " + "; ".join(parts), details)
+
+
+def _complete_fills(settings: Settings, engine: Engine, *, clock: Clock, stop: threading.Event) -> list[str]:
+    """Finish each ledger fill a killed process left open (``FillStore``); the rows it adds are then sent
+    with the edition's others. Returns the editions' slugs."""
+    done: list[str] = []
+    for frequency, day in FillStore(engine).unfinished():
+        if stop.is_set():
+            break
+        prepared = prepare(settings, engine, frequency=frequency, now=clock(), day=day,  # type: ignore[arg-type]
+                           signer=signer_from_settings(settings))
+        done.append(prepared.edition.slug)
+    return done
 
 
 def housekeeping_job(settings: Settings, engine: Engine, *, clock: Clock, stop: threading.Event) -> JobResult:

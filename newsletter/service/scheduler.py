@@ -32,7 +32,7 @@ from newsletter.delivery.sending import dead_senders
 from newsletter.errors import NewsletterError
 from newsletter.service.jobs import JOBS, JobResult
 from newsletter.service.triggers import LEASE_NAME, cron_trigger, next_runs, schedules
-from newsletter.storage.runs import Lease, RunStore
+from newsletter.storage.runs import Lease, RunStore, database_now
 
 log = logging.getLogger(__name__)
 
@@ -125,13 +125,28 @@ class Service:
             scheduler.add_job(f"{__name__}:scheduled", trigger, args=[name], id=name, name=name,
                               replace_existing=True)
 
+    def lease_now(self) -> datetime:
+        """The time lease expiries are written and compared in: the database server's, where it has one."""
+        return database_now(self.engine, self.clock())
+
+    def _take_from_dead_holder(self) -> bool:
+        """Take the lease at once from a holder on this host whose process is gone (killed, crashed), whatever
+        its expiry says (a clock stepped back once made a new `serve` wait 12 hours)."""
+        stored = self.lease.row()
+        if stored is None or stored[0] == self.worker or not dead_senders([stored[0]]):
+            return False
+        if self.lease.take_over(stored[0], now=self.lease_now()):
+            log.warning("took over the scheduler lease of %s: that process is gone", stored[0])
+            return True
+        return False
+
     async def _wait_for_lease(self) -> bool:
         announced = False
         while not self.stop_requested.is_set():
-            if self.lease.acquire(now=self.clock()):
+            if self.lease.acquire(now=self.lease_now()) or self._take_from_dead_holder():
                 return True
             if not announced:
-                holder = self.lease.holder_now(now=self.clock())
+                holder = self.lease.holder_now(now=self.lease_now())
                 log.warning("another `serve` (%s) holds the scheduler lease; waiting", holder)
                 announced = True
             await self._sleep(min(5.0, self.settings.schedule.lease_seconds / 3))
@@ -155,7 +170,7 @@ class Service:
             if self.stop_requested.is_set():
                 return
             try:
-                held = await asyncio.to_thread(self.lease.acquire, now=self.clock())
+                held = await asyncio.to_thread(lambda: self.lease.acquire(now=self.lease_now()))
             except SQLAlchemyError as error:
                 log.warning("could not renew the scheduler lease (%s); trying again",
                             str(getattr(error, "orig", error)).splitlines()[0])

@@ -134,9 +134,39 @@ class Lease:
             ).first()
         return (row[0], row[2]) if row and row[1] >= now else None
 
+    def row(self) -> tuple[str, datetime, datetime | None] | None:
+        """(holder, expires, since) as stored, live or lapsed; None when nobody ever took it or it was released."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(db.leases.c.holder, db.leases.c.expires, db.leases.c.since)
+                .where(db.leases.c.name == self.name)
+            ).first()
+        return (str(row[0]), row[1], row[2]) if row else None
+
+    def take_over(self, dead_holder: str, *, now: datetime) -> bool:
+        """Take the lease from a holder known to be dead (same host, its pid gone), whatever its expiry says:
+        a lease written under a clock far ahead would otherwise keep every `serve` waiting that long."""
+        table = db.leases
+        with self.engine.begin() as connection:
+            taken = connection.execute(
+                table.update().where(table.c.name == self.name, table.c.holder == dead_holder)
+                .values(holder=self.holder, expires=now + self.duration, since=now)
+            ).rowcount
+        return bool(taken)
+
     def holder_now(self, *, now: datetime) -> str | None:
         with self.engine.connect() as connection:
             row = connection.execute(
                 sa.select(db.leases.c.holder, db.leases.c.expires).where(db.leases.c.name == self.name)
             ).first()
         return row[0] if row and row[1] >= now else None
+
+
+def database_now(engine: Engine, fallback: datetime) -> datetime:
+    """The database server's clock where it has one (PostgreSQL), else ``fallback`` (SQLite: one host, one
+    clock). Lease times written and compared on one clock stay right when a client's clock is stepped."""
+    if engine.dialect.name != "postgresql":
+        return fallback
+    with engine.connect() as connection:
+        now = connection.execute(sa.select(sa.func.now())).scalar_one()
+    return now if now.tzinfo is not None else now.replace(tzinfo=fallback.tzinfo)
