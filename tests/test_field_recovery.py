@@ -35,7 +35,7 @@ def _sqlite_path(config: Path) -> Path:
 def _status(config: Path) -> dict:  # type: ignore[type-arg]
     result = CliRunner().invoke(cli, ["--config", str(config), "status", "--json"])
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)  # type: ignore[no-any-return]
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
 def _kill_during_fill(process: object, database: Path, readers: int, timeout: float = 60) -> int:
@@ -118,3 +118,115 @@ def asyncio_run_until_started(service: Service) -> None:
     import asyncio
 
     asyncio.run(_run_until(service, lambda: _started(service)))
+
+
+
+async def _sign_up_readers(port: int, numbers: range) -> None:
+    import httpx
+
+    from tests.web_support import csrf_token
+
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        token = csrf_token((await client.get("/")).text)
+        for i in numbers:
+            response = await client.post("/subscribe", data={"csrf_token": token, "email": f"reader{i}@example.org",
+                                                             "topics": "agents", "frequency": "daily"})
+            assert response.status_code == 200
+
+
+async def test_a_refused_confirmation_neither_stops_the_sender_nor_poisons_it_after_a_restart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 2: every recipient refused at RCPT raises SMTPRecipientsRefused, which escaped the sender and
+    stopped every later confirmation; a 421 at RCPT did the same."""
+    import asyncio
+
+    from newsletter.storage.outbox import ConfirmationOutbox
+    from tests.conftest import write_config
+    from tests.email_support import FIXTURE_SOURCES, POSTAL
+    from tests.mailsink import Fault
+    from tests.test_web_outbox import _port, _serve, _stop
+    from tests.web_support import SECRET as WEB_SECRET
+
+    monkeypatch.setenv("NEWSLETTER_SECRET", WEB_SECRET)
+
+    async def received_by(wanted: set[str], sink: MailSink) -> None:
+        deadline = time.monotonic() + 30
+        while not wanted <= {r for m in sink.messages for r in m.rcpt_tos}:
+            assert time.monotonic() < deadline, [m.rcpt_tos for m in sink.messages]
+            await asyncio.sleep(0.1)
+
+    with MailSink() as sink:
+        extra = (f'[email]\npostal_address = "{POSTAL}"\n'
+                 f"[delivery]\nport = {sink.port}\ntimeout_seconds = 10\nretry_base_seconds = 0.2\n"
+                 "[web]\nsubscribe_limit_per_ip = 1000\nconfirmation_concurrency = 1\n")
+        settings = load_settings(write_config(tmp_path, FIXTURE_SOURCES, extra=extra))
+        sink.add_fault(Fault("rcpt", "reply", "550 5.1.1 no such user", recipient="reader0@example.org",
+                             times=None))
+        sink.add_fault(Fault("rcpt", "reply", "421 4.7.0 try again later", recipient="reader1@example.org"))
+        server = await _serve(settings, port := _port())
+        await _sign_up_readers(port, range(5))
+        await received_by({f"reader{i}@example.org" for i in range(1, 5)}, sink)
+        await _stop(server)
+        server = await _serve(settings, port := _port())  # a restart: the refused row is not taken again
+        await _sign_up_readers(port, range(5, 7))
+        await received_by({"reader5@example.org", "reader6@example.org"}, sink)
+        await asyncio.sleep(0.5)  # anything sent twice would arrive now
+        await _stop(server)
+        received = sorted(r for m in sink.messages for r in m.rcpt_tos)
+    assert received == sorted(f"reader{i}@example.org" for i in range(1, 7))  # each once; reader1 after its 421
+    counts = ConfirmationOutbox(open_database(settings.newsletter.database_url)).counts()
+    assert counts == {"sent": 6, "failed": 1}
+
+
+def _dead_pid() -> int:
+    """The pid of a process of this host that has exited (and was reaped)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=30)
+    return child.pid
+
+
+@pytest.mark.slow
+def test_status_says_a_killed_serve_is_not_running_at_once(tmp_path: Path, sink: MailSink) -> None:
+    """Item 4: `status` showed a SIGKILLed `serve` as running for up to lease_seconds."""
+    config = schedule_config(tmp_path, sink, NO_JOBS + "lease_seconds = 600")
+    process = _serve(config)
+    deadline = time.monotonic() + 60
+    while not _status(config)["scheduler"]["running"]:
+        assert time.monotonic() < deadline
+        assert process.poll() is None
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    scheduler = _status(config)["scheduler"]
+    assert scheduler["running"] is False
+    assert scheduler["stale_holder"] is not None
+    assert scheduler["stale_holder"].endswith(f":{process.pid}")
+    result = CliRunner().invoke(cli, ["--config", str(config), "status"])
+    assert "serve: not running" in result.output
+    assert "that process is gone" in result.output
+
+
+@pytest.mark.usefixtures("database_url")  # SQLite and PostgreSQL
+def test_a_lease_written_by_a_clock_twelve_hours_ahead_does_not_stop_a_new_serve(tmp_path: Path,
+                                                                                  sink: MailSink) -> None:
+    """Item 3: a new `serve` waited 12 h for a lease whose holder on this host was long gone."""
+    import socket
+
+    from newsletter.storage.runs import Lease
+
+    config = schedule_config(tmp_path, sink, NO_JOBS + "lease_seconds = 30")
+    settings = load_settings(config)
+    engine = open_database(settings.newsletter.database_url)
+    ahead = datetime.now(UTC) + timedelta(hours=12)
+    gone = f"{socket.gethostname()}:{_dead_pid()}"
+    assert Lease(engine, "scheduler", holder=gone, duration=timedelta(seconds=30)).acquire(now=ahead)
+    view = _status(config)
+    assert view["scheduler"]["running"] is False
+    assert view["scheduler"]["lease_ahead_seconds"] > 11 * 3600
+    assert view["schedule"] == {}  # no next runs are promised
+    service = Service(settings, engine)
+    asyncio_run_until_started(service)  # bounded: _run_until fails after 30 s
+    assert Lease(engine, "scheduler", holder="", duration=timedelta(0)).row() is None  # released on stop
