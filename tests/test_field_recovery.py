@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -230,3 +231,33 @@ def test_a_lease_written_by_a_clock_twelve_hours_ahead_does_not_stop_a_new_serve
     service = Service(settings, engine)
     asyncio_run_until_started(service)  # bounded: _run_until fails after 30 s
     assert Lease(engine, "scheduler", holder="", duration=timedelta(0)).row() is None  # released on stop
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["replaced", "deleted"])
+def test_serve_stops_with_an_error_when_its_sqlite_file_is_replaced_or_deleted(tmp_path: Path, sink: MailSink,
+                                                                              how: str) -> None:
+    """Item 5: pooled connections kept the old inode; `serve` wrote into a ghost file and exited 0."""
+    import shutil
+
+    config = schedule_config(tmp_path, sink, NO_JOBS + "lease_seconds = 3")
+    process = _serve(config)
+    deadline = time.monotonic() + 60
+    while not _status(config)["scheduler"]["running"]:
+        assert time.monotonic() < deadline
+        assert process.poll() is None
+        time.sleep(0.2)
+    database = _sqlite_path(config)
+    backup = tmp_path / "backup.db"
+    shutil.copy(database, backup)  # an operator restoring a backup: a new file at the same path
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    if how == "replaced":
+        shutil.copy(backup, database)
+    try:
+        output = process.communicate(timeout=30)[0].decode()
+    except subprocess.TimeoutExpired:
+        pytest.fail("serve went on running on a database file that is gone")
+    assert process.returncode == 1, output
+    assert "stopping so nothing more is written into the old file" in output
+    assert "Traceback" not in output

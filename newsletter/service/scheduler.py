@@ -5,7 +5,8 @@ instance per job, a misfire grace time): a run missed while `serve` was down run
 is late by less than the grace time, and is recorded as skipped otherwise. Only the holder of the
 database lease runs jobs; a second `serve` waits. Jobs run in a worker thread; the web app (when given)
 runs on the same event loop. SIGTERM/SIGINT: no new jobs, running ones finish (a send stops claiming and
-releases what it had queued), the lease is released, exit 0.
+releases what it had queued), the lease is released, exit 0. The SQLite file replaced or deleted under a
+running `serve` (checked at each job and lease renewal) stops it the same way, with an error and exit 1.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from newsletter.delivery.sending import dead_senders
 from newsletter.errors import NewsletterError
 from newsletter.service.jobs import JOBS, JobResult
 from newsletter.service.triggers import LEASE_NAME, cron_trigger, next_runs, schedules
+from newsletter.storage.file_identity import DatabaseFile
 from newsletter.storage.runs import Lease, RunStore, database_now
 
 log = logging.getLogger(__name__)
@@ -69,9 +71,23 @@ class Service:
         self.scheduler: AsyncIOScheduler | None = None
         self.failure: str | None = None
         """Why `serve` stopped on its own (the web server could not run), for a non-zero exit."""
+        self.database_file = DatabaseFile(engine)
+
+    def database_replaced(self) -> bool:
+        """Stop loudly (exit != 0) when the SQLite file was replaced or deleted under this process: every
+        write from now on would go into a file nobody else sees (``DatabaseFile``)."""
+        reason = self.database_file.changed()
+        if reason is None:
+            return False
+        if self.failure is None:
+            self.failure = (f"{reason} while `serve` was running; stopping so nothing more is written into the "
+                            "old file (start `serve` again to use the new one)")
+            log.error("%s", self.failure)
+        self.request_stop()
+        return True
 
     async def run_job(self, name: str) -> JobResult:
-        if self.stopping.is_set():
+        if self.stopping.is_set() or self.database_replaced():
             return JobResult("nothing", "not started: serve is stopping")
         task = asyncio.current_task()
         if task is not None:
@@ -167,7 +183,7 @@ class Service:
         renewed = self.clock()
         while not self.stop_requested.is_set():
             await self._sleep(self.settings.schedule.lease_seconds / 3)
-            if self.stop_requested.is_set():
+            if self.stop_requested.is_set() or self.database_replaced():
                 return
             try:
                 held = await asyncio.to_thread(lambda: self.lease.acquire(now=self.lease_now()))
