@@ -261,3 +261,94 @@ def test_serve_stops_with_an_error_when_its_sqlite_file_is_replaced_or_deleted(t
     assert process.returncode == 1, output
     assert "stopping so nothing more is written into the old file" in output
     assert "Traceback" not in output
+
+
+class _Outage:
+    """One PostgreSQL database made unreachable and back: its connections ended, new ones refused."""
+
+    def __init__(self, admin: str, url: str) -> None:
+        import sqlalchemy as sa
+        from sqlalchemy.engine import make_url
+
+        self.name = make_url(url).database
+        self.admin = sa.create_engine(admin, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+
+    def begin(self) -> None:
+        with self.admin.connect() as connection:
+            connection.exec_driver_sql(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
+            connection.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                       f"WHERE datname = '{self.name}' AND pid <> pg_backend_pid()")
+
+    def end(self) -> None:
+        with self.admin.connect() as connection:
+            connection.exec_driver_sql(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+        self.admin.dispose()
+
+
+def test_a_run_that_ends_while_the_database_is_down_is_recorded_when_it_comes_back(
+        tmp_path: Path, sink: MailSink, postgres: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 6: a run record stayed `running` forever when the database was down at the run's end."""
+    import asyncio
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from newsletter.storage.runs import RunStore
+    from tests.conftest import fixture_path
+    from tests.databases import PostgresServer, admin_url, migrated
+
+    assert isinstance(postgres, PostgresServer)
+    url = migrated(postgres.create())
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", url)
+    feed = fixture_path("arxiv_rss/distill_rss_cs.AI_2026-04-27.xml").read_bytes()
+    asked = threading.Event()
+    outage = _Outage(admin_url(), url)
+
+    class SlowFeed(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.set()
+            time.sleep(2)  # the database goes away meanwhile
+            self.send_response(200)
+            self.send_header("Content-Type", "application/rss+xml")
+            self.end_headers()
+            self.wfile.write(feed)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowFeed)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    from tests.conftest import write_config
+
+    config = write_config(tmp_path, [("slow", "arxiv-rss", f"http://127.0.0.1:{server.server_address[1]}/feed")],
+                          extra=f"[delivery]\nport = {sink.port}\n[schedule]\n" + NO_JOBS.replace(
+                              'fetch = ""', 'fetch = "*/1 * * * * *"') + "lease_seconds = 3\n")
+    settings = load_settings(config)
+    engine = open_database(url)
+    service = Service(settings, engine)
+
+    async def main() -> None:
+        task = asyncio.create_task(service.run())
+        deadline = time.monotonic() + 30
+        while not asked.is_set():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        service.scheduler.pause()  # type: ignore[union-attr]  # one fetch run is enough
+        await asyncio.to_thread(outage.begin)
+        await asyncio.sleep(4)  # the fetch ends while the database is down
+        await asyncio.to_thread(outage.end)
+        await asyncio.sleep(3)  # a lease renewal or two with the database back
+        service.request_stop()
+        await asyncio.wait_for(task, timeout=30)
+
+    try:
+        asyncio.run(main())
+    finally:
+        outage.end()
+        server.shutdown()
+        server.server_close()
+    runs = RunStore(open_database(url)).recent(job="fetch")
+    assert runs
+    assert [r.status for r in runs if r.status == "running"] == []
+    assert all(r.finished is not None for r in runs)
+    assert any("the database cannot be used" in r.summary for r in runs), [r.summary for r in runs]
+    postgres.drop(url)

@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from newsletter.clock import utcnow, worker_name
 from newsletter.config import Settings
 from newsletter.config.redact import redact
+from newsletter.delivery.ledger_writer import one_line
 from newsletter.delivery.sending import dead_senders
 from newsletter.errors import NewsletterError
 from newsletter.service.jobs import JOBS, JobResult
@@ -72,6 +73,8 @@ class Service:
         self.failure: str | None = None
         """Why `serve` stopped on its own (the web server could not run), for a non-zero exit."""
         self.database_file = DatabaseFile(engine)
+        self._unrecorded: dict[int, tuple[datetime, JobResult]] = {}
+        """Finished runs whose record the database could not take yet (run id → end time, result)."""
 
     def database_replaced(self) -> bool:
         """Stop loudly (exit != 0) when the SQLite file was replaced or deleted under this process: every
@@ -89,25 +92,43 @@ class Service:
     async def run_job(self, name: str) -> JobResult:
         if self.stopping.is_set() or self.database_replaced():
             return JobResult("nothing", "not started: serve is stopping")
+        try:
+            run_id = self.runs.start(name, now=self.clock(), worker=self.worker)
+        except SQLAlchemyError as error:
+            log.error("job %s not started: the database cannot be used (%s)", name, one_line(error))
+            return JobResult("error", f"not started: the database cannot be used ({one_line(error)})")
         task = asyncio.current_task()
         if task is not None:
             self.running.add(task)
-        run_id = self.runs.start(name, now=self.clock(), worker=self.worker)
         log.info("job %s started", name)
         try:
             result = await asyncio.to_thread(JOBS[name], self.settings, self.engine, self.clock, self.stopping)
         except NewsletterError as error:
             result = JobResult("error", str(error))
+        except SQLAlchemyError as error:  # the database went away: one line, not a traceback
+            result = JobResult("error", f"the database cannot be used: {one_line(error)}")
         except Exception as error:
             log.exception("job %s failed", name)
             result = JobResult("error", f"{type(error).__name__}: {error}")
         finally:
             if task is not None:
                 self.running.discard(task)
-        self.runs.finish(run_id, now=self.clock(), status=result.status, summary=redact(result.summary),
-                         details=result.details)
+        self._unrecorded[run_id] = (self.clock(), result)
+        self._record_finished()
         log.log(logging.ERROR if result.status == "error" else logging.INFO, "job %s: %s", name, result.summary)
         return result
+
+    def _record_finished(self) -> None:
+        """Close the run records of finished jobs; those the database could not take (it was down when the
+        job ended) are tried again at each lease renewal and at stop, so none stays ``running``."""
+        for run_id, (finished, result) in list(self._unrecorded.items()):
+            try:
+                self.runs.finish(run_id, now=finished, status=result.status, summary=redact(result.summary),
+                                 details=result.details)
+            except SQLAlchemyError as error:
+                log.warning("could not record the end of run %s (%s); trying again later", run_id, one_line(error))
+                return
+            del self._unrecorded[run_id]
 
     def _missed(self, event: JobExecutionEvent) -> None:
         due = event.scheduled_run_time
@@ -196,6 +217,8 @@ class Service:
                 continue
             if held:
                 renewed = self.clock()
+                if self._unrecorded:
+                    await asyncio.to_thread(self._record_finished)
                 if self.scheduler.state == 2:  # paused after losing the lease: take over again
                     self.scheduler.resume()
             elif self.scheduler.state != 2:
@@ -248,6 +271,7 @@ class Service:
                 await asyncio.gather(*self.running, return_exceptions=True)
             keeper.cancel()
             scheduler.shutdown(wait=False)
+            self._record_finished()
             self.lease.release()
         finally:
             _service = None
