@@ -352,3 +352,41 @@ def test_a_run_that_ends_while_the_database_is_down_is_recorded_when_it_comes_ba
     assert all(r.finished is not None for r in runs)
     assert any("the database cannot be used" in r.summary for r in runs), [r.summary for r in runs]
     postgres.drop(url)
+
+
+def test_send_ends_in_one_line_with_this_runs_counts_when_the_database_goes_away(
+        tmp_path: Path, sink: MailSink, postgres: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 6: the database going away mid-send ended `send` in two chained tracebacks."""
+    from tests.conftest import spawn
+    from tests.databases import PostgresServer, admin_url, migrated
+    from tests.test_send import make_config
+
+    assert isinstance(postgres, PostgresServer)
+    url = migrated(postgres.create())
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", url)
+    config = make_config(tmp_path, sink)
+    assert CliRunner().invoke(cli, ["--config", str(config), "fetch"]).exit_code == 0
+    add_subscribers(config, 200)
+    sink.reply_delay = 0.05
+    process = spawn(["--config", str(config), "send"])
+    deadline = time.monotonic() + 60
+    while len(sink.messages) < 20:
+        assert time.monotonic() < deadline
+        assert process.poll() is None
+        time.sleep(0.05)
+    outage = _Outage(admin_url(), url)
+    outage.begin()
+    try:
+        output = process.communicate(timeout=120)[0].decode()
+    finally:
+        outage.end()
+    assert process.returncode == 1, output
+    assert "Traceback" not in output
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("Error: the database cannot be used ("), output
+    assert " sent, " in last
+    assert "run `newsletter send` again once it is back" in last
+    sink.reply_delay = 0
+    assert CliRunner().invoke(cli, ["--config", str(config), "send"]).exit_code == 0
+    assert all(len(m) == 1 for m in sink.by_recipient().values())  # nothing sent twice after the outage
+    postgres.drop(url)

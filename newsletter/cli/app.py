@@ -121,6 +121,14 @@ class NewsletterGroup(click.Group):
             return super().invoke(ctx)
         except (NewsletterError, SubscribersError) as error:
             raise click.ClickException(str(error)) from None
+        except Exception as error:
+            from sqlalchemy.exc import SQLAlchemyError  # here: commands that never open a database stay light
+
+            if not isinstance(error, SQLAlchemyError):
+                raise
+            cause = getattr(error, "orig", None) or error
+            reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            raise click.ClickException(f"the database cannot be used: {reason}") from None
 
 
 pass_app = click.make_pass_decorator(App)
