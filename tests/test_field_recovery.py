@@ -390,3 +390,19 @@ def test_send_ends_in_one_line_with_this_runs_counts_when_the_database_goes_away
     assert CliRunner().invoke(cli, ["--config", str(config), "send"]).exit_code == 0
     assert all(len(m) == 1 for m in sink.by_recipient().values())  # nothing sent twice after the outage
     postgres.drop(url)
+
+
+def test_send_that_leaves_messages_ambiguous_exits_4(tmp_path: Path, sink: MailSink) -> None:
+    """Item 6: `send` exited 0 with readers `ambiguous`, which a cron wrapper took for full success."""
+    from tests.mailsink import Fault
+    from tests.test_send import make_config
+
+    config = make_config(tmp_path, sink)
+    assert CliRunner().invoke(cli, ["--config", str(config), "fetch"]).exit_code == 0
+    emails = add_subscribers(config, 4)
+    sink.add_fault(Fault(phase="dot", action="drop", recipient=emails[2]))
+    result = CliRunner().invoke(cli, ["--config", str(config), "send"])
+    assert result.exit_code == 4, result.output
+    assert "1 messages of this run are ambiguous" in result.output
+    result = CliRunner().invoke(cli, ["--config", str(config), "send"])  # nothing new is ambiguous: success
+    assert result.exit_code == 0, result.output
