@@ -406,3 +406,26 @@ def test_send_that_leaves_messages_ambiguous_exits_4(tmp_path: Path, sink: MailS
     assert "1 messages of this run are ambiguous" in result.output
     result = CliRunner().invoke(cli, ["--config", str(config), "send"])  # nothing new is ambiguous: success
     assert result.exit_code == 0, result.output
+
+
+
+def test_send_names_the_holder_of_claims_it_cannot_take_instead_of_calling_it_live(tmp_path: Path,
+                                                                                   sink: MailSink) -> None:
+    """Item 6: `send` said claims were "held by another live `send`" when that process was gone (here: a
+    process of another host, or of a container since replaced, that this one cannot see)."""
+    from datetime import UTC, datetime, timedelta
+
+    from newsletter.storage.ledger import Ledger
+    from tests.test_send import make_config
+
+    config = make_config(tmp_path, sink)
+    assert CliRunner().invoke(cli, ["--config", str(config), "fetch"]).exit_code == 0
+    add_subscribers(config, 4)
+    assert CliRunner().invoke(cli, ["--config", str(config), "send", "--limit", "1"]).exit_code == 0
+    ledger = Ledger(open_database(load_settings(config).newsletter.database_url), worker="elsewhere:4242")
+    claimed = ledger.claim(1, limit=2, now=datetime.now(UTC), lease=timedelta(minutes=5))
+    assert len(claimed) == 2
+    result = CliRunner().invoke(cli, ["--config", str(config), "send"])
+    assert "held by another live `send`" not in result.output, result.output
+    assert "2 messages are claimed by elsewhere:4242 until " in result.output, result.output
+    assert "still running, or stopped without giving them back" in result.output

@@ -117,8 +117,11 @@ def _print_send_report(result: SendReport) -> None:
                       f"{term(row['message'])} "
                       "(not resent; look for that Message-ID in the relay's log before resending by hand)",
                       highlight=False, soft_wrap=True)
-    if result.live_claims:
-        console.print(f"{result.live_claims} messages are held by another live `send`", highlight=False, soft_wrap=True)
+    for holder, (count, until) in sorted(result.claim_holders.items()):
+        # whether that process lives cannot be known from here (another host, a replaced container)
+        console.print(f"{count} messages are claimed by {term(holder)} until {until:%Y-%m-%d %H:%M:%S} UTC: "
+                      "another `send` or `serve` still running, or stopped without giving them back; the next "
+                      "run after then sends them", highlight=False, soft_wrap=True)
     if result.enqueued is not None:
         again = f"; {result.requeued} enqueued again after their worker stopped" if result.requeued else ""
         console.print(f"enqueued {result.enqueued} messages for the workers{again}", highlight=False, soft_wrap=True)
