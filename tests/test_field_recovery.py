@@ -429,3 +429,51 @@ def test_send_names_the_holder_of_claims_it_cannot_take_instead_of_calling_it_li
     assert "held by another live `send`" not in result.output, result.output
     assert "2 messages are claimed by elsewhere:4242 until " in result.output, result.output
     assert "still running, or stopped without giving them back" in result.output
+
+
+@pytest.mark.slow
+def test_send_with_workers_losing_its_broker_says_what_is_left_and_what_to_run(
+        tmp_path: Path, sink: MailSink, postgres: object) -> None:
+    """Item 6: `send --workers` losing its broker said nothing about the rows left or what to run. A Redis
+    server of this test's own (the machine's shared one is never stopped), killed while `send` waits."""
+    import socket
+
+    from tests.conftest import spawn
+    from tests.databases import PostgresServer, migrated
+    from tests.test_workers import add_subscribers as add_readers
+    from tests.test_workers import worker_config
+
+    assert isinstance(postgres, PostgresServer)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = migrated(postgres.create())
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        config = worker_config(tmp_path, sink, database_url=url, broker=f"redis://127.0.0.1:{port}/0")
+        assert CliRunner().invoke(cli, ["--config", str(config), "fetch"]).exit_code == 0
+        add_readers(config, 30)
+        process = spawn(["--config", str(config), "send", "--workers"])  # no worker runs: it waits
+        time.sleep(3)
+        assert process.poll() is None, process.communicate()[0].decode()
+        redis.kill()
+        redis.wait(timeout=30)
+        output = process.communicate(timeout=90)[0].decode()
+    finally:
+        if redis.poll() is None:
+            redis.kill()
+        postgres.drop(url)
+    assert process.returncode == 1, output
+    assert "Traceback" not in output
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("Error: cannot reach the broker"), output
+    assert "30 pending, 0 claimed by workers and 0 deferred messages stay in the ledger" in last
+    assert "run `newsletter send --workers` again once the broker is back" in last
