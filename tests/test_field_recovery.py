@@ -477,3 +477,44 @@ def test_send_with_workers_losing_its_broker_says_what_is_left_and_what_to_run(
     assert last.startswith("Error: cannot reach the broker"), output
     assert "30 pending, 0 claimed by workers and 0 deferred messages stay in the ledger" in last
     assert "run `newsletter send --workers` again once the broker is back" in last
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("slow", ["after-data", "before-data"])
+def test_sigterm_hands_back_every_message_not_in_data_within_seconds_whatever_the_relays_speed(
+        tmp_path: Path, sink: MailSink, slow: str) -> None:
+    """Item 8: with every row claimed at once, SIGTERM came while `send` waited for its queue to empty, and
+    it went on to deliver all 35 messages 20-26 s later."""
+    from newsletter.storage.ledger import Ledger
+    from tests.conftest import spawn
+    from tests.mailsink import Fault
+    from tests.test_send import make_config
+
+    config = make_config(tmp_path, sink, extra="per_domain_concurrency = 2")
+    assert CliRunner().invoke(cli, ["--config", str(config), "fetch"]).exit_code == 0
+    emails = add_subscribers(config, 35)
+    if slow == "after-data":
+        sink.reply_delay = 1.0  # each message takes a second after its content
+    else:
+        sink.add_fault(Fault("rcpt", "delay", seconds=3.0, times=None))  # each recipient takes 3 s
+    process = spawn(["--config", str(config), "send"])
+    deadline = time.monotonic() + 60
+    while not sink.messages:
+        assert time.monotonic() < deadline
+        assert process.poll() is None
+        time.sleep(0.01)
+    at_signal = len(sink.messages)
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=60)[0].decode()
+    took = time.monotonic() - signalled
+    assert took < 5, (took, output)
+    assert process.returncode == 3, output  # stopped with messages left: run again
+    assert len(sink.messages) - at_signal <= 4  # only those already in DATA (concurrency 4)
+    counts = Ledger(open_database(load_settings(config).newsletter.database_url)).counts(1)
+    assert counts["claimed"] == counts["ambiguous"] == 0
+    assert counts["sent"] + counts["pending"] == 35
+    sink.reply_delay = 0
+    sink.clear_faults()
+    assert CliRunner().invoke(cli, ["--config", str(config), "send"]).exit_code == 0
+    assert {a: len(m) for a, m in sink.by_recipient().items()} == dict.fromkeys(emails, 1)

@@ -99,6 +99,7 @@ async def deliver(
         clock=clock,
         on_bounce=on_bounce,
     )
+    pool.stop = stop
     pool.start()
     renewing = asyncio.create_task(_renew_leases(ledger, pool, lease=lease, clock=clock))
     queued = 0
@@ -157,7 +158,7 @@ async def deliver(
                 log.error("could not release %d claimed rows (%s); they are free once their lease lapses or "
                           "this process is gone", len(unstarted), one_line(error))
             pool.stats.released += len(unstarted)
-        pool.stats.interrupted = stop.is_set() and not finished_claiming
+        pool.stats.interrupted = stop.is_set() and (not finished_claiming or bool(unstarted))
     if on_progress is not None:
         on_progress(pool.stats)
     return pool.stats
