@@ -518,3 +518,25 @@ def test_sigterm_hands_back_every_message_not_in_data_within_seconds_whatever_th
     sink.clear_faults()
     assert CliRunner().invoke(cli, ["--config", str(config), "send"]).exit_code == 0
     assert {a: len(m) for a, m in sink.by_recipient().items()} == dict.fromkeys(emails, 1)
+
+
+def test_message_ids_never_repeat_after_a_database_reset(tmp_path: Path, sink: MailSink) -> None:
+    """Item 9: Message-IDs were built from edition and reader numbers only: a reset database sharing the
+    signing key sent the same Message-IDs again, and receivers drop repeats silently."""
+    import email
+    import email.policy
+
+    from tests.test_send import make_config
+
+    config = make_config(tmp_path, sink)
+    seen: list[dict[str, str]] = []
+    for _ in range(2):  # trial sends, then the database reset and the real list sent
+        _sqlite_path(config).unlink(missing_ok=True)
+        assert CliRunner().invoke(cli, ["--config", str(config), "fetch"]).exit_code == 0
+        add_subscribers(config, 3)
+        before = len(sink.messages)
+        assert CliRunner().invoke(cli, ["--config", str(config), "send"]).exit_code == 0
+        seen.append({m.rcpt_tos[0]: str(email.message_from_bytes(m.data, policy=email.policy.default)["Message-ID"])
+                     for m in sink.messages[before:]})
+    assert set(seen[0]) == set(seen[1])
+    assert not set(seen[0].values()) & set(seen[1].values())

@@ -34,6 +34,7 @@ from newsletter.rendering.links import recipient_links
 from newsletter.rendering.render import RenderedVariant, RenderEnvironment, render_variant
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.fills import FillStore
+from newsletter.storage.install import install_id
 from newsletter.storage.ledger import Ledger, NewDelivery, StoredVariant
 from newsletter.storage.papers import PaperStore
 from subscribers.store import SubscriberStore
@@ -59,9 +60,12 @@ class Prepared:
     """Subscribers whose topics had nothing new for them: no email."""
 
 
-def message_id(secret: str, *, edition_id: int, subscriber_id: int, domain: str) -> str:
-    """Deterministic, so a resend (by an operator, after an ambiguous delivery) is recognisably the same."""
-    digest = hmac.new(secret.encode(), f"{edition_id}:{subscriber_id}".encode(), hashlib.sha256).hexdigest()
+def message_id(secret: str, *, edition_id: int, subscriber_id: int, domain: str, install: str = "") -> str:
+    """Deterministic, so a resend (by an operator, after an ambiguous delivery) is recognisably the same; the
+    database's ``install`` id (``storage.install``) makes it unique to this database: a reset database or a
+    second install sharing the key never repeats an old Message-ID (receivers drop repeats silently)."""
+    key = f"{install}:{edition_id}:{subscriber_id}" if install else f"{edition_id}:{subscriber_id}"
+    digest = hmac.new(secret.encode(), key.encode(), hashlib.sha256).hexdigest()
     return f"<{digest[:32]}@{domain}>"
 
 
@@ -145,6 +149,7 @@ def prepare(
     by_id = {s.id: s for s in todo}
     secret = signer.keyring.secret()
     domain = sender_domain(settings)
+    install = install_id(engine)
     rendered = 0
     added = 0
     for number, group in enumerate(groups, start=1):
@@ -168,7 +173,8 @@ def prepare(
                     email=by_id[sid].email,
                     name=by_id[sid].name,
                     variant_key=variant.key,
-                    message_id=message_id(secret, edition_id=edition.id, subscriber_id=sid, domain=domain),
+                    message_id=message_id(secret, edition_id=edition.id, subscriber_id=sid, domain=domain,
+                                          install=install),
                 )
                 for sid in chunk
             ]
