@@ -540,3 +540,30 @@ def test_message_ids_never_repeat_after_a_database_reset(tmp_path: Path, sink: M
                      for m in sink.messages[before:]})
     assert set(seen[0]) == set(seen[1])
     assert not set(seen[0].values()) & set(seen[1].values())
+
+
+@pytest.mark.parametrize(("to", "received", "said"), [
+    ("rené@example.org", None, "non-ASCII letters before the @ needs SMTPUTF8"),
+    ("rene@exämple.org", "rene@xn--exmple-cua.org", "sent a test copy"),
+])
+def test_send_to_a_non_ascii_address_is_one_line_or_goes_out_in_ascii(tmp_path: Path, sink: MailSink, to: str,
+                                                                     received: str | None, said: str) -> None:
+    """Item 10: `send --to 'rené@…'` ended in a UnicodeEncodeError traceback from the SMTP library."""
+    from tests.test_send import make_config
+
+    config = make_config(tmp_path, sink)
+    assert CliRunner().invoke(cli, ["--config", str(config), "fetch"]).exit_code == 0
+    add_subscribers(config, 2)
+    result = CliRunner().invoke(cli, ["--config", str(config), "send", "--to", to])
+    assert said in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == (1 if received is None else 0)
+    assert [m.rcpt_tos for m in sink.messages] == ([] if received is None else [(received,)])
+
+
+def test_demo_in_a_relative_folder_prints_its_file_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 10: `demo --folder RELATIVE` ended in "relative path can't be expressed as a file URI"."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["demo", "--folder", "demo"])
+    assert result.exit_code == 0, result.output
+    assert f"file://{tmp_path}/demo/emails/" in result.output
