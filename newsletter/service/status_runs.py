@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
-from newsletter.delivery.sending import dead_senders
+from newsletter.delivery.claims import dead_senders
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.reviews import ReviewStore
 from newsletter.storage.runs import Lease, RunRecord, database_now

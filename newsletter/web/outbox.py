@@ -44,7 +44,7 @@ from newsletter.delivery.sending import smtp_password
 from newsletter.delivery.transports import connect
 from newsletter.rendering.templating import RenderEnvironment
 from newsletter.storage.outbox import ConfirmationOutbox, OutboxItem
-from newsletter.web.subscriptions import confirmation_message
+from newsletter.usecases.subscribe import confirmation_message
 from subscribers.tokens import TokenSigner
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,6 @@ class ConfirmationSender:
         self.password = smtp_password(settings)
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.open_connections = 0
-        """SMTP connections open right now (never above ``concurrency``)."""
         self._outage_logged: float | None = None
         """When (loop time) the outbox error was last logged; None while the outbox can be read."""
 
@@ -110,7 +108,11 @@ class ConfirmationSender:
         return sum(results)
 
     async def _idle(self, event: asyncio.Event) -> None:
-        due = await asyncio.to_thread(self.outbox.next_due)
+        try:
+            due = await asyncio.to_thread(self.outbox.next_due)
+        except SQLAlchemyError as error:  # the database went away between two looks: wait, do not die
+            self._outbox_down(error)
+            due = None
         wait = IDLE_POLL_SECONDS
         if due is not None:
             wait = min(wait, max(0.05, (due - self.clock()).total_seconds()))
@@ -137,7 +139,6 @@ class ConfirmationSender:
                         return sent
                     if smtp is not None:  # idle: give the relay its connection back
                         smtp.close()
-                        self.open_connections -= 1
                         smtp = None
                     await self._idle(event)
                     continue
@@ -152,7 +153,6 @@ class ConfirmationSender:
                                   item.id, item.subscriber_id)
                     if smtp is not None:
                         smtp.close()
-                        self.open_connections -= 1
                         smtp = None
                     with contextlib.suppress(SQLAlchemyError):
                         await asyncio.to_thread(self._retry, item, None, f"{type(error).__name__}: {error}")
@@ -161,7 +161,6 @@ class ConfirmationSender:
         finally:
             if smtp is not None:
                 smtp.close()
-                self.open_connections -= 1
 
     def _outbox_down(self, error: SQLAlchemyError) -> None:
         """Log an outbox outage once, then at most every ``OUTAGE_LOG_SECONDS`` (every worker retries each second)."""
@@ -205,14 +204,8 @@ class ConfirmationSender:
             if smtp is None or not smtp.is_connected:
                 if smtp is not None:
                     smtp.close()
-                    self.open_connections -= 1
                     smtp = None
-                self.open_connections += 1
-                try:
-                    smtp = await connect(delivery, password=self.password)
-                except BaseException:
-                    self.open_connections -= 1
-                    raise
+                smtp = await connect(delivery, password=self.password)
             _, reply = await smtp.sendmail(self.settings.newsletter.from_address, [recipient], message)
         except SMTPRecipientsRefused as error:  # every recipient refused at RCPT (aiosmtplib's own exception)
             refused = error.recipients[0] if error.recipients else None
