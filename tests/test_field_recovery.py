@@ -179,6 +179,17 @@ async def test_a_refused_confirmation_neither_stops_the_sender_nor_poisons_it_af
     assert counts == {"sent": 6, "failed": 1}
 
 
+def _serve_holding_the_lease(config: Path) -> subprocess.Popen[bytes]:
+    """A `serve` subprocess, once `status` says it runs the scheduler."""
+    process = _serve(config)
+    deadline = time.monotonic() + 60
+    while not _status(config)["scheduler"]["running"]:
+        assert time.monotonic() < deadline
+        assert process.poll() is None
+        time.sleep(0.2)
+    return process
+
+
 def _dead_pid() -> int:
     """The pid of a process of this host that has exited (and was reaped)."""
     import subprocess
@@ -193,12 +204,7 @@ def _dead_pid() -> int:
 def test_status_says_a_killed_serve_is_not_running_at_once(tmp_path: Path, sink: MailSink) -> None:
     """Item 4: `status` showed a SIGKILLed `serve` as running for up to lease_seconds."""
     config = schedule_config(tmp_path, sink, NO_JOBS + "lease_seconds = 600")
-    process = _serve(config)
-    deadline = time.monotonic() + 60
-    while not _status(config)["scheduler"]["running"]:
-        assert time.monotonic() < deadline
-        assert process.poll() is None
-        time.sleep(0.2)
+    process = _serve_holding_the_lease(config)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     scheduler = _status(config)["scheduler"]
@@ -241,12 +247,7 @@ def test_serve_stops_with_an_error_when_its_sqlite_file_is_replaced_or_deleted(t
     import shutil
 
     config = schedule_config(tmp_path, sink, NO_JOBS + "lease_seconds = 3")
-    process = _serve(config)
-    deadline = time.monotonic() + 60
-    while not _status(config)["scheduler"]["running"]:
-        assert time.monotonic() < deadline
-        assert process.poll() is None
-        time.sleep(0.2)
+    process = _serve_holding_the_lease(config)
     database = _sqlite_path(config)
     backup = tmp_path / "backup.db"
     shutil.copy(database, backup)  # an operator restoring a backup: a new file at the same path
