@@ -433,6 +433,7 @@ def test_send_names_the_holder_of_claims_it_cannot_take_instead_of_calling_it_li
 
 
 @pytest.mark.slow
+@pytest.mark.needs("celery", "redis-server")
 def test_send_with_workers_losing_its_broker_says_what_is_left_and_what_to_run(
         tmp_path: Path, sink: MailSink, postgres: object) -> None:
     """Item 6: `send --workers` losing its broker said nothing about the rows left or what to run. A Redis
