@@ -569,3 +569,28 @@ def test_demo_in_a_relative_folder_prints_its_file_links(tmp_path: Path, monkeyp
     result = CliRunner().invoke(cli, ["demo", "--folder", "demo"])
     assert result.exit_code == 0, result.output
     assert f"file://{tmp_path}/demo/emails/" in result.output
+
+
+def test_an_edition_is_public_only_once_it_is_sent(tmp_path: Path, sink: MailSink) -> None:
+    """Item 10: an edition built and not sent (here: looked at with `edition show`, which stores it) was
+    public at once in /archive and the Atom feeds."""
+    from starlette.testclient import TestClient
+
+    from newsletter.web.app import create_app
+    from tests.test_send import make_config
+
+    config = make_config(tmp_path, sink)
+    assert CliRunner().invoke(cli, ["--config", str(config), "fetch"]).exit_code == 0
+    add_subscribers(config, 2)
+    shown = CliRunner().invoke(cli, ["--config", str(config), "edition", "show"])
+    assert shown.exit_code == 0, shown.output
+    settings = load_settings(config)
+    slug = _status(config)["editions"][0]["slug"]
+    with TestClient(create_app(settings, open_database(settings.newsletter.database_url))) as client:
+        assert slug not in client.get("/archive").text
+        assert client.get(f"/archive/{slug}").status_code == 404
+        assert slug not in client.get("/topics/agents.atom").text
+        assert CliRunner().invoke(cli, ["--config", str(config), "send"]).exit_code == 0
+        assert slug in client.get("/archive").text
+        assert client.get(f"/archive/{slug}").status_code == 200
+        assert slug in client.get("/topics/agents.atom").text

@@ -101,7 +101,9 @@ def prepare(
     """Build (or load) the edition and fill its ledger; renders only variants not stored yet.
 
     The fill is recorded as begun before the edition is built and as finished after its last row
-    (``FillStore``): a process killed in between leaves it open, and the retry job calls this again.
+    (``FillStore``): a process killed in between leaves it open, and the retry job calls this again. The
+    edition is published (archive, feeds) once its ledger is filled: an edition built and not sent (held for
+    approval, looked at with `edition show`) is not public.
     """
     papers, editions, ledger = PaperStore(engine), EditionStore(engine), Ledger(engine)
     fill_day = day or now.astimezone(zoneinfo.ZoneInfo(settings.newsletter.timezone)).date()
@@ -116,6 +118,7 @@ def prepare(
     active = store.active_id_list(frequency=frequency)
     if edition.is_empty:
         fills.finish(frequency, fill_day, now=now)
+        editions.publish(edition)
         return Prepared(edition, len(active), 0, 0, 0, 0, len(active))
     have_rows = ledger.subscribers_with_rows(edition.id)
     todo = store.get_many([i for i in active if i not in have_rows])  # none when resuming a filled ledger
@@ -163,6 +166,7 @@ def prepare(
             ]
             added += ledger.add(edition.id, rows, now=now)
     fills.finish(frequency, fill_day, now=now)
+    editions.publish(edition)  # in the archive and feeds from now on: it is being sent (as the editor left it)
     recipients = len(have_rows) + sum(len(g.subscriber_ids) for g in groups)
     return Prepared(
         edition=edition,
