@@ -594,3 +594,32 @@ def test_an_edition_is_public_only_once_it_is_sent(tmp_path: Path, sink: MailSin
         assert slug in client.get("/archive").text
         assert client.get(f"/archive/{slug}").status_code == 200
         assert slug in client.get("/topics/agents.atom").text
+
+
+@pytest.mark.slow
+def test_a_daily_run_killed_before_its_fill_began_is_run_again_at_restart(tmp_path: Path, sink: MailSink) -> None:
+    """Item 1, "before the fill": the scheduler had counted the daily run as done when `serve` was killed
+    before `prepare` recorded anything; the restarted `serve` found nothing to finish."""
+    import socket
+
+    from newsletter.storage.runs import RunStore
+
+    schedule = NO_JOBS.replace('daily = ""', f'daily = "{far_daily()}"').replace(
+        'retry = ""', f'retry = "{far_daily()}"')
+    config = schedule_config(tmp_path, sink, schedule)
+    assert CliRunner().invoke(cli, ["--config", str(config), "fetch"]).exit_code == 0
+    emails = add_subscribers(config, 6)
+    engine = open_database(load_settings(config).newsletter.database_url)
+    # what the kill leaves: the daily run's record, started by a process of this host that is gone
+    RunStore(engine).start("daily", now=datetime.now(UTC), worker=f"{socket.gethostname()}:{_dead_pid()}")
+    process = _serve(config)
+    deadline = time.monotonic() + 60
+    while len(sink.messages) < len(emails):
+        assert time.monotonic() < deadline, (len(sink.messages), RunStore(engine).recent())
+        assert process.poll() is None
+        time.sleep(0.1)
+    time.sleep(1)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    assert {a: len(m) for a, m in sink.by_recipient().items()} == dict.fromkeys(emails, 1)
+    assert [r.status for r in RunStore(engine).recent(job="daily")] == ["died"]

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -174,13 +175,32 @@ def _complete_fills(settings: Settings, engine: Engine, *, clock: Clock, stop: t
     """Finish each ledger fill a killed process left open (``FillStore``); the rows it adds are then sent
     with the edition's others. Returns the editions' slugs."""
     done: list[str] = []
-    for frequency, day in FillStore(engine).unfinished():
+    fills = FillStore(engine)
+    for frequency, day in [*fills.unfinished(), *_died_before_their_fill(settings, engine, fills, clock=clock)]:
         if stop.is_set():
             break
         prepared = prepare(settings, engine, frequency=frequency, now=clock(), day=day,  # type: ignore[arg-type]
                            signer=signer_from_settings(settings))
         done.append(prepared.edition.slug)
     return done
+
+
+def _died_before_their_fill(settings: Settings, engine: Engine, fills: FillStore, *,
+                            clock: Clock) -> list[tuple[str, date]]:
+    """Today's daily or weekly run that died (a killed `serve`) before its fill was even recorded: the
+    scheduler counts it as run, so without this that edition would wait for the next day's window. With
+    ``[schedule] approve`` such a run only builds the edition, which the next daily run does again."""
+    if settings.schedule.approve:
+        return []
+    zone = zoneinfo.ZoneInfo(settings.newsletter.timezone)
+    now = clock()
+    today = now.astimezone(zone).date()
+    wanted: list[tuple[str, date]] = []
+    for run in RunStore(engine).died_since(("daily", "weekly"), since=now - timedelta(days=1)):
+        if run.started.astimezone(zone).date() == today and not fills.known(run.job, today) \
+                and (run.job, today) not in wanted:
+            wanted.append((run.job, today))
+    return wanted
 
 
 def housekeeping_job(settings: Settings, engine: Engine, *, clock: Clock, stop: threading.Event) -> JobResult:

@@ -53,6 +53,14 @@ class FillStore:
             ).all()
         return [(str(f), d) for f, d in rows]
 
+    def known(self, frequency: str, day: date) -> bool:
+        """Whether a fill of (frequency, day) was ever begun (finished or not)."""
+        with self.engine.connect() as connection:
+            return connection.execute(
+                sa.select(sa.func.count()).select_from(fills).where(fills.c.frequency == frequency,
+                                                                    fills.c.date == day)
+            ).scalar_one() > 0
+
     def is_unfinished(self, frequency: str, day: date) -> bool:
         with self.engine.connect() as connection:
             return connection.execute(

@@ -70,6 +70,14 @@ class RunStore:
             )
         return int(result.rowcount or 0)
 
+    def died_since(self, jobs: Collection[str], *, since: datetime) -> list[RunRecord]:
+        """Runs of these jobs started since ``since`` whose process died before they finished (``mark_died``)."""
+        with self.engine.connect() as connection:
+            return [RunRecord(**row) for row in connection.execute(
+                sa.select(db.runs).where(db.runs.c.job.in_(list(jobs)), db.runs.c.status == "died",
+                                         db.runs.c.started >= since).order_by(db.runs.c.started)
+            ).mappings()]
+
     def record(self, job: str, *, now: datetime, worker: str, status: str, summary: str,
                details: Mapping[str, Any] | None = None) -> int:
         """A run that did nothing itself (e.g. skipped because it was missed by too much)."""
