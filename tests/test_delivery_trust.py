@@ -465,7 +465,8 @@ def test_a_celery_worker_stalled_past_its_lease_sends_nothing_the_other_took_ove
                 try:
                     time.sleep(2 * 2 + 1)  # past its 2 s lease and the dispatcher's settle time
                     sink.reply_delay = 0
-                    assert send.wait(timeout=120) == 0, (tmp_path / "send.log").read_text()
+                    # 4: the stalled worker's messages in DATA were left ambiguous (exit 4 says so)
+                    assert send.wait(timeout=120) in (0, 4), (tmp_path / "send.log").read_text()
                 finally:
                     workers[0].send_signal(signal.SIGCONT)
                 time.sleep(3)  # the paused worker goes on with the rows it holds in memory

@@ -293,7 +293,8 @@ def test_two_workers_one_killed_mid_batch_every_reader_gets_exactly_one(
             workers[0].send_signal(signal.SIGKILL)  # mid-batch: its claims and its unacknowledged task are left
             workers[0].wait()
             sink.reply_delay = 0
-            assert send.wait(timeout=60) == 0, (tmp_path / "send.log").read_text()
+            # 4: the killed worker's messages in DATA were left ambiguous (exit 4 says so)
+            assert send.wait(timeout=60) in (0, 4), (tmp_path / "send.log").read_text()
             output = (tmp_path / "send.log").read_text()
         finally:
             for process in [*workers, *([send] if send else [])]:
