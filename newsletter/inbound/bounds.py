@@ -39,7 +39,7 @@ class MessageBounds:
 
 def _line_starts(raw: bytes, prefix: bytes) -> int:
     """How many lines start with ``prefix``, for any of the three line endings."""
-    count = raw.count(b"\n" + prefix) + raw.count(b"\r" + prefix) - raw.count(b"\r\n" + prefix)
+    count = raw.count(b"\n" + prefix) + raw.count(b"\r" + prefix)  # "\r\n--b" is in the first count only
     return count + (1 if raw.startswith(prefix) else 0)
 
 
