@@ -324,6 +324,15 @@ class WebSettings:
         4, "Most SMTP connections the web process's background sender of confirmation emails opens at once.",
         check=check_positive,
     )
+    body_timeout_seconds: float = setting(
+        10.0, "A request whose head or body is not complete this long after it started is answered 408 (or the "
+        "connection closed), so stalled clients cannot hold the server.", check=check_positive)
+    max_connections: int = setting(
+        1000, "Most open connections `newsletter web` (and `serve`) keeps; more are closed at once. Lowered to fit "
+        "the open-file limit.", check=check_positive)
+    max_connections_per_ip: int = setting(
+        50, "Most open connections from one client address (trusted_proxies are not counted); more are closed at "
+        "once.", check=check_positive)
 
 
 @dataclass(frozen=True, kw_only=True)
