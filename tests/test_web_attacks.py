@@ -4,6 +4,7 @@ services start with (soft 1,024), against stalled request bodies and clients tha
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import resource
 import socket
@@ -17,6 +18,8 @@ import pytest
 
 from tests.conftest import fixture_path, write_config
 from tests.inbound_support import free_port, wait_for_port
+from tests.mailsink import MailSink
+from tests.web_support import TOPICS, make_site
 
 STALLED = 1_100
 """The issue's attack: 1,100 connections from one client, each a POST whose body never comes."""
@@ -101,3 +104,19 @@ def test_a_client_hanging_up_mid_body_is_a_quiet_end(tmp_path: Path) -> None:
     text = log.read_text(encoding="utf-8", errors="replace")
     assert "unexpected error" not in text
     assert "Traceback" not in text
+
+
+SPELLINGS = ["victim@bücher.de", "victim@xn--bcher-kva.de", "VICTIM@BÜCHER.DE", "victim@ｂüｃｈｅｒ.de",
+             "victim@bu\u0308cher.de", "victim@ＢÜＣＨＥＲ．ｄｅ"]
+"""One mailbox: the IDN, its xn-- form, upper case, fullwidth letters, a decomposed ü, a fullwidth dot."""
+
+
+def test_spellings_of_one_mailbox_share_its_confirmation_quota(tmp_path: Path, sink: MailSink,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    site = make_site(tmp_path, sink, monkeypatch, per_ip=1_000)
+    choices = [topics for size in (1, 2, 3) for topics in itertools.combinations(TOPICS, size)]
+    for number, spelling in enumerate(SPELLINGS):  # a different request each time: none is a mere repeat
+        for topics in choices[number % 2::2][:3]:
+            assert site.subscribe(spelling, topics=topics) == 200
+    assert len({m.rcpt_tos[0] for m in sink.messages}) == 1
+    assert len(sink.messages) == 3  # the mailbox's quota, whatever the spelling
