@@ -19,6 +19,7 @@ ignored). Cells that a spreadsheet would run as a formula get a leading ``'``, w
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import IO, Any
@@ -27,12 +28,13 @@ from subscribers.addresses import valid_email
 from subscribers.csvtext import read_csv_text, text_stream
 from subscribers.errors import SubscribersError, SuppressedError
 from subscribers.models import FREQUENCIES, Frequency, ImportReport, RowError, Status, Subscriber
-from subscribers.store import SubscriberStore
+from subscribers.store import SubscriberStore, plain_name
 
 IMPORT_COLUMNS = ("email", "name", "topics", "frequency")
 EXPORT_COLUMNS = ("email", "name", "topics", "frequency", "status", "source", "consent_at", "consent_ip",
                   "confirmed_at", "confirmed_ip", "unsubscribed_at", "created", "updated")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _unescape(cell: str) -> str:
@@ -94,7 +96,7 @@ def _check_row(store: SubscriberStore, line: int, header: list[str], cells: list
             frequency = chosen
         else:
             problems.append(f"unknown frequency {values['frequency']!r}; expected one of: {', '.join(FREQUENCIES)}")
-    name = " ".join(values.get("name", "").split()) or None
+    name = plain_name(values.get("name", "")) or None
     if name is not None and len(name) > 200:
         problems.append("name longer than 200 characters")
     if address and address in seen:
@@ -184,7 +186,7 @@ def _cell(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, tuple):
         return ";".join(value)
-    return _escape(str(value))
+    return _escape(_CONTROL.sub("", str(value)))  # a NUL stored before names were cleaned never leaves in a file
 
 
 def export_csv(store: SubscriberStore, stream: IO[str], *, status: Status | None = None) -> int:
