@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import os
 import pty
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import aiosmtplib
 import pytest
+from click.testing import CliRunner
 
+from newsletter.cli.main import cli
 from newsletter.inbound.listener import InboundServer
 from newsletter.inbound.verp import sign_token
 from newsletter.storage.inbound import InboundLog
@@ -210,3 +213,15 @@ def test_stranger_text_never_reaches_the_terminal_raw(tmp_path: Path, sink: Mail
     piped = subprocess.run([sys.executable, "-m", "newsletter", "--config", str(config), "inbound", "--raw",
                             record_id], capture_output=True, timeout=60, env=dict(os.environ), cwd=tmp_path)
     assert piped.stdout == garbage.read_bytes()  # to a file or a pipe, the bytes are kept as they came
+
+
+def test_inbound_on_a_busy_port_is_one_line(tmp_path: Path, sink: MailSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET", "k1:test-secret-0123456789abcdef")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = make_config(tmp_path, sink, extra=f'\n[inbound]\ndomain = "{DOMAIN}"\nport = {port}\n')
+        result = CliRunner().invoke(cli, ["--config", str(config), "inbound"])
+    assert result.exit_code == 1
+    assert result.output == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use\n"

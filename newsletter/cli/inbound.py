@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -71,7 +72,7 @@ def inbound(app: App, use_imap: bool, once: bool, files: tuple[Path, ...], rcpt:
         asyncio.run(run())
     except OSError as error:  # a busy port or an address this host does not have: one line, no traceback
         where = f"{app.settings.inbound.host}:{app.settings.inbound.port}"
-        raise InboundError(f"cannot listen on {where}: {error.strerror or error}") from None
+        raise InboundError(f"cannot listen on {where}: {os.strerror(error.errno) if error.errno else error}") from None
 
 
 def _quarantine(app: App, raw_id: int | None) -> None:
