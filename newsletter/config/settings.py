@@ -384,7 +384,7 @@ class InboundSettings:
     max_message_bytes: int = setting(2_000_000, "Largest message the listener accepts (552 above it).",
                                      check=check_positive)
     max_message_lines: int = setting(
-        60_000, "Most lines a message may have; past it (as past the two bounds below) it is quarantined unread "
+        40_000, "Most lines a message may have; past it (as past the two bounds below) it is quarantined unread "
         "and acknowledged, so no message costs more than about a second of CPU to classify.", check=check_positive)
     max_mime_parts: int = setting(500, "Most MIME parts (boundary lines) a message may have.", check=check_positive)
     max_mime_containers: int = setting(

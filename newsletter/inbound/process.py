@@ -42,6 +42,8 @@ from subscribers.evidence import EventKind, EvidenceStore, SoftBouncePolicy
 from subscribers.tokens import Keyring, TokenSigner
 
 Door = Literal["smtp", "lmtp", "imap", "cli"]
+MAX_NAMED = 10
+"""Most distinct recipients a report may name (each is looked up); a report about one of our messages names one."""
 OutcomeName = Literal["applied", "ignored", "duplicate", "forged", "unattributed", "quarantined"]
 
 
@@ -155,10 +157,16 @@ class InboundProcessor:
         """(reader, edition, the failure about them, how it was attributed), or the forged/unattributed
         outcome when the report holds no signed claim on a reader (see the module docstring)."""
         failures = [f for f in verdict.failures if f.permanent] or list(verdict.failures)
-        named: dict[int, Failure | None] = {}
+        addresses: dict[str, Failure | None] = {}
         for address, failure in [(f.recipient, f) for f in failures if f.recipient] + \
                 [(r, None) for r in verdict.complaint_recipients]:
-            found = self.evidence.find_by_email(connection, address or "")
+            addresses.setdefault((address or "").strip().lower(), failure)
+        if len(addresses) > MAX_NAMED:  # each of our messages goes to one reader: this is no report about one
+            return Outcome(outcome="forged", kind=verdict.kind,
+                           detail=f"the report names {len(addresses)} recipients; one of ours names one")
+        named: dict[int, Failure | None] = {}
+        for address, failure in addresses.items():
+            found = self.evidence.find_by_email(connection, address)
             if found is not None:
                 named.setdefault(found, failure)
         first = failures[0] if failures else None
