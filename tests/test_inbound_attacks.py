@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pty
+import signal
 import socket
 import subprocess
 import sys
@@ -20,7 +21,16 @@ from newsletter.inbound.listener import InboundServer
 from newsletter.inbound.verp import sign_token
 from newsletter.storage.inbound import InboundLog
 from subscribers.tokens import Keyring
-from tests.inbound_support import DOMAIN, INBOUND_FIXTURES, dsn, inbound_settings, make_inbound
+from tests.conftest import spawn
+from tests.inbound_support import (
+    DOMAIN,
+    INBOUND_FIXTURES,
+    dsn,
+    free_port,
+    inbound_settings,
+    make_inbound,
+    wait_for_port,
+)
 from tests.mailsink import MailSink
 from tests.test_send import add_subscribers, cli_run, make_config
 
@@ -225,3 +235,29 @@ def test_inbound_on_a_busy_port_is_one_line(tmp_path: Path, sink: MailSink, monk
         result = CliRunner().invoke(cli, ["--config", str(config), "inbound"])
     assert result.exit_code == 1
     assert result.output == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_the_listeners_log_shows_a_strangers_envelope_with_escapes_visible(tmp_path: Path, sink: MailSink,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET", "k1:test-secret-0123456789abcdef")
+    port = free_port()
+    config = make_config(tmp_path, sink, extra=f'\n[inbound]\ndomain = "{DOMAIN}"\nport = {port}\n')
+    process = spawn(["--config", str(config), "inbound"])
+    wait_for_port(port)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        stream = sock.makefile("rwb")
+        stream.readline()
+        sender = b"MAIL FROM:<\"\x1b]0;owned\x07\"@evil.example>"  # a quoted local part may hold controls
+        for command in (b"EHLO x", sender, f"RCPT TO:<bounces@{DOMAIN}>".encode(), b"DATA", b"Subject: \x1b]8;;http://evil\x07hi\r\n\r\nbody\r\n."):
+            stream.write(command + b"\r\n")
+            stream.flush()
+            while True:
+                line = stream.readline()
+                if line[3:4] != b"-":
+                    break
+        assert line.startswith(b"250"), line
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert b"inbound other from" in output, output
+    assert b"\x1b" not in output
+    assert b"\\x1b]0;owned\\x07" in output
