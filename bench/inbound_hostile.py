@@ -55,6 +55,10 @@ def shapes() -> dict[str, bytes]:
             b"Final-Recipient: rfc822; a%d@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n" % n
             for n in range(9_900)) + b"--B--\r\n",
         "headers, 39,900": _fit(DAEMON, b"X-Junk: " + b"y" * 40 + b"\r\n", 39_900, b"\r\nbody\r\n"),
+        "Subject of 130,000 encoded words": b"From: MAILER-DAEMON@x\r\nSubject: " + b"=?utf-8?q?a?= " * 130_000
+        + b"\r\n\r\nbody\r\n",
+        "From of 390,000 addresses": b"From: MAILER-DAEMON@x, " + b"a@b, " * 390_000
+        + b"\r\nSubject: undeliverable\r\n\r\n",
         "nesting, 49 levels (inside)": DAEMON + b"".join(
             b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (n, n) for n in range(49))
         + b"Content-Type: text/plain\r\n\r\n550 5.1.1 <a@example.org>\r\n",
