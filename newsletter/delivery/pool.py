@@ -156,6 +156,9 @@ class Pool:
         self.clock = clock
         self.on_bounce = on_bounce
         self.queue: asyncio.Queue[ClaimedMessage | None] = asyncio.Queue()
+        self.room = asyncio.Semaphore(settings.claim_batch)
+        """Free places on ``queue``: at most ``claim_batch`` messages wait there (the end markers never wait)."""
+        self._halt_seen = asyncio.Event()
         self.stats = RunStats()
         self.outstanding: dict[int, str] = {}
         """Rows queued or in flight (id → claim token): their leases are renewed while this process lives."""
@@ -177,14 +180,43 @@ class Pool:
         """Stop the run: no more claims, queued rows go back; the first reason is the one reported."""
         if self.stats.halt is None:
             self.stats.halt = reason
+            self._halt_seen.set()
             log.info("delivery stopped: %s", reason)
 
     def start(self) -> None:
         self._workers = [asyncio.create_task(self._work()) for _ in range(self.settings.concurrency)]
 
+    async def room_or(self, stop: asyncio.Event) -> bool:
+        """Wait for a free place on the queue (taken for the next ``submit``); False if ``stop`` is set or the
+        run halts first. The wait is the back-pressure: the claiming side goes as fast as the connections."""
+        if not self.room.locked():
+            await self.room.acquire()  # free: returns at once
+            return True
+        waits = [asyncio.ensure_future(self.room.acquire()), asyncio.ensure_future(stop.wait()),
+                 asyncio.ensure_future(self._halt_seen.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        return not waits[0].cancelled()
+
     def submit(self, claimed: ClaimedMessage) -> None:
+        """Queue a message (after ``room_or`` took its place)."""
         self.outstanding[claimed.delivery.id] = claimed.delivery.claim_token
         self.queue.put_nowait(claimed)
+
+    def drain(self) -> dict[int, str]:
+        """Take back queued messages no connection has started (a stop request or an error): id → claim token."""
+        unstarted: dict[int, str] = {}
+        while not self.queue.empty():
+            claimed = self.queue.get_nowait()
+            if claimed is not None:
+                self.room.release()
+                unstarted[claimed.delivery.id] = claimed.delivery.claim_token
+                self.outstanding.pop(claimed.delivery.id, None)
+        return unstarted
 
     async def finish(self) -> None:
         for _ in self._workers:
@@ -201,6 +233,7 @@ class Pool:
         transport = self.transport_factory()
         try:
             while (claimed := await self.queue.get()) is not None:
+                self.room.release()
                 delivery = claimed.delivery
                 if self.halted:
                     self.unstarted[delivery.id] = delivery.claim_token

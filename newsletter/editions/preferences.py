@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from newsletter.editions.records import Edition
-from newsletter.sources.records import Paper
+from newsletter.records.editions import Edition
+from newsletter.records.papers import Paper
 from newsletter.storage.papers import PaperStore
 from subscribers.feedback import FeedbackStore
 
