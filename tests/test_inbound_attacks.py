@@ -17,8 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter.cli.main import cli
+from newsletter.delivery.verp import sign_token
 from newsletter.inbound.listener import InboundServer
-from newsletter.inbound.verp import sign_token
 from newsletter.storage.inbound import InboundLog
 from subscribers.tokens import Keyring
 from tests.conftest import spawn
@@ -26,12 +26,12 @@ from tests.inbound_support import (
     DOMAIN,
     INBOUND_FIXTURES,
     dsn,
-    free_port,
     inbound_settings,
     make_inbound,
     wait_for_port,
 )
 from tests.mailsink import MailSink
+from tests.support import free_port
 from tests.test_send import add_subscribers, cli_run, make_config
 
 

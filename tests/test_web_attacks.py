@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import fixture_path, write_config
-from tests.inbound_support import free_port, wait_for_port
+from tests.inbound_support import wait_for_port
 from tests.mailsink import MailSink
+from tests.support import free_port
 from tests.web_support import TOPICS, make_site
 
 STALLED = 1_100
