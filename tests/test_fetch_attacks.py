@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import threading
 import tracemalloc
 import zlib
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
@@ -19,6 +18,7 @@ from newsletter.config import FetchSettings
 from newsletter.errors import SourceError
 from newsletter.sources.fetching import FetchRequest, HostPacer, fetch_one, new_client
 from tests.conftest import fixture_path, write_config
+from tests.support import http_server
 from tests.test_broken_feeds import error_lines, rows, run
 
 FEED = fixture_path("arxiv_rss/distill_rss_cs.AI_2026-04-27.xml").read_bytes()
@@ -78,14 +78,8 @@ class FeedHost(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def host() -> Iterator[str]:
     FeedHost.bomb = _bomb()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FeedHost)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(FeedHost) as url:
+        yield url
 
 
 SETTINGS = FetchSettings(timeout_seconds=20.0, max_bytes=CAP, max_retries=0, per_host_delay_seconds=0.0)

@@ -4,13 +4,17 @@ MIME is quarantined and answered 250, never a 500 or a traceback; stranger text 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pty
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 import pytest
@@ -261,3 +265,36 @@ def test_the_listeners_log_shows_a_strangers_envelope_with_escapes_visible(tmp_p
     assert b"inbound other from" in output, output
     assert b"\x1b" not in output
     assert b"\\x1b]0;owned\\x07" in output
+
+
+async def test_a_burst_of_messages_is_processed_one_at_a_time(tmp_path: Path) -> None:
+    inbound = make_inbound(f"sqlite:///{tmp_path / 'burst.db'}")
+    reader = inbound.add("ada@example.net")
+    real = inbound.processor.handle
+    lock = threading.Lock()
+    running = [0, 0]  # now, most at once
+
+    def counted(raw: bytes, **options: Any) -> Any:
+        with lock:
+            running[0] += 1
+            running[1] = max(running)
+        time.sleep(0.2)  # a message that takes a while to classify
+        try:
+            return real(raw, **options)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    inbound.processor.handle = counted  # type: ignore[method-assign]
+    server = InboundServer(inbound.processor, inbound_settings())
+    port = await server.start(port=0)
+    try:
+        replies = await asyncio.gather(*(
+            _send(port, [f"postmaster@{DOMAIN}"], _old_style_bounce("ada@example.net", message_id=f"<b{n}@x>"))
+            for n in range(4)))
+    finally:
+        await server.stop()
+    assert all(reply.startswith("2.0.0 unattributed") for reply in replies), replies
+    assert running[1] == 1
+    assert inbound.statuses() == {"ada@example.net": "active"}
+    assert reader
