@@ -51,6 +51,11 @@ class FeedHost(BaseHTTPRequestHandler):
             self._answer(200, gzip.compress(gzip.compress(FEED)), {"Content-Encoding": "gzip, x-gzip"})
         elif self.path == "/deflate":
             self._answer(200, zlib.compress(FEED), {"Content-Encoding": "deflate"})
+        elif self.path == "/trailing":  # a small gzip stream, then megabytes that are not part of it, no length
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.end_headers()
+            self.wfile.write(gzip.compress(FEED) + bytes(5_000_000))
         elif self.path == "/br":
             self._answer(200, b"x", {"Content-Encoding": "br"})
         elif self.path.startswith("/hop/"):
@@ -109,6 +114,8 @@ async def test_honest_codings_still_decode(host: str) -> None:
     assert await _fetch(f"{host}/deflate") == FEED
     with pytest.raises(SourceError, match="'br' is not accepted"):
         await _fetch(f"{host}/br")
+    with pytest.raises(SourceError, match="larger than 1000000 bytes"):
+        await _fetch(f"{host}/trailing")
 
 
 @pytest.mark.parametrize("target", ["http://127.0.0.1:{port}/internal", "http://localhost:{port}/internal",

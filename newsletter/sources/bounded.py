@@ -7,7 +7,9 @@ feed host could make the server request its own internal services.
 
 * **Decoding**: the raw bytes are read and each coding (``gzip``, ``x-gzip``, ``deflate``, ``identity``;
   at most ``MAX_CODINGS`` of them) is undone here with zlib, ``CHUNK`` bytes of output at a time, counted
-  against the cap after every piece: peak memory is the cap plus a few chunks, whatever the ratio.
+  against the cap after every piece: peak memory is the cap plus a few chunks, whatever the ratio. The
+  bytes read are capped too (``max_bytes`` plus one chunk), and bytes after the end of a compressed
+  stream are dropped.
   Any other coding (``br``, ``zstd``, …) is refused; the request only offers ``gzip, deflate``.
 * **Redirects** are followed here, not by httpx: at most ``MAX_REDIRECTS``, ``http``/``https`` only, and a
   target whose host is (or resolves to) a loopback, private, link-local, multicast or reserved address is
@@ -50,6 +52,8 @@ class _Layer:
         self.decoder = zlib.decompressobj(_CODINGS[coding])
 
     def feed(self, data: bytes) -> Iterator[bytes]:
+        if self.decoder.eof:  # bytes after the end of the stream are dropped, never kept as unused_data
+            return
         while True:
             try:
                 out = self.decoder.decompress(data, CHUNK)
@@ -104,6 +108,7 @@ async def read_decoded(raw: AsyncIterator[bytes], content_encoding: str | None, 
     """
     layers = [_Layer(coding) for coding in codings_of(content_encoding)]
     out = bytearray()
+    read = 0
 
     def take(pieces: Iterator[bytes]) -> None:
         for piece in pieces:
@@ -112,6 +117,9 @@ async def read_decoded(raw: AsyncIterator[bytes], content_encoding: str | None, 
             out.extend(piece)
 
     async for chunk in raw:
+        read += len(chunk)
+        if read > max_bytes + CHUNK:  # compressed data is never much larger than what it decodes to
+            raise TooLarge(f"more than {max_bytes} bytes on the wire")
         take(_through(layers, chunk))
         await asyncio.sleep(0)
     take(_flushed(layers))
