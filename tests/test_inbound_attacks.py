@@ -298,3 +298,20 @@ async def test_a_burst_of_messages_is_processed_one_at_a_time(tmp_path: Path) ->
     assert running[1] == 1
     assert inbound.statuses() == {"ada@example.net": "active"}
     assert reader
+
+
+async def test_a_flood_of_unreadable_mail_keeps_a_bounded_quarantine(tmp_path: Path) -> None:
+    inbound = make_inbound(f"sqlite:///{tmp_path / 'flood.db'}", quarantine_per_day=2)
+    server = InboundServer(inbound.processor, inbound_settings(quarantine_per_day=2))
+    port = await server.start(port=0)
+    try:
+        replies = [await _send(port, [f"bounces@{DOMAIN}"], _nested(60) + b"%d" % n) for n in range(4)]
+    finally:
+        await server.stop()
+    assert all(reply.startswith("2.0.0 quarantined") for reply in replies), replies
+    log = InboundLog(inbound.processor.engine)
+    records = log.recent(outcome="quarantined")
+    assert len(records) == 4
+    kept = [r.id for r in records if log.quarantined_raw(r.id) is not None]
+    assert len(kept) == 2
+    assert sum("bytes not kept" in r.detail for r in records) == 2

@@ -391,6 +391,10 @@ class InboundSettings:
     max_mime_containers: int = setting(
         50, "Most multipart/* and message/* parts a message may have (a bound on its nesting depth).",
         check=check_positive)
+    quarantine_per_day: int = setting(
+        200, "Most quarantined messages a day whose bytes are kept (for `inbound --raw`); past it they are still "
+        "counted and listed, without their bytes, so a flood of unreadable mail cannot fill the disk.",
+        check=check_positive)
     rate_limit_per_minute: int = setting(
         600, "Most messages one client IP may hand the listener per minute; more get 421 and are retried.",
         check=check_positive,

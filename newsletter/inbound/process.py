@@ -107,11 +107,14 @@ class InboundProcessor:
             if verdict.verp_tokens:
                 target = self._verp_target(verdict)
                 target_edition = target.edition_id if target else None
+            keep = outcome.outcome == "quarantined" and self.log.raws_kept_since(
+                connection, now - timedelta(days=1)) < self.settings.quarantine_per_day
+            detail = outcome.detail if keep or outcome.outcome != "quarantined" else \
+                f"{outcome.detail} (bytes not kept: over quarantine_per_day)"
             self.log.record(
                 connection, key=key, now=now, door=door, kind=verdict.kind, outcome=outcome.outcome,
                 subscriber_id=outcome.subscriber_ids[0] if outcome.subscriber_ids else None,
-                edition_id=target_edition, detail=outcome.detail,
-                raw=raw if outcome.outcome == "quarantined" else None,
+                edition_id=target_edition, detail=detail, raw=raw if keep else None,
             )
         return outcome
 
