@@ -315,3 +315,29 @@ async def test_a_flood_of_unreadable_mail_keeps_a_bounded_quarantine(tmp_path: P
     kept = [r.id for r in records if log.quarantined_raw(r.id) is not None]
     assert len(kept) == 2
     assert sum("bytes not kept" in r.detail for r in records) == 2
+
+
+async def test_idle_connections_past_the_limit_are_refused_at_once(tmp_path: Path) -> None:
+    inbound = make_inbound(f"sqlite:///{tmp_path / 'idle.db'}")
+    reader = inbound.add("ada@example.net")
+    server = InboundServer(inbound.processor, inbound_settings())
+    port = await server.start(port=0)
+    held = []
+    try:
+        greetings = []
+        for _ in range(60):  # from one address; a local Postfix opens at most 20
+            stream = await asyncio.open_connection("127.0.0.1", port)
+            held.append(stream)
+            greetings.append(await asyncio.wait_for(stream[0].readline(), 5))
+        assert sum(g.startswith(b"220") for g in greetings) == 50
+        assert sum(g.startswith(b"421") for g in greetings) == 10
+        for _, writer in held[:5]:
+            writer.close()
+        await asyncio.sleep(0.2)
+        reply = await _send(port, [inbound.verp(reader)],  # a slot given back serves the next sender
+                            dsn(to=inbound.verp(reader), final_recipient="ada@example.net", status="5.1.1"))
+        assert reply.startswith("2.0.0 applied")
+    finally:
+        for _, writer in held:
+            writer.close()
+        await server.stop()
