@@ -1,9 +1,10 @@
 """One process's delivery of an edition's ledger: claimed rows go into a bounded queue the pool empties.
 
 ``EditionSender.run`` claims due rows in batches (``claim_batch``), builds each message and puts it on the
-pool's queue, which holds at most ``claim_batch`` messages: when it is full the claiming side waits for room
-(or a stop, or a halt), so back-pressure costs no polling and never more than a batch and a queue of
-messages sit in memory. Rows claimed but not yet queued keep their lease renewed like queued ones.
+pool's queue, which holds at most ``claim_batch`` messages: when it is full the claiming side waits until the
+workers have emptied half of it (or a stop, or a halt), so back-pressure costs no polling, one wake-up serves
+half a queue, and never more than a batch and a queue of messages sit in memory. Rows claimed but not yet
+queued keep their lease renewed like queued ones.
 
 A stop request ends claiming; rows queued but not started, and rows claimed but not queued, are released at
 once; rows in flight finish; the next run resumes. A halt (a session error, a refusal that is not the
@@ -93,6 +94,8 @@ class EditionSender:
         self.held: dict[int, str] = {}
         """Rows claimed but not queued yet (id → claim token)."""
         self._built_variants: set[str] = set()
+        self._free = 0
+        """Places on the pool's queue counted free by the last ``room_or``."""
 
     def _transport(self) -> SmtpTransport | FileTransport:
         if self.settings.backend == "file":
@@ -165,12 +168,15 @@ class EditionSender:
         else:  # the first of its variant: the builder reads that variant's template from the ledger
             message = await asyncio.to_thread(self.build_message, delivery)
             self._built_variants.add(delivery.variant_key)
-        if not await self.pool.room_or(self.stop):
-            return False
+        if self._free == 0:
+            self._free = await self.pool.room_or(self.stop)
+            if self._free == 0:
+                return False
+            if self.on_progress is not None:
+                self.on_progress(self.pool.stats)  # between two waits for room: show how far the pool got
+        self._free -= 1
         self.held.pop(delivery.id, None)
         self.pool.submit(ClaimedMessage(delivery, message))
-        if self.on_progress is not None and self.pool.room.locked():
-            self.on_progress(self.pool.stats)  # the queue is full: the pool sets the pace, show it
         return True
 
     async def _finish(self, renewing: asyncio.Task[None], *, finished_claiming: bool, ledger_failed: bool) -> None:
