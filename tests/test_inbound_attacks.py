@@ -177,6 +177,7 @@ def test_inbound_file_with_deep_mime_is_one_quarantine_line(tmp_path: Path, sink
 OSC = "\x1b]0;owned\x07\x1b]8;;https://evil.example/\x07click\x1b]8;;\x07"
 
 
+@pytest.mark.slow
 def test_stranger_text_never_reaches_the_terminal_raw(tmp_path: Path, sink: MailSink,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "k1:test-secret-0123456789abcdef"
@@ -241,6 +242,7 @@ def test_inbound_on_a_busy_port_is_one_line(tmp_path: Path, sink: MailSink, monk
     assert result.output == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
 
 
+@pytest.mark.slow
 def test_the_listeners_log_shows_a_strangers_envelope_with_escapes_visible(tmp_path: Path, sink: MailSink,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEWSLETTER_SECRET", "k1:test-secret-0123456789abcdef")

@@ -57,6 +57,7 @@ def _healthz(port: int, source: str, timeout: float) -> bytes:
         return sock.recv(64)
 
 
+@pytest.mark.slow
 def test_stalled_bodies_leave_healthz_answering_within_a_second(tmp_path: Path) -> None:
     if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 2 * STALLED + 200:
         pytest.skip("the hard open-file limit is too low for this test")
@@ -94,6 +95,7 @@ def test_stalled_bodies_leave_healthz_answering_within_a_second(tmp_path: Path) 
         resource.setrlimit(resource.RLIMIT_NOFILE, _soft_limit_self)
 
 
+@pytest.mark.slow
 def test_a_client_hanging_up_mid_body_is_a_quiet_end(tmp_path: Path) -> None:
     with _web(tmp_path) as (port, log):
         for _ in range(3):
