@@ -74,6 +74,7 @@ def test_no_email_or_web_page_shows_a_similarity_number(tmp_path: Path, monkeypa
     whys = re.findall(r"Why you got this: ([^<]*)", html) + re.findall(r"Why you got this: (.*)", text)
     assert len(whys) >= 2 * selection.paper_count // 2
     assert [w for w in whys if SCORE.search(w)] == []
+    editions.publish(edition)  # as its send does: an edition is public once it is being sent
     client = TestClient(create_app(settings, store.engine, signer=TokenSigner(Keyring.parse(SECRET)),
                                    clock=lambda: NOW), base_url="https://papers.example.org")
     page = client.get(f"/archive/{edition.slug}")
