@@ -25,6 +25,7 @@ from newsletter.errors import ConfigError, TemplateError
 from newsletter.matching.refresh import refresh_matches
 from newsletter.records.editions import Edition
 from newsletter.records.papers import Paper
+from newsletter.records.summaries import TLDR_CHARS
 from newsletter.rendering import render
 from newsletter.rendering.links import Recipient, recipient_links, signer_from_settings
 from newsletter.rendering.render import RenderedVariant, RenderEnvironment, render_variant
@@ -201,8 +202,8 @@ def test_the_size_budget_holds_for_200_papers_in_one_topic(tmp_path: Path, monke
     assert f"{hidden} more papers on LLM agents on the web: https://papers.example.org/archive/" in text_part
     summaries = re.findall(r'<p>(agents plan[^<]*)</p>', html_part)
     assert len(summaries) == shown
-    # whole papers move to the web; the abstracts shown are not cut shorter than [email] abstract_chars
-    assert all(len(s) >= settings.email.abstract_chars - 20 for s in summaries)
+    # whole papers move to the web; every card keeps its whole TL;DR
+    assert all(TLDR_CHARS - 20 <= len(s) <= TLDR_CHARS for s in summaries)
     assert html_part.rstrip().endswith("</html>")
 
 

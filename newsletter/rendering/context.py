@@ -15,6 +15,7 @@ from urllib.parse import quote
 from newsletter.config import Settings
 from newsletter.editions.selection import SelectedPaper, Selection
 from newsletter.records.editions import PIN_RANK, EditionPaper
+from newsletter.records.summaries import extractive_tldr, fit_summary
 from newsletter.records.text import collapse_whitespace, short_authors, shorten
 from newsletter.rendering.latex import latex_to_text
 from newsletter.rendering.links import edition_url
@@ -101,11 +102,16 @@ def top_papers(papers: Iterable[SelectedPaper], count: int) -> list[SelectedPape
     return ordered[:count]
 
 
-def paper_card(selected: SelectedPaper, *, abstract_chars: int) -> dict[str, Any]:
-    """What a template sees of one paper (documented in docs/templates.md)."""
+def paper_card(selected: SelectedPaper, *, abstract_chars: int, tldr: bool = False) -> dict[str, Any]:
+    """What a template sees of one paper (documented in docs/templates.md). ``tldr``: the summary is the
+    card's TL;DR (an email) instead of the abstract cut at ``abstract_chars`` (the web archive)."""
     paper = selected.paper
     links = _links(paper)
     summary_source = latex_to_text(collapse_whitespace(paper.ai_summary or paper.abstract))
+    if tldr:
+        summary = fit_summary(summary_source) if paper.ai_summary else extractive_tldr(summary_source)
+    else:
+        summary = shorten(summary_source, abstract_chars) if abstract_chars else ""
     thumbnail_url = safe_url(paper.thumbnail_url)
     title = display_title(paper)
     width, height = THUMBNAIL_SIZE
@@ -114,7 +120,7 @@ def paper_card(selected: SelectedPaper, *, abstract_chars: int) -> dict[str, Any
         "title": title,
         "url": links[0]["url"] if links else "",
         "authors": short_authors(paper.authors),
-        "summary": shorten(summary_source, abstract_chars) if abstract_chars else "",
+        "summary": summary,
         "summary_is_ai": bool(paper.ai_summary),
         "summary_label": "AI summary (Hugging Face)" if paper.ai_summary else "",
         "thumbnail": {"url": thumbnail_url, "alt": f"Figure from “{shorten(title, 120)}”", "width": width,
@@ -188,7 +194,7 @@ def email_context(
         sections.append({
             "slug": section.slug,
             "name": section.name,
-            "papers": [paper_card(p, abstract_chars=abstract_chars) for p in visible],
+            "papers": [paper_card(p, abstract_chars=abstract_chars, tldr=True) for p in visible],
             "total": len(section.papers),
             "hidden": len(section.papers) - len(visible),
             "more_url": f"{archive}#{section.slug}",
