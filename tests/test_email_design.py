@@ -104,10 +104,20 @@ def test_past_the_budget_whole_papers_move_by_rank_and_abstracts_stay(largest,  
 
 def test_both_parts_carry_the_same_links(largest) -> None:  # type: ignore[no-untyped-def]
     _, _, _, _, html_part, text_part = largest
-    in_html = sorted(hrefs(html_part))
-    in_text = sorted(URL.findall(text_part))
+    # the text part has one feedback link per paper (its page offers both votes), the HTML one per vote
+    in_html = sorted(set(re.sub(r"&vote=(?:more|less)$", "", href) for href in hrefs(html_part)))
+    in_text = sorted(set(URL.findall(text_part)))
     assert in_html == in_text
     assert len(in_html) > 100
+
+
+def test_no_text_line_is_wider_than_80_columns_but_a_url(largest) -> None:  # type: ignore[no-untyped-def]
+    _, _, selection, _, _, text_part = largest
+    wide = [line for line in text_part.splitlines() if len(line) > 80]
+    assert all(URL.fullmatch(line.strip()) for line in wide), [line for line in wide if not URL.fullmatch(line.strip())]
+    feedback = [line for line in text_part.splitlines() if "/feedback/" in line]
+    assert len(feedback) == len(set(feedback)) == selection.paper_count  # one short link per paper
+    assert all("vote=" not in line for line in feedback)
 
 
 def test_no_bare_scores_and_ai_summaries_are_labelled(largest) -> None:  # type: ignore[no-untyped-def]
