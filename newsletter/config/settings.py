@@ -227,10 +227,13 @@ class DeliverySettings:
 @dataclass(frozen=True, kw_only=True)
 class EmailSettings:
     subject: str = setting(
-        "{count} new in {topics}: {top}",
-        "Subject line. Fields: {name} (newsletter name), {count} (papers in this email), {topics} (its "
+        "{weekly}{lead}",
+        "Subject line. Fields: {lead} (one or two paper titles from the top of the reader's first topic and "
+        "how many more: \"Flash-GMM, VIA-SD and 58 more\"), {weekly} (\"This week: \" in a weekly edition, "
+        "empty in a daily one), {name} (newsletter name), {count} (papers in this email), {topics} (its "
         "section names), {date} (edition date), {frequency} (daily or weekly), {top} (the title of the most "
-        "trending paper in the email). The From line already shows the name, so the default leads with content.",
+        "trending paper in the email). The From line already shows the name, so the default leads with the "
+        "reader's papers.",
         check=check_subject,
     )
     max_papers_per_topic: int = setting(10, "Most papers in one topic section of an email.", check=check_positive)
