@@ -1,6 +1,6 @@
 """SpamAssassin (Debian's `spamassassin`, local tests only: no DNS, no network) scores every demo message and
-every preview message 0.0 (no rule that adds points hits): the largest edition, a non-ASCII newsletter name and reader, and a
-production-like message with https links and a DKIM signature.
+every preview message 0.0 (no rule that adds points hits): the largest edition, a non-ASCII newsletter name
+and reader, and a production-like message with https links and a DKIM signature.
 
 Skipped with the reason when /usr/bin/spamassassin is missing; fails then under CI and scripts/test, which installs it.
 """
