@@ -238,13 +238,14 @@ class EmailSettings:
     )
     max_papers_per_topic: int = setting(10, "Most papers in one topic section of an email.", check=check_positive)
     abstract_chars: int = setting(
-        600, "Abstracts (or Hugging Face summaries) are cut at a word boundary after this many characters.",
+        600, "On the archive pages, abstracts (or Hugging Face summaries) are cut at a word boundary after this many "
+             "characters; an email's cards show a TL;DR of at most 220 instead.",
         check=check_positive,
     )
     max_html_bytes: int = setting(
         100_000,
-        "Size budget of the inlined HTML (Gmail clips above ~102 KB): abstracts are shortened, then the "
-        "lowest-ranked papers move behind a link to the web archive.",
+        "Size budget of the inlined HTML (Gmail clips above ~102 KB), each personal value counted at the bytes it "
+        "can take: the lowest-ranked papers move behind a link to the web archive.",
         check=check_positive,
     )
     template_dir: str = setting(
