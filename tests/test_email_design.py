@@ -87,6 +87,9 @@ def test_the_budget_keeps_57_of_60_papers_under_90_kb_each_with_a_short_tldr(lar
     assert len(html_part.encode("utf-8")) < 90_000
     cards = re.findall(r'<td class="card".*?</td>', html_part, re.DOTALL)
     assert len(cards) == len(variant.paper_ids)
+    badges = [c for c in cards if re.search(r'<h3 class="t">.*?<span class="tr">▲ \d+(?: · ★ [\d,]+)?</span></h3>', c)]
+    assert len(badges) >= 10  # the trend by the title, not in grey at the card's end
+    assert all(c.count('class="b"') == 1 for c in cards)  # one primary action per card
     for card in cards:
         summary = re.search(r"<p(?: class=\"s\")?>(?:<span class=\"ai\">[^<]*</span> )?([^<]+)</p>", card)
         assert summary is not None, card[:300]
