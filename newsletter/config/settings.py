@@ -249,6 +249,19 @@ class EmailSettings:
         "can take: the lowest-ranked papers move behind a link to the web archive.",
         check=check_positive,
     )
+    tldr_endpoint: str = setting(
+        "",
+        "Optional OpenAI-compatible API base URL (`http://127.0.0.1:8080/v1` for a local llama.cpp server, "
+        "`http://127.0.0.1:11434/v1` for Ollama) that writes the cards' TL;DRs; an answer that is longer than 220 "
+        "characters or names a number or name the abstract lacks is refused. Empty: the extractive TL;DR only.",
+        check=check_optional_http_url,
+    )
+    tldr_model: str = setting("", "The model name sent to `tldr_endpoint` (empty: `default`).")
+    tldr_api_key_env: str = setting(
+        "", "Environment variable holding a bearer key for `tldr_endpoint` (empty: none is sent).")
+    tldr_seconds: float = setting(
+        30.0, "Time budget of `tldr_endpoint` for all the papers of one send, preview or copy; papers it did "
+              "not answer in time keep the extractive TL;DR.", check=check_positive)
     template_dir: str = setting(
         "",
         "Folder of your own templates (relative to the config file); a file there replaces the default of the "

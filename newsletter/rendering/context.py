@@ -7,7 +7,7 @@ Personal values are placeholders here, filled in per reader after rendering (``n
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -116,15 +116,18 @@ def top_papers(papers: Iterable[SelectedPaper], count: int) -> list[SelectedPape
     return ordered[:count]
 
 
-def paper_card(selected: SelectedPaper, *, abstract_chars: int, tldr: bool = False, topic: str = "") -> dict[str, Any]:
+def paper_card(selected: SelectedPaper, *, abstract_chars: int, tldr: bool = False, topic: str = "",
+               model_tldr: str = "") -> dict[str, Any]:
     """What a template sees of one paper (documented in docs/templates.md). ``tldr``: the summary is the
-    card's TL;DR (an email) instead of the abstract cut at ``abstract_chars`` (the web archive). ``topic``:
-    the section's name, for the reason in words."""
+    card's TL;DR (an email) instead of the abstract cut at ``abstract_chars`` (the web archive); a
+    ``model_tldr`` (``[email] tldr_endpoint``) replaces the extractive one. ``topic``: the section's name,
+    for the reason in words."""
     paper = selected.paper
     links = _links(paper)
     summary_source = latex_to_text(collapse_whitespace(paper.ai_summary or paper.abstract))
     if tldr:
-        summary = fit_summary(summary_source) if paper.ai_summary else extractive_tldr(summary_source)
+        summary = (fit_summary(summary_source) if paper.ai_summary else
+                   latex_to_text(model_tldr) if model_tldr else extractive_tldr(summary_source))
     else:
         summary = shorten(summary_source, abstract_chars) if abstract_chars else ""
     thumbnail_url = safe_url(paper.thumbnail_url)
@@ -219,6 +222,7 @@ def email_context(
     abstract_chars: int,
     shown: frozenset[str] | None = None,
     tldr: bool = True,
+    model_tldrs: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Everything the templates see (documented in docs/templates.md); ``shown`` limits the papers shown;
     ``tldr``: cards show their TL;DR (the email) or the abstract (the web archive)."""
@@ -228,7 +232,8 @@ def email_context(
     cards: dict[str, dict[str, Any]] = {}
     for section in selection.sections:
         visible = [p for p in section.papers if shown is None or p.paper.paper_id in shown]
-        papers = [paper_card(p, abstract_chars=abstract_chars, tldr=tldr, topic=section.name) for p in visible]
+        papers = [paper_card(p, abstract_chars=abstract_chars, tldr=tldr, topic=section.name,
+                             model_tldr=(model_tldrs or {}).get(p.paper.paper_id, "")) for p in visible]
         for card in papers:
             cards.setdefault(card["id"], card)
         sections.append({

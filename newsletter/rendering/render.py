@@ -211,8 +211,12 @@ def render_variant(
     settings: Settings,
     environment: RenderEnvironment,
     nonce: str | None = None,
+    model_tldrs: Mapping[str, str] | None = None,
 ) -> RenderedVariant:
-    """Render and inline one variant under the size budget (see the module docstring)."""
+    """Render and inline one variant under the size budget (see the module docstring). ``model_tldrs``: TL;DRs
+    by paper id from ``[email] tldr_endpoint`` (``newsletter.usecases.tldr_model``), part of the variant key."""
+    in_selection = set(selection.paper_ids)
+    used = {p: t for p, t in (model_tldrs or {}).items() if p in in_selection}
     nonce = nonce or secrets.token_hex(8)
     budget = settings.email.max_html_bytes
     _size = _sizer(nonce, personal_allowances(settings, selection.edition.slug))
@@ -221,16 +225,16 @@ def render_variant(
 
     def raw_html(abstract_chars: int, shown: frozenset[str] | None) -> str:
         context = email_context(selection, settings=settings, subject=subject, nonce=nonce,
-                                abstract_chars=abstract_chars, shown=shown)
+                                abstract_chars=abstract_chars, shown=shown, model_tldrs=used)
         return environment.render(HTML_TEMPLATE, context)
 
     def finish(abstract_chars: int, shown: frozenset[str] | None, inlined: str) -> RenderedVariant:
         context = email_context(selection, settings=settings, subject=subject, nonce=nonce,
-                                abstract_chars=abstract_chars, shown=shown)
+                                abstract_chars=abstract_chars, shown=shown, model_tldrs=used)
         text = environment.render(TEXT_TEMPLATE, context)
         visible = selection.paper_ids if shown is None else tuple(p for p in selection.paper_ids if p in shown)
         hidden = tuple(p for p in selection.paper_ids if p not in visible)
-        return RenderedVariant(key=variant_key(selection, environment), subject=subject, html=inlined, text=text,
+        return RenderedVariant(key=variant_key(selection, environment, used), subject=subject, html=inlined, text=text,
                                paper_ids=visible, size_bytes=len(inlined.encode("utf-8")), nonce=nonce,
                                hidden_paper_ids=hidden)
 
@@ -285,6 +289,9 @@ def _largest_fitting(fits: Callable[[int], bool], upper: int) -> int:
     return low
 
 
-def variant_key(selection: Selection, environment: RenderEnvironment) -> str:
-    """Selection content (edition, sections, papers, notes) + template and settings fingerprint."""
-    return hashlib.sha256(f"{selection.key}:{environment.fingerprint}".encode()).hexdigest()[:32]
+def variant_key(selection: Selection, environment: RenderEnvironment,
+                model_tldrs: Mapping[str, str] | None = None) -> str:
+    """Selection content (edition, sections, papers, notes) + template and settings fingerprint (+ the
+    endpoint's TL;DRs, when there are any: another answer is another email)."""
+    extra = "".join(f"\n{p}\t{t}" for p, t in sorted((model_tldrs or {}).items()))
+    return hashlib.sha256(f"{selection.key}:{environment.fingerprint}{extra}".encode()).hexdigest()[:32]
