@@ -424,6 +424,19 @@ class TopicSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ChannelSettings:
+    name: str = setting(help="Unique name of the channel, used by `channels test NAME`, `status` and the ledger.",
+                        check=check_slug)
+    url_env: str = setting(
+        help="Environment variable holding the channel's Apprise URL (docs/channels.md); the URL holds a secret, "
+             "so it is never written in this file.", check=check_non_empty)
+    frequency: Literal["daily", "weekly"] = setting("daily", "Which editions the channel receives.")
+    topics: tuple[str, ...] = setting((), "Topic slugs whose papers the channel receives; empty: every topic.")
+    papers: int = setting(5, "How many top papers the message lists (the rest: a link to the edition).",
+                          check=check_positive)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     newsletter: NewsletterSettings = setting(help="The newsletter itself.")
     fetch: FetchSettings = section(FetchSettings, "How sources are downloaded.")
@@ -441,6 +454,8 @@ class Settings:
     )
     sources: tuple[SourceSettings, ...] = setting(help="Feeds to read, as [[sources]] tables.")
     topics: tuple[TopicSettings, ...] = setting(help="Topics readers choose from, as [[topics]] tables.")
+    channels: tuple[ChannelSettings, ...] = setting(
+        (), "Chat channels that receive each edition through Apprise, as [[channels]] tables (docs/channels.md).")
     config_path: Path = field(default=Path(DEFAULT_CONFIG), metadata={"help": "", "internal": True})
 
     def source(self, name: str) -> SourceSettings:
@@ -449,6 +464,13 @@ class Settings:
                 return source
         known = ", ".join(s.name for s in self.sources)
         raise ConfigError(f"no source named {name!r}; configured sources: {known}")
+
+    def channel(self, name: str) -> ChannelSettings:
+        for channel in self.channels:
+            if channel.name == name:
+                return channel
+        known = ", ".join(c.name for c in self.channels) or "none"
+        raise ConfigError(f"no channel named {name!r}; configured channels: {known}")
 
     def topic(self, slug: str) -> TopicSettings:
         for topic in self.topics:

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
 from newsletter.matching.coverage import store_warnings
+from newsletter.service.channel_status import channels_view, edition_channel_rows
 from newsletter.service.inbound_status import inbound_view
 from newsletter.service.status_runs import awaiting_approval, collapsed_runs, lease_view
 from newsletter.service.triggers import LEASE_NAME, next_runs
@@ -57,6 +58,7 @@ def status_view(settings: Settings, engine: Engine, *, now: datetime, editions: 
             "deliveries": counts,
             "unfinished": bool(open_rows) and edition.created is not None and now - edition.created > late,
             "workers": ledger.by_worker(edition.id),
+            "channels": edition_channel_rows(engine, edition.id),
         })
     scheduler = lease_view(engine, LEASE_NAME, now=now)
     return {
@@ -74,6 +76,7 @@ def status_view(settings: Settings, engine: Engine, *, now: datetime, editions: 
         "topic_warnings": store_warnings(settings.topics, settings.matching, papers),
         "queue": _queue(settings),
         "inbound": inbound_view(engine, now=now, editions=editions),
+        "channels": channels_view(settings, engine),
     }
 
 

@@ -260,6 +260,41 @@ variant_papers = sa.Table(
 ``sent`` (or still on its way) is not offered them again in another edition (``Ledger.papers_carried``)."""
 
 
+channel_deliveries = sa.Table(
+    "channel_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("edition_id", sa.Integer, nullable=False),
+    sa.Column("channel", sa.String(100), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("phase", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime),
+    sa.Column("claim_token", sa.String(32)),
+    sa.Column("lease_until", UTCDateTime),
+    sa.Column("worker", sa.String(100)),
+    sa.Column("last_code", sa.Integer),
+    sa.Column("last_message", sa.Text),
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Column("updated", UTCDateTime, nullable=False),
+    sa.Column("sent_at", UTCDateTime),
+    sa.UniqueConstraint("edition_id", "channel", name="uq_channel_deliveries_edition_channel"),
+)
+"""The ledger's chat-channel rows: one per (edition, channel), with the states, claims and fencing of an
+email row (``storage/channels.py``)."""
+
+channel_state = sa.Table(
+    "channel_state",
+    metadata,
+    sa.Column("channel", sa.String(100), primary_key=True),
+    sa.Column("paused_reason", sa.Text),
+    sa.Column("paused_at", UTCDateTime),
+    sa.Column("last_result", sa.Text),
+    sa.Column("last_at", UTCDateTime),
+)
+"""Per channel: why it is paused (a revoked webhook; none: active) and its last post's result."""
+
+
 runs = sa.Table(
     "runs",
     metadata,

@@ -30,6 +30,7 @@ from newsletter.records.editions import Frequency, Prepared
 from newsletter.rendering.links import signer_from_settings
 from newsletter.storage.ledger import Ledger
 from newsletter.usecases.campaign import prepare
+from newsletter.usecases.channels import post_edition
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,10 @@ def run_send(
                                       on_progress=on_progress)
     else:
         stats = _deliver_here(settings, engine, prepared, limit=limit, clock=clock, on_progress=on_progress)
-    return report(engine, prepared, stats, now=clock())
+    result = report(engine, prepared, stats, now=clock())
+    if stats.halt is None:
+        result.channels = post_edition(settings, engine, prepared.edition, clock=clock)
+    return result
 
 
 def _progress(engine: Engine, prepared: Prepared, total: int) -> Progress:
