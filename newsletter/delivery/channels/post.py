@@ -13,10 +13,13 @@ Apprise says only whether a post worked. What the service answered (the HTTP sta
 | another 4xx | ``failed`` |
 | could not connect | ``deferred`` (nothing reached the service) |
 | timeout or dropped connection once the request was sent | ``ambiguous`` (the service may have posted it) |
+
+Apprise's own log lines are silenced: they can carry the channel's URL, which holds its secret.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,6 +89,10 @@ def _install_recorder() -> None:
     _installed = True
 
 
+def _quiet_apprise() -> None:
+    logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)
+
+
 def _asset() -> apprise.AppriseAsset:
     # Nothing of a post is cached on disk (Apprise's persistent store would keep tokens under ~/.local).
     return apprise.AppriseAsset(storage_mode="memory")
@@ -103,6 +110,7 @@ class Service:
 
 def service(url: str) -> Service:
     """The Apprise plugin for this URL; a ConfigError (without the URL, which holds a secret) when none fits."""
+    _quiet_apprise()
     plugin = apprise.Apprise.instantiate(url, asset=_asset(), suppress_exceptions=True)
     if plugin is None:
         scheme = url.split("://", 1)[0] if "://" in url else "(no scheme)"
