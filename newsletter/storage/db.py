@@ -280,8 +280,6 @@ channel_deliveries = sa.Table(
     sa.Column("sent_at", UTCDateTime),
     sa.UniqueConstraint("edition_id", "channel", name="uq_channel_deliveries_edition_channel"),
 )
-"""The ledger's chat-channel rows: one per (edition, channel), with the states, claims and fencing of an
-email row (``storage/channels.py``)."""
 
 channel_state = sa.Table(
     "channel_state",
@@ -292,7 +290,6 @@ channel_state = sa.Table(
     sa.Column("last_result", sa.Text),
     sa.Column("last_at", UTCDateTime),
 )
-"""Per channel: why it is paused (a revoked webhook; none: active) and its last post's result."""
 
 
 runs = sa.Table(
