@@ -58,9 +58,9 @@ class ChatServer:
                 self.end_headers()
                 self.wfile.write(reply.body)
 
-            do_POST = do_PUT = do_GET = _handle  # noqa: N815 - the names http.server calls
+            do_POST = do_PUT = do_GET = _handle
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -10,12 +10,15 @@ import json
 import signal
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from newsletter.config import load_settings
+from newsletter.delivery.channels.message import channel_papers, chat_message
+from newsletter.delivery.channels.post import service
+from newsletter.records.editions import Edition, EditionEntry, EditionPaper, EditionTopic
 from newsletter.storage.channels import ChannelLedger
 from newsletter.storage.db import open_database
 from newsletter.storage.editions import EditionStore
@@ -103,7 +106,8 @@ def test_send_posts_the_edition_once_to_each_service(tmp_path: Path, sink: MailS
     best_url = full.papers[best.paper_id].abs_url
     for name, text in texts.items():
         assert link in text, name
-        assert best_url and best_url in text, name  # the top paper's title links to it
+        assert best_url, name
+        assert best_url in text, name  # the top paper's title links to it
     assert by_path["/hook"]["title"].startswith("Trending Papers (offline example): daily edition of ")
     assert by_path["/"]["topic"] == "papers"
     assert len(texts["lab-mattermost"]) <= 4000
@@ -141,7 +145,8 @@ def test_429_with_retry_after_defers_the_row_until_then(tmp_path: Path, sink: Ma
     assert code == 0, output
     assert "channel lab-json: deferred (429 rate limited (Retry-After 120))" in output
     row = _status(config)["editions"][0]["channels"][0]
-    assert row["state"] == "deferred" and row["last_code"] == 429
+    assert row["state"] == "deferred"
+    assert row["last_code"] == 429
     due = datetime.fromisoformat(row["next_attempt_at"])
     assert before + timedelta(seconds=119) <= due <= datetime.now(UTC) + timedelta(seconds=121)
     assert cli_run(config, "send")[0] == 0  # before Retry-After: not posted again
@@ -160,10 +165,12 @@ def test_a_server_error_defers_and_the_next_due_run_posts(tmp_path: Path, sink: 
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     config = setup(tmp_path, sink, chat, monkeypatch)
     chat.replies.append(Reply(status=503))
-    code, output = cli_run(config, "send")
+    _code, output = cli_run(config, "--verbose", "send")
     assert "channel lab-json: deferred (503 from the service)" in output
+    assert f"127.0.0.1:{chat.port}" not in output  # no line names the URL (a secret)
     row = _status(config)["editions"][0]["channels"][0]
-    assert row["state"] == "deferred" and row["attempts"] == 1
+    assert row["state"] == "deferred"
+    assert row["attempts"] == 1
 
 
 @pytest.mark.parametrize("code", [404, 410, 401])
@@ -175,7 +182,7 @@ def test_a_revoked_webhook_pauses_the_channel_until_resumed(tmp_path: Path, sink
     assert f"channel lab-json: pending ({code}: the service refused the channel's URL" in output
     view = _status(config)
     assert view["channels"][0]["paused"].startswith(f"{code}: the service refused")
-    code_, output = cli_run(config, "status")
+    _, output = cli_run(config, "status")
     assert "channel lab-json: PAUSED" in output
     _, output = cli_run(config, "send")  # paused: not retried
     assert "channel lab-json: paused" in output
@@ -230,17 +237,22 @@ def test_channels_test_and_list(tmp_path: Path, sink: MailSink, chat: ChatServer
     _, output = cli_run(config, "channels", "list")
     assert "last: test sent: 200 accepted" in output
     code, output = cli_run(config, "channels", "test", "nope")
-    assert code == 1 and "no channel named 'nope'; configured channels: lab-json" in output
+    assert code == 1
+    assert "no channel named 'nope'; configured channels: lab-json" in output
     assert "Traceback" not in output
     chat.replies.append(Reply(status=500))
     code, output = cli_run(config, "channels", "test", "lab-json")
-    assert code == 1 and "test message deferred: 500 from the service" in output
+    assert code == 1
+    assert "test message deferred: 500 from the service" in output
     monkeypatch.delenv("CHAT_LAB_JSON")
     code, output = cli_run(config, "channels", "test", "lab-json")
-    assert code == 1 and "CHAT_LAB_JSON (url_env) holding its Apprise URL is not set" in output
+    assert code == 1
+    assert "CHAT_LAB_JSON (url_env) holding its Apprise URL is not set" in output
     monkeypatch.setenv("CHAT_LAB_JSON", "nosuchservice://x")
     code, output = cli_run(config, "channels", "test", "lab-json")
-    assert code == 1 and "not an Apprise URL" in output and "nosuchservice://x" not in output
+    assert code == 1
+    assert "not an Apprise URL" in output
+    assert "nosuchservice://x" not in output
 
 
 def test_a_channel_naming_an_unknown_topic_is_a_config_error(tmp_path: Path, sink: MailSink) -> None:
@@ -248,3 +260,37 @@ def test_a_channel_naming_an_unknown_topic_is_a_config_error(tmp_path: Path, sin
     code, output = cli_run(config, "channels", "list")
     assert code == 1
     assert "channels[0].topics: no topic 'no-such-topic'" in output
+
+
+def _edition(papers: int) -> Edition:
+    entries = tuple(EditionEntry(paper_id=f"p{i}", strength=1.0, rank=100.0 - i) for i in range(papers))
+    long = "A sentence that goes on " + "and on " * 300 + "until it ends. Then a second one."
+    return Edition(
+        id=1, frequency="daily", date=date(2026, 11, 26), slug="daily-2026-11-26",
+        window_start=datetime(2026, 11, 25, tzinfo=UTC), cutoff=datetime(2026, 11, 26, tzinfo=UTC),
+        created=datetime(2026, 11, 26, tzinfo=UTC),
+        papers={f"p{i}": EditionPaper(paper_id=f"p{i}", title=f"Paper *{i}* <b>" + "word " * 60, abstract=long,
+                                      abs_url=f"https://arxiv.org/abs/2611.{i:05d}", upvotes=i)
+                for i in range(papers)},
+        topics=(EditionTopic(slug="agents", name="Agents", entries=entries),),
+    )
+
+
+@pytest.mark.parametrize("url", ["rocket://user:pass@127.0.0.1/#general", "discord://123/abc",
+                                 "mmost://127.0.0.1/t0ken", "ntfy://127.0.0.1/papers", "json://127.0.0.1/h",
+                                 "tgram://123456789:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/12345"])
+def test_the_message_fits_each_services_limit(url: str) -> None:
+    target = service(url)
+    edition = _edition(40)
+    papers = channel_papers(edition, ())
+    link = "https://papers.example.org/archive/daily-2026-11-26"
+    message = chat_message(name="Trending Papers", edition=edition, papers=papers, count=30, edition_url=link,
+                           body_limit=target.body_limit, title_limit=target.title_limit)
+    assert len(message.body) + (len(message.title) if target.title_limit == 0 else 0) <= target.body_limit
+    assert len(message.title) <= max(target.title_limit, 0) or not message.title
+    assert link in message.body  # the way to the rest is always there
+    assert f"{40 - message.papers} more on the web: {link}" in message.body
+    assert message.papers >= 1
+    assert "<b>" not in message.body
+    assert "\\*" in message.body
+    assert "Then a second one" not in message.body  # one sentence at most
