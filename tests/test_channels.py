@@ -7,6 +7,7 @@ The stand-ins (``tests/chat_support.py``) answer where Apprise lets a user set t
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from newsletter.config import load_settings
 from newsletter.delivery.channels.message import channel_papers, chat_message
 from newsletter.delivery.channels.post import service
 from newsletter.records.editions import Edition, EditionEntry, EditionPaper, EditionTopic
+from newsletter.service.jobs import retry_job
 from newsletter.storage.channels import ChannelLedger
 from newsletter.storage.db import open_database
 from newsletter.storage.editions import EditionStore
@@ -294,3 +296,31 @@ def test_the_message_fits_each_services_limit(url: str) -> None:
     assert "<b>" not in message.body
     assert "\\*" in message.body
     assert "Then a second one" not in message.body  # one sentence at most
+
+
+def test_serves_retry_run_posts_a_deferred_channel_row_once_due(tmp_path: Path, sink: MailSink, chat: ChatServer,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(tmp_path, sink, chat, monkeypatch)
+    chat.replies.append(Reply(status=429, headers={"Retry-After": "60"}))
+    assert cli_run(config, "send")[0] == 0
+    settings = load_settings(config)
+    engine = open_database(settings.newsletter.database_url)
+    result = retry_job(settings, engine, clock=lambda: datetime.now(UTC), stop=threading.Event())
+    assert "channels" not in result.summary  # not due yet
+    assert len(chat.posts()) == 1
+    result = retry_job(settings, engine, clock=lambda: datetime.now(UTC) + timedelta(seconds=61),
+                       stop=threading.Event())
+    assert "channels: lab-json sent" in result.summary
+    assert len(chat.posts()) == 2
+
+
+def test_every_service_url_in_the_docs_is_one_apprise_can_post_to() -> None:
+    table = (ROOT / "docs" / "channels.md").read_text(encoding="utf-8").split("## Services", 1)[1]
+    rows = re.findall(r"^\| ([^|]+) \| `([^`]+)` \| ([\d,]+) \|$", table, flags=re.MULTILINE)
+    assert len(rows) >= 12
+    for label, url, limit in rows:
+        target = service(url)
+        assert target.body_limit == int(limit.replace(",", "")), label
+    services = {label.split(" (")[0] for label, _, _ in rows}
+    assert {"Slack", "Discord", "Microsoft Teams", "Matrix", "Mattermost", "Telegram", "ntfy", "Rocket.Chat",
+            "a plain JSON webhook"} <= services

@@ -177,6 +177,19 @@ class ChannelLedger:
                 .where(rows_table.c.edition_id == edition_id).order_by(rows_table.c.channel)
             ).all()]
 
+    def editions_due(self, *, now: datetime, skip: Collection[str] = ()) -> list[int]:
+        """Editions with a row to post now (pending, deferred and due, or claimed past its lease) for a
+        channel not in ``skip`` (the paused ones)."""
+        lapsed = sa.and_(rows_table.c.state == "claimed", rows_table.c.lease_until < now)
+        wanted = sa.or_(_due(now), lapsed)
+        if skip:
+            wanted = sa.and_(wanted, rows_table.c.channel.not_in(list(skip)))
+        with self.engine.connect() as connection:
+            return list(connection.execute(
+                sa.select(rows_table.c.edition_id).distinct().where(wanted)
+                .order_by(rows_table.c.edition_id)
+            ).scalars())
+
     def counts(self, edition_ids: Collection[int]) -> dict[int, dict[str, int]]:
         """Per edition: its channel rows by state (every state present, zero when none)."""
         result = {edition_id: dict.fromkeys(CHANNEL_STATES, 0) for edition_id in edition_ids}

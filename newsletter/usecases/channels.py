@@ -26,6 +26,7 @@ from newsletter.errors import ConfigError
 from newsletter.records.editions import Edition
 from newsletter.rendering.links import edition_url
 from newsletter.storage.channels import ChannelClaim, ChannelLedger, ChannelStatus
+from newsletter.storage.editions import EditionStore
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,26 @@ def post_edition(settings: Settings, engine: Engine, edition: Edition, *,
             continue
         results.append(_post_channel(settings, ledger, channel, edition, clock=clock))
     return results
+
+
+def post_channels(settings: Settings, engine: Engine, edition: Edition, *,
+                  clock: Callable[[], datetime]) -> dict[str, str]:
+    """``post_edition`` as channel → state, for a scheduled run's summary."""
+    return {r.channel: r.state for r in post_edition(settings, engine, edition, clock=clock)}
+
+
+def post_due_channels(settings: Settings, engine: Engine, *,
+                      clock: Callable[[], datetime]) -> dict[str, dict[str, str]]:
+    """Post every edition that has a channel row due (deferred and due, or pending): `serve`'s retry run."""
+    editions = EditionStore(engine)
+    ledger = ChannelLedger(engine)
+    paused = {name for name, s in ledger.statuses().items() if s.paused_reason}
+    done = {}
+    for edition_id in ledger.editions_due(now=clock(), skip=paused):
+        edition = editions.get_by_id(edition_id)
+        if edition is not None:
+            done[edition.slug] = post_channels(settings, engine, edition, clock=clock)
+    return done
 
 
 def _post_channel(settings: Settings, ledger: ChannelLedger, channel: ChannelSettings, edition: Edition, *,
