@@ -84,6 +84,7 @@ def _status(config: Path) -> dict:  # type: ignore[type-arg]
     return json.loads(output)  # type: ignore[no-any-return]
 
 
+@pytest.mark.usefixtures("database_url")  # SQLite and the PostgreSQL server
 def test_send_posts_the_edition_once_to_each_service(tmp_path: Path, sink: MailSink, chat: ChatServer,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     config = setup(tmp_path, sink, chat, monkeypatch, names=tuple(SERVICES))
@@ -138,6 +139,7 @@ def test_a_channel_gets_only_its_topics_papers(tmp_path: Path, sink: MailSink, c
     assert not any(url and f"({url})" in message for url in outside)
 
 
+@pytest.mark.usefixtures("database_url")  # SQLite and the PostgreSQL server
 def test_429_with_retry_after_defers_the_row_until_then(tmp_path: Path, sink: MailSink, chat: ChatServer,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     config = setup(tmp_path, sink, chat, monkeypatch)
@@ -207,6 +209,7 @@ def test_unreachable_service_defers(tmp_path: Path, sink: MailSink, chat: ChatSe
     assert "channel lab-json: deferred (could not connect:" in output
 
 
+@pytest.mark.usefixtures("database_url")  # SQLite and the PostgreSQL server
 def test_sigkill_mid_post_never_posts_twice(tmp_path: Path, sink: MailSink, chat: ChatServer,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     config = setup(tmp_path, sink, chat, monkeypatch)
