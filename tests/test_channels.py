@@ -143,23 +143,23 @@ def test_a_channel_gets_only_its_topics_papers(tmp_path: Path, sink: MailSink, c
 def test_429_with_retry_after_defers_the_row_until_then(tmp_path: Path, sink: MailSink, chat: ChatServer,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     config = setup(tmp_path, sink, chat, monkeypatch)
-    chat.replies.append(Reply(status=429, headers={"Retry-After": "120"}, body=b'{"error": "slow down"}'))
+    chat.replies.append(Reply(status=429, headers={"Retry-After": "300"}, body=b'{"error": "slow down"}'))
     before = datetime.now(UTC)
     code, output = cli_run(config, "send")
     assert code == 0, output
-    assert "channel lab-json: deferred (429 rate limited (Retry-After 120))" in output
+    assert "channel lab-json: deferred (429 rate limited (Retry-After 300))" in output
     row = _status(config)["editions"][0]["channels"][0]
     assert row["state"] == "deferred"
     assert row["last_code"] == 429
     due = datetime.fromisoformat(row["next_attempt_at"])
-    assert before + timedelta(seconds=119) <= due <= datetime.now(UTC) + timedelta(seconds=121)
+    assert before + timedelta(seconds=299) <= due <= datetime.now(UTC) + timedelta(seconds=301)
     assert cli_run(config, "send")[0] == 0  # before Retry-After: not posted again
     assert len(chat.posts()) == 1
     settings = load_settings(config)
     engine = open_database(settings.newsletter.database_url)
     edition = EditionStore(engine).get_by_id(EditionStore(engine).editions(limit=1)[0].id)
     assert edition is not None
-    results = post_edition(settings, engine, edition, clock=lambda: datetime.now(UTC) + timedelta(seconds=121))
+    results = post_edition(settings, engine, edition, clock=lambda: datetime.now(UTC) + timedelta(seconds=301))
     assert [(r.channel, r.state) for r in results] == [("lab-json", "sent")]
     assert len(chat.posts()) == 2
     assert ChannelLedger(engine).rows(edition.id)[0]["state"] == "sent"
