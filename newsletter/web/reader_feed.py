@@ -16,24 +16,34 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from newsletter.config import Settings
 from newsletter.delivery.channels.message import one_line_tldr
 from newsletter.records.editions import Edition
 from newsletter.rendering.context import display_title, reason_in_words, safe_url
 from newsletter.rendering.links import edition_url
+from newsletter.storage.editions import EditionStore
 from newsletter.storage.reader_feeds import ReaderFeeds
 from newsletter.web.archive import xml_text
 from newsletter.web.caching import etag_of, not_modified, not_modified_response, validator_headers
 from newsletter.web.pages import PageError
+from subscribers.store import SubscriberStore
 
-if TYPE_CHECKING:
-    from newsletter.web.app import WebApp
+
+class WebApp(Protocol):
+    """What these pages use of ``newsletter.web.app.WebApp`` (a protocol, so the two modules are no circle)."""
+
+    settings: Settings
+    engine: Engine
+    editions: EditionStore
+    store: SubscriberStore
 
 FEED_EDITIONS = 30
 """A private feed holds the reader's newest this many editions."""
