@@ -87,7 +87,7 @@ def run_send(
     else:
         stats = _deliver_here(settings, engine, prepared, limit=limit, clock=clock, on_progress=on_progress)
     result = report(engine, prepared, stats, now=clock())
-    if stats.halt is None:
+    if stats.halt is None and not stats.interrupted:  # a stop asked for (or forced) posts nothing more
         result.channels = post_edition(settings, engine, prepared.edition, clock=clock)
     return result
 
