@@ -52,8 +52,9 @@ def test_channel(app: App, name: str) -> None:
 def resume(app: App, name: str) -> None:
     """Lift the pause of channel NAME (after fixing its URL); the next `send` posts what it holds."""
     from newsletter.storage.channels import ChannelLedger
+    from newsletter.usecases.channels import find_channel
 
-    app.settings.channel(name)
+    find_channel(app.settings, name)
     if ChannelLedger(app.open_store().engine).resume(name, now=app.now()):
         click.echo(f"channel {name}: resumed; the next `newsletter send` posts its pending editions")
     else:

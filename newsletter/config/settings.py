@@ -100,6 +100,10 @@ class FetchSettings:
     per_host_delay_seconds: float = setting(
         3.0, "Least time between two requests to the same host (arXiv asks for 3 s).", check=check_non_negative
     )
+    allow_private_redirects: bool = setting(
+        False, "Follow a feed's redirect to a loopback, private or link-local address (only for set-ups whose "
+        "feeds are served on 127.0.0.1 or a private network). Off: such a redirect fails the source, so a feed "
+        "host cannot make the server request internal services.")
     user_agent: str = setting(
         "trending-papers-newsletter/0.1 (+https://github.com/)",
         "User-Agent header sent to sources; name a contact for your installation.",
@@ -321,6 +325,15 @@ class WebSettings:
         4, "Most SMTP connections the web process's background sender of confirmation emails opens at once.",
         check=check_positive,
     )
+    body_timeout_seconds: float = setting(
+        10.0, "A request whose head or body is not complete this long after it started is answered 408 (or the "
+        "connection closed), so stalled clients cannot hold the server.", check=check_positive)
+    max_connections: int = setting(
+        1000, "Most open connections `newsletter web` (and `serve`) keeps; more are closed at once. Lowered to fit "
+        "the open-file limit.", check=check_positive)
+    max_connections_per_ip: int = setting(
+        50, "Most open connections from one client address (trusted_proxies are not counted); more are closed at "
+        "once.", check=check_positive)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -371,6 +384,17 @@ class InboundSettings:
                         check=lambda v: None if 0 < v < 65536 else "a port number from 1 to 65535")
     max_message_bytes: int = setting(2_000_000, "Largest message the listener accepts (552 above it).",
                                      check=check_positive)
+    max_message_lines: int = setting(
+        40_000, "Most lines a message may have; past it (as past the two bounds below) it is quarantined unread "
+        "and acknowledged, so no message costs more than about a second of CPU to classify.", check=check_positive)
+    max_mime_parts: int = setting(500, "Most MIME parts (boundary lines) a message may have.", check=check_positive)
+    max_mime_containers: int = setting(
+        50, "Most multipart/* and message/* parts a message may have (a bound on its nesting depth).",
+        check=check_positive)
+    quarantine_per_day: int = setting(
+        200, "Most quarantined messages a day whose bytes are kept (for `inbound --raw`); past it they are still "
+        "counted and listed, without their bytes, so a flood of unreadable mail cannot fill the disk.",
+        check=check_positive)
     rate_limit_per_minute: int = setting(
         600, "Most messages one client IP may hand the listener per minute; more get 421 and are retried.",
         check=check_positive,
@@ -464,13 +488,6 @@ class Settings:
                 return source
         known = ", ".join(s.name for s in self.sources)
         raise ConfigError(f"no source named {name!r}; configured sources: {known}")
-
-    def channel(self, name: str) -> ChannelSettings:
-        for channel in self.channels:
-            if channel.name == name:
-                return channel
-        known = ", ".join(c.name for c in self.channels) or "none"
-        raise ConfigError(f"no channel named {name!r}; configured channels: {known}")
 
     def topic(self, slug: str) -> TopicSettings:
         for topic in self.topics:

@@ -267,10 +267,9 @@ channel_deliveries = sa.Table(  # the ledger's chat-channel rows (storage/channe
     sa.Column("edition_id", sa.Integer, nullable=False), sa.Column("channel", sa.String(100), nullable=False),
     sa.Column("state", sa.String(16), nullable=False), sa.Column("phase", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False), sa.Column("next_attempt_at", UTCDateTime),
-    sa.Column("claim_token", sa.String(32)), sa.Column("lease_until", UTCDateTime),
+    sa.Column("claim_token", sa.String(32)), sa.Column("lease_until", UTCDateTime), sa.Column("sent_at", UTCDateTime),
     sa.Column("worker", sa.String(100)), sa.Column("last_code", sa.Integer), sa.Column("last_message", sa.Text),
     sa.Column("created", UTCDateTime, nullable=False), sa.Column("updated", UTCDateTime, nullable=False),
-    sa.Column("sent_at", UTCDateTime),
     sa.UniqueConstraint("edition_id", "channel", name="uq_channel_deliveries_edition_channel"),
 )
 channel_state = sa.Table(  # each channel's pause (a revoked webhook) and last result
@@ -279,9 +278,8 @@ channel_state = sa.Table(  # each channel's pause (a revoked webhook) and last r
     sa.Column("paused_at", UTCDateTime), sa.Column("last_result", sa.Text), sa.Column("last_at", UTCDateTime),
 )
 reader_feeds = sa.Table(  # the secret key in each reader's private feed URL (storage/reader_feeds.py)
-    "reader_feeds", metadata,
-    sa.Column("subscriber_id", sa.Integer, primary_key=True), sa.Column("key", sa.String(64), nullable=False),
-    sa.Column("created", UTCDateTime, nullable=False),
+    "reader_feeds", metadata, sa.Column("subscriber_id", sa.Integer, primary_key=True),
+    sa.Column("key", sa.String(64), nullable=False), sa.Column("created", UTCDateTime, nullable=False),
 )
 
 runs = sa.Table(
@@ -306,6 +304,16 @@ leases = sa.Table(
     sa.Column("expires", UTCDateTime, nullable=False),
     sa.Column("since", UTCDateTime),
 )
+
+edition_fills = sa.Table(
+    "edition_fills",
+    metadata,
+    sa.Column("frequency", sa.String(16), primary_key=True),
+    sa.Column("date", sa.Date, primary_key=True),
+    sa.Column("started", UTCDateTime, nullable=False),
+    sa.Column("finished", UTCDateTime),
+)
+"""A ledger fill begun (``finished`` NULL) or done, by edition frequency and date: see storage/fills.py."""
 
 edition_reviews = sa.Table(
     "edition_reviews",

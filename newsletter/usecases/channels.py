@@ -36,6 +36,14 @@ MAX_WAIT = timedelta(hours=6)
 """The longest a Retry-After or a backoff holds a row back."""
 
 
+def find_channel(settings: Settings, name: str) -> ChannelSettings:
+    for channel in settings.channels:
+        if channel.name == name:
+            return channel
+    known = ", ".join(c.name for c in settings.channels) or "none"
+    raise ConfigError(f"no channel named {name!r}; configured channels: {known}")
+
+
 def channel_url(channel: ChannelSettings) -> str:
     url = os.environ.get(channel.url_env, "").strip()
     if not url:
@@ -136,7 +144,7 @@ def _record(ledger: ChannelLedger, claim: ChannelClaim, name: str, outcome: Post
 
 def post_test_message(settings: Settings, engine: Engine, name: str, *, clock: Callable[[], datetime]) -> PostOutcome:
     """`channels test NAME`: post a short test message now (no ledger row); remembered as the last result."""
-    channel = settings.channel(name)
+    channel = find_channel(settings, name)
     target = service(channel_url(channel))
     body = (f"A test message from {settings.newsletter.name}: this channel receives the {channel.frequency} "
             f"edition ({settings.newsletter.base_url.rstrip('/')}/archive).")

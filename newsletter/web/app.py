@@ -47,6 +47,7 @@ from newsletter.storage.reader_feeds import ReaderFeeds
 from newsletter.usecases.subscribe import subscriber_store
 from newsletter.web.archive_pages import SMALL_NUMBER, ArchivePages
 from newsletter.web.feedback import feedback_routes
+from newsletter.web.guards import BodyDeadline
 from newsletter.web.outbox import ConfirmationSender
 from newsletter.web.pages import PageError
 from newsletter.web.proxies import TrustedProxies, client_ip
@@ -452,7 +453,8 @@ def create_app(
                 await sender
 
     app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(TrustedProxies, trusted=settings.web.trusted_proxies),
+                    middleware=[Middleware(BodyDeadline, seconds=settings.web.body_timeout_seconds),
+                                Middleware(TrustedProxies, trusted=settings.web.trusted_proxies),
                                 Middleware(SecurityHeaders),
                                 # here, not Starlette(max_body_size=...): that one answers outside SecurityHeaders
                                 Middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES)],

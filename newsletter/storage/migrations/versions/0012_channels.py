@@ -1,7 +1,7 @@
 """Chat channels in the delivery ledger: one row per (edition, channel), and each channel's pause and last result.
 
 Revision ID: 0012_channels
-Revises: 0011
+Revises: 0012
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 from subscribers.schema import UTCDateTime
 
 revision = "0012_channels"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
