@@ -465,6 +465,19 @@ class TopicSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ChannelSettings:
+    name: str = setting(help="Unique name of the channel, used by `channels test NAME`, `status` and the ledger.",
+                        check=check_slug)
+    url_env: str = setting(
+        help="Environment variable holding the channel's Apprise URL (docs/channels.md); the URL holds a secret, "
+             "so it is never written in this file.", check=check_non_empty)
+    frequency: Literal["daily", "weekly"] = setting("daily", "Which editions the channel receives.")
+    topics: tuple[str, ...] = setting((), "Topic slugs whose papers the channel receives; empty: every topic.")
+    papers: int = setting(5, "How many top papers the message lists (the rest: a link to the edition).",
+                          check=check_positive)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     newsletter: NewsletterSettings = setting(help="The newsletter itself.")
     fetch: FetchSettings = section(FetchSettings, "How sources are downloaded.")
@@ -482,6 +495,8 @@ class Settings:
     )
     sources: tuple[SourceSettings, ...] = setting(help="Feeds to read, as [[sources]] tables.")
     topics: tuple[TopicSettings, ...] = setting(help="Topics readers choose from, as [[topics]] tables.")
+    channels: tuple[ChannelSettings, ...] = setting(
+        (), "Chat channels that receive each edition through Apprise, as [[channels]] tables (docs/channels.md).")
     config_path: Path = field(default=Path(DEFAULT_CONFIG), metadata={"help": "", "internal": True})
 
     def source(self, name: str) -> SourceSettings:
