@@ -12,17 +12,18 @@ import re
 from dataclasses import dataclass
 
 from newsletter.records.editions import Edition, EditionPaper
+from newsletter.records.summaries import extractive_tldr, fit_summary, split_sentences
 from newsletter.rendering.context import display_title, trend_phrase
 
-_SENTENCE = re.compile(r"(.+?[.!?])(?:\s|$)")
 _MARKDOWN = re.compile(r"([\\`*_\[\]<>|#])")
 
 
 def one_line_tldr(paper: EditionPaper) -> str:
-    """The paper in one line: its AI summary's or abstract's first sentence (swappable for a real TL;DR)."""
-    text = " ".join((paper.ai_summary or paper.abstract or "").split())
-    match = _SENTENCE.match(text)
-    return match.group(1) if match else text
+    """The paper in one line: the first sentence of its TL;DR as the email's card shows it (Hugging Face's AI
+    summary when there is one, else the abstract's contribution sentence; records/summaries.py)."""
+    tldr = fit_summary(paper.ai_summary) if paper.ai_summary else extractive_tldr(paper.abstract or "")
+    sentences = split_sentences(tldr)
+    return sentences[0] if sentences else tldr
 
 
 @dataclass(frozen=True)
