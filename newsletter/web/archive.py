@@ -57,7 +57,7 @@ def edition_page_context(settings: Settings, edition: Edition, *, root: str) -> 
     selection = all_topics_selection(edition)
     subject = subject_line(selection, settings=settings)
     context = email_context(selection, settings=settings, subject=subject, nonce="archive",
-                            abstract_chars=settings.email.abstract_chars)
+                            abstract_chars=settings.email.abstract_chars, tldr=False)
     context["recipient"] = stand_in_reader(settings, edition)
     context["web"] = {
         "home": f"{root}/",
