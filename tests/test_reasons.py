@@ -68,7 +68,6 @@ def test_no_email_or_web_page_shows_a_similarity_number(tmp_path: Path, monkeypa
     store, editions = stores(settings)
     fetch(settings, store)
     edition = build_edition(settings, store, editions, frequency="daily", now=NOW)
-    editions.publish(edition)  # on the web once it is sent (`prepare` publishes it when the ledger is filled)
     selection = select(edition, [t.slug for t in settings.topics], max_per_topic=10)
     variant = render_variant(selection, settings=settings, environment=RenderEnvironment(settings))
     html, text = variant.personalise(recipient_for(settings, edition))

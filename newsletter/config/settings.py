@@ -9,11 +9,9 @@ command-line options.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from newsletter.config.checks import (
     broker_problem,
@@ -35,29 +33,13 @@ from newsletter.config.checks import (
     check_timezone,
     check_unit_interval,
 )
+from newsletter.config.declare import section, setting
 from newsletter.errors import ConfigError
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 DATABASE_URL_ENV = "NEWSLETTER_DATABASE_URL"
 BROKER_URL_ENV = "NEWSLETTER_BROKER_URL"
 DEFAULT_CONFIG = "config.toml"
-
-Check = Callable[[Any], str | None]
-"""A value check: returns what was expected when the value is wrong, None when it is fine."""
-
-
-def setting(default: Any = dataclasses.MISSING, help: str = "", *, check: Check | None = None) -> Any:
-    """Declare one setting: its default (none means required), its help text and an optional check."""
-    metadata = {"help": help, "check": check}
-    if isinstance(default, (list, dict, set)):
-        raise TypeError("use a tuple default for sequences")  # pragma: no cover - programming error
-    return field(default=default, metadata=metadata)
-
-
-def section(cls: type, help: str) -> Any:
-    """A table of settings that all have defaults, so the whole table may be left out."""
-    return field(default_factory=cls, metadata={"help": help, "check": None})
-
 
 @dataclass(frozen=True, kw_only=True)
 class NewsletterSettings:
