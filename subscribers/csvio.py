@@ -21,6 +21,7 @@ spreadsheet would run as a formula get a leading ``'``, which import removes.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import IO, Any
@@ -30,7 +31,7 @@ from subscribers.consent_store import Carried, export_extras, parse_carried, res
 from subscribers.csvtext import read_csv_text, text_stream
 from subscribers.errors import SubscribersError, SuppressedError
 from subscribers.models import FREQUENCIES, Frequency, ImportReport, RowError, Status, Subscriber
-from subscribers.store import SubscriberStore
+from subscribers.store import SubscriberStore, plain_name
 
 IMPORT_COLUMNS = ("email", "name", "topics", "frequency")
 EXPORT_COLUMNS = ("email", "name", "topics", "frequency", "status", "source", "consent_at", "consent_ip",
@@ -38,6 +39,7 @@ EXPORT_COLUMNS = ("email", "name", "topics", "frequency", "status", "source", "c
                   "suppressed_at", "evidence")
 _SUBSCRIBER_COLUMNS = EXPORT_COLUMNS[:13]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _unescape(cell: str) -> str:
@@ -100,7 +102,7 @@ def _check_row(store: SubscriberStore, line: int, header: list[str], cells: list
             frequency = chosen
         else:
             problems.append(f"unknown frequency {values['frequency']!r}; expected one of: {', '.join(FREQUENCIES)}")
-    name = " ".join(values.get("name", "").split()) or None
+    name = plain_name(values.get("name", "")) or None
     if name is not None and len(name) > 200:
         problems.append("name longer than 200 characters")
     if address and address in seen:
@@ -197,7 +199,7 @@ def _cell(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, tuple):
         return ";".join(value)
-    return _escape(str(value))
+    return _escape(_CONTROL.sub("", str(value)))  # a NUL stored before names were cleaned never leaves in a file
 
 
 def export_csv(store: SubscriberStore, stream: IO[str], *, status: Status | None = None) -> int:

@@ -15,6 +15,7 @@ configuration. Without them, topics are stored unchecked (the low-level ``add`` 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -53,8 +54,18 @@ confirmed request is fresh consent, which lifts the entry."""
 ConfirmOutcome = Literal["confirmed", "already-active", "not-pending"]
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+"""C0 and C1 controls (NUL included), lone surrogates, bidi overrides: nothing a name needs, and each breaks a
+terminal, a CSV reader or an email header."""
+
+
+def plain_name(name: str) -> str:
+    """A reader's name as kept: whitespace runs collapsed to one space, then control characters dropped."""
+    return " ".join(_CONTROL.sub("", " ".join(name.split())).split())
+
+
 def _clean_name(name: str) -> str:
-    name = " ".join(name.split())
+    name = plain_name(name)
     if len(name) > 200:
         raise SubscribersError(f"name longer than 200 characters: {name[:40]!r}…")
     return name

@@ -232,6 +232,7 @@ def test_a_sender_stalled_past_its_lease_sends_nothing_another_took_over(tmp_pat
     assert set(emails) - set(counts) <= ambiguous
 
 
+@pytest.mark.slow  # two sending processes, one killed: 7-8 s each
 @pytest.mark.usefixtures("database_url")
 def test_an_immediate_resume_after_sigkill_takes_the_dead_senders_claims(tmp_path: Path, sink: MailSink) -> None:
     config = make_config(tmp_path, sink, extra="claim_batch = 40")  # the default 300 s lease

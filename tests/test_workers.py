@@ -464,6 +464,7 @@ def test_workers_need_a_broker(tmp_path: Path, sink: MailSink) -> None:
     assert SEND_TASK == "newsletter.send_batch"
 
 
+@pytest.mark.slow  # kombu retries the unreachable broker for a while
 def test_an_unreachable_broker_or_a_worker_without_its_secrets_is_a_one_line_error(
     tmp_path: Path, sink: MailSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -131,6 +131,10 @@ def _print_send_report(result: SendReport) -> None:
                           highlight=False, soft_wrap=True)
     if result.workers and (result.enqueued is not None or len(result.workers) > 1):
         print_workers(result.workers)
+    for channel in result.channels:
+        posted = f", {plural(channel.papers, 'paper')}" if channel.state == "sent" else ""
+        console.print(f"channel {term(channel.channel)}: {channel.state}{posted} ({term(channel.message)})",
+                      highlight=False, soft_wrap=True)
 
 
 _WORKER_STATES = ("sent", "deferred", "failed", "ambiguous", "suppressed", "claimed")

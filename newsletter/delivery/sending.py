@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from newsletter.clock import Clock, utcnow
 from newsletter.config import DeliverySettings, Settings
+from newsletter.delivery.channels.post import ChannelResult
 from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.envelope import verp_sender
 from newsletter.delivery.outgoing import MessageFactory
@@ -70,6 +71,8 @@ class SendReport:
     waited: bool = True
     """With `--workers`: False when `send` stopped following the workers before every row was tried
     (`--no-wait`, or a signal); the counts are those of that moment and the workers go on."""
+    channels: list[ChannelResult] = field(default_factory=list)
+    """What this run did with each chat channel's row of the edition (docs/channels.md)."""
 
 
 def smtp_password(settings: Settings) -> str | None:

@@ -34,6 +34,7 @@ from newsletter.storage.outbox import ConfirmationOutbox
 from newsletter.storage.papers import PaperStore
 from newsletter.storage.runs import RunStore
 from newsletter.usecases.campaign import prepare
+from newsletter.usecases.channels import post_channels, post_due_channels
 from subscribers.rate_limit_store import CONFIRMATION_WINDOW, RateLimits
 from subscribers.store import SubscriberStore
 
@@ -129,8 +130,11 @@ def edition_job(settings: Settings, engine: Engine, *, frequency: str, clock: Cl
                f"{prepared.variants} variants; this run: {_counts_text(counts)}")
     if stats.halt:
         summary += f"; stopped: {stats.halt}"
+    channels = {} if stats.halt else post_channels(settings, engine, edition, clock=clock)
+    if channels:
+        summary += "; channels: " + ", ".join(f"{name} {state}" for name, state in channels.items())
     details = {"edition": edition.slug, "papers": edition.paper_count, "counts": counts,
-               "edition_counts": Ledger(engine).counts(edition.id)}
+               "edition_counts": Ledger(engine).counts(edition.id), "channels": channels}
     return JobResult(_run_status(stats), summary, details)
 
 
@@ -149,6 +153,9 @@ def retry_job(settings: Settings, engine: Engine, *, clock: Clock, stop: threadi
     if resumed:
         parts.append("completed the ledger fill of " + ", ".join(resumed))
         details["fills_completed"] = resumed
+    for slug, channels in post_due_channels(settings, engine, clock=clock).items():
+        parts.append(f"{slug} channels: " + ", ".join(f"{name} {state}" for name, state in channels.items()))
+        details[f"{slug} channels"] = channels
     due = Ledger(engine).editions_unfinished(now=clock())
     if not due and not parts:
         return JobResult("nothing", "no edition has deliveries waiting")

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
 from newsletter.matching.coverage import store_warnings
+from newsletter.service.channel_status import channels_view, edition_channel_rows
 from newsletter.service.inbound_status import inbound_view
 from newsletter.service.status_runs import awaiting_approval, collapsed_runs, lease_view
 from newsletter.service.triggers import LEASE_NAME, next_runs
@@ -67,6 +68,7 @@ def status_view(settings: Settings, engine: Engine, *, now: datetime, editions: 
             "fill_finished": not_in_ledger is None,
             "not_in_ledger": not_in_ledger or 0,
             "workers": ledger.by_worker(edition.id),
+            "channels": edition_channel_rows(engine, edition.id),
         })
     scheduler = lease_view(engine, LEASE_NAME, now=now, duration=timedelta(seconds=settings.schedule.lease_seconds))
     return {
@@ -85,6 +87,7 @@ def status_view(settings: Settings, engine: Engine, *, now: datetime, editions: 
         "topic_warnings": store_warnings(settings.topics, settings.matching, papers),
         "queue": _queue(settings),
         "inbound": inbound_view(engine, now=now, editions=editions),
+        "channels": channels_view(settings, engine),
     }
 
 

@@ -37,6 +37,7 @@ from newsletter.storage.fills import FillStore
 from newsletter.storage.install import install_id
 from newsletter.storage.ledger import Ledger, NewDelivery, StoredVariant
 from newsletter.storage.papers import PaperStore
+from newsletter.usecases.tldr_model import edition_tldrs
 from subscribers.store import SubscriberStore
 from subscribers.tokens import TokenSigner
 
@@ -131,6 +132,7 @@ def prepare(
         boosts=feedback_boosts(edition, papers, engine, [s.id for s in todo]),
     )
     environment = environment or RenderEnvironment(settings)
+    tldrs = edition_tldrs(settings, edition) if groups else {}
     stored_keys = ledger.variant_keys(edition.id)
     by_id = {s.id: s for s in todo}
     secret = signer.keyring.secret()
@@ -141,7 +143,7 @@ def prepare(
     for number, group in enumerate(groups, start=1):
         if progress is not None:
             progress(f"variant {number}/{len(groups)}: {len(group.subscriber_ids)} readers")
-        variant = render_variant(group.selection, settings=settings, environment=environment)
+        variant = render_variant(group.selection, settings=settings, environment=environment, model_tldrs=tldrs)
         # saved even when stored: a variant stored by an older version lacks its list of papers
         ledger.save_variants(
             [StoredVariant(edition.id, variant.key, variant.subject, variant.html, variant.text, variant.nonce,
@@ -231,8 +233,9 @@ def plan(
     planned: list[PlannedVariant] = []
     rendered: dict[str, RenderedVariant] = {}
     email_of = {s.id: s.email for s in todo}
+    tldrs = edition_tldrs(settings, edition) if groups else {}
     for group in groups:
-        variant = render_variant(group.selection, settings=settings, environment=environment)
+        variant = render_variant(group.selection, settings=settings, environment=environment, model_tldrs=tldrs)
         rendered[variant.key] = variant
         planned.append(PlannedVariant(variant.key, variant.subject, len(group.subscriber_ids), variant.size_bytes,
                                       len(variant.paper_ids), tuple(email_of[i] for i in group.subscriber_ids)))

@@ -32,6 +32,7 @@ from newsletter.storage.ledger import Ledger, StoredVariant
 from newsletter.storage.papers import PaperStore
 from newsletter.storage.variant_readers import readers_by_variant, variant_of
 from newsletter.usecases.campaign import edition_for, plan, sender_domain
+from newsletter.usecases.tldr_model import model_tldrs
 from subscribers.addresses import valid_email
 from subscribers.errors import NotFoundError
 from subscribers.models import Subscriber
@@ -55,7 +56,9 @@ def _computed_for(settings: Settings, edition: Edition, subscriber: Subscriber) 
                               max_per_topic=settings.email.max_papers_per_topic)
     if not groups:
         return None
-    variant = render_variant(groups[0].selection, settings=settings, environment=RenderEnvironment(settings))
+    selection = groups[0].selection
+    variant = render_variant(selection, settings=settings, environment=RenderEnvironment(settings),
+                             model_tldrs=model_tldrs(settings, (p.paper for s in selection.sections for p in s.papers)))
     return StoredVariant(edition.id or 0, variant.key, variant.subject, variant.html, variant.text, variant.nonce)
 
 

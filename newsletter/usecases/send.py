@@ -33,6 +33,7 @@ from newsletter.records.editions import Frequency, Prepared
 from newsletter.rendering.links import signer_from_settings
 from newsletter.storage.ledger import Ledger
 from newsletter.usecases.campaign import prepare
+from newsletter.usecases.channels import post_edition
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,10 @@ def run_send(
                                       on_progress=on_progress)
     else:
         stats = _deliver_here(settings, engine, prepared, limit=limit, clock=clock, on_progress=on_progress)
-    return _final_report(engine, prepared, stats, now=clock())
+    result = _final_report(engine, prepared, stats, now=clock())
+    if stats.halt is None and not stats.interrupted:  # a stop asked for (or forced) posts nothing more
+        result.channels = post_edition(settings, engine, prepared.edition, clock=clock)
+    return result
 
 
 def _final_report(engine: Engine, prepared: Prepared, stats: RunStats, *, now: datetime) -> SendReport:
