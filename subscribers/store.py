@@ -173,7 +173,8 @@ class SubscriberStore(SubscriberReads):
     ) -> tuple[Literal["added", "updated", "unchanged"], Subscriber]:
         """Insert or update one subscriber the operator vouches for (CLI add, import), in the caller's
         transaction. ``None`` leaves a stored value as it is (a new subscriber gets: no name, every topic,
-        daily). Active unless ``pending``; an active subscriber is never moved back to pending. A suppressed
+        daily). Active unless ``pending``; an active subscriber is never moved back to pending, nor a pending one
+        made active without ``force``. A suppressed
         address raises SuppressedError unless ``force``, which lifts the entry."""
         address = valid_email(email)
         topics = self.check_topics(topics) if topics else None
@@ -207,6 +208,8 @@ class SubscriberStore(SubscriberReads):
         if frequency is not None and frequency != existing.frequency:
             changes["frequency"] = frequency
         wanted: Status = "active" if existing.status == "active" or not pending else "pending"
+        if existing.status == "pending" and not force:
+            wanted = "pending"  # a sign-up never confirmed: its consent is unproven, it stays pending
         if wanted != existing.status:
             changes.update(status=wanted, consent_at=now, consent_ip=None, source=source, unsubscribed_at=None)
         if not changes:

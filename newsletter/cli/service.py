@@ -113,6 +113,11 @@ def _print_status(view: dict[str, Any]) -> None:
     for e in view["editions"]:
         if e.get("unfinished"):
             d = e["deliveries"]
+            if not e.get("fill_finished", True):
+                console.print(f"[yellow]unfinished[/yellow] {e['slug']}: its ledger fill was cut off; "
+                              f"{e['not_in_ledger']} active readers have no delivery row yet; `serve` completes "
+                              "it on its next retry run (and at start), or run `newsletter send`",
+                              highlight=False, soft_wrap=True)
             console.print(f"[yellow]unfinished[/yellow] {e['slug']} (built {e['created']}): {d['pending']} pending, "
                           f"{d['claimed']} claimed, {d['deferred']} deferred; `serve` finishes it on its next retry "
                           "run, or run `newsletter send`", highlight=False, soft_wrap=True)

@@ -205,6 +205,11 @@ def _print_import(report: ImportReport) -> None:
         click.echo(f"read as {report.encoding}, columns separated by {delimiter_name(report.delimiter)}")
     click.echo(f"{prefix}{plural(report.rows, 'row')}: {len(report.added)} added, {len(report.updated)} updated, "
                f"{len(report.unchanged)} unchanged, {len(report.errors)} not imported")
+    kept = _kept(report)
+    if kept:
+        click.echo("kept not active, as recorded: " + ", ".join(f"{len(emails)} {status}"
+                                                                for status, emails in kept.items())
+                   + " (they get no email; --force makes an imported row's status win)")
     for error in report.errors:
         click.echo(str(error))
 
@@ -219,8 +224,17 @@ def _import_json(report: ImportReport, sent: int) -> dict[str, Any]:
         "updated": [s.email for s in report.updated],
         "unchanged": [s.email for s in report.unchanged],
         "errors": [{"line": e.line, "message": e.message} for e in report.errors],
+        "kept": _kept(report),
         "confirmations_sent": sent,
     }
+
+
+def _kept(report: ImportReport) -> dict[str, list[str]]:
+    """Imported readers left not active, by status: what the import kept of their recorded consent."""
+    kept: dict[str, list[str]] = {}
+    for subscriber in sorted(report.kept, key=lambda s: STATUSES.index(s.status)):
+        kept.setdefault(subscriber.status, []).append(subscriber.email)
+    return kept
 
 
 @subscribers.command(name="import")

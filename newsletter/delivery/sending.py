@@ -61,6 +61,8 @@ class SendReport:
     live_claims: int
     workers: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per sending process or worker (host:pid): its rows by state."""
+    claim_holders: dict[str, tuple[int, datetime]] = field(default_factory=dict)
+    """Claims this run could not take, per holder: how many and until when their lease runs."""
     enqueued: int | None = None
     """With `--workers`: rows handed to the workers (None when this process sent)."""
     requeued: int = 0
@@ -159,5 +161,6 @@ def report(engine: Engine, prepared: Prepared, stats: RunStats, *, now: datetime
             for r in ledger.rows(edition_id, state="ambiguous")
         ],
         live_claims=ledger.live_claims(edition_id, now=now),
+        claim_holders=ledger.live_claim_holders(edition_id, now=now),
         workers=ledger.by_worker(edition_id) if not prepared.edition.is_empty else {},
     )

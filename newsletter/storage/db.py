@@ -283,6 +283,16 @@ leases = sa.Table(
     sa.Column("since", UTCDateTime),
 )
 
+edition_fills = sa.Table(
+    "edition_fills",
+    metadata,
+    sa.Column("frequency", sa.String(16), primary_key=True),
+    sa.Column("date", sa.Date, primary_key=True),
+    sa.Column("started", UTCDateTime, nullable=False),
+    sa.Column("finished", UTCDateTime),
+)
+"""A ledger fill begun (``finished`` NULL) or done, by edition frequency and date: see storage/fills.py."""
+
 edition_reviews = sa.Table(
     "edition_reviews",
     metadata,
