@@ -27,8 +27,9 @@ from starlette.routing import Route
 from newsletter.config import Settings
 from newsletter.delivery.channels.message import one_line_tldr
 from newsletter.records.editions import Edition
-from newsletter.rendering.context import display_title, reason_in_words, safe_url
+from newsletter.rendering.context import display_title, safe_url
 from newsletter.rendering.links import edition_url
+from newsletter.rendering.reasons import reason_in_words
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.reader_feeds import ReaderFeeds
 from newsletter.web.archive import xml_text
