@@ -34,6 +34,7 @@ from newsletter.config.checks import (
     check_unit_interval,
 )
 from newsletter.config.declare import section, setting
+from newsletter.config.tldr import TldrSettings
 from newsletter.errors import ConfigError
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
@@ -213,41 +214,23 @@ class DeliverySettings:
 
 @dataclass(frozen=True, kw_only=True)
 class EmailSettings:
-    subject: str = setting(
-        "{weekly}{lead}",
-        "Subject line. Fields: {lead} (one or two paper titles from the top of the reader's first topic and "
-        "how many more: \"Flash-GMM, VIA-SD and 58 more\"), {weekly} (\"This week: \" in a weekly edition, "
-        "empty in a daily one), {name} (newsletter name), {count} (papers in this email), {topics} (its "
-        "section names), {date} (edition date), {frequency} (daily or weekly), {top} (the title of the most "
-        "trending paper in the email). The From line already shows the name, so the default leads with the "
-        "reader's papers.",
-        check=check_subject,
-    )
+    subject: str = setting("{weekly}{lead}", "Subject line. Fields: {lead} (one or two paper titles from the top of "
+        "the reader's first topic and how many more: \"Flash-GMM, VIA-SD and 58 more\"), {weekly} (\"This week: \" "
+        "in a weekly edition, empty in a daily one), {name} (newsletter name), {count} (papers in this email), "
+        "{topics} (its section names), {date} (edition date), {frequency} (daily or weekly), {top} (the most "
+        "trending paper's title). The From line already shows the name: the default leads with the reader's "
+        "papers.", check=check_subject)
     max_papers_per_topic: int = setting(10, "Most papers in one topic section of an email.", check=check_positive)
-    abstract_chars: int = setting(
-        600, "On the archive pages, abstracts (or Hugging Face summaries) are cut at a word boundary after this many "
-             "characters; an email's cards show a TL;DR of at most 220 instead.",
-        check=check_positive,
-    )
+    abstract_chars: int = setting(600, "On the archive pages, abstracts (or Hugging Face summaries) are cut at a "
+        "word boundary after this many characters; an email's cards show a TL;DR of at most 220 instead.",
+        check=check_positive)
     max_html_bytes: int = setting(
         100_000,
         "Size budget of the inlined HTML (Gmail clips above ~102 KB), each personal value counted at the bytes it "
         "can take: the lowest-ranked papers move behind a link to the web archive.",
         check=check_positive,
     )
-    tldr_endpoint: str = setting(
-        "",
-        "Optional OpenAI-compatible API base URL (`http://127.0.0.1:8080/v1` for a local llama.cpp server, "
-        "`http://127.0.0.1:11434/v1` for Ollama) that writes the cards' TL;DRs; an answer that is longer than 220 "
-        "characters or names a number or name the abstract lacks is refused. Empty: the extractive TL;DR only.",
-        check=check_optional_http_url,
-    )
-    tldr_model: str = setting("", "The model name sent to `tldr_endpoint` (empty: `default`).")
-    tldr_api_key_env: str = setting(
-        "", "Environment variable holding a bearer key for `tldr_endpoint` (empty: none is sent).")
-    tldr_seconds: float = setting(
-        30.0, "Time budget of `tldr_endpoint` for all the papers of one send, preview or copy; papers it did "
-              "not answer in time keep the extractive TL;DR.", check=check_positive)
+    tldr: TldrSettings = section(TldrSettings, "Optional [email.tldr] table: TL;DRs from an endpoint.")
     template_dir: str = setting(
         "",
         "Folder of your own templates (relative to the config file); a file there replaces the default of the "

@@ -120,7 +120,7 @@ def paper_card(selected: SelectedPaper, *, abstract_chars: int, tldr: bool = Fal
                model_tldr: str = "") -> dict[str, Any]:
     """What a template sees of one paper (documented in docs/templates.md). ``tldr``: the summary is the
     card's TL;DR (an email) instead of the abstract cut at ``abstract_chars`` (the web archive); a
-    ``model_tldr`` (``[email] tldr_endpoint``) replaces the extractive one. ``topic``: the section's name,
+    ``model_tldr`` (``[email.tldr] endpoint``) replaces the extractive one. ``topic``: the section's name,
     for the reason in words."""
     paper = selected.paper
     links = _links(paper)
