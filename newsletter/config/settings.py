@@ -1,7 +1,7 @@
 """Typed settings, declared once (default, type, help) and read from ``config.toml`` with ``tomllib``.
 
-Every key of the file maps to a field of a frozen dataclass below; the loader walks those fields, so the
-declaration is the single source of truth for validation, defaults and the reference in
+Every key of the file maps to a field of a frozen dataclass below (``[[channels]]``: ``config/channels.py``);
+the loader walks those fields, so the declaration is the single source of truth for validation, defaults and the reference in
 ``docs/configuration.md`` (``python -m newsletter.config.reference`` regenerates it).
 Precedence: defaults < config file < environment (``NEWSLETTER_DATABASE_URL``, ``NEWSLETTER_BROKER_URL``) <
 command-line options.
@@ -9,12 +9,11 @@ command-line options.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
+from newsletter.config.channels import ChannelSettings as ChannelSettings
 from newsletter.config.checks import (
     broker_problem,
     check_accent,
@@ -35,29 +34,14 @@ from newsletter.config.checks import (
     check_timezone,
     check_unit_interval,
 )
+from newsletter.config.fields import Check as Check
+from newsletter.config.fields import section, setting
 from newsletter.errors import ConfigError
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 DATABASE_URL_ENV = "NEWSLETTER_DATABASE_URL"
 BROKER_URL_ENV = "NEWSLETTER_BROKER_URL"
 DEFAULT_CONFIG = "config.toml"
-
-Check = Callable[[Any], str | None]
-"""A value check: returns what was expected when the value is wrong, None when it is fine."""
-
-
-def setting(default: Any = dataclasses.MISSING, help: str = "", *, check: Check | None = None) -> Any:
-    """Declare one setting: its default (none means required), its help text and an optional check."""
-    metadata = {"help": help, "check": check}
-    if isinstance(default, (list, dict, set)):
-        raise TypeError("use a tuple default for sequences")  # pragma: no cover - programming error
-    return field(default=default, metadata=metadata)
-
-
-def section(cls: type, help: str) -> Any:
-    """A table of settings that all have defaults, so the whole table may be left out."""
-    return field(default_factory=cls, metadata={"help": help, "check": None})
-
 
 @dataclass(frozen=True, kw_only=True)
 class NewsletterSettings:
@@ -462,19 +446,6 @@ class TopicSettings:
     not_examples: tuple[str, ...] = setting(
         (), "Papers (arXiv ids or stored titles) this topic is not about: papers closer to them are pushed away."
     )
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChannelSettings:
-    name: str = setting(help="Unique name of the channel, used by `channels test NAME`, `status` and the ledger.",
-                        check=check_slug)
-    url_env: str = setting(
-        help="Environment variable holding the channel's Apprise URL (docs/channels.md); the URL holds a secret, "
-             "so it is never written in this file.", check=check_non_empty)
-    frequency: Literal["daily", "weekly"] = setting("daily", "Which editions the channel receives.")
-    topics: tuple[str, ...] = setting((), "Topic slugs whose papers the channel receives; empty: every topic.")
-    papers: int = setting(5, "How many top papers the message lists (the rest: a link to the edition).",
-                          check=check_positive)
 
 
 @dataclass(frozen=True, kw_only=True)
