@@ -1,8 +1,8 @@
 """Typed settings, declared once (default, type, help) and read from ``config.toml`` with ``tomllib``.
 
 Every key of the file maps to a field of a frozen dataclass below (``[[channels]]``: ``config/channels.py``);
-the loader walks those fields, so the declaration is the single source of truth for validation, defaults and the reference in
-``docs/configuration.md`` (``python -m newsletter.config.reference`` regenerates it).
+the loader walks those fields, so the declaration is the single source of truth for validation, defaults
+and the reference in ``docs/configuration.md`` (``python -m newsletter.config.reference`` regenerates it).
 Precedence: defaults < config file < environment (``NEWSLETTER_DATABASE_URL``, ``NEWSLETTER_BROKER_URL``) <
 command-line options.
 """
