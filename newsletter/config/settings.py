@@ -1,8 +1,8 @@
 """Typed settings, declared once (default, type, help) and read from ``config.toml`` with ``tomllib``.
 
-Every key of the file maps to a field of a frozen dataclass below; the loader walks those fields, so the
-declaration is the single source of truth for validation, defaults and the reference in
-``docs/configuration.md`` (``python -m newsletter.config.reference`` regenerates it).
+Every key of the file maps to a field of a frozen dataclass below (``[[channels]]``: ``config/channels.py``);
+the loader walks those fields, so the declaration is the single source of truth for validation, defaults
+and the reference in ``docs/configuration.md`` (``python -m newsletter.config.reference`` regenerates it).
 Precedence: defaults < config file < environment (``NEWSLETTER_DATABASE_URL``, ``NEWSLETTER_BROKER_URL``) <
 command-line options.
 """
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from newsletter.config.channels import ChannelSettings as ChannelSettings
 from newsletter.config.checks import (
     broker_problem,
     check_accent,
@@ -33,6 +34,7 @@ from newsletter.config.checks import (
     check_timezone,
     check_unit_interval,
 )
+from newsletter.config.declare import Check as Check
 from newsletter.config.declare import section, setting
 from newsletter.config.tldr import TldrSettings
 from newsletter.errors import ConfigError
@@ -427,19 +429,6 @@ class TopicSettings:
     not_examples: tuple[str, ...] = setting(
         (), "Papers (arXiv ids or stored titles) this topic is not about: papers closer to them are pushed away."
     )
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChannelSettings:
-    name: str = setting(help="Unique name of the channel, used by `channels test NAME`, `status` and the ledger.",
-                        check=check_slug)
-    url_env: str = setting(
-        help="Environment variable holding the channel's Apprise URL (docs/channels.md); the URL holds a secret, "
-             "so it is never written in this file.", check=check_non_empty)
-    frequency: Literal["daily", "weekly"] = setting("daily", "Which editions the channel receives.")
-    topics: tuple[str, ...] = setting((), "Topic slugs whose papers the channel receives; empty: every topic.")
-    papers: int = setting(5, "How many top papers the message lists (the rest: a link to the edition).",
-                          check=check_positive)
 
 
 @dataclass(frozen=True, kw_only=True)
