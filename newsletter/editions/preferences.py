@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 from newsletter.config import MatchingSettings
 from newsletter.editions.reader_model import PREFERENCE_WEIGHT as PREFERENCE_WEIGHT
 from newsletter.editions.reader_model import rank_adjustments
-from newsletter.editions.records import Edition
+from newsletter.editions.records import PIN_RANK, Edition
 from newsletter.sources.records import Paper
 from newsletter.storage.embeddings import EmbeddingStore
 from newsletter.storage.papers import PaperStore
@@ -70,12 +70,16 @@ def reader_boosts(
     boosts: dict[int, dict[str, float]] = {}
     for reader, theirs in readers.items():
         wanted = [edition.topic_map[s] for s in dict.fromkeys(topics.get(reader, ())) if s in edition.topic_map]
-        candidates = list(dict.fromkeys(e.paper_id for t in wanted for e in t.entries))
+        best: dict[str, float] = {}
+        for entry in (e for t in wanted for e in t.entries):
+            best[entry.paper_id] = max(entry.rank, best.get(entry.paper_id, entry.rank))
+        candidates = list(best)
         if not candidates:
             continue
         liked = [column[p] for p, v in theirs.items() if v > 0]
         disliked = [column[p] for p, v in theirs.items() if v < 0]
-        adjustments = rank_adjustments(matrix, [row[p] for p in candidates], liked, disliked)
+        adjustments = rank_adjustments(matrix, [row[p] for p in candidates], liked, disliked,
+                                       ranks=[r for r in best.values() if r < PIN_RANK])  # pins aside
         boosts[reader] = {pid: round(float(a), 4) for pid, a in zip(candidates, adjustments, strict=True)}
     return boosts
 

@@ -10,9 +10,10 @@ reader and one edition, a logistic regression is fitted on
 
 and each candidate is scored by its decision value, standardised over the candidates (a z-score, clipped to
 ±3). A reader who only asked for less gets the mirror model (their "less" papers against the background,
-negated). The rank adjustment is that score times ``PREFERENCE_WEIGHT``, scaled by how many votes the
-reader has (``vote_weight``): with no votes there is no model and the shared order stands (cold start from
-their topics); each vote moves the order a little more, up to ``FULL_WEIGHT_VOTES``.
+negated). The rank adjustment is that score times ``PREFERENCE_WEIGHT`` times the spread of the section's
+shared ranks, scaled by how many votes the reader has (``vote_weight``): with no votes there is no model and
+the shared order stands (cold start from their topics); each vote moves the order a little more, up to
+``FULL_WEIGHT_VOTES``.
 
 Pure: vectors in, scores out. ``newsletter.editions.preferences`` chooses the vectors (TF-IDF, or the stored
 embeddings when the embedding method is configured) and loads the votes.
@@ -25,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-PREFERENCE_WEIGHT = 3.0
-"""Ranks are trending score (about 1–6) + match strength: a fully trained reader's favourite is lifted by a
-few upvotes' worth, enough to lead a section, not enough to bury a paper everyone upvoted."""
+PREFERENCE_WEIGHT = 1.0
+"""A fully trained reader's preference (a z-score) moves a paper by this many standard deviations of their
+section's shared ranks: enough to reorder a section, not enough to bury its best paper under a poor match
+for one vote. Chosen on bench/reader_ranking.py (docs/benchmarks.md)."""
 FULL_WEIGHT_VOTES = 5
 """Votes after which a reader's model counts fully; fewer votes count proportionally."""
 _CLIP = 3.0
@@ -68,9 +70,15 @@ def preference_scores(matrix: Any, candidates: Sequence[int], liked: Sequence[in
     return scores
 
 
-def rank_adjustments(matrix: Any, candidates: Sequence[int], liked: Sequence[int],
-                     disliked: Sequence[int]) -> np.ndarray:
-    """``preference_scores`` × ``PREFERENCE_WEIGHT`` × ``vote_weight`` (added to each candidate's rank)."""
-    weight = PREFERENCE_WEIGHT * vote_weight(len(liked) + len(disliked))
+def rank_adjustments(matrix: Any, candidates: Sequence[int], liked: Sequence[int], disliked: Sequence[int],
+                     *, ranks: Sequence[float]) -> np.ndarray:
+    """What to add to each candidate's rank (``ranks``: the shared ranks of the reader's section papers).
+
+    ``preference_scores`` × ``PREFERENCE_WEIGHT`` × ``vote_weight`` × the spread (standard deviation) of
+    ``ranks``: one unit of the reader's preference moves a paper as far as the section's own order varies,
+    whatever the scale of the ranks (trending scores, match strengths).
+    """
+    spread = float(np.std(ranks)) if len(ranks) > 1 else 0.0
+    weight = PREFERENCE_WEIGHT * vote_weight(len(liked) + len(disliked)) * (spread if spread > 1e-9 else 1.0)
     adjustments: np.ndarray = weight * preference_scores(matrix, candidates, liked, disliked)
     return adjustments
