@@ -23,6 +23,7 @@ one relevant paper, then over readers and ``--seeds`` draws of votes.
 
     python bench/reader_ranking.py                       # tfidf, votes 0 2 5 10 20
     python bench/reader_ranking.py --method embedding    # MiniLM vectors (embeds 2,100 papers once)
+    python bench/reader_ranking.py --send-cost 1000      # CPU of the per-reader models at send time
 """
 
 from __future__ import annotations
@@ -91,14 +92,20 @@ def load(path: Path) -> list[Row]:
     return sorted(rows, key=lambda r: r.paper.paper_id)
 
 
+def _wants(area: str, second: str | None) -> Callable[[Row], bool]:
+    def wants(row: Row) -> bool:
+        return row.primary == area and (second is None or second in row.categories)
+
+    return wants
+
+
 def readers(configured: Sequence[str]) -> list[Reader]:
     result = []
     for area in configured:
         slug = DESCRIPTIONS[area][0]
-        result.append(Reader("area", slug, lambda r, a=area: r.primary == a, f"{slug}: {area}"))
+        result.append(Reader("area", slug, _wants(area, None), f"{slug}: {area}"))
         for second in NICHES.get(area, ()):
-            result.append(Reader("niche", slug, lambda r, a=area, s=second: r.primary == a and s in r.categories,
-                                 f"{slug}: {area} ∩ {second}"))
+            result.append(Reader("niche", slug, _wants(area, second), f"{slug}: {area} ∩ {second}"))
     return result
 
 
@@ -191,6 +198,35 @@ def evaluate(rows: Sequence[Row], configured: Sequence[str], *, method: str, vot
             "sections": {slug: len(papers) for slug, papers in sections.items()}}
 
 
+def send_cost(rows: Sequence[Row], configured: Sequence[str], *, readers_count: int, votes: int) -> dict[str, float]:
+    """CPU seconds of ``reader_boosts`` for one edition (the last 300 papers, every configured topic) and
+    ``readers_count`` readers with ``votes`` votes each on earlier papers: what `send` adds for voting readers."""
+    from newsletter.editions.preferences import reader_boosts
+    from newsletter.editions.records import Edition, EditionEntry, EditionPaper, EditionTopic
+
+    sections = match(rows, configured, "tfidf")
+    by_id = {r.paper.paper_id: r for r in rows}
+    recent, earlier = rows[-300:], rows[:-300]
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    topics = tuple(EditionTopic(slug=slug, name=slug, entries=tuple(
+        EditionEntry(paper_id=r.paper.paper_id, strength=papers[r.paper.paper_id], rank=papers[r.paper.paper_id])
+        for r in recent if r.paper.paper_id in papers)) for slug, papers in sections.items())
+    edition = Edition(id=1, frequency="daily", date=date(2026, 1, 1), slug="bench", window_start=moment,
+                      cutoff=moment, created=moment, topics=topics,
+                      papers={r.paper.paper_id: EditionPaper(paper_id=r.paper.paper_id, title=r.paper.title,
+                                                             abstract=r.paper.abstract) for r in recent})
+    slugs = list(sections)
+    chooser = random.Random(0)
+    all_votes = {i: {r.paper.paper_id: chooser.choice((1, -1)) for r in chooser.sample(earlier, votes)}
+                 for i in range(readers_count)}
+    topics_of = {i: [slugs[i % len(slugs)]] for i in range(readers_count)}
+    voted = {pid: by_id[pid].paper for theirs in all_votes.values() for pid in theirs}
+    tick = time.process_time()
+    boosts = reader_boosts(edition, all_votes, voted, topics_of)
+    seconds = time.process_time() - tick
+    return {"cpu_s": seconds, "per_reader_ms": 1000 * seconds / readers_count, "readers": float(len(boosts))}
+
+
 def report(result: Mapping[str, Any], votes: Sequence[int]) -> str:
     lines = ["| reader (topic: wants) | " + " | ".join(f"{n} votes" if n else "cold start" for n in votes) + " |",
              "|---|" + "---:|" * len(votes)]
@@ -219,8 +255,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--train-share", type=float, default=0.4)
     parser.add_argument("--edition-size", type=int, default=150)
+    parser.add_argument("--send-cost", type=int, metavar="READERS", default=0,
+                        help="instead: time reader_boosts for this many readers with 10 votes each")
     args = parser.parse_args(argv)
     rows = load(args.data)
+    if args.send_cost:
+        cost = send_cost(rows, args.topics, readers_count=args.send_cost, votes=10)
+        print(f"reader_boosts for {args.send_cost} readers with 10 votes, one edition of 300 papers: "
+              f"{cost['cpu_s']:.1f} CPU-s ({cost['per_reader_ms']:.1f} ms per reader); "
+              f"load average {os.getloadavg()[0]:.2f}")
+        return 0
     result = evaluate(rows, args.topics, method=args.method, votes=args.votes, seeds=args.seeds,
                       train_share=args.train_share, edition_size=args.edition_size)
     print(f"{len(rows)} papers, topics {' '.join(args.topics)}, method {args.method}, "

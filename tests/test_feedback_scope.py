@@ -22,6 +22,9 @@ from starlette.testclient import TestClient
 
 from newsletter.config import Settings, load_settings
 from newsletter.delivery.run import run_send
+from newsletter.editions.preferences import reader_boosts
+from newsletter.editions.records import Edition, EditionEntry, EditionPaper, EditionTopic
+from newsletter.sources.records import Paper
 from newsletter.storage.db import open_database
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.papers import PaperStore
@@ -258,3 +261,29 @@ def test_a_topics_shared_definition_changes_only_when_enough_of_its_active_reade
     assert store.topic_votes(min_readers=3) == {"agents": ([], ["2604.00001"])}  # a leaver's vote stops counting
     world.subscribers.mark_bounced(readers[0], now=at)
     assert store.topic_votes(min_readers=3) == {}
+
+
+def _edition(texts: dict[str, str]) -> Edition:
+    entries = tuple(EditionEntry(paper_id=pid, strength=0.5, rank=2.0 + i / 10) for i, pid in enumerate(texts))
+    return Edition(id=1, frequency="daily", date=DAY1.date(), slug="daily-test", window_start=DAY1, cutoff=DAY1,
+                   created=DAY1, papers={p: EditionPaper(paper_id=p, title=t, abstract=t) for p, t in texts.items()},
+                   topics=(EditionTopic(slug="agents", name="Agents", entries=entries),
+                           EditionTopic(slug="medical", name="Medical", entries=entries[:1])))
+
+
+def test_a_readers_model_learns_from_more_and_from_less_and_stays_in_their_topics() -> None:
+    texts = {"a1": "tool-using language model agents plan web navigation tasks",
+             "a2": "language model agents call tools to plan web tasks",
+             "r1": "reinforcement learning of robot grasping policies in simulation",
+             "r2": "robot grasping policies learned by reinforcement learning",
+             "m1": "segmentation of tumours in brain MRI scans"}
+    edition = _edition(texts)
+    voted = {"v1": Paper(paper_id="v1", title="Web agents that plan and call tools with a language model",
+                         abstract="Language model agents plan web navigation and call tools.")}
+    assert reader_boosts(edition, {}, voted, {7: ["agents"]}) == {}  # cold start: the shared order stands
+    more = reader_boosts(edition, {7: {"v1": 1}}, voted, {7: ["agents"]})[7]
+    assert min(more["a1"], more["a2"]) > max(more["r1"], more["r2"])
+    less = reader_boosts(edition, {7: {"v1": -1}}, voted, {7: ["agents"]})[7]
+    assert max(less["a1"], less["a2"]) < min(less["r1"], less["r2"])  # only "less": the mirror model
+    only_medical = reader_boosts(edition, {7: {"v1": 1}}, voted, {7: ["medical"]})
+    assert set(only_medical.get(7, {})) <= {"a1"}  # never a paper of a topic the reader does not receive
