@@ -197,8 +197,8 @@ def measure(feed: Path, database: Path, profile: str | None) -> RunResult:
     from datetime import UTC, datetime, timedelta
 
     from newsletter.config import load_settings
+    from newsletter.matching.refresh import FINGERPRINT_KEY, IDF_BACKGROUND_PAPERS
     from newsletter.matching.rules import match_papers, topics_fingerprint
-    from newsletter.sources.ingest import FINGERPRINT_KEY, IDF_BACKGROUND_PAPERS
     from newsletter.sources.parsing import parse_feed
     from newsletter.storage.db import open_database
     from newsletter.storage.papers import PaperStore

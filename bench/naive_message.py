@@ -14,9 +14,9 @@ from email.utils import format_datetime, make_msgid
 
 from newsletter.config import Settings
 from newsletter.delivery.message import list_id
+from newsletter.records.text import collapse_whitespace
 from newsletter.rendering.links import Recipient
 from newsletter.rendering.render import RenderedVariant, safe_url
-from newsletter.sources.text import collapse_whitespace
 
 
 def _address(name: str, email: str) -> Address:

@@ -82,7 +82,7 @@ class Reader:
 
 
 def load(path: Path) -> list[Row]:
-    from newsletter.sources.records import Paper
+    from newsletter.records.papers import Paper
 
     rows = []
     with path.open(encoding="utf-8", newline="") as handle:
@@ -138,7 +138,7 @@ def vectors_of(rows: Sequence[Row], method: str) -> Mapping[str, Any] | None:
 
 def edition_of(section: Mapping[str, float], by_id: Mapping[str, Row], slug: str) -> Any:
     """An edition record holding one topic's section, as `send` would see it."""
-    from newsletter.editions.records import Edition, EditionEntry, EditionPaper, EditionTopic
+    from newsletter.records.editions import Edition, EditionEntry, EditionPaper, EditionTopic
 
     moment = datetime(2026, 1, 1, tzinfo=UTC)
     papers = {pid: EditionPaper(paper_id=pid, title=by_id[pid].paper.title, abstract=by_id[pid].paper.abstract)
@@ -202,7 +202,7 @@ def send_cost(rows: Sequence[Row], configured: Sequence[str], *, readers_count: 
     """CPU seconds of ``reader_boosts`` for one edition (the last 300 papers, every configured topic) and
     ``readers_count`` readers with ``votes`` votes each on earlier papers: what `send` adds for voting readers."""
     from newsletter.editions.preferences import reader_boosts
-    from newsletter.editions.records import Edition, EditionEntry, EditionPaper, EditionTopic
+    from newsletter.records.editions import Edition, EditionEntry, EditionPaper, EditionTopic
 
     sections = match(rows, configured, "tfidf")
     by_id = {r.paper.paper_id: r for r in rows}

@@ -47,10 +47,10 @@ from newsletter.editions.selection import group_by_variant, select  # noqa: E402
 from newsletter.rendering import render  # noqa: E402
 from newsletter.rendering.links import Recipient, recipient_links, signer_from_settings  # noqa: E402
 from newsletter.rendering.render import RenderedVariant, RenderEnvironment, render_variant  # noqa: E402
-from newsletter.sources.ingest import fetch_sources  # noqa: E402
 from newsletter.storage.db import open_database  # noqa: E402
 from newsletter.storage.editions import EditionStore  # noqa: E402
 from newsletter.storage.papers import PaperStore  # noqa: E402
+from newsletter.usecases.fetch import fetch_sources  # noqa: E402
 
 NOW = datetime(2026, 4, 27, 8, 0, tzinfo=UTC)
 TARGET_SPEEDUP = 30.0

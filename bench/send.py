@@ -16,7 +16,7 @@ How (everything through the library, as a user would run it):
   variant (Premailer) + the ledger fill.
 * every delivery configuration starts from a copy of the prepared SQLite file (all rows pending), gets
   its own config file (``run_send(processes=2)`` children reload it) and runs in a fresh Python process.
-  msg/s = messages sent / wall time of ``newsletter.delivery.run.run_send`` (which calls ``prepare`` again:
+  msg/s = messages sent / wall time of ``newsletter.usecases.send.run_send`` (which calls ``prepare`` again:
   a no-op on a filled ledger, timed separately and included). The sink's own count is checked against
   the ledger. Peak RSS is VmHWM from /proc (see ``vm_hwm_kib`` for why not ``ru_maxrss``): for 1 process
   the sending process itself, for 2 processes the largest sending child (polled every 50 ms). CPU is
@@ -155,14 +155,14 @@ def set_up(folder: Path, *, recipients: int) -> Prepared:
     import sqlalchemy as sa
 
     from newsletter.config import load_settings
-    from newsletter.delivery.campaign import prepare
     from newsletter.delivery.sending import message_factory
     from newsletter.rendering import render
     from newsletter.rendering.links import signer_from_settings
-    from newsletter.sources.ingest import fetch_sources
     from newsletter.storage.db import open_database
     from newsletter.storage.ledger import Delivery, Ledger
     from newsletter.storage.papers import PaperStore
+    from newsletter.usecases.campaign import prepare
+    from newsletter.usecases.fetch import fetch_sources
     from subscribers.schema import subscribers
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -445,13 +445,13 @@ def worker_send(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("plain_aiosmtplib"):
         patch_plain_aiosmtplib()
     from newsletter.config import load_settings
-    from newsletter.delivery.campaign import prepare
-    from newsletter.delivery.run import run_send
     from newsletter.delivery.sending import deliver_edition
     from newsletter.rendering.links import signer_from_settings
     from newsletter.storage.db import open_database
     from newsletter.storage.editions import EditionStore
     from newsletter.storage.ledger import Ledger
+    from newsletter.usecases.campaign import prepare
+    from newsletter.usecases.send import run_send
 
     settings = load_settings(Path(spec["config"]))
     engine = open_database(settings.newsletter.database_url)
@@ -495,12 +495,12 @@ def worker_naive(spec: dict[str, Any]) -> dict[str, Any]:
     from naive_message import build_message_bytes  # bench/naive_message.py, beside this script
 
     from newsletter.config import load_settings
-    from newsletter.delivery.campaign import message_id, sender_domain
     from newsletter.editions.selection import select
     from newsletter.rendering.links import recipient_links, signer_from_settings
     from newsletter.rendering.render import RenderEnvironment, render_variant
     from newsletter.storage.db import open_database
     from newsletter.storage.editions import EditionStore
+    from newsletter.usecases.campaign import message_id, sender_domain
     from subscribers.store import SubscriberStore
 
     settings = load_settings(Path(spec["config"]))

@@ -151,11 +151,11 @@ class Setup:
 
 def set_up(folder: Path, databases: Databases, *, broker: str, queue: str, args: argparse.Namespace) -> Setup:
     from newsletter.config import load_settings
-    from newsletter.delivery.campaign import prepare
     from newsletter.rendering.links import signer_from_settings
-    from newsletter.sources.ingest import fetch_sources
     from newsletter.storage.db import open_database
     from newsletter.storage.papers import PaperStore
+    from newsletter.usecases.campaign import prepare
+    from newsletter.usecases.fetch import fetch_sources
     from subscribers.schema import subscribers
 
     name = databases.create()
@@ -268,8 +268,8 @@ def workers_run(folder: Path, databases: Databases, setup: Setup, *, workers: in
 def process_run(folder: Path, databases: Databases, setup: Setup, *, processes: int, broker: str,
                 args: argparse.Namespace) -> Row:
     from newsletter.config import load_settings
-    from newsletter.delivery.run import run_send
     from newsletter.storage.db import open_database
+    from newsletter.usecases.send import run_send
 
     name = f"processes-{processes}"
     database = databases.create(template=setup.template)

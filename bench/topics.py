@@ -70,8 +70,8 @@ def labelled_set() -> list[Any]:
 
 def speed_set(count: int, seed: int = 0) -> list[Any]:
     """``count`` distinct papers: real titles, abstracts of real length recombined from real sentences."""
+    from newsletter.records.papers import Paper
     from newsletter.sources.parsing import parse_feed
-    from newsletter.sources.records import Paper
 
     real: dict[str, tuple[str, str]] = {}
     kinds = [("arxiv-api", p) for p in sorted((FIXTURES / "arxiv_api").glob("*.xml"))]
@@ -128,7 +128,7 @@ def few_shot(labelled: Sequence[Any], topic_list: Sequence[Any], matcher: Any, s
     Every labelled paper is the calibration corpus, as at zero-shot.
     """
     from newsletter.matching.evaluate import score_matches
-    from newsletter.matching.matcher import decide_matches
+    from newsletter.matching.scoring import decide_matches
 
     papers = [item.paper for item in labelled]
     matches = []
@@ -153,7 +153,7 @@ def supervised_ceiling(labelled: Sequence[Any], topic_list: Sequence[Any], match
     from sklearn.linear_model import LogisticRegression
 
     from newsletter.matching.evaluate import score_matches
-    from newsletter.sources.records import TopicMatch
+    from newsletter.records.papers import TopicMatch
 
     papers = [item.paper for item in labelled]
     features = matcher.score(papers, topic_list, background=papers).features[: len(papers)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-from newsletter.editions.records import EditionEntry, EditionPaper, EditionTopic
+from newsletter.records.editions import EditionEntry, EditionPaper, EditionTopic
 from newsletter.storage.editions import EditionStore
 
 TOPICS = (("agents", "LLM agents"), ("reasoning", "Reasoning"), ("medical", "Medical imaging"))

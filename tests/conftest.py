@@ -16,6 +16,8 @@ from newsletter.storage.ledger import Ledger
 from newsletter.storage.papers import PaperStore
 from tests.databases import PostgresServer, admin_url, empty_tables, migrated
 from tests.mailsink import MailSink
+from tests.services import require
+from tests.support import dkim_key_pair
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).parent.parent
@@ -41,6 +43,30 @@ description = "Medical image analysis of CT and MRI scans."
 keywords = ["medical imaging", "clinical"]
 exclude_keywords = ["drug"]
 '''
+
+
+POSTGRES_FIXTURES = frozenset({"postgres", "postgres_session_url", "fresh_postgres"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers a test gets from its fixtures: on the real PostgreSQL server it ``needs("postgresql")``; loading
+    the embedding model it needs the extra and is slow by nature (`-m "not slow"` leaves it out too)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("database_url") == "postgresql"
+        if on_postgres or POSTGRES_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.needs("postgresql"))
+        if "minilm" in fixtures:
+            item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.needs("embeddings"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture: skip (or under CI fail) a test whose ``needs`` are missing (``tests.services``)."""
+    for mark in item.iter_markers("needs"):
+        require(*mark.args)
 
 
 def fixture_path(relative: str) -> Path:
@@ -169,11 +195,10 @@ def _reap_children() -> Iterator[None]:
             process.stdout.close()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that load the embedding model are slow by nature: `-m "not slow"` leaves them out too."""
-    for item in items:
-        if "minilm" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.slow)
+@pytest.fixture(scope="module")
+def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
+    """A DKIM signing key (openssl, 2048 bits) and its DNS TXT record, made once per module."""
+    return dkim_key_pair(tmp_path_factory.mktemp("dkim"))
 
 
 @pytest.fixture

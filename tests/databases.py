@@ -1,14 +1,13 @@
 """The real database servers of the test machine: scratch PostgreSQL databases, a scratch Redis queue.
 
-PostgreSQL (127.0.0.1:5432, trust auth) and Redis (127.0.0.1:6379) run on every machine of this project and
-in CI (`scripts/services` starts them when they are not running). A test that needs one and cannot reach it
-fails with a message saying how to start it: nothing is skipped silently.
+PostgreSQL (127.0.0.1:5432, trust auth) and Redis (127.0.0.1:6379) run in CI (`scripts/services` starts them
+when they are not running). A test that needs one and cannot reach it is skipped with a message saying how to
+start it, or fails under CI and scripts/test (``tests.services.unavailable``): nothing is skipped silently.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 from collections.abc import Iterator
 
@@ -17,12 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from newsletter.storage.db import open_database
-
-ADMIN_URL_ENV = "NEWSLETTER_TEST_POSTGRES_URL"
-DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-REDIS_URL_ENV = "NEWSLETTER_TEST_REDIS_URL"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
-HOW_TO_START = "start the services with `bash scripts/services` (scripts/test and .ci/run do this)"
+from tests.services import HOW_TO_START as HOW_TO_START
+from tests.services import admin_url as admin_url
+from tests.services import redis_url, unavailable
 
 
 class PostgresServer:
@@ -41,8 +37,8 @@ class PostgresServer:
         except sa.exc.OperationalError as error:
             problem = str(error).splitlines()[0]
         if problem is not None:  # outside the except clause: one clear line, no chained traceback
-            pytest.fail(f"PostgreSQL is not reachable at {make_url(self.admin_url).render_as_string()} "
-                        f"({problem}): {HOW_TO_START}", pytrace=False)
+            unavailable("postgresql", f"PostgreSQL is not reachable at {make_url(self.admin_url).render_as_string()} "
+                                      f"({problem}): {HOW_TO_START}")
 
     def create(self) -> str:
         """A new, empty database; returns its URL."""
@@ -93,14 +89,6 @@ def empty_tables(url: str) -> None:
         engine.dispose()
 
 
-def admin_url() -> str:
-    return os.environ.get(ADMIN_URL_ENV) or DEFAULT_ADMIN_URL
-
-
-def redis_url() -> str:
-    return os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL
-
-
 @contextlib.contextmanager
 def scratch_redis() -> Iterator[str]:
     """A Redis database number no one uses now (empty), as a broker URL; its keys are deleted afterwards."""
@@ -113,7 +101,7 @@ def scratch_redis() -> Iterator[str]:
     except redis.exceptions.ConnectionError as error:
         problem = str(error)
     if problem is not None:
-        pytest.fail(f"Redis is not reachable at {base} ({problem}): {HOW_TO_START}", pytrace=False)
+        unavailable("redis", f"Redis is not reachable at {base} ({problem}): {HOW_TO_START}")
     owner = secrets.token_hex(8)
     for number in secrets.SystemRandom().sample(range(1, 16), 15):
         client = redis.Redis.from_url(f"{base}/{number}")

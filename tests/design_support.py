@@ -13,8 +13,8 @@ from pathlib import Path
 
 from newsletter.config import Settings, load_settings
 from newsletter.editions.build import build_edition
-from newsletter.editions.records import Edition
 from newsletter.editions.selection import Selection, select
+from newsletter.records.editions import Edition
 from newsletter.rendering.links import recipient_links, signer_from_settings
 from newsletter.rendering.render import RenderedVariant, RenderEnvironment, render_variant
 from newsletter.storage.db import open_database

@@ -10,10 +10,10 @@ import pytest
 from itsdangerous import TimestampSigner
 
 from newsletter.config import Settings, load_settings
-from newsletter.sources.ingest import fetch_sources
 from newsletter.storage.db import open_database
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.papers import PaperStore
+from newsletter.usecases.fetch import fetch_sources
 from tests.conftest import fixture_path, write_config
 
 NOW = datetime(2026, 4, 27, 8, 0, tzinfo=UTC)

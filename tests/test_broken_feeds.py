@@ -42,16 +42,12 @@ from subscribers.store import SubscriberStore
 from tests.broken_feeds import CASES, FOLDER, TRAP_TITLE, Case
 from tests.conftest import fixture_path, write_config
 from tests.mailsink import MailSink
+from tests.support import run, secret_fixture
 
 GOOD = ("cs-ai", "arxiv-rss", str(fixture_path("arxiv_rss/distill_rss_cs.AI_2026-04-27.xml")))
 SECRET = "k1:broken-feeds-secret-0123456789"
 # What must never reach an email, a page or a terminal: C0 (but tab, newline, CR), DEL, C1, surrogates, bidi.
 UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
-
-
-def run(config: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
-    return result.exit_code, result.output
 
 
 def rows(output: str) -> dict[str, list[str]]:
@@ -63,9 +59,7 @@ def error_lines(output: str, source: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith(f"error {source}:")]
 
 
-@pytest.fixture(autouse=True)
-def secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+secret = secret_fixture(SECRET)
 
 
 def test_the_corpus_on_disk_is_what_the_generator_writes(tmp_path: Path) -> None:
@@ -190,7 +184,7 @@ def test_an_unforeseen_exception_is_that_sources_error_and_saves_no_state(
 ) -> None:
     """The boundary itself, for the bug no rule above foresaw: a fault injected into the real parser for one
     source (every other source parses for real) becomes one line for it, and the fetch goes on."""
-    import newsletter.sources.ingest as ingest
+    import newsletter.usecases.fetch as ingest
 
     real = ingest.parse_feed
 

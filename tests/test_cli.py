@@ -14,13 +14,9 @@ from click.testing import CliRunner
 
 from newsletter.cli.main import cli
 from tests.conftest import fixture_path, write_config
+from tests.support import run
 
 CS_AI = fixture_path("arxiv_rss/distill_rss_cs.AI_2026-04-27.xml")
-
-
-def run(config: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
-    return result.exit_code, result.output
 
 
 @pytest.fixture
@@ -216,7 +212,7 @@ def test_help_and_status_load_no_machine_learning_library(config: Path, tmp_path
 
 def test_papers_and_topics_only_read_and_say_when_the_topics_changed(config: Path) -> None:
     from newsletter.config import load_settings
-    from newsletter.sources.ingest import FINGERPRINT_KEY
+    from newsletter.matching.refresh import FINGERPRINT_KEY
     from newsletter.storage.db import open_database
     from newsletter.storage.papers import PaperStore
 

@@ -24,16 +24,14 @@ from subscribers.store import SubscriberStore
 from tests.conftest import spawn
 from tests.databases import PostgresServer, scratch_redis
 from tests.mailsink import Fault, MailSink
+from tests.support import secret_fixture
 from tests.test_send import SECRET, _wait_for, add_subscribers, cli_run, make_config
 from tests.test_workers import add_subscribers as worker_subscribers
 from tests.test_workers import start as start_worker
 from tests.test_workers import stop as stop_worker
 from tests.test_workers import wait_until_ready, worker_config
 
-
-@pytest.fixture(autouse=True)
-def secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+secret = secret_fixture(SECRET)
 
 
 def ledger_of(config: Path) -> Ledger:
@@ -441,6 +439,7 @@ def test_erasure_leaves_the_address_in_no_ledger_row(tmp_path: Path, sink: MailS
 
 
 @pytest.mark.slow
+@pytest.mark.needs("celery", "redis")
 def test_a_celery_worker_stalled_past_its_lease_sends_nothing_the_other_took_over(tmp_path: Path, sink: MailSink,
                                                                                    postgres: PostgresServer) -> None:
     """The issue's second case: PostgreSQL and two `newsletter worker` processes, one SIGSTOPped past its

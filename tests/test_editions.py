@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from newsletter.editions.build import build_edition, empty_reason
-from newsletter.editions.records import Edition
 from newsletter.editions.selection import group_by_variant, select
 from newsletter.errors import ConfigError
+from newsletter.records.editions import Edition
 from newsletter.storage import db
 from subscribers.errors import SubscribersError
 from subscribers.store import SubscriberStore
@@ -176,7 +176,7 @@ def test_the_minimal_subscriber_store(tmp_path: Path) -> None:
 
 
 def test_building_an_edition_reads_the_stored_matches_and_never_matches_or_writes_them(tmp_path: Path) -> None:
-    from newsletter.sources.ingest import FINGERPRINT_KEY, refresh_matches
+    from newsletter.matching.refresh import FINGERPRINT_KEY, refresh_matches
     from newsletter.sources.parsing import parse_feed
 
     settings = email_settings(tmp_path, sources=FIXTURE_SOURCES[:1])

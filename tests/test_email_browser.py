@@ -1,6 +1,7 @@
 """The preview email in real headless Chromium (Debian `chromium` driven by Playwright), phone and desktop wide.
 
-Fails (never skips) when /usr/bin/chromium is missing: CI installs it with `apt-get install -y chromium`.
+Skipped with the reason when /usr/bin/chromium is missing; fails then under CI, which installs it with
+`apt-get install -y chromium`.
 Screenshots go to test-artifacts/.
 """
 
@@ -13,9 +14,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
-from newsletter.delivery.preview import preview
+from newsletter.usecases.preview import preview
 from tests.browser_support import ARGS, ARTIFACTS, CHROMIUM
 from tests.email_support import NOW, email_settings, fetch, fix_tokens, stores
+
+pytestmark = pytest.mark.needs("chromium")
 
 
 @pytest.fixture(scope="module")

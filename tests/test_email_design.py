@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.editions.archive import edition_page_context, topic_feed_context
-from newsletter.editions.index import feed_entries_of
 from newsletter.errors import ConfigError
+from newsletter.records.index import feed_entries_of
+from newsletter.records.papers import Paper
 from newsletter.rendering.context import edition_dates
 from newsletter.rendering.latex import latex_to_text
 from newsletter.rendering.templating import RenderEnvironment
-from newsletter.sources.records import Paper
+from newsletter.web.archive import edition_page_context, topic_feed_context
 from tests.design_support import offline_edition, offline_settings_in, personalised, render, topic_selection
 from tests.email_support import FIXTURE_SOURCES, NOW, email_settings, fix_tokens, stores
 
@@ -138,7 +138,7 @@ def test_latex_becomes_unicode_in_email_web_and_feeds(tmp_path: Path, monkeypatc
                         sources=("t",), published=NOW)], now=NOW)
     from newsletter.editions.build import build_edition
     from newsletter.editions.selection import select
-    from newsletter.sources.ingest import refresh_matches
+    from newsletter.matching.refresh import refresh_matches
 
     refresh_matches(settings, store)  # the matching step, as `fetch` runs it after storing
     edition = build_edition(settings, store, editions, frequency="daily", now=NOW.replace(hour=9))

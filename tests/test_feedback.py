@@ -14,9 +14,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from starlette.testclient import TestClient
 
-from newsletter.delivery.run import run_send
 from newsletter.storage.db import open_database
 from newsletter.storage.papers import PaperStore
+from newsletter.usecases.send import run_send
 from newsletter.web.app import create_app
 from subscribers.feedback import FeedbackStore
 from subscribers.store import SubscriberStore

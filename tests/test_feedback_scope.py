@@ -21,14 +21,14 @@ from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
 from newsletter.config import Settings, load_settings
-from newsletter.delivery.run import run_send
 from newsletter.editions.preferences import reader_boosts
-from newsletter.editions.records import Edition, EditionEntry, EditionPaper, EditionTopic
-from newsletter.sources.records import Paper
+from newsletter.records.editions import Edition, EditionEntry, EditionPaper, EditionTopic
+from newsletter.records.papers import Paper
 from newsletter.storage.db import open_database
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.papers import PaperStore
 from newsletter.storage.variant_readers import variant_of
+from newsletter.usecases.send import run_send
 from newsletter.web.app import create_app
 from subscribers.feedback import FeedbackStore
 from subscribers.store import SubscriberStore

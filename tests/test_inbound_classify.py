@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.delivery.verp import BadToken, sign_token, token_in, verify_token
 from newsletter.inbound.classify import InboundAddresses, classify
-from newsletter.inbound.verp import BadToken, sign_token, token_in, verify_token
 from newsletter.storage.inbound import InboundLog
 from subscribers.evidence import EvidenceStore
 from subscribers.tokens import Keyring, TokenSigner

@@ -8,18 +8,15 @@ import email.policy
 import json
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from newsletter.cli.main import cli
 from tests.inbound_support import DOMAIN, INBOUND_FIXTURES, dsn
 from tests.mailsink import MailSink
+from tests.support import secret_fixture
 from tests.test_send import SECRET, add_subscribers, cli_run, make_config
 
-
-@pytest.fixture(autouse=True)
-def secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+secret = secret_fixture(SECRET)
 
 
 def test_bounce_and_complaint_by_file_show_up_in_subscribers_show_and_status(tmp_path: Path,

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from imapclient import IMAPClient
 
 from newsletter.inbound.imap import ImapPoller
 from newsletter.storage.inbound import InboundLog
 from tests.dovecot_support import PASSWORD, USER, Dovecot
-from tests.inbound_support import DOMAIN, INBOUND_FIXTURES, dsn, free_port, inbound_settings, make_inbound
+from tests.inbound_support import DOMAIN, INBOUND_FIXTURES, dsn, inbound_settings, make_inbound
+from tests.support import free_port
+
+pytestmark = pytest.mark.needs("dovecot")
 
 
 def _unseen(port: int) -> int:

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from newsletter.inbound.listener import InboundServer
 from subscribers.evidence import EvidenceStore
 from tests.conftest import spawn, write_config
-from tests.inbound_support import DOMAIN, SECRET, dsn, free_port, inbound_settings, make_inbound, wait_for_port
+from tests.inbound_support import DOMAIN, SECRET, dsn, inbound_settings, make_inbound, wait_for_port
+from tests.support import free_port
 
 
 async def _send(port: int, sender: str, recipients: list[str], raw: bytes) -> str:

@@ -15,15 +15,16 @@ from click.testing import CliRunner
 
 from newsletter.cli.main import cli
 from newsletter.config import load_settings
-from newsletter.inbound.verp import token_in, verify_token
+from newsletter.delivery.verp import token_in, verify_token
 from newsletter.storage.db import open_database
 from subscribers.evidence import EvidenceStore
 from subscribers.store import SubscriberStore
 from subscribers.tokens import Keyring
 from tests.conftest import ROOT, spawn
-from tests.inbound_support import free_port, wait_for_port
+from tests.inbound_support import wait_for_port
 from tests.mailsink import Fault, MailSink
 from tests.postfix_support import Postfix
+from tests.support import free_port
 
 SECRET = "k1:postfix-test-secret-0123456789"
 DOMAIN = "bounces.example.org"
@@ -50,6 +51,7 @@ def _wait(condition: object, timeout: float, what: str, postfix: Postfix) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.needs("postfix")
 def test_postfix_dsns_reach_the_listener_and_mark_exactly_the_refused_readers(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)

@@ -19,8 +19,8 @@ from newsletter.errors import ConfigError
 from newsletter.matching.embeddings import EmbeddingMatcher, topic_facets
 from newsletter.matching.evaluate import evaluate
 from newsletter.matching.matcher import TfidfMatcher, build_matcher
+from newsletter.matching.refresh import refresh_matches
 from newsletter.matching.rules import match_papers
-from newsletter.sources.ingest import refresh_matches
 from newsletter.storage.embeddings import EmbeddingStore
 from newsletter.storage.papers import PaperStore
 from tests.conftest import fixture_path, write_config

@@ -6,7 +6,6 @@ import email
 import email.policy
 import html
 import re
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -121,18 +120,6 @@ def test_no_header_injection_through_subject_or_name(hostile: str) -> None:
     assert message["Bcc"] is None
     assert message["X-Injected"] is None
     assert "victim@example.com" in message["Subject"] or "X-Injected" in message["Subject"]
-
-
-@pytest.fixture(scope="module")
-def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
-    folder = tmp_path_factory.mktemp("dkim")
-    key = folder / "dkim.pem"
-    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-    public = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True,
-                            capture_output=True).stdout
-    import base64
-
-    return key, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
 
 
 def test_dkim_signature_verifies_and_covers_one_click_headers(dkim_key: tuple[Path, bytes]) -> None:

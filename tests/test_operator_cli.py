@@ -7,7 +7,6 @@ import email.policy
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,21 +15,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from newsletter.cli.main import cli
 from newsletter.config import load_settings
 from newsletter.storage.db import open_database
 from subscribers.store import SubscriberStore
+from tests import support
 from tests.conftest import ROOT
 from tests.mailsink import Fault, MailSink
+from tests.support import free_port, secret_fixture
 
 SECRET = "k1:operator-secret-0123456789"
 
 
-@pytest.fixture(autouse=True)
-def secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+secret = secret_fixture(SECRET)
 
 
 def offline_config(folder: Path, port: int = 1, extra: str = "") -> Path:
@@ -43,8 +40,7 @@ def offline_config(folder: Path, port: int = 1, extra: str = "") -> Path:
 
 
 def run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.output
+    return support.run(None, *args)
 
 
 def add(config: Path, address: str, topics: tuple[str, ...], name: str = "") -> None:
@@ -130,12 +126,6 @@ def test_ambiguous_deliveries_name_their_message_ids(tmp_path: Path, sink: MailS
     line = next(line for line in output.splitlines() if line.startswith("ambiguous ada@example.org"))
     stored = email.message_from_bytes(sink.messages[0].data, policy=email.policy.default)
     assert f"Message-ID {stored['Message-ID']}:" in line, output
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_serve_takes_host_and_port_and_logs_only_json_lines(tmp_path: Path) -> None:

@@ -11,15 +11,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from newsletter.cli.main import cli
 from newsletter.config import load_settings
 from newsletter.storage.db import open_database
 from newsletter.storage.ledger import Ledger
 from subscribers.store import SubscriberStore
 from tests.conftest import ROOT
 from tests.mailsink import MailSink
+from tests.support import run
 
 TOPICS = [("agents", "reasoning"), ("retrieval",), ("agents", "reasoning")]
 
@@ -32,11 +31,6 @@ def config(tmp_path: Path, sink: MailSink, monkeypatch: pytest.MonkeyPatch) -> P
     path = tmp_path / "config.toml"
     path.write_text(text + f"\n[delivery]\nport = {sink.port}\ntimeout_seconds = 5\n", encoding="utf-8")
     return path
-
-
-def run(config: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
-    return result.exit_code, result.output
 
 
 def subject(data: bytes) -> str:

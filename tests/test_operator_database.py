@@ -7,21 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from newsletter.cli.main import cli
 from tests.conftest import write_config
+from tests.support import run
 
 
 def config_with(tmp_path: Path, url: str) -> Path:
     path = write_config(tmp_path, [("feed", "arxiv-rss", "feed.xml")])
     path.write_text(path.read_text(encoding="utf-8").replace('"sqlite:///papers.db"', f'"{url}"'), encoding="utf-8")
     return path
-
-
-def run(config: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
-    return result.exit_code, result.output
 
 
 def test_a_folder_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:

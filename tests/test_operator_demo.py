@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from click.testing import CliRunner
 from playwright.sync_api import sync_playwright
 
 from newsletter.cli.main import cli
+from tests.support import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -43,12 +43,6 @@ def test_demo_prints_trending_scores_and_file_links_that_open(tmp_path: Path) ->
         browser.close()
     assert "Trending Papers (offline example)" in text
     assert "Unsubscribe" in text or "unsubscribe" in text
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.mark.slow

@@ -13,22 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from newsletter.cli.main import cli
 from tests.mailsink import MailSink
+from tests.support import run, secret_fixture
 from tests.test_scheduler import NO_JOBS, _serve, _stop, schedule_config
 from tests.test_send import SECRET, add_subscribers, make_config
 
-
-@pytest.fixture(autouse=True)
-def secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
-
-
-def run(config: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
-    return result.exit_code, result.output
+secret = secret_fixture(SECRET)
 
 
 def parsed(data: bytes) -> EmailMessage:

@@ -6,23 +6,17 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from newsletter.cli.main import cli
 from newsletter.config import load_settings
 from newsletter.storage.db import open_database
 from subscribers.store import SubscriberStore
 from tests.conftest import write_config
+from tests.support import run
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     return write_config(tmp_path, [("feed", "arxiv-rss", "feed.xml")])
-
-
-def run(config: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
-    return result.exit_code, result.output
 
 
 def names(config: Path) -> dict[str, tuple[str, tuple[str, ...]]]:

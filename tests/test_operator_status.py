@@ -18,13 +18,11 @@ from newsletter.config import load_settings
 from newsletter.storage.db import open_database
 from newsletter.storage.runs import RunStore
 from tests.mailsink import MailSink
+from tests.support import secret_fixture
 from tests.test_scheduler import NO_JOBS, _serve, _stop, far_daily, schedule_config
 from tests.test_send import SECRET
 
-
-@pytest.fixture(autouse=True)
-def secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+secret = secret_fixture(SECRET)
 
 
 def status(config: Path) -> tuple[str, dict[str, Any]]:

@@ -6,11 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-from click.testing import CliRunner
-
-from newsletter.cli.main import cli
 from tests.conftest import ROOT
+from tests.support import run, secret_fixture
 
 ROBOTICS = '''
 [[topics]]
@@ -22,9 +19,7 @@ categories = ["cs.RO"]
 '''
 
 
-@pytest.fixture(autouse=True)
-def secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET", "k1:topic-change-secret-0123456789")
+secret = secret_fixture("k1:topic-change-secret-0123456789")
 
 
 def write(folder: Path, *, rename: bool = False, formerly: bool = False, extra: str = "") -> Path:
@@ -36,11 +31,6 @@ def write(folder: Path, *, rename: bool = False, formerly: bool = False, extra: 
     path = folder / "config.toml"
     path.write_text(text + extra, encoding="utf-8")
     return path
-
-
-def run(config: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
-    return result.exit_code, result.output
 
 
 def topics_of(config: Path) -> dict[str, list[str]]:

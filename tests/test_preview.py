@@ -10,20 +10,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner
 
-from newsletter.cli.main import cli
 from newsletter.config import load_settings
 from newsletter.editions.build import build_edition
 from newsletter.storage import db
 from subscribers.store import SubscriberStore
 from tests.conftest import fixture_path, write_config
 from tests.email_support import FIXTURE_SOURCES, POSTAL, SECRET, stores
-
-
-def run(config: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
-    return result.exit_code, result.output
+from tests.support import run
 
 
 @pytest.fixture

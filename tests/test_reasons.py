@@ -12,10 +12,11 @@ from newsletter.config import TopicSettings
 from newsletter.editions.build import build_edition
 from newsletter.editions.selection import select
 from newsletter.matching.calibration import DecisionRule
-from newsletter.matching.matcher import TfidfMatcher, decide_matches
+from newsletter.matching.matcher import TfidfMatcher
+from newsletter.matching.scoring import decide_matches
+from newsletter.records.papers import TopicMatch
 from newsletter.rendering.render import render_variant
 from newsletter.rendering.templating import RenderEnvironment
-from newsletter.sources.records import TopicMatch
 from newsletter.web.app import create_app
 from subscribers.tokens import Keyring, TokenSigner
 from tests.email_support import NOW, SECRET, email_settings, fetch, fix_tokens, stores

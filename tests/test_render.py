@@ -20,14 +20,14 @@ import pytest
 from newsletter.config import Settings, TopicSettings
 from newsletter.delivery.message import message_template, sendable_message
 from newsletter.editions.build import build_edition
-from newsletter.editions.records import Edition
 from newsletter.editions.selection import Selection, group_by_variant, select
 from newsletter.errors import ConfigError, TemplateError
+from newsletter.matching.refresh import refresh_matches
+from newsletter.records.editions import Edition
+from newsletter.records.papers import Paper
 from newsletter.rendering import render
 from newsletter.rendering.links import Recipient, recipient_links, signer_from_settings
 from newsletter.rendering.render import RenderedVariant, RenderEnvironment, render_variant
-from newsletter.sources.ingest import refresh_matches
-from newsletter.sources.records import Paper
 from subscribers.store import SubscriberStore
 from tests.email_support import FIXTURE_SOURCES, NOW, email_settings, fetch, fix_tokens, stores
 

@@ -26,20 +26,13 @@ from newsletter.storage.ledger import Ledger
 from newsletter.storage.runs import Lease, RunStore
 from tests.conftest import spawn
 from tests.mailsink import MailSink
+from tests.support import free_port, secret_fixture
 from tests.test_send import SECRET, add_subscribers, make_config
 
 NO_JOBS = 'fetch = ""\ndaily = ""\nweekly = ""\nretry = ""\nhousekeeping = ""\n'
 
 
-@pytest.fixture(autouse=True)
-def secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+secret = secret_fixture(SECRET)
 
 
 def far_daily() -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
-from newsletter.editions.records import Edition, EditionEntry, EditionPaper, EditionTopic
 from newsletter.editions.selection import Section, group_by_variant, select
+from newsletter.records.editions import Edition, EditionEntry, EditionPaper, EditionTopic
 
 WHEN = datetime(2026, 4, 27, 8, 0, tzinfo=UTC)
 

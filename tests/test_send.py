@@ -20,6 +20,8 @@ from newsletter.storage.ledger import Ledger
 from subscribers.store import SubscriberStore
 from tests.conftest import ROOT, spawn
 from tests.mailsink import Fault, MailSink
+from tests.support import run as cli_run
+from tests.support import secret_fixture
 
 SECRET = "k1:test-secret-0123456789abcdef"
 TOPIC_SETS = [("agents", "reasoning"), ("retrieval",), ("efficient-training", "vision-multimodal"),
@@ -45,14 +47,7 @@ def add_subscribers(config: Path, count: int) -> list[str]:
     return emails
 
 
-def cli_run(config: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
-    return result.exit_code, result.output
-
-
-@pytest.fixture(autouse=True)
-def secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+secret = secret_fixture(SECRET)
 
 
 @pytest.mark.usefixtures("database_url")  # SQLite and the PostgreSQL server

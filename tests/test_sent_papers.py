@@ -28,14 +28,13 @@ from newsletter.storage.editions import EditionStore
 from newsletter.storage.ledger import Ledger, NewDelivery
 from subscribers.store import SubscriberStore
 from tests.mailsink import Fault, MailSink, ReceivedMessage
+from tests.support import secret_fixture
 from tests.test_send import SECRET, cli_run, make_config
 
 _ABS_LINK = re.compile(r"arxiv\.org/abs/([0-9]{4}\.[0-9]{4,5})")
 
 
-@pytest.fixture(autouse=True)
-def secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+secret = secret_fixture(SECRET)
 
 
 def engine_of(config: Path) -> sa.Engine:

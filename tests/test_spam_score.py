@@ -2,7 +2,7 @@
 every preview message at most 0.5: the largest edition, a non-ASCII newsletter name and reader, and a
 production-like message with https links and a DKIM signature.
 
-Fails (never skips) when /usr/bin/spamassassin is missing: scripts/test installs it.
+Skipped with the reason when /usr/bin/spamassassin is missing; fails then under CI and scripts/test, which installs it.
 """
 
 from __future__ import annotations
@@ -20,14 +20,15 @@ import pytest
 
 from newsletter.config import DkimSettings
 from newsletter.delivery.dkim import DkimSigner
-from newsletter.delivery.preview import preview
 from newsletter.demo.run import run_demo
 from newsletter.storage.db import open_database
 from newsletter.storage.papers import PaperStore
+from newsletter.usecases.preview import preview
 from tests.design_support import offline_settings_in
 from tests.email_support import NOW, fetch, fix_tokens
+from tests.support import dkim_key_pair
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.needs("spamassassin")]
 SPAMASSASSIN = Path("/usr/bin/spamassassin")
 MAX_SCORE = 0.5
 
@@ -58,12 +59,6 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-def dkim_key(folder: Path) -> Path:
-    key = folder / "dkim.pem"
-    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-    return key
-
-
 def test_demo_and_preview_messages_score_at_most_half_a_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fix_tokens(monkeypatch)
     demo = run_demo(folder=tmp_path / "demo", say=lambda line: None)
@@ -81,7 +76,8 @@ def test_demo_and_preview_messages_score_at_most_half_a_point(tmp_path: Path, mo
         assert result.eml_path is not None
         messages.append(result.eml_path.read_bytes())
     # production-like: https links (the offline example already uses them) and a DKIM signature
-    signer = DkimSigner(DkimSettings(selector="news", domain="example.org", private_key_path=str(dkim_key(tmp_path))))
+    key, _ = dkim_key_pair(tmp_path)
+    signer = DkimSigner(DkimSettings(selector="news", domain="example.org", private_key_path=str(key)))
     messages.append(signer.sign(messages[-1]))
     parsed = email.message_from_bytes(messages[-1], policy=email.policy.default)
     assert parsed["DKIM-Signature"] is not None

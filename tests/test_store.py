@@ -12,11 +12,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from newsletter.config import Settings, load_settings
-from newsletter.sources.ingest import fetch_sources, refresh_matches
-from newsletter.sources.merge import merge_paper
-from newsletter.sources.records import Paper
+from newsletter.matching.refresh import refresh_matches
+from newsletter.records.merge import merge_paper
+from newsletter.records.papers import Paper
 from newsletter.storage.db import metadata, open_database
 from newsletter.storage.papers import PaperStore
+from newsletter.usecases.fetch import fetch_sources
 from subscribers.schema import metadata as subscriber_metadata
 from tests.conftest import fixture_path, write_config
 

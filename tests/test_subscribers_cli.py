@@ -17,6 +17,7 @@ from newsletter.storage.db import open_database
 from subscribers.store import SubscriberStore
 from tests.conftest import write_config
 from tests.mailsink import MailSink
+from tests.support import run
 
 SECRET = "k1:cli-test-secret-0123456789"
 
@@ -52,11 +53,6 @@ def config(tmp_path: Path, sink: MailSink, monkeypatch: pytest.MonkeyPatch) -> P
 
 def store_of(config: Path) -> SubscriberStore:
     return SubscriberStore(open_database(load_settings(config).newsletter.database_url))
-
-
-def run(config: Path, *args: str, stdin: str | None = None) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(config), *args], input=stdin, catch_exceptions=False)
-    return result.exit_code, result.output
 
 
 def unsubscribed_dan(config: Path) -> None:

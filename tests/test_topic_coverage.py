@@ -5,21 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from newsletter.cli.main import cli
 from newsletter.config import MatchingSettings
 from newsletter.matching.coverage import coverage_warnings
 from tests.conftest import FIXTURES, write_config
+from tests.support import run
 from tests.topic_support import ARCHIVE_TOPICS, ARCHIVE_TOPICS_TOML
 
 API_SOURCES = [(path.stem, "arxiv-api", str(path)) for path in sorted((FIXTURES / "arxiv_api").glob("*.xml"))]
 MARINE = '\n[[topics]]\nslug = "marine"\nname = "Marine biology"\ndescription = "Coral reefs, fish and plankton."\n'
-
-
-def run(config: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
-    return result.exit_code, result.output
 
 
 def test_the_old_threshold_rule_starves_description_only_topics_and_fetch_says_so(tmp_path: Path) -> None:

@@ -7,23 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from newsletter.cli.main import cli
 from newsletter.errors import LabelledDataError
 from newsletter.matching.evaluate import read_labelled_csv, score_matches
-from newsletter.sources.records import TopicMatch
+from newsletter.records.papers import TopicMatch
 from tests.conftest import fixture_path, write_config
+from tests.support import run
 from tests.topic_support import ARCHIVE_TOPICS, ARCHIVE_TOPICS_TOML, arxiv_api_papers, minilm, write_labelled_csv
 
 __all__ = ["minilm"]
 
 SOURCES = [("cs-ai", "arxiv-rss", str(fixture_path("arxiv_rss/distill_rss_cs.AI_2026-04-27.xml")))]
-
-
-def run(config: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
-    return result.exit_code, result.output
 
 
 def test_scores_are_one_vs_rest_per_topic(tmp_path: Path) -> None:

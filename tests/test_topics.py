@@ -9,8 +9,8 @@ import pytest
 from newsletter.config import TopicSettings, TrendingSettings
 from newsletter.matching.rules import KeywordIndex, match_papers
 from newsletter.matching.trending import trending_score
+from newsletter.records.papers import Paper
 from newsletter.sources.parsing import parse_feed
-from newsletter.sources.records import Paper
 from tests.conftest import fixture_path
 
 AGENTS = TopicSettings(

@@ -22,32 +22,33 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from celery.exceptions import Retry
 from click.testing import CliRunner
 
 from newsletter.cli.main import cli
 from newsletter.clock import worker_name
 from newsletter.config import load_settings
-from newsletter.delivery.campaign import prepare
 from newsletter.delivery.sending import deliver
 from newsletter.delivery.workers import SEND_TASK, BatchSender, Dispatcher, make_app, register_tasks
 from newsletter.errors import DeliveryError
 from newsletter.rendering.links import signer_from_settings
 from newsletter.storage.db import open_database
 from newsletter.storage.ledger import Ledger
+from newsletter.usecases.campaign import prepare
 from subscribers.store import SubscriberStore
 from tests.conftest import ROOT
 from tests.databases import HOW_TO_START, PostgresServer, scratch_redis
 from tests.mailsink import Fault, MailSink
+from tests.services import unavailable
+from tests.support import run as cli_run
+from tests.support import secret_fixture
 from tests.test_delivery import EDITION, START, Clock, build, fill, received, settings_for
 from tests.test_send import SECRET, TOPIC_SETS
 
 RABBITMQ_URL = os.environ.get("NEWSLETTER_TEST_AMQP_URL") or "amqp://guest:guest@127.0.0.1:5672//"
+pytestmark = pytest.mark.needs("celery")
 
 
-@pytest.fixture(autouse=True)
-def secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+secret = secret_fixture(SECRET)
 
 
 def send_only(ledger: Ledger, sink: MailSink, ids: list[int], clock: Clock) -> dict[str, int]:
@@ -106,6 +107,8 @@ def test_the_task_retries_while_another_claim_holds_rows_of_its_batch(tmp_path: 
     ids = ledger.due_ids(prepared.edition.id, now=datetime.now(UTC))
     Ledger(engine, worker="dead:1").claim(prepared.edition.id, limit=1, now=datetime.now(UTC),
                                           lease=timedelta(seconds=1))
+    from celery.exceptions import Retry  # the scale extra: imported by the tests that run, never at collection
+
     task = register_tasks(make_app(settings), BatchSender(settings, engine))
     with pytest.raises(Retry):  # one row is held: the task sends the rest and asks to run again
         task.run(prepared.edition.id, ids)
@@ -230,11 +233,6 @@ def add_subscribers(config: Path, count: int) -> list[str]:
     return emails
 
 
-def cli_run(config: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
-    return result.exit_code, result.output
-
-
 def start(config: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as output:
         return subprocess.Popen([sys.executable, "-m", "newsletter", "--config", str(config), *args],
@@ -264,6 +262,7 @@ def fresh_postgres(postgres: PostgresServer) -> Iterator[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.needs("redis")
 def test_two_workers_one_killed_mid_batch_every_reader_gets_exactly_one(
     tmp_path: Path, sink: MailSink, fresh_postgres: str
 ) -> None:
@@ -325,6 +324,7 @@ def test_two_workers_one_killed_mid_batch_every_reader_gets_exactly_one(
 
 
 @pytest.mark.slow
+@pytest.mark.needs("redis")
 def test_a_relay_refusing_by_policy_stops_send_with_workers_at_once_quoting_its_reply(
     tmp_path: Path, sink: MailSink, fresh_postgres: str
 ) -> None:
@@ -364,6 +364,7 @@ def test_a_relay_refusing_by_policy_stops_send_with_workers_at_once_quoting_its_
 
 
 @pytest.mark.slow
+@pytest.mark.needs("redis")
 def test_serve_with_workers_enqueues_the_scheduled_edition(tmp_path: Path, sink: MailSink,
                                                            fresh_postgres: str) -> None:
     from newsletter.service.scheduler import Service
@@ -406,6 +407,7 @@ def test_serve_with_workers_enqueues_the_scheduled_edition(tmp_path: Path, sink:
 
 
 @pytest.mark.slow
+@pytest.mark.needs("rabbitmq")
 def test_a_rabbitmq_broker_and_send_without_waiting(tmp_path: Path, sink: MailSink, fresh_postgres: str) -> None:
     queue = f"nl-test-{secrets.token_hex(4)}"
     config = worker_config(tmp_path, sink, database_url=fresh_postgres, broker=RABBITMQ_URL, queue=queue)
@@ -418,7 +420,7 @@ def test_a_rabbitmq_broker_and_send_without_waiting(tmp_path: Path, sink: MailSi
     except Exception as error:
         problem = str(error)
     if problem is not None:
-        pytest.fail(f"RabbitMQ is not reachable at {RABBITMQ_URL} ({problem}): {HOW_TO_START}", pytrace=False)
+        unavailable("rabbitmq", f"RabbitMQ is not reachable at {RABBITMQ_URL} ({problem}): {HOW_TO_START}")
     assert cli_run(config, "fetch")[0] == 0
     emails = add_subscribers(config, 150)
     worker = None

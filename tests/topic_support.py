@@ -17,9 +17,10 @@ import pytest
 from newsletter.config import TopicSettings
 from newsletter.errors import NewsletterError
 from newsletter.matching.evaluate import LabelledPaper
+from newsletter.records.papers import Paper
 from newsletter.sources.parsing import parse_feed
-from newsletter.sources.records import Paper
 from tests.conftest import FIXTURES
+from tests.services import require
 
 ARCHIVES = {
     "cs": ("Computer science", "Computer science: machine learning, artificial intelligence, language models, "
@@ -95,12 +96,8 @@ def write_labelled_csv(path: Path, papers: list[Paper] | None = None) -> Path:
 
 
 def skip_without_embeddings() -> None:
-    """Skip the calling test (or module) when the optional `embeddings` extra is not installed."""
-    from newsletter.matching.embeddings import INSTALL_HINT, missing_extra
-
-    missing = missing_extra()
-    if missing:
-        pytest.skip(f"the embeddings extra is not installed (missing: {', '.join(missing)}); {INSTALL_HINT}")
+    """Skip the calling test (fail it under CI) when the optional `embeddings` extra is not installed."""
+    require("embeddings")
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""What every command shares: the lazily loaded settings and store, error handling, the console."""
+"""What every command shares: the lazily loaded settings, the store opened on first use, error handling, the console."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.console import Console
 
 from newsletter.cli.words import plural
 from newsletter.config import Settings, load_settings
+from newsletter.config.redact import redact
 from newsletter.errors import NewsletterError
 from subscribers.errors import SubscribersError
 
@@ -25,13 +26,20 @@ class App:
 
     def __init__(self, config_path: Path) -> None:
         self.config_path = config_path
+        self._store: PaperStore | None = None
 
     @cached_property
     def settings(self) -> Settings:
         return load_settings(self.config_path)
 
-    @cached_property
-    def store(self) -> PaperStore:
+    def open_store(self) -> PaperStore:
+        """Open the database (once per command) and bring readers' topics in step with ``[[topics]]``.
+
+        A method, not a property, because it writes: renamed and added topics are applied to the stored
+        readers (``service.topic_changes``) before the command reads them, and that is said on stderr.
+        """
+        if self._store is not None:
+            return self._store
         from newsletter.storage.db import is_new, open_database  # SQLAlchemy and Alembic: not needed for --help
         from newsletter.storage.papers import PaperStore
 
@@ -51,15 +59,18 @@ class App:
             click.echo(f"new topic {slug!r}: added for {plural(count, 'reader')} of every topic", err=True)
         for line in changes.warnings():
             click.echo(f"warning: {line}", err=True)
-        return PaperStore(engine)
+        self._store = PaperStore(engine)
+        return self._store
 
     def now(self) -> datetime:
         return datetime.now(UTC)
 
 
 READ_ONLY_COMMANDS = frozenset({"status", "papers", "topics", "preview", "subscribers list", "subscribers show",
-                                "subscribers export", "edition show"})
-"""Commands that only read: a new, empty database there is more likely a typo than a first run."""
+                                "subscribers export"})
+"""Commands that read what is stored: a new, empty database there is more likely a typo than a first run.
+
+(`edition show` is not one: with no stored edition for the day it builds and stores it, as `send` would.)"""
 
 
 def _running_command() -> str:
@@ -121,6 +132,37 @@ class NewsletterGroup(click.Group):
             return super().invoke(ctx)
         except (NewsletterError, SubscribersError) as error:
             raise click.ClickException(str(error)) from None
+        except OSError as error:  # a file or folder the operator named, a full disk, a closed pipe
+            raise click.ClickException(os_error_line(error)) from None
+        except Exception as error:
+            line = database_error_line(error)
+            if line is None:
+                raise  # a bug: the traceback is what a report needs
+            raise click.ClickException(line) from None
+
+
+def os_error_line(error: OSError) -> str:
+    """``[Errno 2] No such file or directory: 'x/y.csv'`` as one line without the errno: what and which file."""
+    what = error.strerror or str(error) or type(error).__name__
+    names = [str(n) for n in (error.filename, error.filename2) if n is not None]
+    return f"{what}: {' -> '.join(names)}" if names else what
+
+
+def database_error_line(error: Exception) -> str | None:
+    """One line for an error the database raised (a lock held too long, a lost server, a damaged file), or None.
+
+    SQLAlchemy's own text carries the SQL statement and its parameters (readers' addresses among them) and a
+    link; the line keeps only the driver's first line, with any password in a URL replaced.
+    """
+    if not type(error).__module__.startswith("sqlalchemy"):
+        return None
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if not isinstance(error, SQLAlchemyError):
+        return None
+    cause = getattr(error, "orig", None) or error
+    text = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    return f"database error: {redact(text)}"
 
 
 pass_app = click.make_pass_decorator(App)

@@ -23,7 +23,7 @@ from newsletter.storage.ledger import Ledger
 from newsletter.storage.reviews import Review, ReviewStore
 
 if TYPE_CHECKING:
-    from newsletter.editions.records import Edition, Frequency
+    from newsletter.records.editions import Edition, Frequency
 
 
 class EditionError(NewsletterError):
@@ -32,9 +32,9 @@ class EditionError(NewsletterError):
 
 def _edition(app: App, slug: str | None, frequency: Frequency, day: datetime | None) -> Edition:
     """The stored edition named by SLUG, or of --frequency/--date (built and stored now if needed)."""
-    from newsletter.delivery.campaign import edition_for  # matching libraries: only to build a new edition
+    from newsletter.usecases.campaign import edition_for  # matching libraries: only to build a new edition
 
-    engine = app.store.engine
+    engine = app.open_store().engine
     when: date | None
     if slug is not None:
         stored = EditionStore(engine).get_by_slug(slug)
@@ -44,15 +44,16 @@ def _edition(app: App, slug: str | None, frequency: Frequency, day: datetime | N
         frequency, when = stored.frequency, stored.date
     else:
         when = day.date() if day else None
-    return edition_for(app.settings, app.store, EditionStore(engine), frequency=frequency, now=app.now(), day=when)
+    return edition_for(app.settings, app.open_store(), EditionStore(engine), frequency=frequency, now=app.now(),
+                       day=when)
 
 
 def _review(app: App, edition: Edition) -> Review:
-    return ReviewStore(app.store.engine).get(edition.id) or Review(edition_id=edition.id)
+    return ReviewStore(app.open_store().engine).get(edition.id) or Review(edition_id=edition.id)
 
 
 def _changeable(app: App, edition: Edition) -> Review:
-    if Ledger(app.store.engine).subscribers_with_rows(edition.id):
+    if Ledger(app.open_store().engine).subscribers_with_rows(edition.id):
         raise EditionError(f"{edition.slug} is being sent or was sent; it can no longer be changed")
     if edition.is_empty and not _review(app, edition).dropped:
         raise EditionError(f"{edition.slug} is empty ({edition.empty_reason}); there is nothing to shape")
@@ -92,7 +93,7 @@ def show(app: App, slug: str | None, frequency: Frequency, day: datetime | None)
     shaped = _edition(app, slug, frequency, day)
     review = _review(app, shaped)
     approved = (f"approved {review.approved_at:%Y-%m-%d %H:%M} UTC" if review.approved_at else "not approved")
-    sent = "being sent or sent" if Ledger(app.store.engine).subscribers_with_rows(shaped.id) else "not sent"
+    sent = "being sent or sent" if Ledger(app.open_store().engine).subscribers_with_rows(shaped.id) else "not sent"
     console.print(f"{shaped.slug}: {plural(shaped.paper_count, 'paper')}; {approved}; {sent}", highlight=False,
                   soft_wrap=True)
     if shaped.is_empty:
@@ -167,5 +168,5 @@ def approve(app: App, slug: str | None, frequency: Frequency, day: datetime | No
 
 
 def _save(app: App, review: Review) -> None:
-    ReviewStore(app.store.engine).save(review, now=app.now())
+    ReviewStore(app.open_store().engine).save(review, now=app.now())
 

@@ -34,7 +34,7 @@ def inbound(app: App, use_imap: bool, once: bool, files: tuple[Path, ...], rcpt:
         _quarantine(app, raw_id)
         return
     logging.getLogger("newsletter").setLevel(logging.INFO)
-    processor = processor_for(app.settings, app.store.engine)
+    processor = processor_for(app.settings, app.open_store().engine)
     if files:
         for path in files:
             outcome = processor.handle(path.read_bytes(), recipients=[rcpt] if rcpt else [], door="cli")
@@ -67,7 +67,7 @@ def _quarantine(app: App, raw_id: int | None) -> None:
     from newsletter.errors import InboundError
     from newsletter.storage.inbound import InboundLog
 
-    log = InboundLog(app.store.engine)
+    log = InboundLog(app.open_store().engine)
     if raw_id is not None:
         raw = log.quarantined_raw(raw_id)
         if raw is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,7 @@ import click
 from rich.table import Table
 
 from newsletter.cli.dates import MOMENT
-from newsletter.sources.records import SourceReport
+from newsletter.records.papers import SourceReport
 
 if TYPE_CHECKING:
     pass
@@ -49,13 +50,13 @@ def fetch(app: App, sources: tuple[str, ...], as_json: bool) -> None:
     Prints one row per source: entries fetched, papers new and updated, entries skipped (replacements,
     entries without an id) and errors. Exits non-zero only when every source failed.
     """
-    from newsletter.sources.ingest import fetch_sources  # scikit-learn: imported when used, not for --help
+    from newsletter.usecases.fetch import fetch_sources  # scikit-learn: imported when used, not for --help
 
-    with console.status("Fetching sources…", spinner="dots") if not as_json else _nothing():
-        reports = asyncio.run(fetch_sources(app.settings, app.store, names=sources))
+    with console.status("Fetching sources…", spinner="dots") if not as_json else contextlib.nullcontext():
+        reports = asyncio.run(fetch_sources(app.settings, app.open_store(), names=sources))
     from newsletter.matching.coverage import store_warnings
 
-    warnings = store_warnings(app.settings.topics, app.settings.matching, app.store)
+    warnings = store_warnings(app.settings.topics, app.settings.matching, app.open_store())
     if as_json:
         click.echo(json.dumps({"sources": [_report_json(r) for r in reports], "topic_warnings": warnings}, indent=2))
     else:
@@ -64,14 +65,6 @@ def fetch(app: App, sources: tuple[str, ...], as_json: bool) -> None:
             console.print(f"[yellow]warning[/yellow] {warning}", highlight=False, soft_wrap=True)
     if reports and all(r.failed for r in reports):
         raise click.ClickException("every source failed")
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *args: object) -> None:
-        return None
 
 
 def _report_json(report: SourceReport) -> dict[str, Any]:
@@ -109,7 +102,7 @@ def papers(app: App, since: datetime | None, topic: str | None, unmatched: bool,
     from newsletter.cli.reports import papers_view
 
     _warn_if_matches_are_stale(app)
-    view = papers_view(app.settings, app.store, now=app.now(), since=_since(app, since), topic=topic,
+    view = papers_view(app.settings, app.open_store(), now=app.now(), since=_since(app, since), topic=topic,
                        unmatched=unmatched)
     if as_json:
         click.echo(json.dumps(view.as_json(), indent=2, ensure_ascii=False))
@@ -127,9 +120,9 @@ def papers(app: App, since: datetime | None, topic: str | None, unmatched: bool,
 
 def _warn_if_matches_are_stale(app: App) -> None:
     """`papers` and `topics` only read: after a topic edit they say so instead of matching again (and writing)."""
-    from newsletter.sources.ingest import matches_are_current
+    from newsletter.matching.refresh import matches_are_current
 
-    if not matches_are_current(app.settings, app.store):
+    if not matches_are_current(app.settings, app.open_store()):
         click.echo("warning: the topics or the matching method changed since the last `newsletter fetch`; the "
                    "matches shown are from before it (the next fetch or send matches every stored paper again)",
                    err=True)
@@ -148,7 +141,7 @@ def topics(ctx: click.Context, as_json: bool, top: int) -> None:
     app = ctx.find_object(App)
     assert app is not None  # set by the group callback
     _warn_if_matches_are_stale(app)
-    view = topics_view(app.settings, app.store, now=app.now(), top=top)
+    view = topics_view(app.settings, app.open_store(), now=app.now(), top=top)
     if as_json:
         click.echo(json.dumps(view, indent=2, ensure_ascii=False))
         return

@@ -12,7 +12,7 @@ from typing import Any
 
 from newsletter.config import Settings
 from newsletter.matching.trending import trending_score
-from newsletter.sources.records import Paper, TopicMatch
+from newsletter.records.papers import Paper, TopicMatch
 from newsletter.storage.papers import PaperStore
 
 

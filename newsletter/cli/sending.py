@@ -12,9 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from newsletter.delivery.campaign import Plan
-    from newsletter.delivery.run import Progress as SendProgress
     from newsletter.delivery.sending import SendReport
+    from newsletter.usecases.campaign import Plan
+    from newsletter.usecases.send import Progress as SendProgress
 
 from newsletter.cli.app import App, console, pass_app
 from newsletter.cli.dates import DAY
@@ -37,11 +37,12 @@ def preview(app: App, subscriber_email: str | None, topics: str | None, frequenc
     Uses the stored edition if it was already sent; otherwise computes it as it would be built now,
     without storing it (a preview never freezes an edition). Sends nothing and records nothing.
     """
-    from newsletter.delivery.preview import preview as make_preview  # imports Premailer: only when needed
+    from newsletter.usecases.preview import preview as make_preview  # imports Premailer: only when needed
 
     slugs = [t.strip() for t in topics.split(",") if t.strip()] if topics is not None else None
-    result = make_preview(app.settings, app.store, out_dir=out_dir, now=app.now(), subscriber_email=subscriber_email,
-                          topics=slugs, frequency=frequency, day=day.date() if day else None)
+    result = make_preview(app.settings, app.open_store(), out_dir=out_dir, now=app.now(),
+                          subscriber_email=subscriber_email, topics=slugs, frequency=frequency,
+                          day=day.date() if day else None)
     if result.no_email is not None:
         click.echo(f"{result.edition.slug}: no email ({result.no_email})")
         return
@@ -166,8 +167,8 @@ def send(app: App, frequency: Literal["daily", "weekly"], day: datetime | None, 
     ambiguous (listed at the end). SIGINT/SIGTERM stop claiming, let in-flight messages finish and exit.
     With --workers the workers send; SIGINT/SIGTERM stop waiting for them, not them.
     """
-    from newsletter.delivery.campaign import plan
-    from newsletter.delivery.run import run_send
+    from newsletter.usecases.campaign import plan
+    from newsletter.usecases.send import run_send
 
     when = day.date() if day else None
     if dry_run and to_address:
@@ -179,14 +180,14 @@ def send(app: App, frequency: Literal["daily", "weekly"], day: datetime | None, 
     if copy_of and not to_address:
         raise click.UsageError("--subscriber goes with --to")
     if dry_run:
-        planned = plan(app.settings, app.store.engine, frequency=frequency, now=app.now(), day=when)
+        planned = plan(app.settings, app.open_store().engine, frequency=frequency, now=app.now(), day=when)
         _print_plan(planned)
         return
     if to_address:
-        from newsletter.delivery.copies import send_copy
+        from newsletter.usecases.copies import send_copy
 
-        copy = send_copy(app.settings, app.store.engine, frequency=frequency, to=to_address, now=app.now(), day=when,
-                         subscriber_email=copy_of)
+        copy = send_copy(app.settings, app.open_store().engine, frequency=frequency, to=to_address, now=app.now(),
+                         day=when, subscriber_email=copy_of)
         console.print(f"sent a test copy of {copy.edition} ({copy.whose}) to {to_address} via {copy.via}",
                       highlight=False, soft_wrap=True)
         return
@@ -200,7 +201,7 @@ def send(app: App, frequency: Literal["daily", "weekly"], day: datetime | None, 
             elapsed = max(1e-6, time.monotonic() - started)
             progress.update(task, total=state.total, completed=state.done, rate=f"{state.done / elapsed:,.0f} msg/s")
 
-        result = run_send(app.settings, app.store.engine, frequency=frequency, day=when, limit=limit,
+        result = run_send(app.settings, app.open_store().engine, frequency=frequency, day=when, limit=limit,
                           processes=processes, workers=use_workers, wait=not no_wait, on_progress=update)
     _print_send_report(result)
     check_complete(result)

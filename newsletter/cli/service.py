@@ -39,7 +39,7 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     logging.getLogger("newsletter").setLevel(logging.INFO)
     from newsletter.web.server import run_server
 
-    settings, engine = app.settings, app.store.engine
+    settings, engine = app.settings, app.open_store().engine
     service = Service(settings, engine)
 
     async def web() -> None:
@@ -87,7 +87,7 @@ def status(app: App, as_json: bool) -> None:
     """Sources' last fetch, recent editions and deliveries, what needs attention, next runs, subscribers."""
     from newsletter.service.status import status_view
 
-    view = status_view(app.settings, app.store.engine, now=app.now())
+    view = status_view(app.settings, app.open_store().engine, now=app.now())
     if as_json:
         click.echo(json.dumps(view, indent=2, ensure_ascii=False))
         return

@@ -1,4 +1,4 @@
-"""`newsletter subscribers …` and `newsletter web`: thin commands over ``newsletter.web.subscriptions`` and
+"""`newsletter subscribers …` and `newsletter web`: thin commands over ``newsletter.usecases.subscribe`` and
 ``newsletter.web.app`` (registered on the main group in ``newsletter.cli.main``)."""
 
 from __future__ import annotations
@@ -32,14 +32,13 @@ class _App(Protocol):
     @property
     def settings(self) -> Settings: ...
 
-    @property
-    def store(self) -> Any: ...
+    def open_store(self) -> Any: ...
 
     def now(self) -> datetime: ...
 
 
 def _engine(app: _App) -> Engine:
-    return cast("Engine", app.store.engine)
+    return cast("Engine", app.open_store().engine)
 
 
 def _topics(value: str | None) -> list[str] | None:
@@ -78,7 +77,7 @@ def add(app: _App, email: str, name: str | None, topics: str | None, frequency: 
     address is refused unless --force is given.
     """
 
-    from newsletter.web.subscriptions import add_subscriber, send_confirmations
+    from newsletter.usecases.subscribe import add_subscriber, send_confirmations
 
     signer = _signer(app) if confirm else None
     now = app.now()
@@ -104,7 +103,7 @@ def remove(app: _App, email: str, topic: str | None, delete: bool) -> None:
     import adds it again without --force.
     """
 
-    from newsletter.web.subscriptions import remove_subscriber
+    from newsletter.usecases.subscribe import remove_subscriber
 
     if delete and topic:
         raise click.UsageError("--delete and --topic do not go together")
@@ -130,7 +129,7 @@ def list_command(app: _App, status: Status | None, frequency: Frequency | None, 
                  as_json: bool) -> None:
     """List subscribers in the order they were added, with status, topics and frequency."""
 
-    from newsletter.web.subscriptions import subscriber_json, subscriber_store
+    from newsletter.usecases.subscribe import subscriber_json, subscriber_store
 
     found = subscriber_store(app.settings, _engine(app)).list_all(status=status, frequency=frequency, topic=topic)
     if as_json:
@@ -156,7 +155,7 @@ def list_command(app: _App, status: Status | None, frequency: Frequency | None, 
 def show(app: _App, email: str, as_json: bool) -> None:
     """Everything stored about one address: status, topics, consent and confirmation, suppression, feedback."""
 
-    from newsletter.web.subscriptions import subscriber_json, subscriber_store
+    from newsletter.usecases.subscribe import subscriber_json, subscriber_store
     from subscribers.addresses import valid_email
 
     store = subscriber_store(app.settings, _engine(app))
@@ -242,7 +241,7 @@ def import_command(app: _App, file: Any, encoding: str | None, confirm: bool, fo
     reason, the others are imported; the exit code is 1 when any row was not imported.
     """
 
-    from newsletter.web.subscriptions import import_subscribers, send_confirmations
+    from newsletter.usecases.subscribe import import_subscribers, send_confirmations
 
     signer = _signer(app) if confirm and not dry_run else None
     now = app.now()
@@ -270,7 +269,7 @@ def import_command(app: _App, file: Any, encoding: str | None, confirm: bool, fo
 def export_command(app: _App, file: Path, status: Status | None) -> None:
     """Write the list as CSV to FILE (default: standard output); `subscribers import` reads it back."""
 
-    from newsletter.web.subscriptions import subscriber_store
+    from newsletter.usecases.subscribe import subscriber_store
     from subscribers.csvio import export_csv
 
     store = subscriber_store(app.settings, _engine(app))

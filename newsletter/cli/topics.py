@@ -26,8 +26,7 @@ class _App(Protocol):
     @property
     def settings(self) -> Settings: ...
 
-    @property
-    def store(self) -> Any: ...
+    def open_store(self) -> Any: ...
 
 
 def _number(value: float | None) -> str:
@@ -89,7 +88,7 @@ def evaluate(app: _App, file: Path, threshold: float | None, sweep: bool, as_jso
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        results = evaluate_sample(app.settings, app.store, file, threshold=threshold,
+        results = evaluate_sample(app.settings, app.open_store(), file, threshold=threshold,
                                   thresholds=SWEEP if sweep else (), progress=progress)
     best = max(results[1:], key=lambda r: r.macro_f1 or 0.0) if sweep else None
     if as_json:
@@ -127,6 +126,6 @@ def suggest(app: _App, since: datetime | None, clusters: int | None, min_size: i
         since = since.replace(tzinfo=ZoneInfo(app.settings.newsletter.timezone))
     from newsletter.matching.suggest import suggest_from_store, to_toml  # scikit-learn, when used
 
-    suggestions = suggest_from_store(app.settings, app.store, since=since, clusters=clusters, min_size=min_size,
+    suggestions = suggest_from_store(app.settings, app.open_store(), since=since, clusters=clusters, min_size=min_size,
                                      examples=examples)
     click.echo(to_toml(suggestions, since=since.date().isoformat() if since else None), nl=False)

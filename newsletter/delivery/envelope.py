@@ -1,7 +1,7 @@
 """The envelope sender (MAIL FROM) of each message: the signed VERP address when [inbound] names a domain.
 
 Remote servers send bounces to the envelope sender, so with VERP a bounce names the edition and reader it
-is about (``newsletter.inbound.verp``) and no parsing of the remote server's text is needed to attribute it.
+is about (``newsletter.delivery.verp``) and no parsing of the remote server's text is needed to attribute it.
 Without [inbound] domain, every message goes out from ``from_address`` as before.
 """
 
@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 
 from newsletter.config import Settings
-from newsletter.inbound.verp import envelope_sender
+from newsletter.delivery.verp import envelope_sender
 from newsletter.storage.ledger import Delivery
 from subscribers.tokens import Keyring
 

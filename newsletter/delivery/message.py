@@ -15,9 +15,9 @@ from urllib.parse import quote, urlsplit
 
 from newsletter.config import Settings
 from newsletter.delivery.mime import MessageTemplate, RecipientHeaders
+from newsletter.records.text import collapse_whitespace
 from newsletter.rendering.links import Recipient
 from newsletter.rendering.render import personal_values, placeholder_pattern
-from newsletter.sources.text import collapse_whitespace
 
 
 def list_id(settings: Settings) -> str:

@@ -20,7 +20,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email.header import Header
 from email.utils import format_datetime
 
 from newsletter.delivery.headers import address_header, fold, list_id_header
@@ -68,15 +67,6 @@ def _qp_value(value: str) -> bytes:
     """A spliced value never carries a line break of its own: a name or a URL is one line."""
     flat = re.sub(r"[\r\n]+", " ", value)
     return _without_leading_dots(binascii.b2a_qp(flat.encode("utf-8")).replace(b"\n", CRLF)) if flat else b""
-
-
-def encode_header(value: str) -> str:
-    """One encoded word for the whole value when it is not ASCII (the old way, kept for callers outside the
-    package); messages use ``newsletter.delivery.headers``, which encodes only what needs it and folds."""
-    value = " ".join(value.split())
-    if value.isascii():
-        return value
-    return Header(value, "utf-8").encode(maxlinelen=900)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from newsletter.config import Settings
 from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.message import message_template, sendable_message
 from newsletter.delivery.mime import MessageTemplate
-from newsletter.editions.records import Edition
+from newsletter.records.editions import Edition
 from newsletter.rendering.links import recipient_links
 from newsletter.storage.ledger import Delivery, Ledger, StoredVariant
 from subscribers.tokens import TokenSigner

@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -31,14 +31,11 @@ from newsletter.delivery.ledger_writer import LedgerWriter, one_line
 from newsletter.delivery.outgoing import MessageFactory
 from newsletter.delivery.pool import Pool, RetryPolicy, RunStats
 from newsletter.delivery.transports import ClaimedMessage, FileTransport, SmtpTransport
-from newsletter.editions.records import Edition
 from newsletter.errors import ConfigError
+from newsletter.records.editions import Edition, Prepared
 from newsletter.rendering.links import signer_from_settings
 from newsletter.storage.ledger import Delivery, Ledger
 from subscribers.store import SubscriberStore
-
-if TYPE_CHECKING:
-    from newsletter.delivery.campaign import Prepared
 
 log = logging.getLogger(__name__)
 

@@ -39,8 +39,8 @@ from newsletter.config.redact import redact
 from newsletter.delivery.outgoing import MessageFactory
 from newsletter.delivery.pool import RunStats
 from newsletter.delivery.sending import deliver_rows, message_factory, smtp_password
-from newsletter.editions.records import Edition
 from newsletter.errors import ConfigError, DeliveryError
+from newsletter.records.editions import Edition
 from newsletter.rendering.links import signer_from_settings
 from newsletter.storage.db import open_database
 from newsletter.storage.editions import EditionStore

@@ -16,15 +16,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from newsletter.config import Settings, load_settings
-from newsletter.delivery.run import run_send
 from newsletter.delivery.sending import SendReport
 from newsletter.demo.maildir_server import MaildirServer
 from newsletter.demo.showcase import feeds_day, with_as_of, write_html
 from newsletter.matching.trending import trending_score
-from newsletter.sources.ingest import fetch_sources
-from newsletter.sources.records import SourceReport
+from newsletter.records.papers import SourceReport
 from newsletter.storage.db import open_database
 from newsletter.storage.papers import PaperStore
+from newsletter.usecases.fetch import fetch_sources
+from newsletter.usecases.send import run_send
 from subscribers.store import SubscriberStore
 
 SAMPLE_SUBSCRIBERS = (

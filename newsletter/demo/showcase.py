@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import cast
 
-from newsletter.sources.records import Paper
+from newsletter.records.papers import Paper
 
 
 def feeds_day(papers: Sequence[Paper]) -> datetime | None:

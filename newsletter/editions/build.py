@@ -20,11 +20,11 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timedelta
 
 from newsletter.config import Settings, TopicSettings
-from newsletter.editions.records import FREQUENCIES, Edition, EditionEntry, EditionPaper, EditionTopic, Frequency
 from newsletter.editions.review import apply_review
 from newsletter.errors import ConfigError
 from newsletter.matching.trending import trending_score
-from newsletter.sources.records import Paper, TopicMatch
+from newsletter.records.editions import FREQUENCIES, Edition, EditionEntry, EditionPaper, EditionTopic, Frequency
+from newsletter.records.papers import Paper, TopicMatch
 from newsletter.storage.editions import EditionStore, edition_slug
 from newsletter.storage.papers import PaperStore
 from newsletter.storage.reviews import ReviewStore

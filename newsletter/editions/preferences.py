@@ -28,8 +28,8 @@ from sqlalchemy.engine import Engine
 from newsletter.config import MatchingSettings
 from newsletter.editions.reader_model import PREFERENCE_WEIGHT as PREFERENCE_WEIGHT
 from newsletter.editions.reader_model import rank_adjustments
-from newsletter.editions.records import PIN_RANK, Edition
-from newsletter.sources.records import Paper
+from newsletter.records.editions import PIN_RANK, Edition
+from newsletter.records.papers import Paper
 from newsletter.storage.embeddings import EmbeddingStore
 from newsletter.storage.papers import PaperStore
 from subscribers.feedback import FeedbackStore

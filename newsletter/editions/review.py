@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from sqlalchemy.engine import Engine
-
-from newsletter.editions.records import PIN_RANK, Edition, EditionTopic
-from newsletter.storage.editions import EditionStore
-from newsletter.storage.reviews import Review, ReviewStore
+from newsletter.records.editions import PIN_RANK, Edition, EditionTopic
+from newsletter.storage.reviews import Review
 
 
 def apply_review(edition: Edition, review: Review | None) -> Edition:
@@ -33,9 +30,3 @@ def apply_review(edition: Edition, review: Review | None) -> Edition:
             topics.append(EditionTopic(slug=topic.slug, name=topic.name, entries=tuple(entries)))
     papers = {pid: p for pid, p in edition.papers.items() if pid not in dropped}
     return dataclasses.replace(edition, papers=papers, topics=tuple(topics), note=review.note)
-
-
-def reviewed_by_slug(engine: Engine, slug: str) -> Edition | None:
-    """The stored edition ``slug`` as its editor shaped it (the web archive shows what readers got)."""
-    edition = EditionStore(engine).get_by_slug(slug)
-    return apply_review(edition, ReviewStore(engine).get(edition.id)) if edition is not None else None

@@ -22,7 +22,7 @@ import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from newsletter.editions.records import Edition, EditionPaper
+from newsletter.records.editions import Edition, EditionPaper
 
 
 @dataclass(frozen=True, kw_only=True)

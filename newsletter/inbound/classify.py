@@ -33,7 +33,7 @@ from typing import Literal
 
 from flufl.bounce import all_failures
 
-from newsletter.inbound.verp import token_in
+from newsletter.delivery.verp import token_in
 
 Kind = Literal["hard-bounce", "soft-bounce", "delay", "complaint", "unsubscribe", "auto-reply", "other",
                "unparseable"]

@@ -22,9 +22,9 @@ from typing import Literal
 from sqlalchemy.engine import Connection, Engine
 
 from newsletter.config import InboundSettings, Settings
+from newsletter.delivery.verp import BadToken, VerpTarget, verify_token
 from newsletter.errors import ConfigError
 from newsletter.inbound.classify import Failure, InboundAddresses, Verdict, classify
-from newsletter.inbound.verp import BadToken, VerpTarget, verify_token
 from newsletter.storage.inbound import InboundLog
 from subscribers.errors import TokenError
 from subscribers.evidence import EventKind, EvidenceStore, SoftBouncePolicy

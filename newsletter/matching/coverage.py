@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from newsletter.config import MatchingSettings, TopicSettings
-from newsletter.sources.records import Paper
+from newsletter.records.papers import Paper
 
 MIN_PAPERS = 20
 """Below this many stored papers, shares are too noisy to warn about."""

@@ -14,7 +14,6 @@ Everything that needs torch is imported on first use: this module imports withou
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -24,13 +23,20 @@ import numpy as np
 
 from newsletter.config import TopicSettings
 from newsletter.matching.calibration import DecisionRule
-from newsletter.matching.evidence import Scored, TopicExamples, facet_embedding_text, reason_span
+from newsletter.matching.evidence import (
+    Scored,
+    TopicExamples,
+    facet_embedding_text,
+    reason_span,
+)
 from newsletter.matching.evidence import topic_facets as evidence_facets
 from newsletter.matching.extra import EXTRA_MODULES as EXTRA_MODULES
 from newsletter.matching.extra import INSTALL_HINT as INSTALL_HINT
 from newsletter.matching.extra import missing_extra as missing_extra
 from newsletter.matching.rules import paper_text, topics_fingerprint
-from newsletter.sources.records import Paper, TopicMatch
+from newsletter.matching.scoring import ScoringMatcher, attach_examples
+from newsletter.records.papers import Paper
+from newsletter.storage.embeddings import text_hash
 
 log = logging.getLogger(__name__)
 
@@ -56,20 +62,6 @@ class VectorCache(Protocol):
     def load(self, paper_ids: Sequence[str], *, model: str) -> dict[str, tuple[str, np.ndarray]]: ...
 
     def save(self, vectors: Mapping[str, tuple[str, np.ndarray]], *, model: str) -> None: ...
-
-
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def topic_embedding_text(topic: TopicSettings) -> str:
-    """A topic's name, description and keywords as one short text."""
-    parts = [topic.name.strip().rstrip(".") + "."]
-    if topic.description.strip():
-        parts.append(topic.description.strip())
-    if topic.keywords:
-        parts.append("Keywords: " + ", ".join(topic.keywords) + ".")
-    return " ".join(parts)
 
 
 def topic_facets(topic: TopicSettings) -> list[str]:
@@ -143,7 +135,7 @@ class MiniLMEncoder:
         return normalised
 
 
-class EmbeddingMatcher:
+class EmbeddingMatcher(ScoringMatcher):
     """Matches by the cosine similarity of sentence embeddings; paper vectors come from ``cache`` when stored."""
 
     method = "embedding"
@@ -228,8 +220,6 @@ class EmbeddingMatcher:
         examples: TopicExamples | None = None,
     ) -> Scored:
         """Similarities of the papers, then of the background papers, with the closest facet of each topic."""
-        from newsletter.matching.matcher import attach_examples  # matcher imports this module
-
         seen = {p.paper_id for p in papers}
         rows = [*papers, *(p for p in background if p.paper_id not in seen)]
         vectors = self.paper_vectors(rows)
@@ -245,16 +235,3 @@ class EmbeddingMatcher:
         scored = Scored(similarities=similarities, features=vectors, facets=named,
                         closest_facet=np.column_stack(closest))
         return attach_examples(scored, topics, examples, self.paper_vectors)
-
-    def match(
-        self,
-        papers: Sequence[Paper],
-        topics: Sequence[TopicSettings],
-        *,
-        background: Sequence[Paper] = (),
-        threshold: float | None = None,
-        examples: TopicExamples | None = None,
-    ) -> list[TopicMatch]:
-        from newsletter.matching.matcher import match_with  # matching imports this module to build the matcher
-
-        return match_with(self, papers, topics, background=background, threshold=threshold, examples=examples)

@@ -27,10 +27,11 @@ from newsletter.errors import LabelledDataError
 from newsletter.matching.embeddings import EmbeddingMatcher
 from newsletter.matching.evidence import TopicExamples
 from newsletter.matching.examples import resolve_examples
-from newsletter.matching.matcher import Matcher, build_matcher, decide_matches, learned_similarities
+from newsletter.matching.matcher import Matcher, build_matcher
+from newsletter.matching.refresh import IDF_BACKGROUND_PAPERS
 from newsletter.matching.rules import paper_text
-from newsletter.sources.ingest import IDF_BACKGROUND_PAPERS
-from newsletter.sources.records import Paper, TopicMatch
+from newsletter.matching.scoring import decide_matches, learned_similarities
+from newsletter.records.papers import Paper, TopicMatch
 from newsletter.storage.embeddings import TextVectorCache
 from newsletter.storage.papers import PaperStore
 

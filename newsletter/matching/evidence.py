@@ -3,7 +3,7 @@
 Why: a reason such as "similar to the topic description: 0.04" tells a reader nothing. Every similarity
 method (TF-IDF, embeddings) therefore also reports, per paper and topic, which *facet* of the topic the paper
 is closest to (a phrase of the description, a keyword, the name) or which example paper, and the words of
-the topic that the paper uses. ``newsletter.sources.records.TopicMatch.reasons`` turns that into
+the topic that the paper uses. ``newsletter.records.papers.TopicMatch.reasons`` turns that into
 "closest to ‘quantum information’; mentions ‘entanglement’".
 
 Facets are split from the description at sentence punctuation, colons, semicolons and commas, never at
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from newsletter.config import TopicSettings
-from newsletter.sources.records import Paper
+from newsletter.records.papers import Paper
 
 MIN_FACET_CHARS = 4
 MAX_TERMS = 3
@@ -59,6 +59,16 @@ def topic_phrases(topic: TopicSettings) -> list[str]:
     return [p for p in phrases if len(p) >= MIN_FACET_CHARS and _words(p)]
 
 
+def topic_embedding_text(topic: TopicSettings) -> str:
+    """A topic's name, description and keywords as one short text."""
+    parts = [topic.name.strip().rstrip(".") + "."]
+    if topic.description.strip():
+        parts.append(topic.description.strip())
+    if topic.keywords:
+        parts.append("Keywords: " + ", ".join(topic.keywords) + ".")
+    return " ".join(parts)
+
+
 def facet_embedding_text(topic: TopicSettings, kind: str, text: str) -> str:
     """What a facet is embedded as: a description phrase is read in its topic's context ("Quantum physics: qubits").
 
@@ -73,8 +83,6 @@ def topic_facets(topic: TopicSettings) -> list[tuple[str, str]]:
 
     The first facet is always the whole topic text (kind "topic"): a reason never quotes it.
     """
-    from newsletter.matching.embeddings import topic_embedding_text
-
     facets = [("topic", topic_embedding_text(topic)), ("name", topic.name.strip())]
     facets += [("phrase", p) for p in topic_phrases(topic)]
     facets += [("keyword", k.strip()) for k in topic.keywords]

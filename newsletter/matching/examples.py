@@ -13,8 +13,8 @@ from typing import Protocol
 
 from newsletter.config import TopicSettings
 from newsletter.matching.evidence import TopicExamples
+from newsletter.records.papers import Paper
 from newsletter.sources.arxiv_ids import split_arxiv_id
-from newsletter.sources.records import Paper
 
 
 class PaperLookup(Protocol):

@@ -24,7 +24,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from newsletter.config import TopicSettings
 from newsletter.matching.evidence import Scored, reason_span, shared_terms, topic_facets
-from newsletter.sources.records import Paper, TopicMatch
+from newsletter.records.papers import Paper, TopicMatch
 
 PRIMARY_CATEGORY_BONUS = 0.3
 OTHER_CATEGORY_BONUS = 0.2

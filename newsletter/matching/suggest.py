@@ -30,9 +30,9 @@ from sklearn.preprocessing import normalize
 from newsletter.config import Settings
 from newsletter.matching.embeddings import EmbeddingMatcher
 from newsletter.matching.matcher import build_matcher
+from newsletter.matching.refresh import refresh_matches
 from newsletter.matching.rules import paper_text
-from newsletter.sources.ingest import refresh_matches
-from newsletter.sources.records import Paper
+from newsletter.records.papers import Paper
 from newsletter.storage.embeddings import EmbeddingStore
 from newsletter.storage.papers import PaperStore
 

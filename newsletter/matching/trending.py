@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from newsletter.config import TrendingSettings
-from newsletter.sources.records import Paper
+from newsletter.records.papers import Paper
 
 
 @dataclass(frozen=True)

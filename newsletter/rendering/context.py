@@ -13,15 +13,14 @@ from typing import Any
 from urllib.parse import quote
 
 from newsletter.config import Settings
-from newsletter.editions.records import PIN_RANK, EditionPaper
 from newsletter.editions.selection import SelectedPaper, Selection
+from newsletter.records.editions import PIN_RANK, EditionPaper
+from newsletter.records.text import collapse_whitespace, short_authors, shorten
 from newsletter.rendering.latex import latex_to_text
 from newsletter.rendering.links import edition_url
-from newsletter.sources.text import collapse_whitespace, shorten
 
 PERSONAL_FIELDS = ("name", "greeting", "email", "manage_url", "unsubscribe_url", "view_url", "feedback_url")
 THUMBNAIL_SIZE = (536, 281)
-MAX_AUTHORS = 4
 SUBJECT_TOPICS = 3
 MAX_SUBJECT_CHARS = 200
 TOP_TITLE_CHARS = 90
@@ -52,12 +51,6 @@ def safe_url(url: str | None) -> str | None:
     if not re.match(r"https?://", url, re.IGNORECASE):
         return None
     return quote(url, safe=":/?#[]@!$&'()*+,;=%~")
-
-
-def short_authors(authors: Sequence[str]) -> str:
-    if len(authors) <= MAX_AUTHORS:
-        return ", ".join(authors)
-    return f"{', '.join(authors[: MAX_AUTHORS - 1])} et al. ({len(authors)} authors)"
 
 
 def _links(paper: EditionPaper) -> list[dict[str, str]]:

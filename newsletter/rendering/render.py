@@ -27,6 +27,7 @@ from functools import cached_property
 from newsletter.config import Settings
 from newsletter.editions.selection import Selection
 from newsletter.errors import TemplateError
+from newsletter.records.text import collapse_whitespace
 from newsletter.rendering.context import (
     email_context,
     placeholder_pattern,
@@ -36,7 +37,6 @@ from newsletter.rendering.context import (
 )
 from newsletter.rendering.links import Recipient
 from newsletter.rendering.templating import HTML_TEMPLATE, TEXT_TEMPLATE, RenderEnvironment, default_template_dir
-from newsletter.sources.text import collapse_whitespace
 
 # Premailer sizes its shared parse cache from this variable when it is first imported; 128 entries thrash
 # (~37 ms per document instead of ~12). `_ensure_premailer_cache` fixes it if premailer was imported first.

@@ -15,14 +15,14 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
-from newsletter.delivery.campaign import prepare
 from newsletter.editions.build import build_edition
-from newsletter.editions.records import Frequency
+from newsletter.records.editions import Frequency
 from newsletter.rendering.links import signer_from_settings
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.ledger import Ledger
 from newsletter.storage.papers import PaperStore
 from newsletter.storage.reviews import ReviewStore
+from newsletter.usecases.campaign import prepare
 
 Deliver = Callable[..., dict[str, int]]
 

@@ -20,18 +20,18 @@ from sqlalchemy.engine import Engine
 
 from newsletter.clock import Clock
 from newsletter.config import Settings
-from newsletter.delivery.campaign import prepare
 from newsletter.delivery.pool import RunStats
 from newsletter.delivery.sending import deliver_edition
 from newsletter.editions.build import WEEKLY_WINDOW
 from newsletter.rendering.links import signer_from_settings
 from newsletter.service.approval import hold_for_approval, send_approved
-from newsletter.sources.ingest import fetch_sources
+from newsletter.service.stopping import watching
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.ledger import Ledger
 from newsletter.storage.outbox import ConfirmationOutbox
 from newsletter.storage.papers import PaperStore
 from newsletter.storage.runs import RunStore
+from newsletter.usecases.campaign import prepare
 from subscribers.rate_limit_store import CONFIRMATION_WINDOW, RateLimits
 from subscribers.store import SubscriberStore
 
@@ -46,21 +46,9 @@ class JobResult:
 
 
 
-async def _stoppable(stop: threading.Event) -> asyncio.Event:
-    """An asyncio.Event that follows a threading.Event set from the main thread's signal handler."""
-    event = asyncio.Event()
-
-    async def follow() -> None:
-        while not stop.is_set():
-            await asyncio.sleep(0.1)
-        event.set()
-
-    task = asyncio.create_task(follow())
-    event.follower = task  # type: ignore[attr-defined]  # keep a reference for the loop's lifetime
-    return event
-
-
 def fetch_job(settings: Settings, engine: Engine, *, clock: Clock, stop: threading.Event) -> JobResult:
+    from newsletter.usecases.fetch import fetch_sources  # the matchers (scikit-learn): not for `status`
+
     reports = asyncio.run(fetch_sources(settings, PaperStore(engine), now=clock()))
     new = sum(r.new for r in reports)
     updated = sum(r.updated for r in reports)
@@ -85,7 +73,8 @@ def _deliver(settings: Settings, engine: Engine, edition_id: int, *, clock: Cloc
     assert edition is not None  # built before delivery starts
 
     async def main() -> RunStats:
-        return await deliver_edition(settings, engine, edition, clock=clock, stop=await _stoppable(stop))
+        with watching(stop) as stopped:  # set from serve's signal handler, through this loop
+            return await deliver_edition(settings, engine, edition, clock=clock, stop=stopped)
 
     return asyncio.run(main())
 

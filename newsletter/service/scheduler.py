@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +30,7 @@ from newsletter.config.redact import redact
 from newsletter.delivery.sending import dead_senders
 from newsletter.errors import NewsletterError
 from newsletter.service.jobs import JOBS, JobResult
+from newsletter.service.stopping import StopFlag
 from newsletter.service.triggers import LEASE_NAME, cron_trigger, next_runs, schedules
 from newsletter.storage.runs import Lease, RunStore
 
@@ -63,7 +63,7 @@ class Service:
         self.runs = RunStore(engine)
         self.lease = Lease(engine, LEASE_NAME, holder=self.worker,
                            duration=timedelta(seconds=settings.schedule.lease_seconds))
-        self.stopping = threading.Event()
+        self.stopping = StopFlag()
         self.stop_requested = asyncio.Event()
         self.running: set[asyncio.Task[Any]] = set()
         self.scheduler: AsyncIOScheduler | None = None

@@ -21,11 +21,11 @@ from typing import Any
 import feedparser
 
 from newsletter.errors import SourceError
+from newsletter.records.papers import Paper, ParsedFeed
+from newsletter.records.text import collapse_whitespace, html_to_text
 from newsletter.sources import arxiv_ids
 from newsletter.sources.documents import bound_xml, expect_feed, load_json
-from newsletter.sources.records import Paper, ParsedFeed
 from newsletter.sources.sanitize import cap, clean_text, normalise_paper
-from newsletter.sources.text import collapse_whitespace, html_to_text
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
-from newsletter.sources.records import Paper
-from newsletter.sources.text import collapse_whitespace
+from newsletter.records.papers import Paper
+from newsletter.records.text import collapse_whitespace
 
 MAX_TITLE_CHARS = 500
 MAX_ABSTRACT_CHARS = 10_000

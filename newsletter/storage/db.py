@@ -142,7 +142,7 @@ edition_index = sa.Table(
     sa.Index("ix_edition_index_listed", "paper_count", "date", "edition_id"),
     sa.Index("ix_edition_index_slug", "slug"),
 )
-"""One small row per edition (``newsletter.editions.index``): what the archive lists, without the snapshot."""
+"""One small row per edition (``newsletter.records.index``): what the archive lists, without the snapshot."""
 
 edition_feed_entries = sa.Table(
     "edition_feed_entries",

@@ -1,8 +1,8 @@
 """All SQL of the archive's per-edition index, its feed entries and its once-rendered pages.
 
 The web pages read these small rows, never an edition's JSON snapshot, so their cost does not grow with the
-number of editions (``newsletter.editions.index`` says why). ``EditionStore.insert`` writes the index in the
-same transaction as the edition; migration 0011 backfills editions stored before it.
+number of editions (``newsletter.records.index`` says why). ``EditionStore.insert`` writes the index in the
+same transaction as the edition; migration 0009 indexed the editions stored before it.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from newsletter.editions.index import EditionSummary, FeedEntry, TopicCount, feed_entries_of, summary_of
-from newsletter.editions.records import Edition, Frequency, content_from_json
+from newsletter.records.editions import Edition, Frequency
+from newsletter.records.index import EditionSummary, FeedEntry, TopicCount, feed_entries_of, summary_of
 from newsletter.storage import db
 
 _FEED_BATCH = 20
@@ -42,22 +42,6 @@ def write_index(connection: Connection, edition: Edition) -> None:
     ]
     for start in range(0, len(rows), 500):
         connection.execute(db.edition_feed_entries.insert(), rows[start : start + 500])
-
-
-def backfill(connection: Connection) -> int:
-    """Index every stored edition that has no index row yet (each snapshot parsed once). Returns how many."""
-    indexed = sa.select(db.edition_index.c.edition_id)
-    query = sa.select(db.editions).where(db.editions.c.id.not_in(indexed)).order_by(db.editions.c.id)
-    count = 0
-    for row in connection.execute(query).mappings().all():
-        papers, topics = content_from_json(row["content"])
-        write_index(connection, Edition(
-            id=row["id"], frequency=row["frequency"], date=row["date"], slug=row["slug"],
-            window_start=row["window_start"], cutoff=row["cutoff"], created=row["created"], papers=papers,
-            topics=topics, empty_reason=row["empty_reason"],
-        ))
-        count += 1
-    return count
 
 
 def _summary(row: sa.RowMapping) -> EditionSummary:
@@ -166,4 +150,4 @@ def ping(engine: Engine) -> None:
         connection.execute(sa.select(sa.literal(1))).scalar_one()
 
 
-__all__: Sequence[str] = ["EditionIndex", "backfill", "ping", "write_index"]
+__all__: Sequence[str] = ["EditionIndex", "ping", "write_index"]

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from newsletter.editions.records import (
+from newsletter.records.editions import (
     Edition,
     EditionPaper,
     EditionTopic,

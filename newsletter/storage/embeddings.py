@@ -7,6 +7,7 @@ re-matching after a topic edit embeds nothing but the topics.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -17,6 +18,11 @@ from newsletter.storage import db
 
 _CHUNK = 500
 _DTYPE = np.dtype("<f4")
+
+
+def text_hash(text: str) -> str:
+    """The key of a vector: a text embedded once is never embedded again while its words stay the same."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -83,8 +89,6 @@ class TextVectorCache:
     """
 
     def __init__(self, engine: Engine, texts: Sequence[str], paper_ids: Sequence[str]) -> None:
-        from newsletter.matching.embeddings import text_hash
-
         self.engine = engine
         self.papers = EmbeddingStore(engine)
         self.hash_of = {pid: text_hash(text) for pid, text in zip(paper_ids, texts, strict=True)}

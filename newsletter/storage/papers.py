@@ -14,8 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from newsletter.sources.merge import merge_paper
-from newsletter.sources.records import Paper, TopicMatch
+from newsletter.records.merge import merge_paper
+from newsletter.records.papers import Paper, TopicMatch
 from newsletter.storage import db
 
 _CHUNK = 500

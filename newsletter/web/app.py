@@ -43,6 +43,7 @@ from newsletter.rendering.links import signer_from_settings
 from newsletter.rendering.templating import RenderEnvironment
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.outbox import ConfirmationOutbox, OutboxItem
+from newsletter.usecases.subscribe import subscriber_store
 from newsletter.web.archive_pages import SMALL_NUMBER, ArchivePages
 from newsletter.web.feedback import feedback_routes
 from newsletter.web.outbox import ConfirmationSender
@@ -57,7 +58,6 @@ from newsletter.web.security import (
     set_csrf_cookie,
 )
 from newsletter.web.signup import SignUps
-from newsletter.web.subscriptions import subscriber_store
 from subscribers.addresses import MAX_LENGTH, sendable_email
 from subscribers.errors import ExpiredTokenError, NotFoundError, StatusError, SubscribersError, TokenError
 from subscribers.models import Subscriber

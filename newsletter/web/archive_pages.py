@@ -23,18 +23,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from newsletter.config import Settings
-from newsletter.editions.archive import (
+from newsletter.editions.review import apply_review
+from newsletter.rendering.templating import RenderEnvironment
+from newsletter.storage.edition_index import EditionIndex, ping
+from newsletter.storage.editions import EditionStore
+from newsletter.storage.reviews import ReviewStore
+from newsletter.web.archive import (
     ARCHIVE_PAGE,
     FEED_ENTRIES,
     archive_list,
     edition_page_context,
     topic_feed_context,
 )
-from newsletter.editions.review import apply_review
-from newsletter.rendering.templating import RenderEnvironment
-from newsletter.storage.edition_index import EditionIndex, ping
-from newsletter.storage.editions import EditionStore
-from newsletter.storage.reviews import ReviewStore
 from newsletter.web.caching import etag_of, not_modified, not_modified_response, validator_headers
 from newsletter.web.pages import PageError
 from newsletter.web.security import ARCHIVE_CSP

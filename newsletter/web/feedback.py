@@ -13,16 +13,19 @@ and records nothing; so a reader can only vote on what they were sent, where it 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 from urllib.parse import quote
 
+from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from newsletter.config import Settings
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.papers import PaperStore
 from newsletter.storage.variant_readers import sent_with_paper
@@ -30,9 +33,23 @@ from newsletter.web.pages import PageError
 from subscribers.feedback import FeedbackStore
 from subscribers.models import Subscriber
 from subscribers.schema import VOTES
+from subscribers.tokens import Purpose
 
-if TYPE_CHECKING:
-    from newsletter.web.app import WebApp
+
+class WebApp(Protocol):
+    """What these pages use of ``newsletter.web.app.WebApp`` (a protocol, so the two modules are no circle)."""
+
+    settings: Settings
+    engine: Engine
+    clock: Callable[[], datetime]
+
+    def subscriber_for(self, purpose: Purpose, token: str) -> Subscriber: ...
+
+    def manage_url(self, request: Request, subscriber_id: int) -> str: ...
+
+    def page(self, request: Request, name: str, context: Mapping[str, Any] | None = None) -> HTMLResponse: ...
+
+    async def read_form(self, request: Request) -> FormData: ...
 
 
 def feedback_url(base_url: str, token: str, *, paper_id: str, topic: str, vote: str) -> str:

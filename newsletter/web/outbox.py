@@ -33,7 +33,7 @@ from newsletter.delivery.sending import smtp_password
 from newsletter.delivery.transports import connect
 from newsletter.rendering.templating import RenderEnvironment
 from newsletter.storage.outbox import ConfirmationOutbox, OutboxItem
-from newsletter.web.subscriptions import confirmation_message
+from newsletter.usecases.subscribe import confirmation_message
 from subscribers.tokens import TokenSigner
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,6 @@ class ConfirmationSender:
         self.password = smtp_password(settings)
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.open_connections = 0
-        """SMTP connections open right now (never above ``concurrency``)."""
 
     def wake(self) -> None:
         """New rows were queued: start sending now instead of at the next poll (safe from any thread)."""
@@ -119,7 +117,6 @@ class ConfirmationSender:
                         return sent
                     if smtp is not None:  # idle: give the relay its connection back
                         smtp.close()
-                        self.open_connections -= 1
                         smtp = None
                     await self._idle(event)
                     continue
@@ -133,7 +130,6 @@ class ConfirmationSender:
         finally:
             if smtp is not None:
                 smtp.close()
-                self.open_connections -= 1
 
     async def _claim(self) -> list[OutboxItem]:
         """Claim one row; a cancel while the claim runs in its thread gives the row back (else it would wait
@@ -168,14 +164,8 @@ class ConfirmationSender:
             if smtp is None or not smtp.is_connected:
                 if smtp is not None:
                     smtp.close()
-                    self.open_connections -= 1
                     smtp = None
-                self.open_connections += 1
-                try:
-                    smtp = await connect(delivery, password=self.password)
-                except BaseException:
-                    self.open_connections -= 1
-                    raise
+                smtp = await connect(delivery, password=self.password)
             _, reply = await smtp.sendmail(self.settings.newsletter.from_address, [recipient], message)
         except SMTPResponseException as error:
             code, text = error.code, f"{error.code} {error.message}"

@@ -5,7 +5,8 @@ parsing it costs about 15 ms per edition. Reading every snapshot on each ``/arch
 those pages cost more with every edition sent (5 s for 300 editions). The index holds only what the listings
 show — the edition's id, date, slug, paper count, per-topic counts and, per topic, each entry's paper id,
 title and the few feed fields already shortened — so a request reads a page of small rows whatever the
-history. The snapshot stays the source of truth: the index is rebuilt from it (migration 0011 backfills).
+history. The snapshot stays the source of truth: the index is built from it (migration 0009 indexed the
+editions stored before it).
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from newsletter.editions.records import Edition, Frequency
-from newsletter.rendering.context import short_authors
-from newsletter.sources.text import collapse_whitespace, shorten
+from newsletter.records.editions import Edition, Frequency
+from newsletter.records.text import collapse_whitespace, short_authors, shorten
 
 SUMMARY_CHARS = 1200
 """A feed entry's summary is cut here once, at index time (the feed showed the same before)."""

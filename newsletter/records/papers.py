@@ -37,10 +37,6 @@ class Paper:
     first_seen: datetime | None = None
     updated: datetime | None = None
 
-    @property
-    def is_arxiv(self) -> bool:
-        return not self.paper_id.startswith(("http://", "https://"))
-
 
 @dataclass(frozen=True)
 class ParsedFeed:

@@ -1,6 +1,6 @@
 """What the archive pages and the per-topic Atom feeds show, from stored editions only. Pure (no I/O).
 
-The archive list and the feeds are built from the per-edition index (``newsletter.editions.index``); only
+The archive list and the feeds are built from the per-edition index (``newsletter.records.index``); only
 an edition's own page is rendered from its snapshot, once, and then stored (``EditionIndex.store_page``).
 
 An archived edition is rendered again from its snapshot by the email's own templates
@@ -17,13 +17,13 @@ from typing import Any
 from urllib.parse import quote
 
 from newsletter.config import Settings, TopicSettings
-from newsletter.editions.index import EditionSummary, FeedEntry
-from newsletter.editions.records import Edition
 from newsletter.editions.selection import Selection, select
+from newsletter.records.editions import Edition
+from newsletter.records.index import EditionSummary, FeedEntry
+from newsletter.records.text import collapse_whitespace
 from newsletter.rendering.context import PERSONAL_FIELDS, email_context, safe_url, subject_line
 from newsletter.rendering.latex import latex_to_text
 from newsletter.rendering.links import edition_url
-from newsletter.sources.text import collapse_whitespace
 
 FEED_ENTRIES = 50
 """A topic feed keeps its newest this many papers."""

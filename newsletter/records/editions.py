@@ -119,3 +119,20 @@ def content_from_json(content: Mapping[str, Any]) -> tuple[dict[str, EditionPape
         for t in content["topics"]
     )
     return papers, topics
+
+
+@dataclass(frozen=True)
+class Prepared:
+    edition: Edition
+    subscribers: int
+    """Active subscribers of the edition's frequency."""
+    recipients: int
+    """Subscribers with a ledger row (new or from an earlier run)."""
+    added: int
+    """Ledger rows added by this run."""
+    variants: int
+    """Distinct emails of the edition."""
+    rendered: int
+    """Variants rendered by this run (the others were rendered by an earlier run)."""
+    nothing_new: int
+    """Subscribers whose topics had nothing new for them: no email."""

@@ -24,13 +24,12 @@ from sqlalchemy.engine import Engine
 
 from newsletter.clock import utcnow
 from newsletter.config import Settings
-from newsletter.delivery.campaign import Plan, PlannedVariant, Prepared, plan, prepare, sample_copy
 from newsletter.delivery.pool import RunStats
-from newsletter.delivery.sending import SendReport, deliver_edition, report, smtp_password
-from newsletter.delivery.transports import send_single
-from newsletter.editions.records import Frequency
+from newsletter.delivery.sending import SendReport, deliver_edition, report
+from newsletter.records.editions import Frequency, Prepared
 from newsletter.rendering.links import signer_from_settings
 from newsletter.storage.ledger import Ledger
+from newsletter.usecases.campaign import prepare
 
 log = logging.getLogger(__name__)
 
@@ -210,16 +209,3 @@ def _deliver_in_processes(
     if on_progress is not None:
         on_progress(_progress(engine, prepared, total))
     return stats
-
-
-def send_test_copy(
-    settings: Settings, engine: Engine, *, frequency: Frequency, to: str, day: date | None = None,
-    clock: Callable[[], datetime] = utcnow,
-) -> tuple[Plan, PlannedVariant, str]:
-    """`send --to`: the most common variant of the edition, to one address, without touching the ledger."""
-    now = clock()
-    planned = plan(settings, engine, frequency=frequency, now=now, day=day)
-    chosen, message = sample_copy(settings, planned, to=to, signer=signer_from_settings(settings), now=now)
-    where = asyncio.run(send_single(settings.delivery, sender=settings.newsletter.from_address, recipient=to,
-                                    message=message, password=smtp_password(settings)))
-    return planned, chosen, where

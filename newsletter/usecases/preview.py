@@ -16,15 +16,15 @@ from datetime import date, datetime
 from pathlib import Path
 
 from newsletter.config import Settings
-from newsletter.delivery.campaign import edition_for, papers_already_had
 from newsletter.delivery.message import message_template, sendable_message
-from newsletter.editions.records import Edition, Frequency
 from newsletter.editions.selection import select
 from newsletter.errors import ConfigError, TopicError
+from newsletter.records.editions import Edition, Frequency
 from newsletter.rendering.links import recipient_links, signer_from_settings
 from newsletter.rendering.render import RenderEnvironment, render_variant
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.papers import PaperStore
+from newsletter.usecases.campaign import edition_for, papers_already_had
 from subscribers.errors import SubscribersError
 from subscribers.store import SubscriberStore
 

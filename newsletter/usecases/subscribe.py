@@ -26,8 +26,8 @@ from newsletter.config import Settings
 from newsletter.delivery.sending import smtp_password
 from newsletter.delivery.transports import send_single
 from newsletter.errors import NewsletterError
+from newsletter.records.text import collapse_whitespace
 from newsletter.rendering.templating import RenderEnvironment
-from newsletter.sources.text import collapse_whitespace
 from newsletter.storage.erasure import forget_subscriber_rows
 from subscribers.csvio import import_csv
 from subscribers.models import Frequency, ImportReport, Subscriber

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from html.parser import HTMLParser
 
 _SKIPPED_ELEMENTS = frozenset({"script", "style", "head", "title", "template", "noscript", "iframe", "object"})
 _BREAKING_ELEMENTS = frozenset({"br", "p", "div", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6"})
 _SPACE = re.compile(r"\s+")
+MAX_AUTHORS = 4
+"""Authors an email or a feed entry names before "et al."."""
 
 
 class _TextCollector(HTMLParser):
@@ -55,3 +58,9 @@ def shorten(text: str, limit: int) -> str:
         return text
     cut = text[: limit + 1].rsplit(" ", 1)[0].rstrip(" ,;:.")
     return (cut or text[:limit]) + "…"
+
+
+def short_authors(authors: Sequence[str]) -> str:
+    if len(authors) <= MAX_AUTHORS:
+        return ", ".join(authors)
+    return f"{', '.join(authors[: MAX_AUTHORS - 1])} et al. ({len(authors)} authors)"

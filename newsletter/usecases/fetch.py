@@ -18,21 +18,15 @@ import httpx
 
 from newsletter.config import Settings, SourceSettings
 from newsletter.errors import SourceError
-from newsletter.matching.examples import resolve_examples, with_feedback
-from newsletter.matching.matcher import build_matcher
+from newsletter.matching.refresh import refresh_matches
+from newsletter.records.papers import Paper, SourceReport
 from newsletter.sources.fetching import FetchRequest, FetchResponse, fetch_all
 from newsletter.sources.parsing import parse_feed
-from newsletter.sources.records import Paper, SourceReport
 from newsletter.sources.sanitize import clean_text
-from newsletter.storage.embeddings import EmbeddingStore
 from newsletter.storage.papers import PaperStore, SourceState
-from subscribers.feedback import FeedbackStore
 
 log = logging.getLogger(__name__)
 
-FINGERPRINT_KEY = "topics_fingerprint"
-IDF_BACKGROUND_PAPERS = 2000
-"""Recent stored papers that lend their words to the IDF weights when only a few papers are matched."""
 
 
 def select_sources(settings: Settings, names: Sequence[str] = ()) -> list[SourceSettings]:
@@ -114,38 +108,3 @@ def _unexpected(source: str, exc: Exception) -> SourceError:
     text = str(exc).splitlines()[0][:200] if str(exc) else ""
     return SourceError(source, f"could not parse or store the document: {type(exc).__name__}" +
                        (f": {text}" if text else ""))
-
-
-def refresh_matches(settings: Settings, store: PaperStore, *, papers: Sequence[Paper] = ()) -> int:
-    """Match the given (just stored) papers; every stored paper instead when the topics or the method changed.
-
-    Uses the matcher of ``[matching] method``; the `embedding` one reuses stored paper vectors. Returns how
-    many papers were matched.
-    """
-    cache = EmbeddingStore(store.engine)
-    matcher = build_matcher(settings.matching, cache=cache, config_path=str(settings.config_path))
-    fingerprint = matcher.fingerprint(settings.topics)
-    background: list[Paper] = []
-    if store.get_meta(FINGERPRINT_KEY) != fingerprint:
-        papers = store.papers()
-    elif papers:
-        background = store.papers(limit=IDF_BACKGROUND_PAPERS) if matcher.uses_background else []
-    else:
-        return 0
-    votes = FeedbackStore(store.engine).topic_votes(min_readers=settings.feedback.shared_min_readers)
-    examples = with_feedback(store, resolve_examples(store, settings.topics), votes)
-    matches = matcher.match(papers, settings.topics, background=background, examples=examples)
-    store.replace_matches([p.paper_id for p in papers], matches)
-    store.set_meta(FINGERPRINT_KEY, fingerprint)
-    return len(papers)
-
-
-def matches_are_current(settings: Settings, store: PaperStore) -> bool:
-    """Whether the stored matches were made with today's topics and method (read-only, unlike ``refresh_matches``).
-
-    Builds the configured matcher, so a method whose optional extra is missing fails here as in a fetch.
-    """
-    cache = EmbeddingStore(store.engine)
-    matcher = build_matcher(settings.matching, cache=cache, config_path=str(settings.config_path))
-    return store.get_meta(FINGERPRINT_KEY) in (None, matcher.fingerprint(settings.topics)) or not store.count_papers()
-

@@ -18,20 +18,20 @@ from datetime import date, datetime
 from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
-from newsletter.delivery.campaign import edition_for, plan, sender_domain
 from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.message import message_template, sendable_message
 from newsletter.delivery.sending import smtp_password
 from newsletter.delivery.transports import send_single
-from newsletter.editions.records import Edition, Frequency
 from newsletter.editions.selection import group_by_variant
 from newsletter.errors import DeliveryError
+from newsletter.records.editions import Edition, Frequency
 from newsletter.rendering.links import recipient_links, signer_from_settings
 from newsletter.rendering.render import RenderEnvironment, render_variant
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.ledger import Ledger, StoredVariant
 from newsletter.storage.papers import PaperStore
 from newsletter.storage.variant_readers import readers_by_variant, variant_of
+from newsletter.usecases.campaign import edition_for, plan, sender_domain
 from subscribers.addresses import valid_email
 from subscribers.errors import NotFoundError
 from subscribers.models import Subscriber

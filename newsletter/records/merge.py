@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
-from newsletter.sources.records import Paper
+from newsletter.records.papers import Paper
 
 _TEXT_FIELDS = ("title", "authors", "abstract", "categories", "primary_category")
 _FILL_FIELDS = (

@@ -26,9 +26,9 @@ from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.message import message_template, sendable_message
 from newsletter.editions.build import build_edition, stored_edition
 from newsletter.editions.preferences import feedback_boosts
-from newsletter.editions.records import Edition, Frequency
 from newsletter.editions.selection import group_by_variant
 from newsletter.errors import DeliveryError
+from newsletter.records.editions import Edition, Frequency, Prepared
 from newsletter.rendering.links import recipient_links
 from newsletter.rendering.render import RenderedVariant, RenderEnvironment, render_variant
 from newsletter.storage.editions import EditionStore
@@ -38,23 +38,6 @@ from subscribers.store import SubscriberStore
 from subscribers.tokens import TokenSigner
 
 _ROWS_PER_TRANSACTION = 1000
-
-
-@dataclass(frozen=True)
-class Prepared:
-    edition: Edition
-    subscribers: int
-    """Active subscribers of the edition's frequency."""
-    recipients: int
-    """Subscribers with a ledger row (new or from an earlier run)."""
-    added: int
-    """Ledger rows added by this run."""
-    variants: int
-    """Distinct emails of the edition."""
-    rendered: int
-    """Variants rendered by this run (the others were rendered by an earlier run)."""
-    nothing_new: int
-    """Subscribers whose topics had nothing new for them: no email."""
 
 
 def message_id(secret: str, *, edition_id: int, subscriber_id: int, domain: str) -> str:
@@ -75,7 +58,7 @@ def edition_for(settings: Settings, papers: PaperStore, editions: EditionStore, 
     resuming a send, `send --to` and `edition show` of a stored edition stay light.
     """
     if stored_edition(settings, editions, frequency=frequency, now=now, day=day) is None:
-        from newsletter.sources.ingest import refresh_matches
+        from newsletter.matching.refresh import refresh_matches
 
         refresh_matches(settings, papers)
     return build_edition(settings, papers, editions, frequency=frequency, now=now, day=day, persist=persist)
