@@ -58,7 +58,7 @@ def preference_scores(matrix: Any, candidates: Sequence[int], liked: Sequence[in
     votes = len(target) + len(other)
     labels = np.concatenate([np.ones(len(target)), np.zeros(len(other) + count)])
     weights = np.concatenate([np.ones(votes), np.full(count, votes / count)])
-    model = LogisticRegression(C=1.0, solver="liblinear")
+    model = LogisticRegression(C=1.0, solver="liblinear", dual=True)  # dual: cost grows with papers, not words
     model.fit(matrix[[*target, *other, *candidates]], labels, sample_weight=weights)
     raw = np.asarray(model.decision_function(matrix[list(candidates)]), dtype=np.float64)
     if flip:
