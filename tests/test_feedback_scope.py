@@ -8,8 +8,6 @@ the links read from the received mail, the votes POSTed to the real web app.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +34,7 @@ from subscribers.tokens import Keyring, TokenSigner
 from tests.conftest import TOPICS_TOML, write_config
 from tests.email_support import FIXTURE_SOURCES, NOW, POSTAL, fetch
 from tests.mailsink import MailSink, ReceivedMessage
+from tests.test_feedback import text_of
 from tests.web_support import SECRET
 
 VISION = '''
@@ -63,13 +62,6 @@ class Link:
     @property
     def path(self) -> str:
         return urlsplit(self.url).path
-
-
-def text_of(message: ReceivedMessage) -> str:
-    parsed = email.message_from_bytes(message.data, policy=email.policy.default)
-    part = parsed.get_body(preferencelist=("plain",))  # type: ignore[attr-defined]
-    assert part is not None
-    return str(part.get_content())
 
 
 def links_of(message: ReceivedMessage) -> list[Link]:
