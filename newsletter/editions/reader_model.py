@@ -30,7 +30,7 @@ PREFERENCE_WEIGHT = 1.0
 """A fully trained reader's preference (a z-score) moves a paper by this many standard deviations of their
 section's shared ranks: enough to reorder a section, not enough to bury its best paper under a poor match
 for one vote. Chosen on bench/reader_ranking.py (docs/benchmarks.md)."""
-FULL_WEIGHT_VOTES = 5
+FULL_WEIGHT_VOTES = 10
 """Votes after which a reader's model counts fully; fewer votes count proportionally."""
 _CLIP = 3.0
 
