@@ -283,6 +283,7 @@ class _Handler:
             return await _misbehave(server, fault) or ""
         if sink.reply_delay > 0:
             # A client that gives up during a delay cancels this task, so the message is not stored.
+            sink.delayed_replies += 1
             await asyncio.sleep(sink.reply_delay)
         reply = await _misbehave(server, fault)
         if reply is not None:
@@ -326,6 +327,8 @@ class MailSink:
         self.maildir = maildir
         self.reply_delay = reply_delay
         """Seconds every reply after DATA's final '.' waits (remote-relay latency); may be changed while running."""
+        self.delayed_replies = 0
+        """Replies that waited ``reply_delay`` (so a test asserts the delay itself, not a clock)."""
         self.auth = auth
         self.messages: list[ReceivedMessage] = []
         self.paths: list[Path] = []

@@ -212,7 +212,8 @@ class DeliverySettings:
                                    check=check_positive)
     timeout_seconds: float = setting(60.0, "Longest wait for one SMTP reply.", check=check_positive)
     processes: int = setting(1, "Sending processes; use one per core for large lists.", check=check_positive)
-    claim_batch: int = setting(200, "Ledger rows claimed at once by a sending process.", check=check_positive)
+    claim_batch: int = setting(200, "Ledger rows claimed at once by a sending process; also the most messages "
+                                    "waiting in its queue for a connection.", check=check_positive)
     unfinished_after_minutes: float = setting(
         30.0, "`status` flags an edition with messages still pending, claimed or deferred this long after it "
               "was built.", check=check_positive)

@@ -156,6 +156,12 @@ class Pool:
         self.clock = clock
         self.on_bounce = on_bounce
         self.queue: asyncio.Queue[ClaimedMessage | None] = asyncio.Queue()
+        self.capacity = settings.claim_batch
+        """At most this many messages wait on ``queue`` (``room_or``); the end-of-work markers are not counted."""
+        self._low_water = max(1, self.capacity // 2)
+        self._room = asyncio.Event()
+        """Set by a worker when the queue, once full, is down to half: the claiming side may fill it again."""
+        self._halt_seen = asyncio.Event()
         self.stats = RunStats()
         self.outstanding: dict[int, str] = {}
         """Rows queued or in flight (id → claim token): their leases are renewed while this process lives."""
@@ -177,14 +183,46 @@ class Pool:
         """Stop the run: no more claims, queued rows go back; the first reason is the one reported."""
         if self.stats.halt is None:
             self.stats.halt = reason
+            self._halt_seen.set()
             log.info("delivery stopped: %s", reason)
 
     def start(self) -> None:
         self._workers = [asyncio.create_task(self._work()) for _ in range(self.settings.concurrency)]
 
+    async def room_or(self, stop: asyncio.Event) -> int:
+        """Free places on the queue; when it is full, first wait (once, no polling) until the workers have
+        emptied half of it. 0 when ``stop`` is set or the run halts first. This wait is the back-pressure:
+        the claiming side goes as fast as the connections, and one wake-up serves half a queue of messages."""
+        free = self.capacity - self.queue.qsize()
+        if free > 0:
+            return free
+        self._room.clear()
+        waits = [asyncio.ensure_future(self._room.wait()), asyncio.ensure_future(stop.wait()),
+                 asyncio.ensure_future(self._halt_seen.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        if stop.is_set() or self.halted:
+            return 0
+        return max(0, self.capacity - self.queue.qsize())
+
     def submit(self, claimed: ClaimedMessage) -> None:
+        """Queue a message (into a place ``room_or`` counted)."""
         self.outstanding[claimed.delivery.id] = claimed.delivery.claim_token
         self.queue.put_nowait(claimed)
+
+    def drain(self) -> dict[int, str]:
+        """Take back queued messages no connection has started (a stop request or an error): id → claim token."""
+        unstarted: dict[int, str] = {}
+        while not self.queue.empty():
+            claimed = self.queue.get_nowait()
+            if claimed is not None:
+                unstarted[claimed.delivery.id] = claimed.delivery.claim_token
+                self.outstanding.pop(claimed.delivery.id, None)
+        return unstarted
 
     async def finish(self) -> None:
         for _ in self._workers:
@@ -201,6 +239,8 @@ class Pool:
         transport = self.transport_factory()
         try:
             while (claimed := await self.queue.get()) is not None:
+                if not self._room.is_set() and self.queue.qsize() <= self._low_water:
+                    self._room.set()
                 delivery = claimed.delivery
                 if self.halted:
                     self.unstarted[delivery.id] = delivery.claim_token

@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from newsletter.clock import utcnow, worker_name
 from newsletter.config import Settings
 from newsletter.config.redact import redact
-from newsletter.delivery.sending import dead_senders
+from newsletter.delivery.claims import dead_senders
 from newsletter.errors import NewsletterError
 from newsletter.service.jobs import JOBS, JobResult
 from newsletter.service.stopping import StopFlag
