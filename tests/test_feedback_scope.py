@@ -65,11 +65,12 @@ class Link:
 
 
 def links_of(message: ReceivedMessage) -> list[Link]:
-    """The "more/less like this" links of an email, in the order shown."""
+    """The "more" and "less" links of an email's papers, in the order shown (the text part has one link per
+    paper, whose page offers both votes)."""
     found = []
-    for url in re.findall(r"(?:More|Less) like this: (\S+)", text_of(message)):
+    for url in re.findall(r"More or less like this:\s+(\S+)", text_of(message)):
         query = parse_qs(urlsplit(url).query)
-        found.append(Link(url, query["paper"][0], query["topic"][0], query["vote"][0]))
+        found += [Link(url, query["paper"][0], query["topic"][0], vote) for vote in ("more", "less")]
     return found
 
 

@@ -100,6 +100,10 @@ class FetchSettings:
     per_host_delay_seconds: float = setting(
         3.0, "Least time between two requests to the same host (arXiv asks for 3 s).", check=check_non_negative
     )
+    allow_private_redirects: bool = setting(
+        False, "Follow a feed's redirect to a loopback, private or link-local address (only for set-ups whose "
+        "feeds are served on 127.0.0.1 or a private network). Off: such a redirect fails the source, so a feed "
+        "host cannot make the server request internal services.")
     user_agent: str = setting(
         "trending-papers-newsletter/0.1 (+https://github.com/)",
         "User-Agent header sent to sources; name a contact for your installation.",
@@ -228,23 +232,40 @@ class DeliverySettings:
 @dataclass(frozen=True, kw_only=True)
 class EmailSettings:
     subject: str = setting(
-        "{count} new in {topics}: {top}",
-        "Subject line. Fields: {name} (newsletter name), {count} (papers in this email), {topics} (its "
+        "{weekly}{lead}",
+        "Subject line. Fields: {lead} (one or two paper titles from the top of the reader's first topic and "
+        "how many more: \"Flash-GMM, VIA-SD and 58 more\"), {weekly} (\"This week: \" in a weekly edition, "
+        "empty in a daily one), {name} (newsletter name), {count} (papers in this email), {topics} (its "
         "section names), {date} (edition date), {frequency} (daily or weekly), {top} (the title of the most "
-        "trending paper in the email). The From line already shows the name, so the default leads with content.",
+        "trending paper in the email). The From line already shows the name, so the default leads with the "
+        "reader's papers.",
         check=check_subject,
     )
     max_papers_per_topic: int = setting(10, "Most papers in one topic section of an email.", check=check_positive)
     abstract_chars: int = setting(
-        600, "Abstracts (or Hugging Face summaries) are cut at a word boundary after this many characters.",
+        600, "On the archive pages, abstracts (or Hugging Face summaries) are cut at a word boundary after this many "
+             "characters; an email's cards show a TL;DR of at most 220 instead.",
         check=check_positive,
     )
     max_html_bytes: int = setting(
         100_000,
-        "Size budget of the inlined HTML (Gmail clips above ~102 KB): abstracts are shortened, then the "
-        "lowest-ranked papers move behind a link to the web archive.",
+        "Size budget of the inlined HTML (Gmail clips above ~102 KB), each personal value counted at the bytes it "
+        "can take: the lowest-ranked papers move behind a link to the web archive.",
         check=check_positive,
     )
+    tldr_endpoint: str = setting(
+        "",
+        "Optional OpenAI-compatible API base URL (`http://127.0.0.1:8080/v1` for a local llama.cpp server, "
+        "`http://127.0.0.1:11434/v1` for Ollama) that writes the cards' TL;DRs; an answer that is longer than 220 "
+        "characters or names a number or name the abstract lacks is refused. Empty: the extractive TL;DR only.",
+        check=check_optional_http_url,
+    )
+    tldr_model: str = setting("", "The model name sent to `tldr_endpoint` (empty: `default`).")
+    tldr_api_key_env: str = setting(
+        "", "Environment variable holding a bearer key for `tldr_endpoint` (empty: none is sent).")
+    tldr_seconds: float = setting(
+        30.0, "Time budget of `tldr_endpoint` for all the papers of one send, preview or copy; papers it did "
+              "not answer in time keep the extractive TL;DR.", check=check_positive)
     template_dir: str = setting(
         "",
         "Folder of your own templates (relative to the config file); a file there replaces the default of the "
@@ -321,6 +342,15 @@ class WebSettings:
         4, "Most SMTP connections the web process's background sender of confirmation emails opens at once.",
         check=check_positive,
     )
+    body_timeout_seconds: float = setting(
+        10.0, "A request whose head or body is not complete this long after it started is answered 408 (or the "
+        "connection closed), so stalled clients cannot hold the server.", check=check_positive)
+    max_connections: int = setting(
+        1000, "Most open connections `newsletter web` (and `serve`) keeps; more are closed at once. Lowered to fit "
+        "the open-file limit.", check=check_positive)
+    max_connections_per_ip: int = setting(
+        50, "Most open connections from one client address (trusted_proxies are not counted); more are closed at "
+        "once.", check=check_positive)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -371,6 +401,17 @@ class InboundSettings:
                         check=lambda v: None if 0 < v < 65536 else "a port number from 1 to 65535")
     max_message_bytes: int = setting(2_000_000, "Largest message the listener accepts (552 above it).",
                                      check=check_positive)
+    max_message_lines: int = setting(
+        40_000, "Most lines a message may have; past it (as past the two bounds below) it is quarantined unread "
+        "and acknowledged, so no message costs more than about a second of CPU to classify.", check=check_positive)
+    max_mime_parts: int = setting(500, "Most MIME parts (boundary lines) a message may have.", check=check_positive)
+    max_mime_containers: int = setting(
+        50, "Most multipart/* and message/* parts a message may have (a bound on its nesting depth).",
+        check=check_positive)
+    quarantine_per_day: int = setting(
+        200, "Most quarantined messages a day whose bytes are kept (for `inbound --raw`); past it they are still "
+        "counted and listed, without their bytes, so a flood of unreadable mail cannot fill the disk.",
+        check=check_positive)
     rate_limit_per_minute: int = setting(
         600, "Most messages one client IP may hand the listener per minute; more get 421 and are retried.",
         check=check_positive,
@@ -437,6 +478,19 @@ class TopicSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ChannelSettings:
+    name: str = setting(help="Unique name of the channel, used by `channels test NAME`, `status` and the ledger.",
+                        check=check_slug)
+    url_env: str = setting(
+        help="Environment variable holding the channel's Apprise URL (docs/channels.md); the URL holds a secret, "
+             "so it is never written in this file.", check=check_non_empty)
+    frequency: Literal["daily", "weekly"] = setting("daily", "Which editions the channel receives.")
+    topics: tuple[str, ...] = setting((), "Topic slugs whose papers the channel receives; empty: every topic.")
+    papers: int = setting(5, "How many top papers the message lists (the rest: a link to the edition).",
+                          check=check_positive)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     newsletter: NewsletterSettings = setting(help="The newsletter itself.")
     fetch: FetchSettings = section(FetchSettings, "How sources are downloaded.")
@@ -457,6 +511,8 @@ class Settings:
     )
     sources: tuple[SourceSettings, ...] = setting(help="Feeds to read, as [[sources]] tables.")
     topics: tuple[TopicSettings, ...] = setting(help="Topics readers choose from, as [[topics]] tables.")
+    channels: tuple[ChannelSettings, ...] = setting(
+        (), "Chat channels that receive each edition through Apprise, as [[channels]] tables (docs/channels.md).")
     config_path: Path = field(default=Path(DEFAULT_CONFIG), metadata={"help": "", "internal": True})
 
     def source(self, name: str) -> SourceSettings:

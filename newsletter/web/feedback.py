@@ -66,11 +66,15 @@ class FeedbackPages:
         self.papers = PaperStore(web.engine)
         self.votes = FeedbackStore(web.engine)
 
-    def _check(self, subscriber: Subscriber, paper_id: str, topic: str, vote: str) -> tuple[str, str]:
-        """(paper title, topic name), or a 404/410 page when this reader may not vote so (see the module doc)."""
+    def _check(self, subscriber: Subscriber, paper_id: str, topic: str, vote: str, *, done: bool) -> tuple[str, str]:
+        """(paper title, topic name), or a 404/410 page when this reader may not vote so (see the module doc).
+
+        A page without a vote (the plain-text part's one link per paper) offers both buttons; a POST must name
+        its vote.
+        """
         names = {t.slug: t.name for t in self.web.settings.topics}
         paper = self.papers.get(paper_id) if paper_id else None
-        if vote not in VOTES or topic not in names or paper is None:
+        if (vote not in VOTES and (done or vote)) or topic not in names or paper is None:
             raise PageError(404, "This link is not valid", "Check that the whole link from the email was opened.")
         if subscriber.status != "active":
             raise PageError(410, "This subscription is not active",
@@ -96,12 +100,12 @@ class FeedbackPages:
 
     def _context(self, request: Request, subscriber: Subscriber, paper_id: str, topic: str, vote: str,
                  *, done: bool) -> dict[str, object]:
-        title, topic_name = self._check(subscriber, paper_id, topic, vote)
+        title, topic_name = self._check(subscriber, paper_id, topic, vote, done=done)
         return {"paper_id": paper_id, "topic": topic, "vote": vote, "title": title, "topic_name": topic_name,
                 "done": done, "manage_url": self.web.manage_url(request, subscriber.id)}
 
     async def page(self, request: Request) -> Response:
-        """GET: a page with one button; nothing is recorded."""
+        """GET: a page with the link's button (both without a vote); nothing is recorded."""
         subscriber = await run_in_threadpool(self.web.subscriber_for, "feedback", request.path_params["token"])
         query = request.query_params
         context = await run_in_threadpool(self._context, request, subscriber, query.get("paper", ""),
