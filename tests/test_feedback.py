@@ -96,25 +96,28 @@ def test_a_bad_feedback_link_is_a_404_page_and_votes_go_with_the_reader(
     settings = web_settings(tmp_path, sink)
     engine = open_database(settings.newsletter.database_url)
     store, subscribers = PaperStore(engine), SubscriberStore(engine)
-    fetch(settings, store, "arxiv-cs-ai", now=NOW)
-    paper = store.papers()[0]
     ada = subscribers.add("ada@example.org", name="Ada", topics=TOPICS, now=NOW)
+    fetch(settings, store, "arxiv-cs-ai", now=NOW)
+    run_send(settings, engine, frequency="daily", day=NOW.date(), clock=lambda: NOW + timedelta(hours=1))
+    link = re.findall(r"More or less like this:\s+(\S+)", text_of(latest_for(sink, "ada@example.org")))[0]
+    query = {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
+    paper, topic = query["paper"], query["topic"]
     signer = TokenSigner(Keyring.parse(SECRET))
-    client = TestClient(create_app(settings, engine, signer=signer, clock=lambda: NOW),
+    client = TestClient(create_app(settings, engine, signer=signer, clock=lambda: NOW + timedelta(hours=2)),
                         base_url="https://papers.example.org")
     token = signer.sign("feedback", ada.id)
-    assert client.get(f"/feedback/{token}?paper=nope&topic=agents&vote=more").status_code == 404
-    assert client.get(f"/feedback/{token}?paper={paper.paper_id}&topic=nope&vote=more").status_code == 404
+    assert client.get(f"/feedback/{token}?paper=nope&topic={topic}&vote=more").status_code == 404
+    assert client.get(f"/feedback/{token}?paper={paper}&topic=nope&vote=more").status_code == 404
     manage = signer.sign("manage", ada.id)  # a token for another purpose opens nothing here
-    assert client.get(f"/feedback/{manage}?paper={paper.paper_id}&topic=agents&vote=more").status_code == 404
-    assert client.get(f"/feedback/{token}?paper={paper.paper_id}&topic=agents&vote=maybe").status_code == 404
-    no_vote = {"paper": paper.paper_id, "topic": "agents"}  # the text part's link names no vote: its page asks
+    assert client.get(f"/feedback/{manage}?paper={paper}&topic={topic}&vote=more").status_code == 404
+    assert client.get(f"/feedback/{token}?paper={paper}&topic={topic}&vote=maybe").status_code == 404
+    no_vote = {"paper": paper, "topic": topic}  # the text part's link names no vote: its page asks
     assert client.post(f"/feedback/{token}", data=no_vote).status_code == 404
     assert FeedbackStore(engine).votes() == []
-    form = {"paper": paper.paper_id, "topic": "agents", "vote": "less"}
+    form = {**no_vote, "vote": "less"}
     assert client.post(f"/feedback/{token}", data=form).status_code == 200
-    assert [(v.paper_id, v.vote) for v in FeedbackStore(engine).votes(subscriber_id=ada.id)] == [(paper.paper_id, -1)]
-    assert FeedbackStore(engine).topic_votes() == {"agents": ([], [paper.paper_id])}
+    assert [(v.paper_id, v.vote) for v in FeedbackStore(engine).votes(subscriber_id=ada.id)] == [(paper, -1)]
+    assert FeedbackStore(engine).topic_votes(min_readers=1) == {topic: ([], [paper])}
     subscribers.delete_personal_data(ada.id, now=NOW)
     assert FeedbackStore(engine).votes() == []  # erased with the reader
 

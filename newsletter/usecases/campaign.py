@@ -129,7 +129,8 @@ def prepare(
         [(s.id, s.topics) for s in todo],
         max_per_topic=settings.email.max_papers_per_topic,
         already_sent=already,
-        boosts=feedback_boosts(edition, papers, engine, [s.id for s in todo]),
+        boosts=feedback_boosts(edition, papers, engine, [(s.id, s.topics) for s in todo],
+                               matching=settings.matching),
     )
     environment = environment or RenderEnvironment(settings)
     tldrs = edition_tldrs(settings, edition) if groups else {}
@@ -228,7 +229,8 @@ def plan(
     already = papers_already_had(engine, edition, [s.id for s in todo])
     groups = group_by_variant(edition, [(s.id, s.topics) for s in todo],
                               max_per_topic=settings.email.max_papers_per_topic, already_sent=already,
-                              boosts=feedback_boosts(edition, papers, engine, [s.id for s in todo]))
+                              boosts=feedback_boosts(edition, papers, engine, [(s.id, s.topics) for s in todo],
+                                                     matching=settings.matching))
     environment = environment or RenderEnvironment(settings)
     planned: list[PlannedVariant] = []
     rendered: dict[str, RenderedVariant] = {}
