@@ -10,29 +10,36 @@ column leaves a stored value as it is; a new subscriber gets no name, every topi
 
 Imported subscribers are active (the operator vouches for their consent), or pending with ``confirm``.
 A suppressed address (unsubscribed, bounced, complained, deleted) is reported, never imported, unless
-``force``.
+``force``; a known pending address stays pending (its consent was never confirmed) unless ``force``.
 
-Export writes every column of the list; the file can be imported again (columns import does not use are
-ignored). Cells that a spreadsheet would run as a formula get a leading ``'``, which import removes.
+Export writes every column of the list, with each reader's suppression entry and mail-back evidence. A row
+with a ``status`` cell (an export) is restored as it was: status, consent time, IP and method, suppression
+and evidence (``subscribers.consent_store``), so export → import loses no consent record. Cells that a
+spreadsheet would run as a formula get a leading ``'``, which import removes.
 """
 
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import IO, Any
 
 from subscribers.addresses import valid_email
+from subscribers.consent_store import Carried, export_extras, parse_carried, restore
 from subscribers.csvtext import read_csv_text, text_stream
 from subscribers.errors import SubscribersError, SuppressedError
 from subscribers.models import FREQUENCIES, Frequency, ImportReport, RowError, Status, Subscriber
-from subscribers.store import SubscriberStore
+from subscribers.store import SubscriberStore, plain_name
 
 IMPORT_COLUMNS = ("email", "name", "topics", "frequency")
 EXPORT_COLUMNS = ("email", "name", "topics", "frequency", "status", "source", "consent_at", "consent_ip",
-                  "confirmed_at", "confirmed_ip", "unsubscribed_at", "created", "updated")
+                  "confirmed_at", "confirmed_ip", "unsubscribed_at", "created", "updated", "suppression",
+                  "suppressed_at", "evidence")
+_SUBSCRIBER_COLUMNS = EXPORT_COLUMNS[:13]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _unescape(cell: str) -> str:
@@ -63,11 +70,12 @@ def _header(row: list[str]) -> list[str]:
 
 
 class _Row:
-    __slots__ = ("email", "frequency", "line", "name", "topics")
+    __slots__ = ("carried", "email", "frequency", "line", "name", "topics")
 
     def __init__(self, line: int, email: str, name: str | None, topics: tuple[str, ...] | None,
-                 frequency: Frequency | None) -> None:
+                 frequency: Frequency | None, carried: Carried | None = None) -> None:
         self.line, self.email, self.name, self.topics, self.frequency = line, email, name, topics, frequency
+        self.carried = carried
 
 
 def _check_row(store: SubscriberStore, line: int, header: list[str], cells: list[str],
@@ -94,15 +102,16 @@ def _check_row(store: SubscriberStore, line: int, header: list[str], cells: list
             frequency = chosen
         else:
             problems.append(f"unknown frequency {values['frequency']!r}; expected one of: {', '.join(FREQUENCIES)}")
-    name = " ".join(values.get("name", "").split()) or None
+    name = plain_name(values.get("name", "")) or None
     if name is not None and len(name) > 200:
         problems.append("name longer than 200 characters")
     if address and address in seen:
         problems.append(f"duplicate of line {seen[address]} ({address})")
+    carried = parse_carried(values, problems)
     if problems:
         return RowError(line=line, message="; ".join(problems))
     seen[address] = line
-    return _Row(line, address, name, topics, frequency)
+    return _Row(line, address, name, topics, frequency, carried)
 
 
 def read_rows(store: SubscriberStore, stream: IO[str], *,
@@ -161,14 +170,20 @@ def import_csv(
         transaction = connection.begin()
         for row in good:
             try:
-                what, subscriber = store.put(connection, row.email, now=now, name=row.name, topics=row.topics,
-                                             frequency=row.frequency, pending=confirm, source="import",
-                                             force=force)
+                if row.carried is not None:
+                    what, subscriber = restore(store, connection, row.email, row.carried, now=now, name=row.name,
+                                               topics=row.topics, frequency=row.frequency, force=force)
+                else:
+                    what, subscriber = store.put(connection, row.email, now=now, name=row.name, topics=row.topics,
+                                                 frequency=row.frequency, pending=confirm, source="import",
+                                                 force=force)
             except SuppressedError as error:
                 errors.append(RowError(line=row.line, message=f"{error.address} is suppressed ({error.reason}); "
                                                               "not imported (use --force to import it anyway)"))
                 continue
             {"added": report.added, "updated": report.updated, "unchanged": report.unchanged}[what].append(subscriber)
+            if subscriber.status != "active" and not (confirm and row.carried is None):
+                report.kept.append(subscriber)
         if dry_run:
             transaction.rollback()
         else:
@@ -184,7 +199,7 @@ def _cell(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, tuple):
         return ";".join(value)
-    return _escape(str(value))
+    return _escape(_CONTROL.sub("", str(value)))  # a NUL stored before names were cleaned never leaves in a file
 
 
 def export_csv(store: SubscriberStore, stream: IO[str], *, status: Status | None = None) -> int:
@@ -193,7 +208,10 @@ def export_csv(store: SubscriberStore, stream: IO[str], *, status: Status | None
     writer.writerow(EXPORT_COLUMNS)
     subscribers: Iterable[Subscriber] = store.list_all(status=status)
     count = 0
-    for subscriber in subscribers:
-        writer.writerow([_cell(getattr(subscriber, column)) for column in EXPORT_COLUMNS])
-        count += 1
+    with store.engine.connect() as connection:
+        for subscriber in subscribers:
+            extras = export_extras(connection, subscriber)
+            writer.writerow([_cell(getattr(subscriber, column)) for column in _SUBSCRIBER_COLUMNS]
+                            + [_escape(extras[column]) for column in EXPORT_COLUMNS[len(_SUBSCRIBER_COLUMNS):]])
+            count += 1
     return count

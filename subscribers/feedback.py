@@ -1,10 +1,12 @@
 """Readers' "more like this" / "less like this" on papers: stored, exported, erased with the reader.
 
-Why: a reader's clicks say more about what a topic means than its description does. The votes refine each
-topic for everyone (``topic_votes``: papers readers asked for more of become the topic's examples, papers
-they asked for less of its not-examples) and each reader's own ranking within their topics
-(``reader_votes``). Only the latest click per reader, paper and topic counts. Rows go with the reader: the
-foreign key cascades on erasure.
+Why: a reader's clicks say what *they* want first. Each reader's votes re-rank their own emails
+(``reader_votes``, read by ``newsletter.editions.preferences``). A topic's shared definition is another
+matter: one reader must not be able to change what everyone else receives, so the papers readers asked for
+more (less) of become a topic's examples (not-examples) only when enough distinct active readers of that
+topic agree (``topic_votes``: the "more" voters outnumber the "less" voters by ``min_readers`` or more).
+Only the latest click per reader, paper and topic counts. Rows go with the reader: the foreign key cascades
+on erasure.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from subscribers.errors import SubscribersError
-from subscribers.schema import VOTES, paper_feedback
+from subscribers.schema import VOTES, paper_feedback, subscribers
 
 
 @dataclass(frozen=True)
@@ -60,31 +62,47 @@ class FeedbackStore:
             return [Vote(subscriber_id=r["subscriber_id"], paper_id=r["paper_id"], topic=r["topic"], vote=r["vote"],
                          created=r["created"]) for r in connection.execute(query).mappings()]
 
-    def topic_votes(self) -> dict[str, tuple[list[str], list[str]]]:
-        """Per topic: papers with more "more" than "less" votes, and papers with more "less" votes (net)."""
-        query = sa.select(paper_feedback.c.topic, paper_feedback.c.paper_id, sa.func.sum(paper_feedback.c.vote)
-                          ).group_by(paper_feedback.c.topic, paper_feedback.c.paper_id)
-        result: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
+    def _active_votes(self, subscriber_ids: list[int] | None = None) -> list[tuple[int, str, str, int]]:
+        """(reader, paper, topic, vote) of active readers, only in topics they still receive."""
+        table = paper_feedback
+        query = (sa.select(table.c.subscriber_id, table.c.paper_id, table.c.topic, table.c.vote, subscribers.c.topics)
+                 .join(subscribers, subscribers.c.id == table.c.subscriber_id)
+                 .where(subscribers.c.status == "active"))
+        chunks = [None] if subscriber_ids is None else [subscriber_ids[i : i + 500]
+                                                       for i in range(0, len(subscriber_ids), 500)]
+        result: list[tuple[int, str, str, int]] = []
         with self.engine.connect() as connection:
-            for topic, paper_id, total in connection.execute(query):
-                if total > 0:
-                    result[topic][0].append(paper_id)
-                elif total < 0:
-                    result[topic][1].append(paper_id)
+            for chunk in chunks:
+                chosen = query if chunk is None else query.where(table.c.subscriber_id.in_(chunk))
+                for reader, paper_id, topic, vote, topics in connection.execute(chosen):
+                    if topic in (topics or ()):
+                        result.append((int(reader), str(paper_id), str(topic), int(vote)))
+        return result
+
+    def topic_votes(self, *, min_readers: int) -> dict[str, tuple[list[str], list[str]]]:
+        """Per topic: the papers its readers agree they want more of, and those they agree they want less of.
+
+        A paper counts for a topic when the distinct active readers of that topic who voted "more" on it
+        outnumber those who voted "less" by ``min_readers`` or more (or the other way round). Votes of
+        readers who left, bounced or dropped the topic do not count.
+        """
+        net: dict[tuple[str, str], int] = defaultdict(int)
+        for _reader, paper_id, topic, vote in self._active_votes():
+            net[(topic, paper_id)] += vote  # one row per reader, paper and topic: each reader counts once
+        result: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
+        for (topic, paper_id), total in sorted(net.items()):
+            if total >= min_readers:
+                result[topic][0].append(paper_id)
+            elif total <= -min_readers:
+                result[topic][1].append(paper_id)
         return dict(result)
 
     def reader_votes(self, subscriber_ids: list[int]) -> dict[int, dict[str, int]]:
-        """Per reader: ``{paper_id: net vote}`` over their topics (for their own ranking)."""
+        """Per active reader: ``{paper_id: net vote}`` over the topics they receive (for their own ranking)."""
         if not subscriber_ids:
             return {}
         result: dict[int, dict[str, int]] = defaultdict(dict)
-        table = paper_feedback
-        with self.engine.connect() as connection:
-            for start in range(0, len(subscriber_ids), 500):
-                chunk = subscriber_ids[start : start + 500]
-                query = sa.select(table.c.subscriber_id, table.c.paper_id, sa.func.sum(table.c.vote)).where(
-                    table.c.subscriber_id.in_(chunk)).group_by(table.c.subscriber_id, table.c.paper_id)
-                for subscriber_id, paper_id, total in connection.execute(query):
-                    if total:
-                        result[subscriber_id][paper_id] = int(total)
-        return dict(result)
+        for reader, paper_id, _topic, vote in self._active_votes(list(subscriber_ids)):
+            result[reader][paper_id] = result[reader].get(paper_id, 0) + vote
+        return {reader: {p: v for p, v in theirs.items() if v} for reader, theirs in result.items()
+                if any(theirs.values())}

@@ -80,6 +80,8 @@ class ImportReport:
     updated: list[Subscriber] = field(default_factory=list)
     unchanged: list[Subscriber] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
+    kept: list[Subscriber] = field(default_factory=list)
+    """Imported rows left not active: their recorded status (unsubscribed, bounced, complained, pending) kept."""
     dry_run: bool = False
     encoding: str = "text"
     """How the file was decoded (``utf-8``, ``utf-8 with BOM``, ``cp1252``, ``latin-1``, or ``text``: given decoded)."""

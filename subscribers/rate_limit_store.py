@@ -9,6 +9,7 @@ processes racing on one address could exceed a limit, by at most one per process
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from datetime import datetime, timedelta
 from typing import Literal
@@ -16,7 +17,8 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from subscribers.addresses import address_hash, ip_hash
+from subscribers.addresses import address_hash, ip_hash, valid_email
+from subscribers.errors import InvalidAddressError
 from subscribers.schema import rate_events
 
 Kind = Literal["confirmation", "subscribe-ip"]
@@ -87,8 +89,12 @@ _GMAIL = frozenset({"gmail.com", "googlemail.com"})
 
 
 def mailbox_key(email: str) -> str:
-    """The rate-limit key of the mailbox an address reaches: lower case, ``+tag`` dropped, and for Gmail the
-    dots of the local part ignored (``A.da+x@googlemail.com`` and ``ada@gmail.com`` are one inbox)."""
+    """The rate-limit key of the mailbox an address reaches: its normal form (``valid_email``: the address
+    email-validator delivers to, so fullwidth, decomposed and ``xn--`` spellings of one domain are one), lower
+    case, ``+tag`` dropped, and for Gmail the dots of the local part ignored (``A.da+x@googlemail.com`` and
+    ``ada@gmail.com`` are one inbox)."""
+    with contextlib.suppress(InvalidAddressError):  # not an address anyone can be sent to: keyed as written
+        email = valid_email(email)
     local, _, domain = email.strip().lower().rpartition("@")
     local = local.split("+", 1)[0]
     if domain in _GMAIL:

@@ -15,6 +15,7 @@ configuration. Without them, topics are stored unchecked (the low-level ``add`` 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -53,8 +54,18 @@ confirmed request is fresh consent, which lifts the entry."""
 ConfirmOutcome = Literal["confirmed", "already-active", "not-pending"]
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+"""C0 and C1 controls (NUL included), lone surrogates, bidi overrides: nothing a name needs, and each breaks a
+terminal, a CSV reader or an email header."""
+
+
+def plain_name(name: str) -> str:
+    """A reader's name as kept: whitespace runs collapsed to one space, then control characters dropped."""
+    return " ".join(_CONTROL.sub("", " ".join(name.split())).split())
+
+
 def _clean_name(name: str) -> str:
-    name = " ".join(name.split())
+    name = plain_name(name)
     if len(name) > 200:
         raise SubscribersError(f"name longer than 200 characters: {name[:40]!r}…")
     return name
@@ -162,7 +173,8 @@ class SubscriberStore(SubscriberReads):
     ) -> tuple[Literal["added", "updated", "unchanged"], Subscriber]:
         """Insert or update one subscriber the operator vouches for (CLI add, import), in the caller's
         transaction. ``None`` leaves a stored value as it is (a new subscriber gets: no name, every topic,
-        daily). Active unless ``pending``; an active subscriber is never moved back to pending. A suppressed
+        daily). Active unless ``pending``; an active subscriber is never moved back to pending, nor a pending one
+        made active without ``force``. A suppressed
         address raises SuppressedError unless ``force``, which lifts the entry."""
         address = valid_email(email)
         topics = self.check_topics(topics) if topics else None
@@ -196,6 +208,8 @@ class SubscriberStore(SubscriberReads):
         if frequency is not None and frequency != existing.frequency:
             changes["frequency"] = frequency
         wanted: Status = "active" if existing.status == "active" or not pending else "pending"
+        if existing.status == "pending" and not force:
+            wanted = "pending"  # a sign-up never confirmed: its consent is unproven, it stays pending
         if wanted != existing.status:
             changes.update(status=wanted, consent_at=now, consent_ip=None, source=source, unsubscribed_at=None)
         if not changes:

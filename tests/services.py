@@ -136,6 +136,7 @@ CHECKS: dict[str, Callable[[], str | None]] = {
     "redis": _redis,
     "rabbitmq": lambda: _port(amqp_url(), 5672, "RabbitMQ"),
     "celery": lambda: _module("celery", SCALE_HINT),
+    "redis-server": _program("/usr/bin/redis-server", "redis-server"),
     "postfix": _program("/usr/sbin/postfix", "postfix"),
     "dovecot": _program("/usr/sbin/dovecot", "dovecot-imapd"),
     "spamassassin": _program("/usr/bin/spamassassin", "spamassassin"),

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import grimp
+import pytest
 
 ROOT = Path(__file__).parent.parent
 PACKAGES = ("newsletter", "subscribers")
@@ -103,6 +104,7 @@ def test_no_module_is_over_500_lines() -> None:
     assert long == {}
 
 
+@pytest.mark.slow  # imports every test module in a new process (the fast loop itself shows it collects)
 def test_collecting_the_tests_imports_no_optional_extra() -> None:
     """`pip install -e '.[test]' && pytest` on a fresh clone: collection must not need the scale or
     embeddings extras (celery, redis, psycopg, torch); the tests that use them import them when they run."""

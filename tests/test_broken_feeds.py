@@ -14,11 +14,10 @@ import email
 import email.policy
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
@@ -42,7 +41,7 @@ from subscribers.store import SubscriberStore
 from tests.broken_feeds import CASES, FOLDER, TRAP_TITLE, Case
 from tests.conftest import fixture_path, write_config
 from tests.mailsink import MailSink
-from tests.support import run, secret_fixture
+from tests.support import http_server, run, secret_fixture
 
 GOOD = ("cs-ai", "arxiv-rss", str(fixture_path("arxiv_rss/distill_rss_cs.AI_2026-04-27.xml")))
 SECRET = "k1:broken-feeds-secret-0123456789"
@@ -240,14 +239,8 @@ class FaultyHandler(BaseHTTPRequestHandler):
 @pytest.fixture
 def faulty() -> Iterator[str]:
     FaultyHandler.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FaultyHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(FaultyHandler) as url:
+        yield url
 
 
 def test_server_faults_are_one_line_each_and_poison_nothing(tmp_path: Path, faulty: str) -> None:

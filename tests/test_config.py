@@ -56,7 +56,7 @@ def test_unknown_key_lists_the_known_ones(tmp_path: Path) -> None:
     path = write_config(tmp_path, GOOD_SOURCE, extra="retries = 3")
     with pytest.raises(ConfigError, match=re.escape(
         "fetch.retries: unknown key (found 3); expected one of: timeout_seconds, max_bytes, max_retries, "
-        "backoff_seconds, max_retry_after_seconds, per_host_delay_seconds, user_agent"
+        "backoff_seconds, max_retry_after_seconds, per_host_delay_seconds, allow_private_redirects, user_agent"
     )):
         load_settings(path)
 

@@ -232,6 +232,7 @@ def test_a_sender_stalled_past_its_lease_sends_nothing_another_took_over(tmp_pat
     assert set(emails) - set(counts) <= ambiguous
 
 
+@pytest.mark.slow  # two sending processes, one killed: 7-8 s each
 @pytest.mark.usefixtures("database_url")
 def test_an_immediate_resume_after_sigkill_takes_the_dead_senders_claims(tmp_path: Path, sink: MailSink) -> None:
     config = make_config(tmp_path, sink, extra="claim_batch = 40")  # the default 300 s lease
@@ -464,7 +465,8 @@ def test_a_celery_worker_stalled_past_its_lease_sends_nothing_the_other_took_ove
                 try:
                     time.sleep(2 * 2 + 1)  # past its 2 s lease and the dispatcher's settle time
                     sink.reply_delay = 0
-                    assert send.wait(timeout=120) == 0, (tmp_path / "send.log").read_text()
+                    # 4: the stalled worker's messages in DATA were left ambiguous (exit 4 says so)
+                    assert send.wait(timeout=120) in (0, 4), (tmp_path / "send.log").read_text()
                 finally:
                     workers[0].send_signal(signal.SIGCONT)
                 time.sleep(3)  # the paused worker goes on with the rows it holds in memory

@@ -8,16 +8,23 @@ Skipped with the reason when /usr/bin/chromium is missing; fails then under CI.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import re
 from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Route, sync_playwright
 
+from newsletter.editions.build import build_edition
+from newsletter.storage.db import open_database
+from newsletter.storage.editions import EditionStore
+from newsletter.storage.papers import PaperStore
 from tests.browser_support import ARGS, ARTIFACTS, CHROMIUM
 from tests.design_support import offline_edition, offline_settings_in, personalised, render, topic_selection
-from tests.email_support import fix_tokens
+from tests.email_support import NOW, fix_tokens
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs("chromium")]
 SHOTS = ARTIFACTS / "email-design"
@@ -73,7 +80,8 @@ def largest_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def browser(largest_html: Path) -> Iterator[Browser]:
+def browser(largest_html: Path, weekly_with_note_html: dict[str, Path]) -> Iterator[Browser]:
+    """Launched after the emails are built: building one runs an event loop, which Playwright's would block."""
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
@@ -110,8 +118,8 @@ def test_the_largest_edition_reads_well_everywhere(largest_html: Path, browser: 
         assert result["checked"] > 300
         assert not result["worst"], result["worst"][:5]
         buttons = page.locator("a.b")
-        assert buttons.count() >= 80  # the largest email: about 40 papers of two or more link buttons
-        heights = page.evaluate("() => Array.from(document.querySelectorAll('a.b, .foot a'), "
+        assert buttons.count() >= 57  # the largest email: one "Read" button per paper, 57 or more of its 60
+        heights = page.evaluate("() => Array.from(document.querySelectorAll('a.b, a.q, .toc a, .foot a'), "
                                 "a => a.getBoundingClientRect().height)")
         assert min(heights) >= 44
         logo = page.locator("img.logo")
@@ -124,5 +132,84 @@ def test_the_largest_edition_reads_well_everywhere(largest_html: Path, browser: 
             card, page_bg = page.evaluate("() => [getComputedStyle(document.querySelector('td.card')).backgroundColor,"
                                           " getComputedStyle(document.body).backgroundColor]")
             assert card != page_bg  # cards keep their own colour in dark mode
+    finally:
+        context.close()
+
+
+STRIP_STYLE = re.compile(r"<style\b.*?</style>", re.DOTALL | re.IGNORECASE)
+
+LAYOUT_JS = """
+() => {
+  const column = document.querySelector('td.card').getBoundingClientRect();
+  const outside = [];
+  for (const el of document.querySelectorAll('td.wrap *')) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) continue;
+    const s = getComputedStyle(el);
+    // a cell's collapsed border is painted half outside its box
+    const collapsed = el.tagName === 'TD' && getComputedStyle(el.closest('table')).borderCollapse === 'collapse';
+    const left = r.left - (collapsed ? parseFloat(s.borderLeftWidth) / 2 : 0);
+    const right = r.right + (collapsed ? parseFloat(s.borderRightWidth) / 2 : 0);
+    if (left < column.left - 0.5 || right > column.right + 0.5)
+      outside.push({tag: el.tagName, cls: el.className, left: left - column.left, right: right - column.right});
+  }
+  const textLeft = el => { const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) { if (walker.currentNode.textContent.trim()) { const range = document.createRange();
+      range.selectNodeContents(walker.currentNode); return range.getClientRects()[0].left; } } return null; };
+  const wrapped = Array.from(document.querySelectorAll('td.mast a'),
+                             a => ({text: a.textContent, lines: a.getClientRects().length})).filter(a => a.lines > 1);
+  return {outside, greeting: textLeft(document.querySelector('td.hi')),
+          note: textLeft(document.querySelector('td.note')),
+          card: textLeft(document.querySelector('td.card h3')), top: textLeft(document.querySelector('td.top')),
+          wrapped, height: document.documentElement.scrollHeight};
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def weekly_with_note_html(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The weekly edition (its masthead's date range is the longest) of all topics with an editor's note,
+    as sent and with every <style> block stripped (as some clients do)."""
+    folder = tmp_path_factory.mktemp("layout")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fix_tokens(monkeypatch)
+        settings = offline_settings_in(folder, max_papers_per_topic=10, abstract_chars=600)
+        offline_edition(settings)
+        engine = open_database(settings.newsletter.database_url)
+        weekly = build_edition(settings, PaperStore(engine), EditionStore(engine), frequency="weekly",
+                               now=NOW + timedelta(hours=1))
+        # the longest date range a masthead shows, across a year's end
+        weekly = dataclasses.replace(weekly, date=date(2026, 1, 4), window_start=datetime(2025, 12, 28, tzinfo=UTC),
+                                     note="A note from the editor: the reading group meets on Thursday "
+                                                  "to discuss the top pick of this week.")
+        variant = render(settings, topic_selection(settings, weekly, 6))
+        html_part, _ = personalised(settings, weekly, variant)
+    paths = {"styled": folder / "weekly.html", "stripped": folder / "weekly-stripped.html"}
+    paths["styled"].write_text(html_part, encoding="utf-8")
+    paths["stripped"].write_text(STRIP_STYLE.sub("", html_part), encoding="utf-8")
+    return paths
+
+
+@pytest.mark.parametrize("width", [375, 1200])
+@pytest.mark.parametrize("mode", ["light", "dark", "style-stripped"])
+def test_everything_stays_in_the_column_and_lines_up(weekly_with_note_html: dict[str, Path], browser: Browser,
+                                                      width: int, mode: str) -> None:
+    """No element outside the column (the top block's border once sat 2 px outside it), the editor's note and
+    the greeting start where the cards' text starts (the note once ran edge to edge, the greeting hung 20 px
+    left without <style>), and no link in the masthead wraps ("View in browser" once did at 1200 px)."""
+    context = browser.new_context(viewport={"width": width, "height": 1000},
+                                  color_scheme="dark" if mode == "dark" else "light")
+    try:
+        page = context.new_page()
+        page.route("**/*", route_for(images=False))
+        page.goto(weekly_with_note_html["stripped" if mode == "style-stripped" else "styled"].as_uri())
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"weekly-note-{width}px-{mode}.png"), full_page=True)
+        result: dict[str, Any] = page.evaluate(LAYOUT_JS)
+        assert not result["outside"], result["outside"][:5]
+        assert result["note"] is not None
+        assert abs(result["note"] - result["card"]) <= 1, result
+        assert abs(result["greeting"] - result["card"]) <= 1, result
+        assert not result["wrapped"], result["wrapped"]
     finally:
         context.close()

@@ -37,7 +37,7 @@ def text_of(message: ReceivedMessage) -> str:
 
 def paper_order(message: ReceivedMessage) -> list[str]:
     """The papers of an email in the order shown, by the ids in their feedback links."""
-    return list(dict.fromkeys(re.findall(r"More like this: \S+\?paper=([^&\s]+)&", text_of(message))))
+    return list(dict.fromkeys(re.findall(r"More or less like this:\s+\S+\?paper=([^&\s]+)&", text_of(message))))
 
 
 def latest_for(sink: MailSink, address: str) -> ReceivedMessage:
@@ -59,7 +59,7 @@ def test_a_more_like_this_click_reorders_that_readers_next_edition(
     fetch(settings, store, "arxiv-cs-ai", "arxiv-cs-cl", now=day1)
     run_send(settings, engine, frequency="daily", day=day1.date(), clock=lambda: day1 + timedelta(hours=1))
     first = text_of(latest_for(sink, "ada@example.org"))
-    links = re.findall(r"More like this: (\S+)", first)
+    links = re.findall(r"More or less like this:\s+(\S+)", first)
     assert links, "no feedback links in the email"
     link = links[0]
     voted = parse_qs(urlsplit(link).query)["paper"][0]
@@ -69,10 +69,11 @@ def test_a_more_like_this_click_reorders_that_readers_next_edition(
                         base_url="https://papers.example.org")
     page = client.get(link)
     assert page.status_code == 200
-    assert "More like this?" in page.text
+    assert "More or less like this?" in page.text  # the text part's one link: both buttons
+    assert page.text.count('<button type="submit">') == 2
     assert FeedbackStore(engine).votes() == []  # a GET (a link scanner, a preview) records nothing
     query = parse_qs(urlsplit(link).query)
-    done = client.post(urlsplit(link).path, data={k: v[0] for k, v in query.items()})
+    done = client.post(urlsplit(link).path, data={**{k: v[0] for k, v in query.items()}, "vote": "more"})
     assert done.status_code == 200
     assert "Thank you" in done.text
     [vote] = FeedbackStore(engine).votes()
@@ -95,21 +96,28 @@ def test_a_bad_feedback_link_is_a_404_page_and_votes_go_with_the_reader(
     settings = web_settings(tmp_path, sink)
     engine = open_database(settings.newsletter.database_url)
     store, subscribers = PaperStore(engine), SubscriberStore(engine)
-    fetch(settings, store, "arxiv-cs-ai", now=NOW)
-    paper = store.papers()[0]
     ada = subscribers.add("ada@example.org", name="Ada", topics=TOPICS, now=NOW)
+    fetch(settings, store, "arxiv-cs-ai", now=NOW)
+    run_send(settings, engine, frequency="daily", day=NOW.date(), clock=lambda: NOW + timedelta(hours=1))
+    link = re.findall(r"More or less like this:\s+(\S+)", text_of(latest_for(sink, "ada@example.org")))[0]
+    query = {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
+    paper, topic = query["paper"], query["topic"]
     signer = TokenSigner(Keyring.parse(SECRET))
-    client = TestClient(create_app(settings, engine, signer=signer, clock=lambda: NOW),
+    client = TestClient(create_app(settings, engine, signer=signer, clock=lambda: NOW + timedelta(hours=2)),
                         base_url="https://papers.example.org")
     token = signer.sign("feedback", ada.id)
-    assert client.get(f"/feedback/{token}?paper=nope&topic=agents&vote=more").status_code == 404
-    assert client.get(f"/feedback/{token}?paper={paper.paper_id}&topic=nope&vote=more").status_code == 404
+    assert client.get(f"/feedback/{token}?paper=nope&topic={topic}&vote=more").status_code == 404
+    assert client.get(f"/feedback/{token}?paper={paper}&topic=nope&vote=more").status_code == 404
     manage = signer.sign("manage", ada.id)  # a token for another purpose opens nothing here
-    assert client.get(f"/feedback/{manage}?paper={paper.paper_id}&topic=agents&vote=more").status_code == 404
-    form = {"paper": paper.paper_id, "topic": "agents", "vote": "less"}
+    assert client.get(f"/feedback/{manage}?paper={paper}&topic={topic}&vote=more").status_code == 404
+    assert client.get(f"/feedback/{token}?paper={paper}&topic={topic}&vote=maybe").status_code == 404
+    no_vote = {"paper": paper, "topic": topic}  # the text part's link names no vote: its page asks
+    assert client.post(f"/feedback/{token}", data=no_vote).status_code == 404
+    assert FeedbackStore(engine).votes() == []
+    form = {**no_vote, "vote": "less"}
     assert client.post(f"/feedback/{token}", data=form).status_code == 200
-    assert [(v.paper_id, v.vote) for v in FeedbackStore(engine).votes(subscriber_id=ada.id)] == [(paper.paper_id, -1)]
-    assert FeedbackStore(engine).topic_votes() == {"agents": ([], [paper.paper_id])}
+    assert [(v.paper_id, v.vote) for v in FeedbackStore(engine).votes(subscriber_id=ada.id)] == [(paper, -1)]
+    assert FeedbackStore(engine).topic_votes(min_readers=1) == {topic: ([], [paper])}
     subscribers.delete_personal_data(ada.id, now=NOW)
     assert FeedbackStore(engine).votes() == []  # erased with the reader
 

@@ -88,18 +88,19 @@ def test_arf_complaints_make_the_reader_complained_and_suppressed(database_url: 
     cfl = (INBOUND_FIXTURES / "arf-yahoo.eml").read_bytes().replace(b"REPLACE", token.encode())
     outcome = inbound.processor.handle(cfl.replace(b"MESSAGEID", b"<x@example.org>"), recipients=[], door="imap")
     assert (outcome.kind, outcome.outcome, outcome.actions) == ("complaint", "applied", ("complained",))
+    # a report that only names a reader (no token, no Message-ID of ours) is anyone's to write: it changes nothing
     jmrp = (INBOUND_FIXTURES / "arf-jmrp.eml").read_bytes().replace(b"RECIPIENT", b"hotmail-reader@example.com")
     outcome = inbound.processor.handle(jmrp.replace(b"MESSAGEID", b"<y@example.org>"), recipients=[], door="imap")
-    assert outcome.actions == ("complained",)
-    assert inbound.statuses() == {"yahoo-reader@example.com": "complained", "hotmail-reader@example.com": "complained",
+    assert (outcome.outcome, outcome.actions) == ("unattributed", ())
+    assert inbound.statuses() == {"yahoo-reader@example.com": "complained", "hotmail-reader@example.com": "active",
                                   "other@example.com": "active"}
     assert inbound.subscribers.suppression("yahoo-reader@example.com").reason == "complained"  # type: ignore[union-attr]
-    (event,) = EvidenceStore(inbound.processor.engine).events(hotmail)
-    assert (event.kind, event.action, event.attributed_by, event.message_id) == (
-        "complaint", "complained", "recipient", "<y@example.org>")
-    inbound.subscribers.delete_personal_data(hotmail, now=NOW)  # erasure takes the evidence with it
-    assert EvidenceStore(inbound.processor.engine).events(hotmail) == []
+    (event,) = EvidenceStore(inbound.processor.engine).events(yahoo)
+    assert (event.kind, event.action, event.attributed_by) == ("complaint", "complained", "verp")
+    inbound.subscribers.delete_personal_data(yahoo, now=NOW)  # erasure takes the evidence with it
+    assert EvidenceStore(inbound.processor.engine).events(yahoo) == []
     assert other
+    assert hotmail
 
 
 def test_mailto_unsubscribe_by_subject_or_local_part(tmp_path: Path) -> None:
@@ -163,12 +164,13 @@ def test_soft_bounces_count_against_the_threshold_and_hard_bounces_act_once(tmp_
     assert "Recipient address rejected" in events[0].diagnostic
 
 
-def test_without_verp_a_dsn_is_attributed_by_its_final_recipient(tmp_path: Path) -> None:
+def test_without_a_signed_claim_a_dsn_naming_a_reader_changes_nothing(tmp_path: Path) -> None:
     inbound = make_inbound(f"sqlite:///{tmp_path / 'r.db'}")
     inbound.add("known@example.net")
     raw = dsn(to="papers@example.org", final_recipient="Known@Example.net", status="5.1.1")
-    assert inbound.processor.handle(raw, recipients=["papers@example.org"], door="imap").actions == ("bounced",)
+    assert inbound.processor.handle(raw, recipients=["papers@example.org"], door="imap").outcome == "unattributed"
     stranger = dsn(to="papers@example.org", final_recipient="stranger@example.net", status="5.1.1",
                    message_id="<other@x>")
     assert inbound.processor.handle(stranger, recipients=[], door="imap").outcome == "unattributed"
+    assert inbound.statuses() == {"known@example.net": "active"}
     assert classify(raw, addresses=ADDRESSES).failures[0].status == "5.1.1"

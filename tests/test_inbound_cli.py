@@ -39,16 +39,23 @@ def test_bounce_and_complaint_by_file_show_up_in_subscribers_show_and_status(tmp
                     .replace(b"MESSAGEID", b"<m@example.org>"))
     assert "complaint → applied" in cli_run(config, "inbound", "--file", str(arf))[1]
 
-    # a JMRP report with the recipient redacted and no VERP: attributed by our Message-ID in the ledger
-    redacted = emails[2]
-    (sent_copy,) = [m for m in sink.messages if m.rcpt_tos[0] == redacted]
+    # a JMRP report without VERP: our Message-ID (an HMAC only that reader's copy holds) and the same reader named
+    named = emails[2]
+    (sent_copy,) = [m for m in sink.messages if m.rcpt_tos[0] == named]
     our_id = email.message_from_bytes(sent_copy.data, policy=email.policy.default)["Message-ID"]
     jmrp = tmp_path / "jmrp.eml"
-    jmrp.write_bytes((INBOUND_FIXTURES / "arf-jmrp.eml").read_bytes().replace(b"RECIPIENT", b"redacted@hotmail.com")
-                     .replace(b"MESSAGEID", our_id.encode()))
+    template = (INBOUND_FIXTURES / "arf-jmrp.eml").read_bytes().replace(b"MESSAGEID", our_id.encode())
+    jmrp.write_bytes(template.replace(b"RECIPIENT", b"redacted@hotmail.com"))  # redacted: no reader named
+    assert "complaint → unattributed" in cli_run(config, "inbound", "--file", str(jmrp))[1]
+    jmrp.write_bytes(template.replace(b"RECIPIENT", emails[3].encode())  # names another reader than its ID's
+                     .replace(b"<jmrp-7@", b"<jmrp-6@"))
+    assert "complaint → unattributed" in cli_run(config, "inbound", "--file", str(jmrp))[1]
+    jmrp.write_bytes(template.replace(b"RECIPIENT", named.encode()).replace(b"<jmrp-7@", b"<jmrp-8@"))
     assert "complaint → applied" in cli_run(config, "inbound", "--file", str(jmrp))[1]
-    shown = json.loads(cli_run(config, "subscribers", "show", redacted, "--json")[1])
+    shown = json.loads(cli_run(config, "subscribers", "show", named, "--json")[1])
     assert (shown["subscriber"]["status"], shown["events"][0]["attributed_by"]) == ("complained", "message-id")
+    assert json.loads(cli_run(config, "subscribers", "show", emails[3], "--json")[1])["subscriber"]["status"] == \
+        "active"
 
     code, output = cli_run(config, "subscribers", "show", bounced)
     assert code == 0
@@ -73,7 +80,7 @@ def test_bounce_and_complaint_by_file_show_up_in_subscribers_show_and_status(tmp
     (edition,) = view["editions"]
     assert (edition["sent"], edition["bounced"], edition["complained"]) == (4, 1, 2)
     assert (edition["complaint_rate"], edition["over_complaint_line"]) == (0.5, True)
-    assert view["last_30_days"] == {"applied": 3, "quarantined": 1}
+    assert view["last_30_days"] == {"applied": 3, "quarantined": 1, "unattributed": 2}
     text = cli_run(config, "status")[1]
     assert "Gmail's complaint line: 0.3%" in text
     assert "50.00% OVER" in text

@@ -128,6 +128,7 @@ def test_ambiguous_deliveries_name_their_message_ids(tmp_path: Path, sink: MailS
     assert f"Message-ID {stored['Message-ID']}:" in line, output
 
 
+@pytest.mark.slow  # a `serve` process
 def test_serve_takes_host_and_port_and_logs_only_json_lines(tmp_path: Path) -> None:
     config = offline_config(tmp_path)
     port = free_port()

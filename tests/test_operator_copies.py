@@ -78,6 +78,7 @@ print(sorted(m for m in ("sklearn", "scipy", "torch") if m in sys.modules))
 """
 
 
+@pytest.mark.slow  # a `send` process: 6-11 s
 def test_send_of_a_stored_edition_loads_no_scikit_learn_scipy_or_torch(config: Path, sink: MailSink) -> None:
     assert run(config, "fetch")[0] == 0
     store = SubscriberStore(open_database(load_settings(config).newsletter.database_url))

@@ -45,7 +45,7 @@ def test_latin_1_bytes_undefined_in_cp1252_fall_back_to_latin_1(config: Path, tm
     assert code == 0
     report = json.loads(output)
     assert (report["encoding"], report["delimiter"], report["added"]) == ("latin-1", ",", ["ada@example.org"])
-    assert names(config)["ada@example.org"][0] == "Ad\x81a Ålund"
+    assert names(config)["ada@example.org"][0] == "Ada Ålund"  # the C1 control \x81 is not kept
 
 
 def test_utf8_with_bom_and_tabs(config: Path, tmp_path: Path) -> None:
@@ -73,3 +73,19 @@ def test_encoding_option_and_its_errors(config: Path, tmp_path: Path) -> None:
         1, "Error: unknown encoding 'klingon' (try utf-8, cp1252 or latin-1)\n")
     code, output = run(config, "subscribers", "import", str(path), "--encoding", "latin-1")
     assert (code, output.splitlines()[0]) == (0, "read as latin-1, columns separated by ';'")
+
+
+def test_nul_and_control_characters_do_not_survive_import_or_export(config: Path, tmp_path: Path) -> None:
+    path = tmp_path / "controls.csv"
+    path.write_bytes("email,name\nada@example.org,Ada\x00Love\x1b]0;x\x07lace\u202e\nbob@example.org,Bob\x9b31m\n"
+                     .encode())
+    code, output = run(config, "subscribers", "import", str(path))
+    assert code == 0, output
+    assert names(config) == {"ada@example.org": ("AdaLove]0;xlace", ("agents", "reasoning", "medical")),
+                             "bob@example.org": ("Bob31m", ("agents", "reasoning", "medical"))}
+    exported = tmp_path / "out.csv"
+    assert run(config, "subscribers", "export", str(exported))[0] == 0
+    text = exported.read_text(encoding="utf-8")
+    assert "\x00" not in text
+    assert "\x1b" not in text
+    assert "AdaLove]0;xlace" in text

@@ -68,12 +68,14 @@ def test_no_email_or_web_page_shows_a_similarity_number(tmp_path: Path, monkeypa
     store, editions = stores(settings)
     fetch(settings, store)
     edition = build_edition(settings, store, editions, frequency="daily", now=NOW)
+    editions.publish(edition)  # as its send does: public once it is being sent
     selection = select(edition, [t.slug for t in settings.topics], max_per_topic=10)
     variant = render_variant(selection, settings=settings, environment=RenderEnvironment(settings))
     html, text = variant.personalise(recipient_for(settings, edition))
     whys = re.findall(r"Why you got this: ([^<]*)", html) + re.findall(r"Why you got this: (.*)", text)
     assert len(whys) >= 2 * selection.paper_count // 2
     assert [w for w in whys if SCORE.search(w)] == []
+    editions.publish(edition)  # as its send does: an edition is public once it is being sent
     client = TestClient(create_app(settings, store.engine, signer=TokenSigner(Keyring.parse(SECRET)),
                                    clock=lambda: NOW), base_url="https://papers.example.org")
     page = client.get(f"/archive/{edition.slug}")
@@ -83,3 +85,42 @@ def test_no_email_or_web_page_shows_a_similarity_number(tmp_path: Path, monkeypa
     assert [w for w in web_whys if SCORE.search(w)] == []
     feed = client.get(f"/topics/{settings.topics[0].slug}.atom")
     assert [w for w in re.findall(r"\(Why: ([^)]*)\)", feed.text) if SCORE.search(w)] == []
+
+
+def test_a_reason_is_the_topic_and_at_most_two_telling_terms() -> None:
+    from newsletter.rendering.reasons import reason_terms
+
+    assert reason_terms("LLM agents", ["closest to ‘and models that combine vision’; mentions ‘models’, ‘large’, "
+                                       "‘llm’"]) == "LLM agents"
+    assert reason_terms("LLM agents", ["closest to ‘browse and act in multi-step workflows’; mentions ‘agent’, "
+                                       "‘multi-step’, ‘tools’"]) == "LLM agents: multi-step, tools"
+    assert reason_terms("Efficient training", ["closest to ‘memory or data’; mentions ‘memory-efficient’, "
+                                               "‘training’, ‘memory’"]) == "Efficient training: memory-efficient"
+    assert reason_terms("Reasoning", ["closest to ‘chain of thought’; mentions ‘reasoning’"]) == \
+        "Reasoning: chain of thought"
+    assert reason_terms("Vision", ["listed in cs.CV", "similar to the topic description: 0.04"]) == \
+        "Vision: listed in cs.CV"
+
+
+def test_the_email_gives_reasons_in_human_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.design_support import offline_edition, offline_settings_in, personalised, render, topic_selection
+
+    fix_tokens(monkeypatch)
+    settings = offline_settings_in(tmp_path, max_papers_per_topic=10)
+    edition = offline_edition(settings)
+    selection = topic_selection(settings, edition, 6)
+    html_part, text_part = personalised(settings, edition, render(settings, selection))
+    reasons = re.findall(r"Why you got this: ([^<]*?)(?:\. Also in: [^<]*)?</p>", html_part)
+    assert len(reasons) == selection.paper_count
+    names = [s.name for s in selection.sections]
+    for reason in reasons:
+        topic, _, terms = reason.partition(": ")
+        assert topic in names, reason
+        assert len([t for t in terms.split(", ") if t]) <= 2, reason
+        assert "closest to" not in reason
+        assert "mentions" not in reason
+        for term in filter(None, terms.split(", ")):
+            words = term.lower().split()
+            assert words[0] not in ("and", "or", "of", "that", "for"), reason
+            assert term.lower() not in ("models", "model", "large", "llm", "language", "learning"), reason
+    assert "closest to ‘" not in text_part

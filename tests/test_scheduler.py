@@ -159,6 +159,7 @@ def test_a_run_missed_by_more_than_the_grace_time_is_recorded_as_skipped(tmp_pat
     assert sink.messages == []
 
 
+@pytest.mark.slow  # two `serve` processes
 @pytest.mark.usefixtures("database_url")  # the run log, the lease and the job store on SQLite and PostgreSQL
 def test_a_second_service_waits_for_the_lease(tmp_path: Path, sink: MailSink) -> None:
     config = schedule_config(tmp_path, sink, NO_JOBS + "lease_seconds = 30")

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 CLOSED = "postgresql+psycopg://postgres@127.0.0.1:1/postgres"
@@ -23,6 +25,7 @@ def pytest_run(*, ci: bool) -> subprocess.CompletedProcess[str]:
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
+@pytest.mark.slow  # pytest in a new process
 def test_without_the_server_the_fast_loop_skips_saying_why() -> None:
     done = pytest_run(ci=False)
     assert done.returncode == 0, done.stdout[-3000:]
@@ -31,6 +34,7 @@ def test_without_the_server_the_fast_loop_skips_saying_why() -> None:
     assert "skipped" in done.stdout.splitlines()[-1]
 
 
+@pytest.mark.slow  # pytest in a new process
 def test_under_ci_a_missing_server_fails_never_skips() -> None:
     done = pytest_run(ci=True)
     assert done.returncode == 1, done.stdout[-3000:]

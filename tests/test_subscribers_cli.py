@@ -125,7 +125,7 @@ def test_export_then_import_round_trips(config: Path, tmp_path: Path) -> None:
     assert code == 0
     lines = out.read_text(encoding="utf-8").splitlines()
     assert lines[0] == ("email,name,topics,frequency,status,source,consent_at,consent_ip,confirmed_at,confirmed_ip,"
-                        "unsubscribed_at,created,updated")
+                        "unsubscribed_at,created,updated,suppression,suppressed_at,evidence")
     assert lines[1].startswith("ada@example.org,'=HYPERLINK(1),medical;agents,weekly,active,cli,")
     code, output = run(config, "subscribers", "import", str(out))
     assert (code, output) == (0, "2 rows: 0 added, 0 updated, 2 unchanged, 0 not imported\n")

@@ -279,7 +279,9 @@ def test_no_redirects_anywhere(site: Site) -> None:
 def edition_site(site: Site) -> Site:
     store = PaperStore(site.engine)
     fetch(site.settings, store)
-    build_edition(site.settings, store, EditionStore(site.engine), frequency="daily", now=NOW + timedelta(hours=1))
+    editions = EditionStore(site.engine)
+    edition = build_edition(site.settings, store, editions, frequency="daily", now=NOW + timedelta(hours=1))
+    editions.publish(edition)  # as its send does: an edition is public once it is being sent
     return site
 
 

@@ -111,3 +111,12 @@ def test_the_migration_indexes_editions_stored_before_it(tmp_path: Path) -> None
     index = EditionIndex(engine)
     assert [s.slug for s in index.listed(offset=0, limit=10)] == ["daily-2025-05-02", "daily-2025-05-01"]
     assert len(index.feed("agents", limit=50)) == 2
+
+
+def test_the_public_archive_has_no_feedback_links_that_lead_nowhere(site: Site) -> None:
+    (slug,) = add_editions(EditionStore(site.engine), count=1, papers=3)
+    page = site.client.get(f"/archive/{slug}")
+    assert page.status_code == 200
+    assert "Paper 0 of" in page.text
+    assert "like this" not in page.text
+    assert "vote=" not in page.text

@@ -293,7 +293,8 @@ def test_two_workers_one_killed_mid_batch_every_reader_gets_exactly_one(
             workers[0].send_signal(signal.SIGKILL)  # mid-batch: its claims and its unacknowledged task are left
             workers[0].wait()
             sink.reply_delay = 0
-            assert send.wait(timeout=60) == 0, (tmp_path / "send.log").read_text()
+            # 4: the killed worker's messages in DATA were left ambiguous (exit 4 says so)
+            assert send.wait(timeout=60) in (0, 4), (tmp_path / "send.log").read_text()
             output = (tmp_path / "send.log").read_text()
         finally:
             for process in [*workers, *([send] if send else [])]:
@@ -463,6 +464,7 @@ def test_workers_need_a_broker(tmp_path: Path, sink: MailSink) -> None:
     assert SEND_TASK == "newsletter.send_batch"
 
 
+@pytest.mark.slow  # kombu retries the unreachable broker for a while
 def test_an_unreachable_broker_or_a_worker_without_its_secrets_is_a_one_line_error(
     tmp_path: Path, sink: MailSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:

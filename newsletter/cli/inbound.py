@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 from pathlib import Path
 
 import click
 
 from newsletter.cli.app import App, console, pass_app
+from newsletter.cli.output import plain, term
 
 
 @click.command()
@@ -19,8 +22,12 @@ from newsletter.cli.app import App, console, pass_app
 @click.option("--file", "files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Process these saved messages (.eml) instead, then exit; repeatable.")
 @click.option("--rcpt", default="", help="With --file: the address the messages were sent to (e.g. the VERP one).")
-@click.option("--quarantined", is_flag=True, help="List the quarantined messages (unreadable mail kept), then exit.")
-@click.option("--raw", "raw_id", type=int, help="Write the bytes of quarantined message ID to standard output.")
+@click.option("--quarantined", is_flag=True,
+              help="List the quarantined messages (unreadable mail kept) and the forged and unattributed reports "
+                   "that changed no reader, then exit.")
+@click.option("--raw", "raw_id", type=int,
+              help="Write the bytes of quarantined message ID to standard output (to a terminal: with control "
+                   "characters shown as \\x1b escapes).")
 @pass_app
 def inbound(app: App, use_imap: bool, once: bool, files: tuple[Path, ...], rcpt: str, quarantined: bool,
             raw_id: int | None) -> None:
@@ -38,7 +45,7 @@ def inbound(app: App, use_imap: bool, once: bool, files: tuple[Path, ...], rcpt:
     if files:
         for path in files:
             outcome = processor.handle(path.read_bytes(), recipients=[rcpt] if rcpt else [], door="cli")
-            console.print(f"{path}: {outcome.kind} → {outcome.outcome} ({outcome.detail})", highlight=False,
+            console.print(term(f"{path}: {outcome.kind} → {outcome.outcome} ({outcome.detail})"), highlight=False,
                           soft_wrap=True)
         return
     if use_imap:
@@ -51,6 +58,7 @@ def inbound(app: App, use_imap: bool, once: bool, files: tuple[Path, ...], rcpt:
             return
         poller.run_forever()
         return
+    from newsletter.errors import InboundError
     from newsletter.inbound.listener import serve_inbound
 
     async def run() -> None:
@@ -60,7 +68,11 @@ def inbound(app: App, use_imap: bool, once: bool, files: tuple[Path, ...], rcpt:
             loop.add_signal_handler(sig, stop.set)
         await serve_inbound(processor, app.settings.inbound, stop)
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except OSError as error:  # a busy port or an address this host does not have: one line, no traceback
+        where = f"{app.settings.inbound.host}:{app.settings.inbound.port}"
+        raise InboundError(f"cannot listen on {where}: {os.strerror(error.errno) if error.errno else error}") from None
 
 
 def _quarantine(app: App, raw_id: int | None) -> None:
@@ -72,10 +84,21 @@ def _quarantine(app: App, raw_id: int | None) -> None:
         raw = log.quarantined_raw(raw_id)
         if raw is None:
             raise InboundError(f"no quarantined message {raw_id} (see `newsletter inbound --quarantined`)")
-        click.echo(raw, nl=False)  # bytes go to the binary stream unchanged
+        if sys.stdout.isatty():  # a stranger's bytes: no escape sequence reaches a terminal
+            for line in raw.decode("utf-8", "replace").splitlines():
+                click.echo(plain(line))
+        else:
+            click.echo(raw, nl=False)  # to a file or a pipe: the bytes unchanged
         return
     records = log.recent(outcome="quarantined", limit=100)
     for record in records:
-        console.print(f"{record.id}: {record.received:%Y-%m-%d %H:%M} via {record.door}: {record.detail}",
+        console.print(term(f"{record.id}: {record.received:%Y-%m-%d %H:%M} via {record.door}: {record.detail}"),
                       highlight=False, soft_wrap=True)
     console.print(f"{len(records)} quarantined (newest first; `--raw ID` prints one)", highlight=False)
+    refused = log.recent(outcome="forged", limit=100) + log.recent(outcome="unattributed", limit=100)
+    for record in sorted(refused, key=lambda r: r.id, reverse=True):
+        console.print(term(f"{record.id}: {record.received:%Y-%m-%d %H:%M} via {record.door}: {record.outcome} "
+                           f"{record.kind}: {record.detail}"), highlight=False, soft_wrap=True)
+    if refused:
+        console.print(f"{len(refused)} forged or unattributed (changed no reader; their bytes are not kept)",
+                      highlight=False)

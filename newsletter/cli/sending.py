@@ -118,8 +118,11 @@ def _print_send_report(result: SendReport) -> None:
                       f"{term(row['message'])} "
                       "(not resent; look for that Message-ID in the relay's log before resending by hand)",
                       highlight=False, soft_wrap=True)
-    if result.live_claims:
-        console.print(f"{result.live_claims} messages are held by another live `send`", highlight=False, soft_wrap=True)
+    for holder, (count, until) in sorted(result.claim_holders.items()):
+        # whether that process lives cannot be known from here (another host, a replaced container)
+        console.print(f"{count} messages are claimed by {term(holder)} until {until:%Y-%m-%d %H:%M:%S} UTC: "
+                      "another `send` or `serve` still running, or stopped without giving them back; the next "
+                      "run after then sends them", highlight=False, soft_wrap=True)
     if result.enqueued is not None:
         again = f"; {result.requeued} enqueued again after their worker stopped" if result.requeued else ""
         console.print(f"enqueued {result.enqueued} messages for the workers{again}", highlight=False, soft_wrap=True)
@@ -128,6 +131,10 @@ def _print_send_report(result: SendReport) -> None:
                           highlight=False, soft_wrap=True)
     if result.workers and (result.enqueued is not None or len(result.workers) > 1):
         print_workers(result.workers)
+    for channel in result.channels:
+        posted = f", {plural(channel.papers, 'paper')}" if channel.state == "sent" else ""
+        console.print(f"channel {term(channel.channel)}: {channel.state}{posted} ({term(channel.message)})",
+                      highlight=False, soft_wrap=True)
 
 
 _WORKER_STATES = ("sent", "deferred", "failed", "ambiguous", "suppressed", "claimed")
@@ -215,11 +222,20 @@ class Incomplete(click.ClickException):
     exit_code = EXIT_INCOMPLETE
 
 
+EXIT_AMBIGUOUS = 4
+"""`send` finished, but messages of this run are ``ambiguous``: the relay may or may not have them."""
+
+
+class Ambiguous(click.ClickException):
+    exit_code = EXIT_AMBIGUOUS
+
+
 def check_complete(result: SendReport) -> None:
     """Exit non-zero when something is left undelivered that is not the readers' fault.
 
     A halt (session error, a refusal by policy, the breaker, the ledger) exits 1 with its reason; rows
-    deferred by the relay, or a run stopped by a signal with rows left, exit 3. Readers' own refusals
+    deferred by the relay, or a run stopped by a signal with rows left, exit 3; messages of this run left
+    ``ambiguous`` exit 4, so a cron wrapper never takes such a run for full success. Readers' own refusals
     (a bounce, a full mailbox) do not make the run fail.
     """
     from newsletter.errors import DeliveryError
@@ -235,6 +251,11 @@ def check_complete(result: SendReport) -> None:
                          "later (`newsletter send` again, or `serve`)")
     if stats.interrupted and left:
         raise Incomplete(f"stopped with {left} messages left to send; run `newsletter send` again to resume")
+    if stats.ambiguous:
+        raise Ambiguous(f"{stats.ambiguous} messages of this run are ambiguous (the connection was lost after "
+                        "their content was sent): they are not resent; check the Message-IDs listed above in the "
+                        "relay's log, then resend those it lacks: `newsletter deliveries retry EDITION --state "
+                        "ambiguous --include-ambiguous --email ADDRESS`")
 
 
 @click.command()

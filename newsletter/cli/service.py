@@ -113,6 +113,11 @@ def _print_status(view: dict[str, Any]) -> None:
     for e in view["editions"]:
         if e.get("unfinished"):
             d = e["deliveries"]
+            if not e.get("fill_finished", True):
+                console.print(f"[yellow]unfinished[/yellow] {e['slug']}: its ledger fill was cut off; "
+                              f"{e['not_in_ledger']} active readers have no delivery row yet; `serve` completes "
+                              "it on its next retry run (and at start), or run `newsletter send`",
+                              highlight=False, soft_wrap=True)
             console.print(f"[yellow]unfinished[/yellow] {e['slug']} (built {e['created']}): {d['pending']} pending, "
                           f"{d['claimed']} claimed, {d['deferred']} deferred; `serve` finishes it on its next retry "
                           "run, or run `newsletter send`", highlight=False, soft_wrap=True)
@@ -135,6 +140,19 @@ def _print_status(view: dict[str, Any]) -> None:
     console.print("subscribers: " + ", ".join(f"{n} {s}" for s, n in view["subscribers"].items()),
                   highlight=False)
     _print_inbound(view["inbound"])
+    _print_channels(view)
+
+
+def _print_channels(view: dict[str, Any]) -> None:
+    for channel in view["channels"]:
+        state = f"[red]PAUSED[/red] {term(channel['paused'])}" if channel["paused"] else "active"
+        console.print(f"channel {term(channel['name'])}: {state}; last: {term(channel['last_result'] or 'never')}",
+                      highlight=False, soft_wrap=True)
+    for e in view["editions"]:
+        for row in e["channels"]:
+            why = f" ({term(row['last_message'])})" if row["last_message"] and row["state"] != "sent" else ""
+            console.print(f"{e['slug']} → channel {term(row['channel'])}: {row['state']}{why}", highlight=False,
+                          soft_wrap=True)
 
 
 def _print_inbound(inbound: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ import click
 from rich.table import Table
 
 from newsletter.cli.app import console
+from newsletter.cli.output import plain
 from newsletter.cli.words import nouns, plural
 from newsletter.config import Settings
 from subscribers.csvtext import delimiter_name
@@ -176,19 +177,20 @@ def show(app: _App, email: str, as_json: bool) -> None:
                                "feedback": feedback}, indent=2, ensure_ascii=False))
         return
     if subscriber is None:
-        click.echo(f"{address}: not on the list")
+        click.echo(plain(f"{address}: not on the list"))
     else:
         for key, value in subscriber_json(subscriber).items():
             shown = ", ".join(value) if isinstance(value, list) else ("—" if value in (None, "") else value)
-            click.echo(f"{key:>16}: {shown}")
+            click.echo(plain(f"{key:>16}: {shown}"))
     if suppression is not None:
-        click.echo(f"{'suppressed':>16}: {suppression.reason} since {suppression.created:%Y-%m-%d %H:%M} UTC")
+        click.echo(plain(f"{'suppressed':>16}: {suppression.reason} since {suppression.created:%Y-%m-%d %H:%M} UTC"))
     for event in events:  # what came back by mail, and what was done: the evidence
-        click.echo(f"{'mail back':>16}: {event.created:%Y-%m-%d %H:%M} {event.kind} → {event.action}"
-                   f" [{event.status or '—'}] {event.diagnostic or ''} (our {event.message_id or 'message'},"
-                   f" by {event.attributed_by})")
+        # the diagnostic and Message-ID are a stranger's words: control characters are shown, never sent
+        click.echo(plain(f"{'mail back':>16}: {event.created:%Y-%m-%d %H:%M} {event.kind} → {event.action}"
+                         f" [{event.status or '—'}] {event.diagnostic or ''} (our {event.message_id or 'message'},"
+                         f" by {event.attributed_by})"))
     for item in feedback:
-        click.echo(f"{'feedback':>16}: {item['vote']} like {item['paper']} in {item['topic']} ({item['at']})")
+        click.echo(plain(f"{'feedback':>16}: {item['vote']} like {item['paper']} in {item['topic']} ({item['at']})"))
 
 
 def event_json(event: Event) -> dict[str, Any]:
@@ -203,6 +205,11 @@ def _print_import(report: ImportReport) -> None:
         click.echo(f"read as {report.encoding}, columns separated by {delimiter_name(report.delimiter)}")
     click.echo(f"{prefix}{plural(report.rows, 'row')}: {len(report.added)} added, {len(report.updated)} updated, "
                f"{len(report.unchanged)} unchanged, {len(report.errors)} not imported")
+    kept = _kept(report)
+    if kept:
+        click.echo("kept not active, as recorded: " + ", ".join(f"{len(emails)} {status}"
+                                                                for status, emails in kept.items())
+                   + " (they get no email; --force makes an imported row's status win)")
     for error in report.errors:
         click.echo(str(error))
 
@@ -217,8 +224,17 @@ def _import_json(report: ImportReport, sent: int) -> dict[str, Any]:
         "updated": [s.email for s in report.updated],
         "unchanged": [s.email for s in report.unchanged],
         "errors": [{"line": e.line, "message": e.message} for e in report.errors],
+        "kept": _kept(report),
         "confirmations_sent": sent,
     }
+
+
+def _kept(report: ImportReport) -> dict[str, list[str]]:
+    """Imported readers left not active, by status: what the import kept of their recorded consent."""
+    kept: dict[str, list[str]] = {}
+    for subscriber in sorted(report.kept, key=lambda s: STATUSES.index(s.status)):
+        kept.setdefault(subscriber.status, []).append(subscriber.email)
+    return kept
 
 
 @subscribers.command(name="import")

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from newsletter.config.cron import cron_field_problem
 
-SUBJECT_FIELDS = ("name", "count", "topics", "date", "frequency", "top")
+SUBJECT_FIELDS = ("name", "count", "topics", "date", "frequency", "top", "lead", "weekly")
 
 
 def check_timezone(value: str) -> str | None:

@@ -92,9 +92,20 @@ def settings_from_mapping(
         settings = dataclasses.replace(settings, email=dataclasses.replace(settings.email, template_dir=template_dir))
     _check_unique(settings.sources, "sources", "name", shown)
     _check_unique(settings.topics, "topics", "slug", shown)
+    _check_unique(settings.channels, "channels", "name", shown)
+    _check_channel_topics(settings.channels, {t.slug for t in settings.topics}, shown)
     _check_formerly(settings.topics, shown)
     _warn_plain_http(settings.newsletter.base_url, shown)
     return settings
+
+
+def _check_channel_topics(channels: tuple[Any, ...], slugs: set[str], shown: str) -> None:
+    for index, channel in enumerate(channels):
+        unknown = [slug for slug in channel.topics if slug not in slugs]
+        if unknown:
+            key = f"channels[{index}].topics"
+            raise ConfigError(f"{key}: no topic {unknown[0]!r}; configured topics: {', '.join(sorted(slugs))}",
+                              path=shown, key=key)
 
 
 def _check_formerly(topics: tuple[Any, ...], shown: str) -> None:

@@ -1,20 +1,19 @@
 """Typed settings, declared once (default, type, help) and read from ``config.toml`` with ``tomllib``.
 
-Every key of the file maps to a field of a frozen dataclass below; the loader walks those fields, so the
-declaration is the single source of truth for validation, defaults and the reference in
-``docs/configuration.md`` (``python -m newsletter.config.reference`` regenerates it).
+Every key of the file maps to a field of a frozen dataclass below (``[[channels]]``: ``config/channels.py``);
+the loader walks those fields, so the declaration is the single source of truth for validation, defaults
+and the reference in ``docs/configuration.md`` (``python -m newsletter.config.reference`` regenerates it).
 Precedence: defaults < config file < environment (``NEWSLETTER_DATABASE_URL``, ``NEWSLETTER_BROKER_URL``) <
 command-line options.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
+from newsletter.config.channels import ChannelSettings as ChannelSettings
 from newsletter.config.checks import (
     broker_problem,
     check_accent,
@@ -35,29 +34,15 @@ from newsletter.config.checks import (
     check_timezone,
     check_unit_interval,
 )
+from newsletter.config.declare import Check as Check
+from newsletter.config.declare import section, setting
+from newsletter.config.tldr import TldrSettings
 from newsletter.errors import ConfigError
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 DATABASE_URL_ENV = "NEWSLETTER_DATABASE_URL"
 BROKER_URL_ENV = "NEWSLETTER_BROKER_URL"
 DEFAULT_CONFIG = "config.toml"
-
-Check = Callable[[Any], str | None]
-"""A value check: returns what was expected when the value is wrong, None when it is fine."""
-
-
-def setting(default: Any = dataclasses.MISSING, help: str = "", *, check: Check | None = None) -> Any:
-    """Declare one setting: its default (none means required), its help text and an optional check."""
-    metadata = {"help": help, "check": check}
-    if isinstance(default, (list, dict, set)):
-        raise TypeError("use a tuple default for sequences")  # pragma: no cover - programming error
-    return field(default=default, metadata=metadata)
-
-
-def section(cls: type, help: str) -> Any:
-    """A table of settings that all have defaults, so the whole table may be left out."""
-    return field(default_factory=cls, metadata={"help": help, "check": None})
-
 
 @dataclass(frozen=True, kw_only=True)
 class NewsletterSettings:
@@ -100,6 +85,10 @@ class FetchSettings:
     per_host_delay_seconds: float = setting(
         3.0, "Least time between two requests to the same host (arXiv asks for 3 s).", check=check_non_negative
     )
+    allow_private_redirects: bool = setting(
+        False, "Follow a feed's redirect to a loopback, private or link-local address (only for set-ups whose "
+        "feeds are served on 127.0.0.1 or a private network). Off: such a redirect fails the source, so a feed "
+        "host cannot make the server request internal services.")
     user_agent: str = setting(
         "trending-papers-newsletter/0.1 (+https://github.com/)",
         "User-Agent header sent to sources; name a contact for your installation.",
@@ -245,24 +234,23 @@ class DeliverySettings:
 
 @dataclass(frozen=True, kw_only=True)
 class EmailSettings:
-    subject: str = setting(
-        "{count} new in {topics}: {top}",
-        "Subject line. Fields: {name} (newsletter name), {count} (papers in this email), {topics} (its "
-        "section names), {date} (edition date), {frequency} (daily or weekly), {top} (the title of the most "
-        "trending paper in the email). The From line already shows the name, so the default leads with content.",
-        check=check_subject,
-    )
+    subject: str = setting("{weekly}{lead}", "Subject line. Fields: {lead} (one or two paper titles from the top of "
+        "the reader's first topic and how many more: \"Flash-GMM, VIA-SD and 58 more\"), {weekly} (\"This week: \" "
+        "in a weekly edition, empty in a daily one), {name} (newsletter name), {count} (papers in this email), "
+        "{topics} (its section names), {date} (edition date), {frequency} (daily or weekly), {top} (the most "
+        "trending paper's title). The From line already shows the name: the default leads with the reader's "
+        "papers.", check=check_subject)
     max_papers_per_topic: int = setting(10, "Most papers in one topic section of an email.", check=check_positive)
-    abstract_chars: int = setting(
-        600, "Abstracts (or Hugging Face summaries) are cut at a word boundary after this many characters.",
-        check=check_positive,
-    )
+    abstract_chars: int = setting(600, "On the archive pages, abstracts (or Hugging Face summaries) are cut at a "
+        "word boundary after this many characters; an email's cards show a TL;DR of at most 220 instead.",
+        check=check_positive)
     max_html_bytes: int = setting(
         100_000,
-        "Size budget of the inlined HTML (Gmail clips above ~102 KB): abstracts are shortened, then the "
-        "lowest-ranked papers move behind a link to the web archive.",
+        "Size budget of the inlined HTML (Gmail clips above ~102 KB), each personal value counted at the bytes it "
+        "can take: the lowest-ranked papers move behind a link to the web archive.",
         check=check_positive,
     )
+    tldr: TldrSettings = section(TldrSettings, "Optional [email.tldr] table: TL;DRs from an endpoint.")
     template_dir: str = setting(
         "",
         "Folder of your own templates (relative to the config file); a file there replaces the default of the "
@@ -339,6 +327,15 @@ class WebSettings:
         4, "Most SMTP connections the web process's background sender of confirmation emails opens at once.",
         check=check_positive,
     )
+    body_timeout_seconds: float = setting(
+        10.0, "A request whose head or body is not complete this long after it started is answered 408 (or the "
+        "connection closed), so stalled clients cannot hold the server.", check=check_positive)
+    max_connections: int = setting(
+        1000, "Most open connections `newsletter web` (and `serve`) keeps; more are closed at once. Lowered to fit "
+        "the open-file limit.", check=check_positive)
+    max_connections_per_ip: int = setting(
+        50, "Most open connections from one client address (trusted_proxies are not counted); more are closed at "
+        "once.", check=check_positive)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -389,6 +386,17 @@ class InboundSettings:
                         check=lambda v: None if 0 < v < 65536 else "a port number from 1 to 65535")
     max_message_bytes: int = setting(2_000_000, "Largest message the listener accepts (552 above it).",
                                      check=check_positive)
+    max_message_lines: int = setting(
+        40_000, "Most lines a message may have; past it (as past the two bounds below) it is quarantined unread "
+        "and acknowledged, so no message costs more than about a second of CPU to classify.", check=check_positive)
+    max_mime_parts: int = setting(500, "Most MIME parts (boundary lines) a message may have.", check=check_positive)
+    max_mime_containers: int = setting(
+        50, "Most multipart/* and message/* parts a message may have (a bound on its nesting depth).",
+        check=check_positive)
+    quarantine_per_day: int = setting(
+        200, "Most quarantined messages a day whose bytes are kept (for `inbound --raw`); past it they are still "
+        "counted and listed, without their bytes, so a flood of unreadable mail cannot fill the disk.",
+        check=check_positive)
     rate_limit_per_minute: int = setting(
         600, "Most messages one client IP may hand the listener per minute; more get 421 and are retried.",
         check=check_positive,
@@ -409,6 +417,19 @@ class InboundSettings:
 
 
 SourceKind = Literal["arxiv-rss", "arxiv-api", "hf-daily", "rss"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeedbackSettings:
+    link_max_age_days: float = setting(
+        60.0, "A \"more/less like this\" vote counts only for a paper whose email reached the reader at most this "
+        "many days ago; an older link answers 410 and changes nothing.", check=check_positive,
+    )
+    shared_min_readers: int = setting(
+        3, "A vote changes a topic's definition for everyone (an extra example or not-example) only when at "
+        "least this many more distinct active readers of that topic voted one way on the paper than the other. "
+        "Below that, votes only re-rank each voter's own emails.", check=check_positive,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -457,8 +478,13 @@ class Settings:
     inbound: InboundSettings = section(
         InboundSettings, "Mail that comes back: bounces, complaints, mailto unsubscribes (`newsletter inbound`)."
     )
+    feedback: FeedbackSettings = section(
+        FeedbackSettings, "Readers' \"more/less like this\" votes: which count, and when they change a topic."
+    )
     sources: tuple[SourceSettings, ...] = setting(help="Feeds to read, as [[sources]] tables.")
     topics: tuple[TopicSettings, ...] = setting(help="Topics readers choose from, as [[topics]] tables.")
+    channels: tuple[ChannelSettings, ...] = setting(
+        (), "Chat channels that receive each edition through Apprise, as [[channels]] tables (docs/channels.md).")
     config_path: Path = field(default=Path(DEFAULT_CONFIG), metadata={"help": "", "internal": True})
 
     def source(self, name: str) -> SourceSettings:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 
-from newsletter.delivery.headers import address_header, fold, list_id_header
+from newsletter.delivery.headers import MAX_LINE, address_header, fold, list_id_header
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
@@ -99,8 +99,13 @@ def _split(document: str, placeholder: re.Pattern[str]) -> _Body:
 
 def _list_unsubscribe(urls: Sequence[str]) -> str:
     """Folded between URLs, never inside one: receivers read a URL whole, so a long one makes a long line
-    (RFC 5322's 78 is a recommendation; its limit is 998)."""
-    return "List-Unsubscribe: " + ",\r\n ".join(f"<{url}>" for url in urls)
+    (RFC 5322's 78 is a recommendation; its limit is 998). The first URL goes on a line of its own, folded
+    after the colon, when that keeps it within 78 and it would not fit after the name."""
+    items = [f"<{url}>" + ("," if index < len(urls) - 1 else "") for index, url in enumerate(urls)]
+    name = "List-Unsubscribe:"
+    if items and len(f"{name} {items[0]}") > MAX_LINE and len(f" {items[0]}") <= MAX_LINE:
+        return name + "\r\n " + "\r\n ".join(items)
+    return f"{name} " + "\r\n ".join(items)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,13 +16,14 @@ its lease) is not sent: the ledger refuses to mark it for DATA.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from aiosmtplib.errors import SMTPException, SMTPResponseException
 
@@ -33,6 +34,8 @@ from newsletter.delivery.replies import classify
 from newsletter.delivery.transports import ClaimedMessage, FileTransport, SmtpTransport, TransportFactory
 from newsletter.errors import ClaimLostError, DeliveryError, LedgerWriteError
 from newsletter.storage.ledger import HALTED_PHASE, Delivery, Outcome, State
+
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
@@ -173,11 +176,18 @@ class Pool:
         self._limiter = RateLimiter(settings.rate_limit)
         self._workers: list[asyncio.Task[None]] = []
         self._streak: tuple[str, int] = ("", 0)
+        self.stop: asyncio.Event | None = None
+        """Set when a stop is requested (SIGTERM): messages not yet in DATA go back instead of being sent."""
         writer.on_failure = lambda failure: self.halt(str(failure))
 
     @property
     def halted(self) -> bool:
         return self.stats.halt is not None
+
+    @property
+    def stopping(self) -> bool:
+        """A halt, or a stop request: no message that has not reached DATA is sent any more."""
+        return self.halted or (self.stop is not None and self.stop.is_set())
 
     def halt(self, reason: str) -> None:
         """Stop the run: no more claims, queued rows go back; the first reason is the one reported."""
@@ -242,7 +252,7 @@ class Pool:
                 if not self._room.is_set() and self.queue.qsize() <= self._low_water:
                     self._room.set()
                 delivery = claimed.delivery
-                if self.halted:
+                if self.stopping:
                     self.unstarted[delivery.id] = delivery.claim_token
                     self.outstanding.pop(delivery.id, None)
                     continue
@@ -259,17 +269,26 @@ class Pool:
         delivery = claimed.delivery
         fresh_tries = 0
         while True:
-            data_marked = False
+            data_marked = marking = False
 
             async def mark_data() -> None:
-                nonlocal data_marked
+                nonlocal data_marked, marking
+                marking = True  # from here on the message may reach the relay: it is never handed back
                 await self.writer.mark_data(delivery)
                 data_marked = True
 
             async with self._domain(delivery.email):
                 await self._limiter.wait()
+                if self.stopping:  # stopped while waiting for its domain's turn or the rate limit
+                    self.unstarted[delivery.id] = delivery.claim_token
+                    return None
                 try:
-                    _, code, reply = await transport.send(claimed, mark_data)
+                    sent = await self._unless_stopped(transport, transport.send(claimed, mark_data),
+                                                      lambda: marking)  # noqa: B023 - used in this iteration
+                    if sent is None:  # a stop came before DATA: given back, the relay discards the transaction
+                        self.unstarted[delivery.id] = delivery.claim_token
+                        return None
+                    _, code, reply = sent
                     self._streak = ("", 0)
                     return _outcome(delivery, "sent", phase="data", code=code, message=reply[:200])
                 except ClaimLostError:
@@ -303,6 +322,26 @@ class Pool:
                         return self._halted(delivery, f"cannot open a session with the relay {self.relay}: {reason}")
                     return self.policy.defer_or_fail(delivery, now=self.clock(), phase=transport.phase, code=None,
                                                      message=reason)
+
+    async def _unless_stopped(self, transport: SmtpTransport | FileTransport, sending: Awaitable[_T],
+                              started_data: Callable[[], bool]) -> _T | None:
+        """Await ``sending``, or abandon it (None) when a stop comes before it started DATA: however slow the
+        relay, SIGTERM hands back every message not yet in DATA within a few seconds."""
+        task = asyncio.ensure_future(sending)
+        if self.stop is None:
+            return await task
+        stopped = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if task.done() or started_data():
+            return await task
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        await transport.drop()
+        return None
 
     async def _refused(self, transport: SmtpTransport | FileTransport, delivery: Delivery,
                        error: SMTPResponseException, data_marked: bool) -> Outcome:

@@ -91,6 +91,7 @@ class EditionSender:
             clock=self.clock,
             on_bounce=options.get("on_bounce"),
         )
+        self.pool.stop = self.stop  # a stop hands back every message not yet in DATA, queued or in flight
         self.held: dict[int, str] = {}
         """Rows claimed but not queued yet (id → claim token)."""
         self._built_variants: set[str] = set()
@@ -201,4 +202,4 @@ class EditionSender:
                 log.error("could not release %d claimed rows (%s); they are free once their lease lapses or "
                           "this process is gone", len(unstarted), one_line(error))
             self.pool.stats.released += len(unstarted)
-        self.pool.stats.interrupted = self.stop.is_set() and not finished_claiming
+        self.pool.stats.interrupted = self.stop.is_set() and (not finished_claiming or bool(unstarted))

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from newsletter.clock import Clock, utcnow
 from newsletter.config import DeliverySettings, Settings
+from newsletter.delivery.channels.post import ChannelResult
 from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.envelope import verp_sender
 from newsletter.delivery.outgoing import MessageFactory
@@ -61,6 +62,8 @@ class SendReport:
     live_claims: int
     workers: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per sending process or worker (host:pid): its rows by state."""
+    claim_holders: dict[str, tuple[int, datetime]] = field(default_factory=dict)
+    """Claims this run could not take, per holder: how many and until when their lease runs."""
     enqueued: int | None = None
     """With `--workers`: rows handed to the workers (None when this process sent)."""
     requeued: int = 0
@@ -68,6 +71,8 @@ class SendReport:
     waited: bool = True
     """With `--workers`: False when `send` stopped following the workers before every row was tried
     (`--no-wait`, or a signal); the counts are those of that moment and the workers go on."""
+    channels: list[ChannelResult] = field(default_factory=list)
+    """What this run did with each chat channel's row of the edition (docs/channels.md)."""
 
 
 def smtp_password(settings: Settings) -> str | None:
@@ -159,5 +164,6 @@ def report(engine: Engine, prepared: Prepared, stats: RunStats, *, now: datetime
             for r in ledger.rows(edition_id, state="ambiguous")
         ],
         live_claims=ledger.live_claims(edition_id, now=now),
+        claim_holders=ledger.live_claim_holders(edition_id, now=now),
         workers=ledger.by_worker(edition_id) if not prepared.edition.is_empty else {},
     )

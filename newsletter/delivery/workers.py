@@ -334,7 +334,21 @@ def send_with_workers(
         return Dispatcher(settings, engine, clock=clock).run(edition_id, stop=stop, wait=wait,
                                                              on_progress=on_progress)
     except (OperationalError, OSError) as error:
-        raise DeliveryError(redact(f"cannot reach the broker {settings.workers.broker!r}: {error}")) from None
+        raise DeliveryError(redact(f"cannot reach the broker {settings.workers.broker!r}: {error}")
+                            + _left_in_ledger(engine, edition_id)) from None
+
+
+def _left_in_ledger(engine: Engine, edition_id: int) -> str:
+    """What a lost broker leaves: the rows still to send (safe in the ledger) and what to run."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        counts = Ledger(engine).counts(edition_id)
+    except SQLAlchemyError:
+        return "; the rows not yet sent stay in the ledger: run `newsletter send --workers` again once it is back"
+    return (f"; {counts['pending']} pending, {counts['claimed']} claimed by workers and {counts['deferred']} "
+            "deferred messages stay in the ledger, none lost: run `newsletter send --workers` again once the "
+            "broker is back (or `newsletter send` to send from this machine)")
 
 
 def queue_status(settings: Settings) -> dict[str, Any]:

@@ -81,7 +81,8 @@ def top_trending(settings: Settings, papers: PaperStore, *, now: datetime, count
 def run_demo(*, folder: Path | None = None, say: Callable[[str], None] = print, web_port: int = 8000) -> DemoResult:
     import asyncio
 
-    folder = folder or Path(tempfile.mkdtemp(prefix="newsletter-demo-"))
+    # absolute: the result names its files as file:// links, which a relative path cannot be
+    folder = (folder or Path(tempfile.mkdtemp(prefix="newsletter-demo-"))).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     maildir = folder / "Maildir"
     with MaildirServer(maildir) as sink:

@@ -170,6 +170,7 @@ def build_edition(
         papers=snapshot,
         topics=topics,
         empty_reason=reason,
+        publish=False,  # public once it is sent: `prepare` publishes it when its ledger is filled
     )
 
 

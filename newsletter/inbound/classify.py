@@ -23,6 +23,7 @@ import email
 import email.errors
 import email.header
 import email.policy
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -52,7 +53,20 @@ _AUTO_SUBJECT = re.compile(
     r"^\s*(auto(matic)?[ -]?(reply|response|antwort)|out of (the )?office|abwesend|abwesenheit|absence|"
     r"vacation|on leave|away from|r[ée]ponse automatique|respuesta autom)", re.I,
 )
+MAX_HEADER_CHARS = 2_000
+"""Characters of a header field kept (``parse``): decoding or parsing a 2 MB one cost 25 to 50 s of CPU."""
+MAX_TOKENS = 10
+"""Tokens taken from one message (each is verified, an HMAC): more are not looked at."""
 _UNSUBSCRIBE_TOKEN = re.compile(r"\b[A-Za-z0-9]{1,16}\.[0-9]{1,12}\.[A-Za-z0-9_-]{10,}")
+
+
+def _one_line(record: logging.LogRecord) -> bool:
+    """flufl.bounce logs a detector that breaks on a message with its traceback; one line is enough."""
+    record.exc_info, record.exc_text = None, None
+    return True
+
+
+logging.getLogger("flufl.bounce").addFilter(_one_line)
 
 
 @dataclass(frozen=True)
@@ -94,9 +108,21 @@ class Verdict:
 
 
 def parse(raw: bytes) -> Message | None:
-    """The message, or None when the bytes are not a message at all (no header line)."""
+    """The message, or None when the bytes are not a message at all (no header line).
+
+    Every header field of every part is cut to ``MAX_HEADER_CHARS``: flufl.bounce's detectors parse the
+    addresses of ``From`` with the stdlib's quadratic-ish parser (a 2 MB one cost ~50 s of CPU), and no
+    field of a real bounce that matters here is that long.
+    """
     message = email.message_from_bytes(raw, policy=email.policy.compat32)
-    return message if len(message.keys()) else None
+    if not len(message.keys()):
+        return None
+    for part in message.walk():
+        fields: list[tuple[str, object]] = part._headers  # type: ignore[attr-defined]  # compat32's own list
+        if any(isinstance(value, str) and len(value) > MAX_HEADER_CHARS for _, value in fields):
+            part._headers = [(name, value[:MAX_HEADER_CHARS] if isinstance(value, str) else value)  # type: ignore[attr-defined]
+                             for name, value in fields]
+    return message
 
 
 def _text(value: object) -> str:
@@ -141,10 +167,10 @@ def _verp_tokens(recipients: Iterable[str], returned: Sequence[Message], address
     candidates += [str(h.get("Return-Path") or "") for h in returned]
     tokens = []
     for candidate in candidates:
-        token = token_in(candidate, local_part=addresses.bounce_local_part, domain=addresses.domain)
+        token = token_in(candidate[:MAX_HEADER_CHARS], local_part=addresses.bounce_local_part, domain=addresses.domain)
         if token and token not in tokens:
             tokens.append(token)
-    return tokens
+    return tokens[:MAX_TOKENS]
 
 
 def _dsn_failures(message: Message) -> tuple[list[Failure], list[Failure]] | None:
@@ -171,8 +197,12 @@ def _dsn_failures(message: Message) -> tuple[list[Failure], list[Failure]] | Non
     return None
 
 
+def _header(message: Message, name: str) -> str:
+    return str(message.get(name) or "")[:MAX_HEADER_CHARS]
+
+
 def _is_daemon(message: Message) -> bool:
-    sender = _text(message.get("From"))
+    sender = _text(_header(message, "From"))
     pairs = getaddresses([sender])
     address = pairs[0][1] if pairs else ""
     return bool(_DAEMON.match(address) or _DAEMON_NAME.search(sender))
@@ -193,9 +223,10 @@ def _decoded_subject(message: Message) -> str:
     raw = message.get("Subject")
     if raw is None:
         return ""
+    raw = str(raw)[:MAX_HEADER_CHARS]
     try:
-        return _text(str(email.header.make_header(email.header.decode_header(str(raw)))))
-    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
+        return _text(str(email.header.make_header(email.header.decode_header(raw))))
+    except (LookupError, UnicodeError, ValueError, email.errors.MessageError):  # CharsetError: a bad charset name
         return _text(raw)
 
 
@@ -228,7 +259,7 @@ def _unsubscribe_tokens(recipients: Sequence[str], subject: str, addresses: Inbo
                 tokens.append(token)
     if not ours:
         return None
-    return tokens + [t for t in _UNSUBSCRIBE_TOKEN.findall(subject) if t not in tokens]
+    return (tokens + [t for t in _UNSUBSCRIBE_TOKEN.findall(subject) if t not in tokens])[:MAX_TOKENS]
 
 
 def classify(raw: bytes, *, recipients: Sequence[str] = (), addresses: InboundAddresses) -> Verdict:
@@ -243,7 +274,7 @@ def classify(raw: bytes, *, recipients: Sequence[str] = (), addresses: InboundAd
         kind="other", detector="none", reason="not a bounce, complaint or unsubscribe",
         original_message_id=_original_message_id(returned),
         verp_tokens=tuple(_verp_tokens(recipients, returned, addresses)),
-        message_id=_text(message.get("Message-ID")) or None,
+        message_id=_text(_header(message, "Message-ID")) or None,
         subject=subject[:300],
     )
     report_type = message.get_param("report-type")

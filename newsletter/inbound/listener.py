@@ -9,7 +9,12 @@ Nothing is lost and nothing is open:
   retrying it would not help;
 * recipients outside ``[inbound] domain`` are refused (550 5.7.1: no relaying), messages above
   ``max_message_bytes`` are refused (552), and a client IP sending more than ``rate_limit_per_minute``
-  messages is told to come back later (450).
+  messages is told to come back later (450);
+* one message is classified and applied at a time (``PROCESSING_AT_ONCE``): each costs under a second of
+  CPU (``bounds``), and a burst of hostile ones waits its turn on one core instead of taking both from the
+  web pages and the scheduler that share the process in ``serve``. More than ``MAX_RECIPIENTS`` recipients
+  in one transaction get 452 (each may carry a token to verify), and connections past
+  ``MAX_CONNECTIONS`` (or ``MAX_CONNECTIONS_PER_IP`` from one address) get 421 and are closed.
 """
 
 from __future__ import annotations
@@ -31,6 +36,13 @@ from newsletter.inbound.process import InboundProcessor
 
 log = logging.getLogger("newsletter.inbound")
 
+PROCESSING_AT_ONCE = 1
+MAX_RECIPIENTS = 100
+MAX_CONNECTIONS = 500
+MAX_CONNECTIONS_PER_IP = 50
+"""Open SMTP/LMTP connections, in all and from one address (a local Postfix opens up to 20 by default);
+past them a connection is told ``421`` and closed at once, so idle connections cannot use up file handles."""
+
 
 class InboundHandler:
     """aiosmtpd handler: checks each recipient, rate-limits, and answers DATA after the commit."""
@@ -42,6 +54,7 @@ class InboundHandler:
         self.clock = clock
         self._recent: dict[str, collections.deque[float]] = {}
         self.lmtp = settings.protocol == "lmtp"
+        self._processing = asyncio.Semaphore(PROCESSING_AT_ONCE)
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
@@ -64,6 +77,8 @@ class InboundHandler:
         _, _, domain = address.rpartition("@")
         if domain.lower() != self.settings.domain.lower():
             return "550 5.7.1 relay access denied: this server only takes mail for its own domain"
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return "452 4.5.3 too many recipients"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -71,8 +86,9 @@ class InboundHandler:
         raw = envelope.original_content or (envelope.content if isinstance(envelope.content, bytes) else b"")
         recipients = list(envelope.rcpt_tos)
         try:
-            outcome = await asyncio.to_thread(self.processor.handle, raw, recipients=recipients,
-                                              door="lmtp" if self.lmtp else "smtp")
+            async with self._processing:
+                outcome = await asyncio.to_thread(self.processor.handle, raw, recipients=recipients,
+                                                  door="lmtp" if self.lmtp else "smtp")
         except (SQLAlchemyError, NewsletterError, OSError) as error:
             log.error("inbound message from %s not stored, deferred: %s", envelope.mail_from, error)
             reply = "451 4.3.0 cannot store the message now; try again later"
@@ -85,6 +101,40 @@ class InboundHandler:
         return reply
 
 
+class _Counted:
+    """Mixin for aiosmtpd's SMTP/LMTP protocol: refuses a connection past the limits, before any session."""
+
+    counts: collections.Counter[str]
+    refused = False
+    ip = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        self.ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if sum(self.counts.values()) >= MAX_CONNECTIONS or self.counts[self.ip] >= MAX_CONNECTIONS_PER_IP:
+            self.refused = True
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.write(b"421 4.7.0 too many connections; try again later\r\n")
+            transport.close()
+            return
+        self.counts[self.ip] += 1
+        super().connection_made(transport)  # type: ignore[misc]
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self.refused:
+            return
+        self.counts[self.ip] -= 1
+        if self.counts[self.ip] <= 0:
+            del self.counts[self.ip]
+        super().connection_lost(error)  # type: ignore[misc]
+
+    def eof_received(self) -> bool | None:
+        if self.refused:
+            return False
+        result: bool | None = super().eof_received()  # type: ignore[misc]
+        return result
+
+
 class InboundServer:
     """The listening socket, started and stopped inside a running event loop."""
 
@@ -92,12 +142,14 @@ class InboundServer:
         self.settings = settings
         self.handler = InboundHandler(processor, settings)
         self.server: asyncio.base_events.Server | None = None
+        base = LMTP if settings.protocol == "lmtp" else SMTP
+        self.kind: type[SMTP] = type(f"Counted{base.__name__}", (_Counted, base),
+                                     {"counts": collections.Counter()})
 
     def _protocol(self) -> SMTP:
-        kind = LMTP if self.settings.protocol == "lmtp" else SMTP
         options: dict[str, Any] = {"data_size_limit": self.settings.max_message_bytes, "enable_SMTPUTF8": True,
                                    "decode_data": False, "hostname": self.settings.domain or "localhost"}
-        return kind(self.handler, **options)
+        return self.kind(self.handler, **options)
 
     async def start(self, *, port: int | None = None) -> int:
         """Listen on [inbound] host and port (or ``port``; 0 picks a free one); returns the port."""

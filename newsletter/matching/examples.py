@@ -61,7 +61,8 @@ def with_feedback(
 ) -> TopicExamples:
     """``examples`` plus, per topic, the papers readers asked for more of (examples) and less of (not-examples).
 
-    ``votes`` is ``subscribers.feedback.FeedbackStore.topic_votes()``: the net clicks of every reader.
+    ``votes`` is ``subscribers.feedback.FeedbackStore.topic_votes()``: the papers on which enough distinct
+    active readers of a topic agree (``[feedback] shared_min_readers``), never one reader's clicks alone.
     """
     if not votes:
         return examples

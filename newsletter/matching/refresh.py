@@ -38,7 +38,7 @@ def refresh_matches(settings: Settings, store: PaperStore, *, papers: Sequence[P
         background = store.papers(limit=IDF_BACKGROUND_PAPERS) if matcher.uses_background else []
     else:
         return 0
-    votes = FeedbackStore(store.engine).topic_votes()
+    votes = FeedbackStore(store.engine).topic_votes(min_readers=settings.feedback.shared_min_readers)
     examples = with_feedback(store, resolve_examples(store, settings.topics), votes)
     matches = matcher.match(papers, settings.topics, background=background, examples=examples)
     store.replace_matches([p.paper_id for p in papers], matches)

@@ -7,7 +7,7 @@ Personal values are placeholders here, filled in per reader after rendering (``n
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -16,9 +16,12 @@ from newsletter.config import Settings
 from newsletter.editions.relevance import is_relevant
 from newsletter.editions.selection import SelectedPaper, Selection
 from newsletter.records.editions import PIN_RANK, EditionPaper
+from newsletter.records.summaries import extractive_tldr, fit_sentence, fit_summary, split_sentences
 from newsletter.records.text import collapse_whitespace, short_authors, shorten
+from newsletter.rendering.inbox import lead_papers, lead_phrase, preheader_text, weekly_prefix
 from newsletter.rendering.latex import latex_to_text
 from newsletter.rendering.links import edition_url
+from newsletter.rendering.reasons import reason_in_words, reason_terms
 
 PERSONAL_FIELDS = ("name", "greeting", "email", "manage_url", "unsubscribe_url", "view_url", "feedback_url")
 THUMBNAIL_SIZE = (536, 281)
@@ -27,7 +30,10 @@ MAX_SUBJECT_CHARS = 200
 TOP_TITLE_CHARS = 90
 MIN_PAPERS_FOR_TOP = 6
 """A "top of the edition" block only when the email is long enough to need one."""
-BARE_SCORE = re.compile(r"\s*[:=]\s*[-+]?\d+(?:\.\d+)?\s*$")
+BLURB_CHARS = 120
+"""A top pick's one line: the first sentence of its TL;DR, cut to this."""
+WORDS_PER_MINUTE = 230
+QUIET_LABELS = {"Abstract": "Abstract", "PDF": "PDF", "Hugging Face": "Hugging Face", "Project page": "Project"}
 
 
 def placeholder_prefix(nonce: str) -> str:
@@ -70,14 +76,23 @@ def _links(paper: EditionPaper) -> list[dict[str, str]]:
     return links
 
 
-def reason_in_words(reason: str) -> str:
-    """A match reason without a trailing bare number ("similar to the topic description: 0.04"): a reader
-    cannot tell what 0.04 means. The matcher's own wording (when it gives one) passes through unchanged."""
-    return BARE_SCORE.sub("", reason)
-
-
 def _plural(count: int, word: str) -> str:
     return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def trend_badge(paper: EditionPaper) -> str:
+    """"▲ 103 · ★ 251": Hugging Face upvotes and GitHub stars, the trending signal by a title; "" for none."""
+    parts = []
+    if paper.upvotes:
+        parts.append(f"▲ {paper.upvotes:,}")
+    if paper.github_stars:
+        parts.append(f"★ {paper.github_stars:,}")
+    return " · ".join(parts)
+
+
+def anchor(paper_id: str) -> str:
+    """The id of a paper's card, for the top picks' links down to it."""
+    return "p-" + re.sub(r"[^A-Za-z0-9_-]", "-", paper_id)
 
 
 def trend_phrase(paper: EditionPaper) -> str:
@@ -104,29 +119,44 @@ def top_papers(papers: Iterable[SelectedPaper], count: int) -> list[SelectedPape
     return ordered[:count]
 
 
-def paper_card(selected: SelectedPaper, *, abstract_chars: int) -> dict[str, Any]:
-    """What a template sees of one paper (documented in docs/templates.md)."""
+def paper_card(selected: SelectedPaper, *, abstract_chars: int, tldr: bool = False, topic: str = "",
+               model_tldr: str = "") -> dict[str, Any]:
+    """What a template sees of one paper (documented in docs/templates.md). ``tldr``: the summary is the
+    card's TL;DR (an email) instead of the abstract cut at ``abstract_chars`` (the web archive); a
+    ``model_tldr`` (``[email.tldr] endpoint``) replaces the extractive one. ``topic``: the section's name,
+    for the reason in words."""
     paper = selected.paper
     links = _links(paper)
     summary_source = latex_to_text(collapse_whitespace(paper.ai_summary or paper.abstract))
+    if tldr:
+        summary = (fit_summary(summary_source) if paper.ai_summary else
+                   latex_to_text(model_tldr) if model_tldr else extractive_tldr(summary_source))
+    else:
+        summary = shorten(summary_source, abstract_chars) if abstract_chars else ""
     thumbnail_url = safe_url(paper.thumbnail_url)
     title = display_title(paper)
     width, height = THUMBNAIL_SIZE
+    url = links[0]["url"] if links else ""
+    reasons = [r for r in (reason_in_words(r) for r in selected.reasons) if r]
     return {
         "id": paper.paper_id,
+        "anchor": anchor(paper.paper_id),
         "title": title,
-        "url": links[0]["url"] if links else "",
+        "url": url,
         "authors": short_authors(paper.authors),
-        "summary": shorten(summary_source, abstract_chars) if abstract_chars else "",
+        "summary": summary,
         "summary_is_ai": bool(paper.ai_summary),
         "summary_label": "AI summary (Hugging Face)" if paper.ai_summary else "",
         "thumbnail": {"url": thumbnail_url, "alt": f"Figure from “{shorten(title, 120)}”", "width": width,
                       "height": height} if thumbnail_url else None,
         "links": links,
+        "quiet_links": [{"label": QUIET_LABELS.get(link["label"], "Code"), "url": link["url"]}
+                        for link in links if link["url"] != url],
         "upvotes": paper.upvotes or 0,
         "stars": paper.github_stars or 0,
         "trend": trend_phrase(paper),
-        "why": "; ".join(r for r in (reason_in_words(r) for r in selected.reasons) if r),
+        "badge": trend_badge(paper),
+        "why": reason_terms(topic, reasons) if topic and reasons else "; ".join(reasons),
         "also_in": list(selected.also_in),
         "score": f"{paper.score:.2f}",
         "score_explanation": paper.score_explanation,
@@ -150,6 +180,8 @@ def subject_line(selection: Selection, *, settings: Settings) -> str:
         "date": f"{edition.date.day} {edition.date:%B %Y}",
         "frequency": edition.frequency,
         "top": _top_title(selection),
+        "lead": lead_phrase([display_title(p.paper) for p in lead_papers(selection)], selection.paper_count),
+        "weekly": weekly_prefix(edition.frequency),
     }
     subject = re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), settings.email.subject)
     subject = collapse_whitespace("".join(c if c.isprintable() else " " for c in subject))
@@ -173,6 +205,17 @@ def edition_dates(frequency: str, day: date, window_start: date) -> str:
     return f"{start.day} {start:%B %Y} – {day.day} {day:%B %Y}"
 
 
+def _blurb(card: dict[str, Any]) -> str:
+    sentences = split_sentences(card["summary"])
+    return fit_sentence(sentences[0], BLURB_CHARS) if sentences else ""
+
+
+def _repeats_first_cards(picks: Sequence[SelectedPaper], sections: Sequence[dict[str, Any]]) -> bool:
+    """True when the picks are just the first cards the reader sees anyway (a one-topic reader's top)."""
+    first = [card["id"] for section in sections for card in section["papers"]][: len(picks)]
+    return len(sections) < 2 or sorted(first) == sorted(p.paper.paper_id for p in picks)
+
+
 def email_context(
     selection: Selection,
     *,
@@ -181,44 +224,65 @@ def email_context(
     nonce: str,
     abstract_chars: int,
     shown: frozenset[str] | None = None,
+    tldr: bool = True,
+    model_tldrs: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Everything the templates see (documented in docs/templates.md); ``shown`` limits the papers shown."""
+    """Everything the templates see (documented in docs/templates.md); ``shown`` limits the papers shown;
+    ``tldr``: cards show their TL;DR (the email) or the abstract (the web archive)."""
     edition = selection.edition
     archive = edition_url(settings, edition.slug)
     sections = []
+    cards: dict[str, dict[str, Any]] = {}
     for section in selection.sections:
         visible = [p for p in section.papers if shown is None or p.paper.paper_id in shown]
+        papers = [paper_card(p, abstract_chars=abstract_chars, tldr=tldr, topic=section.name,
+                             model_tldr=(model_tldrs or {}).get(p.paper.paper_id, "")) for p in visible]
+        for card in papers:
+            cards.setdefault(card["id"], card)
         sections.append({
             "slug": section.slug,
             "name": section.name,
-            "papers": [paper_card(p, abstract_chars=abstract_chars) for p in visible],
+            "papers": papers,
             "total": len(section.papers),
+            "shown": len(visible),
             "hidden": len(section.papers) - len(visible),
             "more_url": f"{archive}#{section.slug}",
         })
     count = selection.paper_count
     names = [s.name for s in selection.sections]
     shown_papers = [p for s in selection.sections for p in s.papers if shown is None or p.paper.paper_id in shown]
-    visible_count = len({p.paper.paper_id for p in shown_papers})
+    visible_count = len(cards)
     picks = top_papers(shown_papers, 5 if visible_count >= 15 else 3) if visible_count >= MIN_PAPERS_FOR_TOP else []
-    top = [{"id": p.paper.paper_id, "title": display_title(p.paper), "url": paper_card(p, abstract_chars=0)["url"],
-            "trend": trend_phrase(p.paper), "section": next(s.name for s in selection.sections if p in s.papers)}
-           for p in picks]
-    lead = top_papers(shown_papers, 1)
-    teaser = ""
-    if lead:
-        trend = trend_phrase(lead[0].paper)
-        teaser = f"Top paper: {shorten(display_title(lead[0].paper), 110)}" + (f" ({trend})" if trend else "")
+    if _repeats_first_cards(picks, sections):
+        picks = []
+    section_of = {p.paper.paper_id: s.name for s in reversed(selection.sections) for p in s.papers}
+    top = [{"number": number, "id": p.paper.paper_id, "title": display_title(p.paper),
+            "url": cards[p.paper.paper_id]["url"], "anchor": cards[p.paper.paper_id]["anchor"],
+            "blurb": _blurb(cards[p.paper.paper_id]), "badge": trend_badge(p.paper), "trend": trend_phrase(p.paper),
+            "section": section_of[p.paper.paper_id]}
+           for number, p in enumerate(picks, start=1)]
+    lead = lead_papers(selection, 1)
+    lead_card = cards.get(lead[0].paper.paper_id) if lead else None
+    fallback = f"{_plural(count, 'new paper')} in {_topics_phrase(names)}"
+    preheader = preheader_text(lead_card["summary"], lead_card["title"], subject, fallback) if lead_card else fallback
+    words = sum(len(c["title"].split()) + len(c["summary"].split()) for c in cards.values())
+    hidden = count - visible_count
     window_start = edition.window_start.date()
     return {
         "subject": subject,
-        "preheader": teaser or f"{_plural(count, 'new paper')}: {', '.join(names)}",
-        "newsletter": {"name": settings.newsletter.name, "base_url": settings.newsletter.base_url},
+        "preheader": preheader,
+        "newsletter": {"name": settings.newsletter.name, "base_url": settings.newsletter.base_url,
+                       "home_url": safe_url(settings.newsletter.base_url.rstrip("/") + "/") or "",
+                       "archive_url": safe_url(settings.newsletter.base_url.rstrip("/") + "/archive") or ""},
         "brand": {"accent": settings.email.accent_color, "logo_url": safe_url(settings.email.logo_url) or ""},
         "top": top,
+        "toc": [{"name": s["name"], "slug": s["slug"], "shown": s["shown"]} for s in sections]
+        if len(sections) > 1 else [],
+        "reading_minutes": max(1, round(words / WORDS_PER_MINUTE)),
         "edition": {
             "slug": edition.slug,
             "frequency": edition.frequency,
+            "other_frequency": "weekly" if edition.frequency == "daily" else "daily",
             "label": "Daily edition" if edition.frequency == "daily" else "Weekly edition",
             "date": edition_dates(edition.frequency, edition.date, window_start),
             "date_iso": edition.date.isoformat(),
@@ -228,7 +292,8 @@ def email_context(
         },
         "sections": sections,
         "count": count,
-        "hidden": sum(s["hidden"] for s in sections),
+        "shown": visible_count,
+        "hidden": hidden,
         "postal_address": collapse_whitespace(settings.email.postal_address),
         "recipient": {name: placeholder(nonce, name) for name in PERSONAL_FIELDS},
     }

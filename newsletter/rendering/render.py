@@ -5,7 +5,8 @@ in per recipient by joining pre-split pieces (microseconds), escaping values for
 for the text part. A placeholder holds a random nonce drawn for each render, so text from a feed can never
 forge one.
 
-Size budget: the inlined HTML, with room for the longest personal values, stays under
+Size budget: the inlined HTML, with room for the longest personal values (each charged the bytes it can
+really take: ``links.personal_allowances``), stays under
 ``[email] max_html_bytes``. When it would not, whole papers move, lowest-ranked first, behind a "N more
 papers on … on the web" link to the edition's archive page; the abstracts of the papers shown are never cut
 shorter (a reader gets fewer, complete papers rather than every paper in 150 characters). Each try is a
@@ -35,7 +36,7 @@ from newsletter.rendering.context import (
     safe_url,
     subject_line,
 )
-from newsletter.rendering.links import Recipient
+from newsletter.rendering.links import TEXT_ALLOWANCE, Recipient, personal_allowances
 from newsletter.rendering.templating import HTML_TEMPLATE, TEXT_TEMPLATE, RenderEnvironment, default_template_dir
 
 # Premailer sizes its shared parse cache from this variable when it is first imported; 128 entries thrash
@@ -57,9 +58,6 @@ __all__ = [
     "safe_url",
     "subject_line",
 ]
-
-PERSONAL_ALLOWANCE = 320
-"""Bytes reserved in the size budget for each personal value (a name, an address or a link)."""
 
 log = logging.getLogger(__name__)
 
@@ -190,10 +188,21 @@ class RenderedVariant:
 # --- rendering under the size budget --------------------------------------------------------------------
 
 
-def _size(document: str, nonce: str) -> int:
-    """Bytes of the document once personalised with values of the largest allowed size."""
-    occurrences = document.count(placeholder_prefix(nonce))
-    return len(document.encode("utf-8")) + occurrences * PERSONAL_ALLOWANCE
+def _sizer(nonce: str, allowances: Mapping[str, int]) -> Callable[[str], int]:
+    """Bytes of a document once personalised with values of the largest allowed size: each placeholder is
+    replaced by its field's allowance (its own bytes no longer count)."""
+    pattern = placeholder_pattern(nonce)
+    prefix = placeholder_prefix(nonce)
+
+    def size(document: str) -> int:
+        total = len(document.encode("utf-8"))
+        if prefix not in document:
+            return total
+        for match in pattern.finditer(document):
+            total += allowances.get(match.group("name"), TEXT_ALLOWANCE) - len(match.group(0))
+        return total
+
+    return size
 
 
 def render_variant(
@@ -202,46 +211,51 @@ def render_variant(
     settings: Settings,
     environment: RenderEnvironment,
     nonce: str | None = None,
+    model_tldrs: Mapping[str, str] | None = None,
 ) -> RenderedVariant:
-    """Render and inline one variant under the size budget (see the module docstring)."""
+    """Render and inline one variant under the size budget (see the module docstring). ``model_tldrs``: TL;DRs
+    by paper id from ``[email.tldr] endpoint`` (``newsletter.usecases.tldr_model``), part of the variant key."""
+    in_selection = set(selection.paper_ids)
+    used = {p: t for p, t in (model_tldrs or {}).items() if p in in_selection}
     nonce = nonce or secrets.token_hex(8)
     budget = settings.email.max_html_bytes
+    _size = _sizer(nonce, personal_allowances(settings, selection.edition.slug))
     subject = subject_line(selection, settings=settings)
     stats.renders += 1
 
     def raw_html(abstract_chars: int, shown: frozenset[str] | None) -> str:
         context = email_context(selection, settings=settings, subject=subject, nonce=nonce,
-                                abstract_chars=abstract_chars, shown=shown)
+                                abstract_chars=abstract_chars, shown=shown, model_tldrs=used)
         return environment.render(HTML_TEMPLATE, context)
 
     def finish(abstract_chars: int, shown: frozenset[str] | None, inlined: str) -> RenderedVariant:
         context = email_context(selection, settings=settings, subject=subject, nonce=nonce,
-                                abstract_chars=abstract_chars, shown=shown)
+                                abstract_chars=abstract_chars, shown=shown, model_tldrs=used)
         text = environment.render(TEXT_TEMPLATE, context)
         visible = selection.paper_ids if shown is None else tuple(p for p in selection.paper_ids if p in shown)
         hidden = tuple(p for p in selection.paper_ids if p not in visible)
-        return RenderedVariant(key=variant_key(selection, environment), subject=subject, html=inlined, text=text,
+        return RenderedVariant(key=variant_key(selection, environment, used), subject=subject, html=inlined, text=text,
                                paper_ids=visible, size_bytes=len(inlined.encode("utf-8")), nonce=nonce,
                                hidden_paper_ids=hidden)
 
     limit = settings.email.abstract_chars
     raw = raw_html(limit, None)
     inlined = inline_css(raw)
-    if _size(inlined, nonce) <= budget:
+    if _size(inlined) <= budget:
         return finish(limit, None, inlined)
-    ratio = _size(inlined, nonce) / max(1, _size(raw, nonce))
+    ratio = _size(inlined) / max(1, _size(raw))
 
     def try_inline(abstract_chars: int, shown: frozenset[str] | None, candidate: str) -> str | None:
         nonlocal ratio
-        if _size(candidate, nonce) * ratio > budget:
+        if _size(candidate) * ratio > budget:
             return None  # predicted too large: skip the expensive inlining
         result = inline_css(candidate)
-        ratio = max(ratio, _size(result, nonce) / max(1, _size(candidate, nonce)))
-        return result if _size(result, nonce) <= budget else None
+        ratio = max(ratio, _size(result) / max(1, _size(candidate)))
+        return result if _size(result) <= budget else None
 
     level = limit
     ranked = _ranked_ids(selection)
-    keep = _largest_fitting(lambda k: _size(raw_html(level, frozenset(ranked[:k])), nonce) * ratio <= budget,
+    keep = _largest_fitting(lambda k: _size(raw_html(level, frozenset(ranked[:k]))) * ratio <= budget,
                             len(ranked) - 1)
     while keep >= 0:
         shown = frozenset(ranked[:keep])
@@ -275,6 +289,9 @@ def _largest_fitting(fits: Callable[[int], bool], upper: int) -> int:
     return low
 
 
-def variant_key(selection: Selection, environment: RenderEnvironment) -> str:
-    """Selection content (edition, sections, papers, notes) + template and settings fingerprint."""
-    return hashlib.sha256(f"{selection.key}:{environment.fingerprint}".encode()).hexdigest()[:32]
+def variant_key(selection: Selection, environment: RenderEnvironment,
+                model_tldrs: Mapping[str, str] | None = None) -> str:
+    """Selection content (edition, sections, papers, notes) + template and settings fingerprint (+ the
+    endpoint's TL;DRs, when there are any: another answer is another email)."""
+    extra = "".join(f"\n{p}\t{t}" for p, t in sorted((model_tldrs or {}).items()))
+    return hashlib.sha256(f"{selection.key}:{environment.fingerprint}{extra}".encode()).hexdigest()[:32]

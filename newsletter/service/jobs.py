@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -27,11 +28,13 @@ from newsletter.rendering.links import signer_from_settings
 from newsletter.service.approval import hold_for_approval, send_approved
 from newsletter.service.stopping import watching
 from newsletter.storage.editions import EditionStore
+from newsletter.storage.fills import FillStore
 from newsletter.storage.ledger import Ledger
 from newsletter.storage.outbox import ConfirmationOutbox
 from newsletter.storage.papers import PaperStore
 from newsletter.storage.runs import RunStore
 from newsletter.usecases.campaign import prepare
+from newsletter.usecases.channels import post_channels, post_due_channels
 from subscribers.rate_limit_store import CONFIRMATION_WINDOW, RateLimits
 from subscribers.store import SubscriberStore
 
@@ -127,8 +130,11 @@ def edition_job(settings: Settings, engine: Engine, *, frequency: str, clock: Cl
                f"{prepared.variants} variants; this run: {_counts_text(counts)}")
     if stats.halt:
         summary += f"; stopped: {stats.halt}"
+    channels = {} if stats.halt else post_channels(settings, engine, edition, clock=clock)
+    if channels:
+        summary += "; channels: " + ", ".join(f"{name} {state}" for name, state in channels.items())
     details = {"edition": edition.slug, "papers": edition.paper_count, "counts": counts,
-               "edition_counts": Ledger(engine).counts(edition.id)}
+               "edition_counts": Ledger(engine).counts(edition.id), "channels": channels}
     return JobResult(_run_status(stats), summary, details)
 
 
@@ -143,11 +149,18 @@ def retry_job(settings: Settings, engine: Engine, *, clock: Clock, stop: threadi
                                                       deliver=_delivered_counts):
             parts.append(f"{slug} (approved): {_counts_text(counts)}")
             details[slug] = counts
+    resumed = _complete_fills(settings, engine, clock=clock, stop=stop)
+    if resumed:
+        parts.append("completed the ledger fill of " + ", ".join(resumed))
+        details["fills_completed"] = resumed
+    for slug, channels in post_due_channels(settings, engine, clock=clock).items():
+        parts.append(f"{slug} channels: " + ", ".join(f"{name} {state}" for name, state in channels.items()))
+        details[f"{slug} channels"] = channels
     due = Ledger(engine).editions_unfinished(now=clock())
     if not due and not parts:
         return JobResult("nothing", "no edition has deliveries waiting")
     if not due:
-        return JobResult("ok", "sent approved editions; " + "; ".join(parts), details)
+        return JobResult("ok", "; ".join(parts), details)
     editions = EditionStore(engine)
     status = "ok"
     for edition_id in due:
@@ -163,6 +176,38 @@ def retry_job(settings: Settings, engine: Engine, *, clock: Clock, stop: threadi
         if _run_status(stats) == "error":
             status = "error"
     return JobResult(status, "finished waiting deliveries; " + "; ".join(parts), details)
+
+
+def _complete_fills(settings: Settings, engine: Engine, *, clock: Clock, stop: threading.Event) -> list[str]:
+    """Finish each ledger fill a killed process left open (``FillStore``); the rows it adds are then sent
+    with the edition's others. Returns the editions' slugs."""
+    done: list[str] = []
+    fills = FillStore(engine)
+    for frequency, day in [*fills.unfinished(), *_died_before_their_fill(settings, engine, fills, clock=clock)]:
+        if stop.is_set():
+            break
+        prepared = prepare(settings, engine, frequency=frequency, now=clock(), day=day,  # type: ignore[arg-type]
+                           signer=signer_from_settings(settings))
+        done.append(prepared.edition.slug)
+    return done
+
+
+def _died_before_their_fill(settings: Settings, engine: Engine, fills: FillStore, *,
+                            clock: Clock) -> list[tuple[str, date]]:
+    """Today's daily or weekly run that died (a killed `serve`) before its fill was even recorded: the
+    scheduler counts it as run, so without this that edition would wait for the next day's window. With
+    ``[schedule] approve`` such a run only builds the edition, which the next daily run does again."""
+    if settings.schedule.approve:
+        return []
+    zone = zoneinfo.ZoneInfo(settings.newsletter.timezone)
+    now = clock()
+    today = now.astimezone(zone).date()
+    wanted: list[tuple[str, date]] = []
+    for run in RunStore(engine).died_since(("daily", "weekly"), since=now - timedelta(days=1)):
+        if run.started.astimezone(zone).date() == today and not fills.known(run.job, today) \
+                and (run.job, today) not in wanted:
+            wanted.append((run.job, today))
+    return wanted
 
 
 def housekeeping_job(settings: Settings, engine: Engine, *, clock: Clock, stop: threading.Event) -> JobResult:

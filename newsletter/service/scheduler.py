@@ -5,7 +5,8 @@ instance per job, a misfire grace time): a run missed while `serve` was down run
 is late by less than the grace time, and is recorded as skipped otherwise. Only the holder of the
 database lease runs jobs; a second `serve` waits. Jobs run in a worker thread; the web app (when given)
 runs on the same event loop. SIGTERM/SIGINT: no new jobs, running ones finish (a send stops claiming and
-releases what it had queued), the lease is released, exit 0.
+releases what it had queued), the lease is released, exit 0. The SQLite file replaced or deleted under a
+running `serve` (checked at each job and lease renewal) stops it the same way, with an error and exit 1.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from newsletter.clock import utcnow, worker_name
 from newsletter.config import Settings
 from newsletter.config.redact import redact
 from newsletter.delivery.claims import dead_senders
+from newsletter.delivery.ledger_writer import one_line
 from newsletter.errors import NewsletterError
 from newsletter.service.jobs import JOBS, JobResult
 from newsletter.service.stopping import StopFlag
 from newsletter.service.triggers import LEASE_NAME, cron_trigger, next_runs, schedules
-from newsletter.storage.runs import Lease, RunStore
+from newsletter.storage.file_identity import DatabaseFile
+from newsletter.storage.runs import Lease, RunStore, database_now
 
 log = logging.getLogger(__name__)
 
@@ -69,29 +72,63 @@ class Service:
         self.scheduler: AsyncIOScheduler | None = None
         self.failure: str | None = None
         """Why `serve` stopped on its own (the web server could not run), for a non-zero exit."""
+        self.database_file = DatabaseFile(engine)
+        self._unrecorded: dict[int, tuple[datetime, JobResult]] = {}
+        """Finished runs whose record the database could not take yet (run id → end time, result)."""
+
+    def database_replaced(self) -> bool:
+        """Stop loudly (exit != 0) when the SQLite file was replaced or deleted under this process: every
+        write from now on would go into a file nobody else sees (``DatabaseFile``)."""
+        reason = self.database_file.changed()
+        if reason is None:
+            return False
+        if self.failure is None:
+            self.failure = (f"{reason} while `serve` was running; stopping so nothing more is written into the "
+                            "old file (start `serve` again to use the new one)")
+            log.error("%s", self.failure)
+        self.request_stop()
+        return True
 
     async def run_job(self, name: str) -> JobResult:
-        if self.stopping.is_set():
+        if self.stopping.is_set() or self.database_replaced():
             return JobResult("nothing", "not started: serve is stopping")
+        try:
+            run_id = self.runs.start(name, now=self.clock(), worker=self.worker)
+        except SQLAlchemyError as error:
+            log.error("job %s not started: the database cannot be used (%s)", name, one_line(error))
+            return JobResult("error", f"not started: the database cannot be used ({one_line(error)})")
         task = asyncio.current_task()
         if task is not None:
             self.running.add(task)
-        run_id = self.runs.start(name, now=self.clock(), worker=self.worker)
         log.info("job %s started", name)
         try:
             result = await asyncio.to_thread(JOBS[name], self.settings, self.engine, self.clock, self.stopping)
         except NewsletterError as error:
             result = JobResult("error", str(error))
+        except SQLAlchemyError as error:  # the database went away: one line, not a traceback
+            result = JobResult("error", f"the database cannot be used: {one_line(error)}")
         except Exception as error:
             log.exception("job %s failed", name)
             result = JobResult("error", f"{type(error).__name__}: {error}")
         finally:
             if task is not None:
                 self.running.discard(task)
-        self.runs.finish(run_id, now=self.clock(), status=result.status, summary=redact(result.summary),
-                         details=result.details)
+        self._unrecorded[run_id] = (self.clock(), result)
+        self._record_finished()
         log.log(logging.ERROR if result.status == "error" else logging.INFO, "job %s: %s", name, result.summary)
         return result
+
+    def _record_finished(self) -> None:
+        """Close the run records of finished jobs; those the database could not take (it was down when the
+        job ended) are tried again at each lease renewal and at stop, so none stays ``running``."""
+        for run_id, (finished, result) in list(self._unrecorded.items()):
+            try:
+                self.runs.finish(run_id, now=finished, status=result.status, summary=redact(result.summary),
+                                 details=result.details)
+            except SQLAlchemyError as error:
+                log.warning("could not record the end of run %s (%s); trying again later", run_id, one_line(error))
+                return
+            del self._unrecorded[run_id]
 
     def _missed(self, event: JobExecutionEvent) -> None:
         due = event.scheduled_run_time
@@ -125,13 +162,28 @@ class Service:
             scheduler.add_job(f"{__name__}:scheduled", trigger, args=[name], id=name, name=name,
                               replace_existing=True)
 
+    def lease_now(self) -> datetime:
+        """The time lease expiries are written and compared in: the database server's, where it has one."""
+        return database_now(self.engine, self.clock())
+
+    def _take_from_dead_holder(self) -> bool:
+        """Take the lease at once from a holder on this host whose process is gone (killed, crashed), whatever
+        its expiry says (a clock stepped back once made a new `serve` wait 12 hours)."""
+        stored = self.lease.row()
+        if stored is None or stored[0] == self.worker or not dead_senders([stored[0]]):
+            return False
+        if self.lease.take_over(stored[0], now=self.lease_now()):
+            log.warning("took over the scheduler lease of %s: that process is gone", stored[0])
+            return True
+        return False
+
     async def _wait_for_lease(self) -> bool:
         announced = False
         while not self.stop_requested.is_set():
-            if self.lease.acquire(now=self.clock()):
+            if self.lease.acquire(now=self.lease_now()) or self._take_from_dead_holder():
                 return True
             if not announced:
-                holder = self.lease.holder_now(now=self.clock())
+                holder = self.lease.holder_now(now=self.lease_now())
                 log.warning("another `serve` (%s) holds the scheduler lease; waiting", holder)
                 announced = True
             await self._sleep(min(5.0, self.settings.schedule.lease_seconds / 3))
@@ -152,10 +204,10 @@ class Service:
         renewed = self.clock()
         while not self.stop_requested.is_set():
             await self._sleep(self.settings.schedule.lease_seconds / 3)
-            if self.stop_requested.is_set():
+            if self.stop_requested.is_set() or self.database_replaced():
                 return
             try:
-                held = await asyncio.to_thread(self.lease.acquire, now=self.clock())
+                held = await asyncio.to_thread(lambda: self.lease.acquire(now=self.lease_now()))
             except SQLAlchemyError as error:
                 log.warning("could not renew the scheduler lease (%s); trying again",
                             str(getattr(error, "orig", error)).splitlines()[0])
@@ -165,6 +217,8 @@ class Service:
                 continue
             if held:
                 renewed = self.clock()
+                if self._unrecorded:
+                    await asyncio.to_thread(self._record_finished)
                 if self.scheduler.state == 2:  # paused after losing the lease: take over again
                     self.scheduler.resume()
             elif self.scheduler.state != 2:
@@ -217,6 +271,7 @@ class Service:
                 await asyncio.gather(*self.running, return_exceptions=True)
             keeper.cancel()
             scheduler.shutdown(wait=False)
+            self._record_finished()
             self.lease.release()
         finally:
             _service = None

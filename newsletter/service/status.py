@@ -14,10 +14,12 @@ from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
 from newsletter.matching.coverage import store_warnings
+from newsletter.service.channel_status import channels_view, edition_channel_rows
 from newsletter.service.inbound_status import inbound_view
 from newsletter.service.status_runs import awaiting_approval, collapsed_runs, lease_view
 from newsletter.service.triggers import LEASE_NAME, next_runs
 from newsletter.storage.editions import EditionStore
+from newsletter.storage.fills import FillStore
 from newsletter.storage.ledger import Ledger
 from newsletter.storage.papers import PaperStore
 from newsletter.storage.runs import RunStore
@@ -44,9 +46,15 @@ def status_view(settings: Settings, engine: Engine, *, now: datetime, editions: 
         })
     recent_editions = []
     late = timedelta(minutes=settings.delivery.unfinished_after_minutes)
+    fills = FillStore(engine)
+    not_in_ledger_total = 0
     for edition in EditionStore(engine).editions(limit=editions):
         counts = ledger.counts(edition.id)
         open_rows = counts["pending"] + counts["claimed"] + counts["deferred"]
+        # a fill begun and not finished: readers may have no row yet, whatever the rows say
+        not_in_ledger = _not_in_ledger(engine, ledger, edition.id, edition.frequency) \
+            if fills.is_unfinished(edition.frequency, edition.date) else None
+        not_in_ledger_total += not_in_ledger or 0
         recent_editions.append({
             "slug": edition.slug,
             "frequency": edition.frequency,
@@ -55,14 +63,19 @@ def status_view(settings: Settings, engine: Engine, *, now: datetime, editions: 
             "papers": edition.paper_count,
             "empty_reason": edition.empty_reason,
             "deliveries": counts,
-            "unfinished": bool(open_rows) and edition.created is not None and now - edition.created > late,
+            "unfinished": not_in_ledger is not None
+            or (bool(open_rows) and edition.created is not None and now - edition.created > late),
+            "fill_finished": not_in_ledger is None,
+            "not_in_ledger": not_in_ledger or 0,
             "workers": ledger.by_worker(edition.id),
+            "channels": edition_channel_rows(engine, edition.id),
         })
-    scheduler = lease_view(engine, LEASE_NAME, now=now)
+    scheduler = lease_view(engine, LEASE_NAME, now=now, duration=timedelta(seconds=settings.schedule.lease_seconds))
     return {
         "sources": sources,
         "editions": recent_editions,
-        "attention": ledger.totals(states=("pending", "claimed", "deferred", "ambiguous")),
+        "attention": {**ledger.totals(states=("pending", "claimed", "deferred", "ambiguous")),
+                      "not_in_ledger": not_in_ledger_total},
         # next runs only while a `serve` holds the lease: nothing runs otherwise
         "schedule": {name: _iso(when) for name, when in next_runs(settings, now=now).items()}
         if scheduler["running"] else {},
@@ -75,7 +88,15 @@ def status_view(settings: Settings, engine: Engine, *, now: datetime, editions: 
         "topic_warnings": store_warnings(settings.topics, settings.matching, papers),
         "queue": _queue(settings),
         "inbound": inbound_view(engine, now=now, editions=editions),
+        "channels": channels_view(settings, engine),
     }
+
+
+def _not_in_ledger(engine: Engine, ledger: Ledger, edition_id: int, frequency: str) -> int:
+    """Active readers of the edition's frequency without a ledger row (some may get no email: nothing new)."""
+    have = ledger.subscribers_with_rows(edition_id)
+    active = SubscriberStore(engine).active_id_list(frequency=frequency)  # type: ignore[arg-type]
+    return len(set(active) - have)
 
 
 def _queue(settings: Settings) -> dict[str, Any] | None:

@@ -14,24 +14,43 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
+from newsletter.delivery.claims import dead_senders
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.reviews import ReviewStore
-from newsletter.storage.runs import Lease, RunRecord
+from newsletter.storage.runs import Lease, RunRecord, database_now
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def lease_view(engine: Engine, name: str, *, now: datetime) -> dict[str, Any]:
-    """Whether a `serve` holds the scheduler lease: holder (``host:pid``), host, pid and since when."""
-    held = Lease(engine, name, holder="", duration=timedelta(0)).held(now=now)
-    if held is None:
-        return {"lease_holder": None, "running": False, "host": None, "pid": None, "since": None}
-    holder, since = held
+FUTURE_MARGIN = timedelta(minutes=1)
+"""A lease expiring later than a renewal made now would, by more than this, was written by a clock ahead."""
+
+
+def lease_view(engine: Engine, name: str, *, now: datetime, duration: timedelta | None = None) -> dict[str, Any]:
+    """Whether a `serve` holds the scheduler lease: holder (``host:pid``), host, pid and since when.
+
+    Times are compared on the database server's clock where it has one. A holder on this host whose process
+    is gone is not running, whatever its lease says (``stale_holder``); a lease whose expiry lies further
+    ahead than ``duration`` allows is reported (``lease_ahead_seconds``): a clock ahead of this one wrote it.
+    """
+    now = database_now(engine, now)
+    stored = Lease(engine, name, holder="", duration=timedelta(0)).row()
+    view: dict[str, Any] = {"lease_holder": None, "running": False, "host": None, "pid": None, "since": None,
+                            "stale_holder": None, "lease_ahead_seconds": None}
+    if stored is None or stored[1] < now:
+        return view
+    holder, expires, since = stored
+    if duration is not None and expires - now - duration > FUTURE_MARGIN:
+        view["lease_ahead_seconds"] = int((expires - now - duration).total_seconds())
+    if dead_senders([holder]):
+        view["stale_holder"] = holder
+        return view
     host, _, pid = holder.rpartition(":")
-    return {"lease_holder": holder, "running": True, "host": host or holder,
-            "pid": int(pid) if pid.isdigit() else None, "since": _iso(since)}
+    view.update({"lease_holder": holder, "running": True, "host": host or holder,
+                 "pid": int(pid) if pid.isdigit() else None, "since": _iso(since)})
+    return view
 
 
 def awaiting_approval(settings: Settings, engine: Engine, *, limit: int = 10) -> list[str]:

@@ -5,6 +5,8 @@ unchanged feeds cost a 304 thanks to conditional GET, and a busy server is retri
 than hammered. Every failure becomes a SourceError for that source alone, so one bad feed never stops the
 others. ``timeout_seconds`` bounds each whole attempt (connect, headers and body), not each read, so a
 server dribbling one byte at a time cannot hold a fetch; validators are only kept when safe to replay.
+Bodies are decoded and redirects followed by ``newsletter.sources.bounded``, never by httpx: a stacked
+content coding cannot inflate past ``max_bytes``, and a redirect cannot lead to loopback or private hosts.
 """
 
 from __future__ import annotations
@@ -25,6 +27,14 @@ import httpx
 
 from newsletter.config import FetchSettings
 from newsletter.errors import SourceError, SourceTimeoutError
+from newsletter.sources.bounded import (
+    ACCEPT_ENCODING,
+    MAX_REDIRECTS,
+    TooLarge,
+    UnsafeResponse,
+    check_redirect,
+    read_decoded,
+)
 from newsletter.sources.sanitize import cap, clean_text, safe_validator
 
 log = logging.getLogger(__name__)
@@ -87,7 +97,7 @@ def host_key(url: str) -> str:
 def new_client(settings: FetchSettings) -> httpx.AsyncClient:
     """The client ``fetch_all`` uses when given none; callers of ``fetch_one`` can share the same setup."""
     return httpx.AsyncClient(
-        follow_redirects=True,
+        follow_redirects=False,  # followed by _exchange, each target checked (bounded.check_redirect)
         timeout=httpx.Timeout(settings.timeout_seconds),
         headers={"User-Agent": settings.user_agent},
     )
@@ -208,54 +218,25 @@ async def _attempt(
 async def _exchange(
     request: FetchRequest, *, settings: FetchSettings, client: httpx.AsyncClient
 ) -> FetchResponse | _Retry:
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = {"Accept-Encoding": ACCEPT_ENCODING}
     etag = safe_validator(request.etag)  # a stored validator from before they were checked may be unsafe
     if etag:
         headers["If-None-Match"] = etag
     last_modified = safe_validator(request.last_modified)
     if last_modified:
         headers["If-Modified-Since"] = last_modified
+    url = request.url
     try:
-        async with client.stream("GET", request.url, headers=headers) as response:
-            reason_phrase = cap(clean_text(response.reason_phrase), 100)  # the server's words, in our messages
-            phrase = f" {reason_phrase}" if reason_phrase else ""
-            status = f"HTTP {response.status_code}{phrase} from {request.url}"
-            new_etag = safe_validator(response.headers.get("ETag"))
-            new_last_modified = safe_validator(response.headers.get("Last-Modified"))
-            if response.status_code == 304:
-                return FetchResponse(
-                    request.source,
-                    request.url,
-                    None,
-                    not_modified=True,
-                    etag=new_etag or etag,
-                    last_modified=new_last_modified or last_modified,
-                )
-            if response.status_code == 429 or response.status_code >= 500:
-                retry_after = None
-                if response.status_code in _RETRY_AFTER_STATUSES:
-                    retry_after = _retry_after_seconds(
-                        response.headers.get("Retry-After"), now=datetime.now(UTC)
-                    )
-                if retry_after is not None and retry_after > settings.max_retry_after_seconds:
-                    raise SourceError(
-                        request.source,
-                        f"{status} asks to retry after {retry_after:g} s, longer than "
-                        f"max_retry_after_seconds ({settings.max_retry_after_seconds:g} s)",
-                    )
-                return _Retry(status, retry_after=retry_after)
-            if not response.is_success:
-                raise SourceError(request.source, status)
-            body = await _read_capped(response, request, settings.max_bytes)
-            return FetchResponse(
-                request.source,
-                request.url,
-                body,
-                not_modified=False,
-                etag=new_etag,
-                last_modified=new_last_modified,
-                content_type=response.headers.get("Content-Type"),
-            )
+        for _ in range(MAX_REDIRECTS + 1):
+            async with client.stream("GET", url, headers=headers, follow_redirects=False) as response:
+                if response.is_redirect and "Location" in response.headers:
+                    url = str(response.url.join(response.headers["Location"]))
+                    await check_redirect(url, allow_private=settings.allow_private_redirects)
+                    continue
+                return await _answer(request, response, settings=settings, etag=etag, last_modified=last_modified)
+        raise SourceError(request.source, f"more than {MAX_REDIRECTS} redirects from {request.url}")
+    except UnsafeResponse as exc:
+        raise SourceError(request.source, f"{request.url}: {exc}") from None
     except httpx.TimeoutException:
         return _Retry(f"timed out after {settings.timeout_seconds:g} s from {request.url}", timed_out=True)
     except httpx.TransportError as exc:
@@ -266,21 +247,60 @@ async def _exchange(
         raise SourceError(request.source, f"request to {request.url} failed: {_reason(exc)}") from None
 
 
+async def _answer(request: FetchRequest, response: httpx.Response, *, settings: FetchSettings, etag: str | None,
+                  last_modified: str | None) -> FetchResponse | _Retry:
+    """What one (non-redirect) response means: a body, a 304, a retry or a SourceError."""
+    reason_phrase = cap(clean_text(response.reason_phrase), 100)  # the server's words, in our messages
+    phrase = f" {reason_phrase}" if reason_phrase else ""
+    status = f"HTTP {response.status_code}{phrase} from {request.url}"
+    new_etag = safe_validator(response.headers.get("ETag"))
+    new_last_modified = safe_validator(response.headers.get("Last-Modified"))
+    if response.status_code == 304:
+        return FetchResponse(
+            request.source,
+            request.url,
+            None,
+            not_modified=True,
+            etag=new_etag or etag,
+            last_modified=new_last_modified or last_modified,
+        )
+    if response.status_code == 429 or response.status_code >= 500:
+        retry_after = None
+        if response.status_code in _RETRY_AFTER_STATUSES:
+            retry_after = _retry_after_seconds(
+                response.headers.get("Retry-After"), now=datetime.now(UTC)
+            )
+        if retry_after is not None and retry_after > settings.max_retry_after_seconds:
+            raise SourceError(
+                request.source,
+                f"{status} asks to retry after {retry_after:g} s, longer than "
+                f"max_retry_after_seconds ({settings.max_retry_after_seconds:g} s)",
+            )
+        return _Retry(status, retry_after=retry_after)
+    if not response.is_success:
+        raise SourceError(request.source, status)
+    body = await _read_capped(response, request, settings.max_bytes)
+    return FetchResponse(
+        request.source,
+        request.url,
+        body,
+        not_modified=False,
+        etag=new_etag,
+        last_modified=new_last_modified,
+        content_type=response.headers.get("Content-Type"),
+    )
+
+
 async def _read_capped(response: httpx.Response, request: FetchRequest, max_bytes: int) -> bytes:
-    """Stop past ``max_bytes`` so a huge or endless response never sits in memory; trust Content-Length."""
+    """Stop past ``max_bytes`` (decoded) so a huge, endless or inflating response never sits in memory."""
     too_big = SourceError(request.source, f"response larger than {max_bytes} bytes from {request.url}")
     length = response.headers.get("Content-Length", "")
     if length.isdigit() and int(length) > max_bytes:
         raise too_big
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > max_bytes:
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
-
+    try:
+        return await read_decoded(response.aiter_raw(), response.headers.get("Content-Encoding"), max_bytes)
+    except TooLarge:
+        raise too_big from None
 
 def _retry_after_seconds(value: str | None, *, now: datetime) -> float | None:
     """Read Retry-After (delta-seconds or HTTP-date); None when absent or unreadable, so backoff applies."""

@@ -235,6 +235,7 @@ deliveries = sa.Table(
     sa.UniqueConstraint("edition_id", "subscriber_id", name="uq_deliveries_edition_subscriber"),
     sa.Index("ix_deliveries_edition_state", "edition_id", "state"),
     sa.Index("ix_deliveries_claim_token", "claim_token"),
+    sa.Index("ix_deliveries_subscriber", "subscriber_id", "edition_id"),
 )
 
 variants = sa.Table(
@@ -260,6 +261,27 @@ variant_papers = sa.Table(
 ``sent`` (or still on its way) is not offered them again in another edition (``Ledger.papers_carried``)."""
 
 
+channel_deliveries = sa.Table(  # the ledger's chat-channel rows (storage/channels.py)
+    "channel_deliveries", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("edition_id", sa.Integer, nullable=False), sa.Column("channel", sa.String(100), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False), sa.Column("phase", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False), sa.Column("next_attempt_at", UTCDateTime),
+    sa.Column("claim_token", sa.String(32)), sa.Column("lease_until", UTCDateTime), sa.Column("sent_at", UTCDateTime),
+    sa.Column("worker", sa.String(100)), sa.Column("last_code", sa.Integer), sa.Column("last_message", sa.Text),
+    sa.Column("created", UTCDateTime, nullable=False), sa.Column("updated", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("edition_id", "channel", name="uq_channel_deliveries_edition_channel"),
+)
+channel_state = sa.Table(  # each channel's pause (a revoked webhook) and last result
+    "channel_state", metadata,
+    sa.Column("channel", sa.String(100), primary_key=True), sa.Column("paused_reason", sa.Text),
+    sa.Column("paused_at", UTCDateTime), sa.Column("last_result", sa.Text), sa.Column("last_at", UTCDateTime),
+)
+reader_feeds = sa.Table(  # the secret key in each reader's private feed URL (storage/reader_feeds.py)
+    "reader_feeds", metadata, sa.Column("subscriber_id", sa.Integer, primary_key=True),
+    sa.Column("key", sa.String(64), nullable=False), sa.Column("created", UTCDateTime, nullable=False),
+)
+
 runs = sa.Table(
     "runs",
     metadata,
@@ -282,6 +304,16 @@ leases = sa.Table(
     sa.Column("expires", UTCDateTime, nullable=False),
     sa.Column("since", UTCDateTime),
 )
+
+edition_fills = sa.Table(
+    "edition_fills",
+    metadata,
+    sa.Column("frequency", sa.String(16), primary_key=True),
+    sa.Column("date", sa.Date, primary_key=True),
+    sa.Column("started", UTCDateTime, nullable=False),
+    sa.Column("finished", UTCDateTime),
+)
+"""A ledger fill begun (``finished`` NULL) or done, by edition frequency and date: see storage/fills.py."""
 
 edition_reviews = sa.Table(
     "edition_reviews",

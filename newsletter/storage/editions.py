@@ -107,9 +107,11 @@ class EditionStore:
         papers: Mapping[str, EditionPaper],
         topics: tuple[EditionTopic, ...],
         empty_reason: str | None,
+        publish: bool = True,
     ) -> Edition:
-        """Store a new edition and its archive index (one transaction); when (frequency, date) already
-        exists, return the stored one unchanged."""
+        """Store a new edition and, with ``publish``, its archive index (one transaction); when (frequency,
+        date) already exists, return the stored one unchanged. An edition stored unpublished is in no archive
+        page or feed until ``publish`` (a built edition is published when its ledger is filled)."""
         values = {
             "frequency": frequency,
             "date": day,
@@ -125,17 +127,23 @@ class EditionStore:
             with self.engine.begin() as connection:
                 result = connection.execute(db.editions.insert().values(values))
                 new_id = int(cast(Sequence[int], result.inserted_primary_key)[0])
-                write_index(connection, Edition(
-                    id=new_id, frequency=frequency, date=day, slug=edition_slug(frequency, day),
-                    window_start=window_start, cutoff=cutoff, created=created, papers=papers, topics=topics,
-                    empty_reason=empty_reason,
-                ))
+                if publish:
+                    write_index(connection, Edition(
+                        id=new_id, frequency=frequency, date=day, slug=edition_slug(frequency, day),
+                        window_start=window_start, cutoff=cutoff, created=created, papers=papers,
+                        topics=topics, empty_reason=empty_reason,
+                    ))
         except IntegrityError:
             pass  # built meanwhile by another process: theirs is the edition
         edition = self.get(frequency, day)
         if edition is None:  # pragma: no cover - the row was either inserted or already there
             raise RuntimeError(f"edition {values['slug']} vanished after insert")
         return edition
+
+    def publish(self, edition: Edition) -> None:
+        """Put an edition into the archive and its feeds (idempotent): once it is being sent, not before."""
+        with self.engine.begin() as connection:
+            write_index(connection, edition)
 
     # --- papers sent per subscriber -----------------------------------------------------------------------
 

@@ -65,6 +65,13 @@ class InboundLog:
         ))
 
     @staticmethod
+    def raws_kept_since(connection: Connection, since: datetime) -> int:
+        """How many messages received since ``since`` had their bytes kept (the quarantine's budget)."""
+        query = sa.select(sa.func.count()).select_from(inbound_messages).where(
+            inbound_messages.c.received >= since, inbound_messages.c.raw.is_not(None))
+        return int(connection.execute(query).scalar_one())
+
+    @staticmethod
     def delivery_for(connection: Connection, message_id: str) -> tuple[int, int] | None:
         """(edition id, subscriber id) of the message we sent with this Message-ID."""
         wanted = message_id.strip()

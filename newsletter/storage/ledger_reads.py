@@ -104,6 +104,16 @@ class LedgerReads:
                     deliveries.c.lease_until >= now)
             ).scalar_one())
 
+    def live_claim_holders(self, edition_id: int, *, now: datetime) -> dict[str, tuple[int, datetime]]:
+        """Claims whose lease has not lapsed, per holder (host:pid): how many, and until when."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(deliveries.c.worker, sa.func.count(), sa.func.max(deliveries.c.lease_until)).where(
+                    deliveries.c.edition_id == edition_id, deliveries.c.state == "claimed",
+                    deliveries.c.lease_until >= now).group_by(deliveries.c.worker)
+            ).all()
+        return {str(worker or "?"): (int(count), until) for worker, count, until in rows}
+
     def due_ids(self, edition_id: int, *, now: datetime) -> list[int]:
         """Ids of the rows a sender could claim now (pending, or deferred and due), in id order."""
         with self.engine.connect() as connection:

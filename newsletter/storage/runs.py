@@ -70,6 +70,14 @@ class RunStore:
             )
         return int(result.rowcount or 0)
 
+    def died_since(self, jobs: Collection[str], *, since: datetime) -> list[RunRecord]:
+        """Runs of these jobs started since ``since`` whose process died before they finished (``mark_died``)."""
+        with self.engine.connect() as connection:
+            return [RunRecord(**row) for row in connection.execute(
+                sa.select(db.runs).where(db.runs.c.job.in_(list(jobs)), db.runs.c.status == "died",
+                                         db.runs.c.started >= since).order_by(db.runs.c.started)
+            ).mappings()]
+
     def record(self, job: str, *, now: datetime, worker: str, status: str, summary: str,
                details: Mapping[str, Any] | None = None) -> int:
         """A run that did nothing itself (e.g. skipped because it was missed by too much)."""
@@ -134,9 +142,39 @@ class Lease:
             ).first()
         return (row[0], row[2]) if row and row[1] >= now else None
 
+    def row(self) -> tuple[str, datetime, datetime | None] | None:
+        """(holder, expires, since) as stored, live or lapsed; None when nobody ever took it or it was released."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(db.leases.c.holder, db.leases.c.expires, db.leases.c.since)
+                .where(db.leases.c.name == self.name)
+            ).first()
+        return (str(row[0]), row[1], row[2]) if row else None
+
+    def take_over(self, dead_holder: str, *, now: datetime) -> bool:
+        """Take the lease from a holder known to be dead (same host, its pid gone), whatever its expiry says:
+        a lease written under a clock far ahead would otherwise keep every `serve` waiting that long."""
+        table = db.leases
+        with self.engine.begin() as connection:
+            taken = connection.execute(
+                table.update().where(table.c.name == self.name, table.c.holder == dead_holder)
+                .values(holder=self.holder, expires=now + self.duration, since=now)
+            ).rowcount
+        return bool(taken)
+
     def holder_now(self, *, now: datetime) -> str | None:
         with self.engine.connect() as connection:
             row = connection.execute(
                 sa.select(db.leases.c.holder, db.leases.c.expires).where(db.leases.c.name == self.name)
             ).first()
         return row[0] if row and row[1] >= now else None
+
+
+def database_now(engine: Engine, fallback: datetime) -> datetime:
+    """The database server's clock where it has one (PostgreSQL), else ``fallback`` (SQLite: one host, one
+    clock). Lease times written and compared on one clock stay right when a client's clock is stepped."""
+    if engine.dialect.name != "postgresql":
+        return fallback
+    with engine.connect() as connection:
+        now = connection.execute(sa.select(sa.func.now())).scalar_one()
+    return now if now.tzinfo is not None else now.replace(tzinfo=fallback.tzinfo)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import zoneinfo
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -27,22 +28,28 @@ from newsletter.delivery.message import message_template, sendable_message
 from newsletter.editions.build import build_edition, stored_edition
 from newsletter.editions.preferences import feedback_boosts
 from newsletter.editions.selection import group_by_variant
-from newsletter.errors import DeliveryError
+from newsletter.errors import ConfigError, DeliveryError
 from newsletter.records.editions import Edition, Frequency, Prepared
 from newsletter.rendering.links import recipient_links
 from newsletter.rendering.render import RenderedVariant, RenderEnvironment, render_variant
 from newsletter.storage.editions import EditionStore
+from newsletter.storage.fills import FillStore
+from newsletter.storage.install import install_id
 from newsletter.storage.ledger import Ledger, NewDelivery, StoredVariant
 from newsletter.storage.papers import PaperStore
+from newsletter.usecases.tldr_model import edition_tldrs
 from subscribers.store import SubscriberStore
 from subscribers.tokens import TokenSigner
 
 _ROWS_PER_TRANSACTION = 1000
 
 
-def message_id(secret: str, *, edition_id: int, subscriber_id: int, domain: str) -> str:
-    """Deterministic, so a resend (by an operator, after an ambiguous delivery) is recognisably the same."""
-    digest = hmac.new(secret.encode(), f"{edition_id}:{subscriber_id}".encode(), hashlib.sha256).hexdigest()
+def message_id(secret: str, *, edition_id: int, subscriber_id: int, domain: str, install: str = "") -> str:
+    """Deterministic, so a resend (by an operator, after an ambiguous delivery) is recognisably the same; the
+    database's ``install`` id (``storage.install``) makes it unique to this database: a reset database or a
+    second install sharing the key never repeats an old Message-ID (receivers drop repeats silently)."""
+    key = f"{install}:{edition_id}:{subscriber_id}" if install else f"{edition_id}:{subscriber_id}"
+    digest = hmac.new(secret.encode(), key.encode(), hashlib.sha256).hexdigest()
     return f"<{digest[:32]}@{domain}>"
 
 
@@ -92,12 +99,27 @@ def prepare(
     environment: RenderEnvironment | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Prepared:
-    """Build (or load) the edition and fill its ledger; renders only variants not stored yet."""
+    """Build (or load) the edition and fill its ledger; renders only variants not stored yet.
+
+    The fill is recorded as begun before the edition is built and as finished after its last row
+    (``FillStore``): a process killed in between leaves it open, and the retry job calls this again. The
+    edition is published (archive, feeds) once its ledger is filled: an edition built and not sent (held for
+    approval, looked at with `edition show`) is not public.
+    """
     papers, editions, ledger = PaperStore(engine), EditionStore(engine), Ledger(engine)
-    edition = edition_for(settings, papers, editions, frequency=frequency, now=now, day=day)
+    fill_day = day or now.astimezone(zoneinfo.ZoneInfo(settings.newsletter.timezone)).date()
+    fills = FillStore(engine)
+    fills.begin(frequency, fill_day, now=now)
+    try:
+        edition = edition_for(settings, papers, editions, frequency=frequency, now=now, day=day)
+    except ConfigError:  # no such edition can be built (a date in the future): nothing to resume
+        fills.forget(frequency, fill_day)
+        raise
     store = SubscriberStore(engine)
     active = store.active_id_list(frequency=frequency)
     if edition.is_empty:
+        fills.finish(frequency, fill_day, now=now)
+        editions.publish(edition)
         return Prepared(edition, len(active), 0, 0, 0, 0, len(active))
     have_rows = ledger.subscribers_with_rows(edition.id)
     todo = store.get_many([i for i in active if i not in have_rows])  # none when resuming a filled ledger
@@ -107,19 +129,22 @@ def prepare(
         [(s.id, s.topics) for s in todo],
         max_per_topic=settings.email.max_papers_per_topic,
         already_sent=already,
-        boosts=feedback_boosts(edition, papers, engine, [s.id for s in todo]),
+        boosts=feedback_boosts(edition, papers, engine, [(s.id, s.topics) for s in todo],
+                               matching=settings.matching),
     )
     environment = environment or RenderEnvironment(settings)
+    tldrs = edition_tldrs(settings, edition) if groups else {}
     stored_keys = ledger.variant_keys(edition.id)
     by_id = {s.id: s for s in todo}
     secret = signer.keyring.secret()
     domain = sender_domain(settings)
+    install = install_id(engine)
     rendered = 0
     added = 0
     for number, group in enumerate(groups, start=1):
         if progress is not None:
             progress(f"variant {number}/{len(groups)}: {len(group.subscriber_ids)} readers")
-        variant = render_variant(group.selection, settings=settings, environment=environment)
+        variant = render_variant(group.selection, settings=settings, environment=environment, model_tldrs=tldrs)
         # saved even when stored: a variant stored by an older version lacks its list of papers
         ledger.save_variants(
             [StoredVariant(edition.id, variant.key, variant.subject, variant.html, variant.text, variant.nonce,
@@ -137,11 +162,14 @@ def prepare(
                     email=by_id[sid].email,
                     name=by_id[sid].name,
                     variant_key=variant.key,
-                    message_id=message_id(secret, edition_id=edition.id, subscriber_id=sid, domain=domain),
+                    message_id=message_id(secret, edition_id=edition.id, subscriber_id=sid, domain=domain,
+                                          install=install),
                 )
                 for sid in chunk
             ]
             added += ledger.add(edition.id, rows, now=now)
+    fills.finish(frequency, fill_day, now=now)
+    editions.publish(edition)  # in the archive and feeds from now on: it is being sent (as the editor left it)
     recipients = len(have_rows) + sum(len(g.subscriber_ids) for g in groups)
     return Prepared(
         edition=edition,
@@ -201,13 +229,15 @@ def plan(
     already = papers_already_had(engine, edition, [s.id for s in todo])
     groups = group_by_variant(edition, [(s.id, s.topics) for s in todo],
                               max_per_topic=settings.email.max_papers_per_topic, already_sent=already,
-                              boosts=feedback_boosts(edition, papers, engine, [s.id for s in todo]))
+                              boosts=feedback_boosts(edition, papers, engine, [(s.id, s.topics) for s in todo],
+                                                     matching=settings.matching))
     environment = environment or RenderEnvironment(settings)
     planned: list[PlannedVariant] = []
     rendered: dict[str, RenderedVariant] = {}
     email_of = {s.id: s.email for s in todo}
+    tldrs = edition_tldrs(settings, edition) if groups else {}
     for group in groups:
-        variant = render_variant(group.selection, settings=settings, environment=environment)
+        variant = render_variant(group.selection, settings=settings, environment=environment, model_tldrs=tldrs)
         rendered[variant.key] = variant
         planned.append(PlannedVariant(variant.key, variant.subject, len(group.subscriber_ids), variant.size_bytes,
                                       len(variant.paper_ids), tuple(email_of[i] for i in group.subscriber_ids)))

@@ -32,6 +32,7 @@ from newsletter.storage.ledger import Ledger, StoredVariant
 from newsletter.storage.papers import PaperStore
 from newsletter.storage.variant_readers import readers_by_variant, variant_of
 from newsletter.usecases.campaign import edition_for, plan, sender_domain
+from newsletter.usecases.tldr_model import model_tldrs
 from subscribers.addresses import valid_email
 from subscribers.errors import NotFoundError
 from subscribers.models import Subscriber
@@ -55,7 +56,9 @@ def _computed_for(settings: Settings, edition: Edition, subscriber: Subscriber) 
                               max_per_topic=settings.email.max_papers_per_topic)
     if not groups:
         return None
-    variant = render_variant(groups[0].selection, settings=settings, environment=RenderEnvironment(settings))
+    selection = groups[0].selection
+    variant = render_variant(selection, settings=settings, environment=RenderEnvironment(settings),
+                             model_tldrs=model_tldrs(settings, (p.paper for s in selection.sections for p in s.papers)))
     return StoredVariant(edition.id or 0, variant.key, variant.subject, variant.html, variant.text, variant.nonce)
 
 
@@ -93,6 +96,21 @@ def choose_copy(settings: Settings, engine: Engine, *, frequency: Frequency, now
                                   rendered.nonce), _whose(chosen.readers)
 
 
+def _envelope_address(address: str) -> str:
+    """The address as an ASCII relay takes it (IDNA domain); a non-ASCII local part would need SMTPUTF8, which
+    this sender does not use: one line saying so, not the SMTP library's traceback."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        ascii_email = validate_email(address, check_deliverability=False).ascii_email
+    except EmailNotValidError as error:
+        raise DeliveryError(f"{address}: {error}") from None
+    if ascii_email is None:
+        raise DeliveryError(f"{address}: an address with non-ASCII letters before the @ needs SMTPUTF8, which this "
+                            "sender does not use; give an ASCII address to --to")
+    return ascii_email
+
+
 def send_copy(settings: Settings, engine: Engine, *, frequency: Frequency, to: str, now: datetime,
               day: date | None = None, subscriber_email: str | None = None) -> SentCopy:
     """Send the chosen copy to ``to`` over the configured relay; nothing is recorded."""
@@ -108,6 +126,7 @@ def send_copy(settings: Settings, engine: Engine, *, frequency: Frequency, to: s
                            message_id=f"<test-{variant.key[:16]}-{int(now.timestamp())}@{sender_domain(settings)}>")
     dkim = DkimSigner(settings.delivery.dkim) if settings.delivery.dkim else None
     message = dkim.sign(raw) if dkim is not None else raw
-    via = asyncio.run(send_single(settings.delivery, sender=settings.newsletter.from_address, recipient=address,
-                                  message=message, password=smtp_password(settings)))
+    via = asyncio.run(send_single(settings.delivery, sender=settings.newsletter.from_address,
+                                  recipient=_envelope_address(address), message=message,
+                                  password=smtp_password(settings)))
     return SentCopy(edition=edition.slug, whose=whose, via=via)

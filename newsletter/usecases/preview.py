@@ -25,6 +25,7 @@ from newsletter.rendering.render import RenderEnvironment, render_variant
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.papers import PaperStore
 from newsletter.usecases.campaign import edition_for, papers_already_had
+from newsletter.usecases.tldr_model import model_tldrs
 from subscribers.errors import SubscribersError
 from subscribers.store import SubscriberStore
 
@@ -103,7 +104,8 @@ def preview(
         raise ConfigError(str(error)) from None
     recipient = recipient_links(settings, signer, subscriber_id=reader_id, email=email, name=name,
                                 edition_slug=edition.slug)
-    variant = render_variant(selection, settings=settings, environment=RenderEnvironment(settings), nonce=nonce)
+    variant = render_variant(selection, settings=settings, environment=RenderEnvironment(settings), nonce=nonce,
+                             model_tldrs=model_tldrs(settings, (p.paper for s in selection.sections for p in s.papers)))
     html_text, plain_text = variant.personalise(recipient)
     template = message_template(settings, key=variant.key, subject=variant.subject, html=variant.html,
                                 text=variant.text, nonce=variant.nonce, edition_slug=edition.slug,

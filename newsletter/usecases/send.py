@@ -21,15 +21,19 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.clock import utcnow
 from newsletter.config import Settings
+from newsletter.delivery.ledger_writer import one_line
 from newsletter.delivery.pool import RunStats
 from newsletter.delivery.sending import SendReport, deliver_edition, report
+from newsletter.errors import DeliveryError
 from newsletter.records.editions import Frequency, Prepared
 from newsletter.rendering.links import signer_from_settings
 from newsletter.storage.ledger import Ledger
 from newsletter.usecases.campaign import prepare
+from newsletter.usecases.channels import post_edition
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +89,33 @@ def run_send(
                                       on_progress=on_progress)
     else:
         stats = _deliver_here(settings, engine, prepared, limit=limit, clock=clock, on_progress=on_progress)
-    return report(engine, prepared, stats, now=clock())
+    result = _final_report(engine, prepared, stats, now=clock())
+    if stats.halt is None and not stats.interrupted:  # a stop asked for (or forced) posts nothing more
+        result.channels = post_edition(settings, engine, prepared.edition, clock=clock)
+    return result
+
+
+def _final_report(engine: Engine, prepared: Prepared, stats: RunStats, *, now: datetime) -> SendReport:
+    """The summary from the ledger; when the database is gone, this run's own counts in one line."""
+    try:
+        return report(engine, prepared, stats, now=now)
+    except SQLAlchemyError as error:
+        raise DeliveryError(
+            f"the database cannot be used ({one_line(error)}); this run before that: {stats.sent} sent, "
+            f"{stats.deferred} deferred, {stats.failed} failed, {stats.ambiguous} ambiguous; run `newsletter "
+            "send` again once it is back: it resumes, and never sends a message twice") from None
+
+
+def _show_progress(on_progress: ProgressCallback | None, engine: Engine, prepared: Prepared, total: int) -> None:
+    """Progress counts are a query: one the database cannot answer skips a refresh, never ends the run."""
+    if on_progress is None:
+        return
+    try:
+        state = _progress(engine, prepared, total)
+    except SQLAlchemyError as error:
+        log.warning("could not count the ledger for the progress bar: %s", one_line(error))
+        return
+    on_progress(state)
 
 
 def _progress(engine: Engine, prepared: Prepared, total: int) -> Progress:
@@ -139,8 +169,7 @@ def _deliver_here(
                                          on_progress=progress)
 
     stats = asyncio.run(main())
-    if on_progress is not None:
-        on_progress(_progress(engine, prepared, total))
+    _show_progress(on_progress, engine, prepared, total)
     return stats
 
 
@@ -164,7 +193,7 @@ def _deliver_by_workers(
     with _stop_on_signals(stop.set):
         run = send_with_workers(settings, engine, prepared.edition.id, clock=clock, stop=stop, wait=wait,
                                 on_progress=progress)
-    result = report(engine, prepared, run.stats(), now=clock())
+    result = _final_report(engine, prepared, run.stats(), now=clock())
     result.enqueued = run.enqueued
     result.requeued = run.requeued
     result.waited = run.finished
@@ -196,8 +225,7 @@ def _deliver_in_processes(
     stats = RunStats()
     with _stop_on_signals(forward):
         while any(child.poll() is None for child in children):
-            if on_progress is not None:
-                on_progress(_progress(engine, prepared, total))
+            _show_progress(on_progress, engine, prepared, total)
             time.sleep(0.25)
     for child in children:
         output = child.stdout.read() if child.stdout is not None else ""
@@ -206,6 +234,5 @@ def _deliver_in_processes(
                       child.pid, child.returncode)
             continue
         stats.merge(json.loads(output.strip().splitlines()[-1]))
-    if on_progress is not None:
-        on_progress(_progress(engine, prepared, total))
+    _show_progress(on_progress, engine, prepared, total)
     return stats

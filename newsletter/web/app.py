@@ -43,12 +43,15 @@ from newsletter.rendering.links import signer_from_settings
 from newsletter.rendering.templating import RenderEnvironment
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.outbox import ConfirmationOutbox, OutboxItem
+from newsletter.storage.reader_feeds import ReaderFeeds
 from newsletter.usecases.subscribe import subscriber_store
 from newsletter.web.archive_pages import SMALL_NUMBER, ArchivePages
 from newsletter.web.feedback import feedback_routes
+from newsletter.web.guards import BodyDeadline
 from newsletter.web.outbox import ConfirmationSender
 from newsletter.web.pages import PageError
 from newsletter.web.proxies import TrustedProxies, client_ip
+from newsletter.web.reader_feed import STOPPED, feed_urls, reader_feed_routes
 from newsletter.web.security import (
     PAGE_CSP,
     SECURITY_HEADERS,
@@ -295,6 +298,7 @@ class WebApp(ArchivePages):
             "frequency": frequency or subscriber.frequency,
             "notice": notice,
             "error": error,
+            "feeds": None if subscriber.status in STOPPED else feed_urls(self, subscriber.id, now=self.clock()),
         }, status=status, csrf=True)
 
     async def manage_page(self, request: Request) -> Response:
@@ -325,6 +329,10 @@ class WebApp(ArchivePages):
                 found = await run_in_threadpool(self.store.get, subscriber.id)
                 after = found or subscriber
                 return self.manage_form(request, after, notice="You are unsubscribed from every topic.")
+            if action == "rotate_feed":
+                await run_in_threadpool(lambda: ReaderFeeds(self.engine).rotate(subscriber.id, now=now))
+                return self.manage_form(request, subscriber, notice="Your feed has a new address: the old one no "
+                                                                   "longer works. Update your feed reader.")
             if action == "resubscribe":
                 after = await run_in_threadpool(self.store.resubscribe, subscriber.id, topics=topics,
                                                 frequency=frequency, ip=client_ip(request), now=now)
@@ -413,6 +421,7 @@ def create_app(
         route("/archive/{slug}", web.archive_edition, "GET"),
         route("/topics/{slug}.atom", web.topic_feed, "GET"),
         *feedback_routes(web, route),
+        *reader_feed_routes(web, route),
         route("/healthz", web.healthz, "GET"),
         route("/static/web.css", web.stylesheet, "GET"),
     ]
@@ -444,7 +453,8 @@ def create_app(
                 await sender
 
     app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(TrustedProxies, trusted=settings.web.trusted_proxies),
+                    middleware=[Middleware(BodyDeadline, seconds=settings.web.body_timeout_seconds),
+                                Middleware(TrustedProxies, trusted=settings.web.trusted_proxies),
                                 Middleware(SecurityHeaders),
                                 # here, not Starlette(max_body_size=...): that one answers outside SecurityHeaders
                                 Middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES)],

@@ -46,7 +46,7 @@ def stand_in_reader(settings: Settings, edition: Edition) -> dict[str, str]:
         "manage_url": f"{base}/",
         "unsubscribe_url": f"{base}/",
         "view_url": edition_url(settings, edition.slug),
-        "feedback_url": f"{base}/",  # no reader on the web: the links lead to the subscribe page
+        "feedback_url": "",  # no reader on the web: no "more/less like this" links (they would lead nowhere)
     }
     assert set(values) == set(PERSONAL_FIELDS)  # a new personal field must get a neutral value here
     return values
@@ -57,7 +57,7 @@ def edition_page_context(settings: Settings, edition: Edition, *, root: str) -> 
     selection = all_topics_selection(edition)
     subject = subject_line(selection, settings=settings)
     context = email_context(selection, settings=settings, subject=subject, nonce="archive",
-                            abstract_chars=settings.email.abstract_chars)
+                            abstract_chars=settings.email.abstract_chars, tldr=False)
     context["recipient"] = stand_in_reader(settings, edition)
     context["web"] = {
         "home": f"{root}/",

@@ -6,8 +6,10 @@ writes an outbox row (``newsletter.storage.outbox``) and this sender, one per we
 ``[web] confirmation_concurrency`` workers, each with one reused SMTP connection: never more connections
 than that, however many sign-ups arrive. Replies are classed as the delivery path classes them: 2xx sent,
 421/4xx and lost connections retried with the ``[delivery]`` back-off (``retry_base_seconds``,
-``max_attempts``), other 5xx failed. A row taken and not sent when the process stops is given back; one taken
-by a process that died is taken again once its lease (``[delivery] lease_seconds``) ends.
+``max_attempts``), a bad address or a message that cannot be sent failed (``delivery.replies.classify``). No
+message stops the sender: an unexpected error is logged with its row, which is retried later. A row taken
+and not sent when the process stops is given back; one taken by a process that died is taken again once its
+lease (``[delivery] lease_seconds``) ends.
 
 The link in the email names the outbox row (token purpose ``request``), so confirming applies exactly the
 request the email was sent for.
@@ -23,12 +25,21 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import aiosmtplib
-from aiosmtplib import SMTPConnectError, SMTPResponseException, SMTPServerDisconnected, SMTPTimeoutError
+from aiosmtplib import (
+    SMTPConnectError,
+    SMTPDataError,
+    SMTPRecipientsRefused,
+    SMTPResponseException,
+    SMTPSenderRefused,
+    SMTPServerDisconnected,
+    SMTPTimeoutError,
+)
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.config import Settings
+from newsletter.delivery.replies import classify
 from newsletter.delivery.sending import smtp_password
 from newsletter.delivery.transports import connect
 from newsletter.rendering.templating import RenderEnvironment
@@ -40,6 +51,8 @@ log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 5.0
 """How often an idle sender looks for rows another process queued (its own sign-ups wake it at once)."""
+OUTAGE_LOG_SECONDS = 60.0
+"""While the outbox cannot be read, the error is logged once, then at most once per this many seconds."""
 
 
 def request_url(settings: Settings, signer: TokenSigner, item_id: int) -> str:
@@ -67,6 +80,8 @@ class ConfirmationSender:
         self.password = smtp_password(settings)
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._outage_logged: float | None = None
+        """When (loop time) the outbox error was last logged; None while the outbox can be read."""
 
     def wake(self) -> None:
         """New rows were queued: start sending now instead of at the next poll (safe from any thread)."""
@@ -93,7 +108,11 @@ class ConfirmationSender:
         return sum(results)
 
     async def _idle(self, event: asyncio.Event) -> None:
-        due = await asyncio.to_thread(self.outbox.next_due)
+        try:
+            due = await asyncio.to_thread(self.outbox.next_due)
+        except SQLAlchemyError as error:  # the database went away between two looks: wait, do not die
+            self._outbox_down(error)
+            due = None
         wait = IDLE_POLL_SECONDS
         if due is not None:
             wait = min(wait, max(0.05, (due - self.clock()).total_seconds()))
@@ -109,9 +128,12 @@ class ConfirmationSender:
                 try:
                     claimed = await self._claim()
                 except SQLAlchemyError as error:  # the database is busy or gone: this worker must not die
-                    log.error("confirmation sender: cannot read the outbox: %s", error)
+                    self._outbox_down(error)
                     await asyncio.sleep(1.0)
                     continue
+                if self._outage_logged is not None:
+                    self._outage_logged = None
+                    log.warning("confirmation sender: the outbox can be read again")
                 if not claimed:
                     if not forever or event is None:
                         return sent
@@ -126,10 +148,28 @@ class ConfirmationSender:
                 except asyncio.CancelledError:
                     self.outbox.release([item.id], now=self.clock())  # not sent: due again after a restart
                     raise
+                except Exception as error:  # one message must never stop the sender (a poison row)
+                    log.exception("confirmation %s to subscriber %s: unexpected error; retried later",
+                                  item.id, item.subscriber_id)
+                    if smtp is not None:
+                        smtp.close()
+                        smtp = None
+                    with contextlib.suppress(SQLAlchemyError):
+                        await asyncio.to_thread(self._retry, item, None, f"{type(error).__name__}: {error}")
+                    continue
                 sent += ok
         finally:
             if smtp is not None:
                 smtp.close()
+
+    def _outbox_down(self, error: SQLAlchemyError) -> None:
+        """Log an outbox outage once, then at most every ``OUTAGE_LOG_SECONDS`` (every worker retries each second)."""
+        now = asyncio.get_running_loop().time()
+        if self._outage_logged is None or now - self._outage_logged >= OUTAGE_LOG_SECONDS:
+            again = "" if self._outage_logged is None else " (still)"
+            self._outage_logged = now
+            reason = str(getattr(error, "orig", error)).splitlines()[0] if str(error) else type(error).__name__
+            log.error("confirmation sender: cannot read the outbox%s: %s; retrying every second", again, reason)
 
     async def _claim(self) -> list[OutboxItem]:
         """Claim one row; a cancel while the claim runs in its thread gives the row back (else it would wait
@@ -167,15 +207,15 @@ class ConfirmationSender:
                     smtp = None
                 smtp = await connect(delivery, password=self.password)
             _, reply = await smtp.sendmail(self.settings.newsletter.from_address, [recipient], message)
+        except SMTPRecipientsRefused as error:  # every recipient refused at RCPT (aiosmtplib's own exception)
+            refused = error.recipients[0] if error.recipients else None
+            code, text = (refused.code, refused.message) if refused is not None else (451, str(error))
+            await self._refused(smtp, item, code, text, phase="rcpt")
+            return smtp, False
         except SMTPResponseException as error:
-            code, text = error.code, f"{error.code} {error.message}"
-            if code == 421 or 400 <= code < 500:
-                await asyncio.to_thread(self._retry, item, code, text)
-            else:
-                log.warning("confirmation %s to subscriber %s refused: %s", item.id, item.subscriber_id, text)
-                await asyncio.to_thread(self.outbox.fail, item.id, now=self.clock(), code=code, message=text)
-            if code == 421 and smtp is not None:
-                smtp.close()
+            phase = ("mail" if isinstance(error, SMTPSenderRefused)
+                     else "data" if isinstance(error, SMTPDataError) else "connect")
+            await self._refused(smtp, item, error.code, error.message, phase=phase)
             return smtp, False
         except (SMTPServerDisconnected, SMTPTimeoutError, SMTPConnectError, OSError) as error:
             if smtp is not None:
@@ -185,6 +225,20 @@ class ConfirmationSender:
         await self._mark_sent(item, str(reply))
         log.info("confirmation %s to subscriber %s sent", item.id, item.subscriber_id)
         return smtp, True
+
+    async def _refused(self, smtp: aiosmtplib.SMTP | None, item: OutboxItem, code: int, message: str, *,
+                       phase: str) -> None:
+        """A refusal, classed as the delivery path classes it (``delivery.replies``): a bad address or a
+        message that cannot be sent fails the row; anything else (4xx, a full mailbox, the relay's policy) is
+        retried with back-off until ``max_attempts``."""
+        text = f"{code} {message}"
+        if classify(code, message, phase=phase).action in ("bounce", "fail"):
+            log.warning("confirmation %s to subscriber %s refused: %s", item.id, item.subscriber_id, text)
+            await asyncio.to_thread(self.outbox.fail, item.id, now=self.clock(), code=code, message=text)
+        else:
+            await asyncio.to_thread(self._retry, item, code, text)
+        if code == 421 and smtp is not None:
+            smtp.close()
 
     def _retry(self, item: OutboxItem, code: int | None, message: str) -> None:
         delivery = self.settings.delivery

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
 from newsletter.web.app import create_app
+from newsletter.web.guards import ConnectionLimits, protocol_class, quiet_accept_errors
 
 
 async def run_server(
@@ -36,9 +37,14 @@ async def run_server(
     ``handle_signals=False`` leaves SIGINT/SIGTERM to the caller (``serve``).
     """
     app = create_app(settings, engine)
+    limits = ConnectionLimits.for_server(total=settings.web.max_connections, per_ip=settings.web.max_connections_per_ip,
+                                         head_seconds=settings.web.body_timeout_seconds,
+                                         exempt=settings.web.trusted_proxies)
     config = uvicorn.Config(app, host=host or settings.web.host, port=port or settings.web.port,
                             access_log=access_log, server_header=False, proxy_headers=False, log_level="info",
-                            lifespan="off", log_config=None)  # uvicorn's lines go through our handler (JSON too)
+                            lifespan="off", log_config=None,  # uvicorn's lines go through our handler (JSON too)
+                            http=protocol_class(limits))  # connection limits: newsletter.web.guards
+    quiet_accept_errors(asyncio.get_running_loop())
     # The sender is run here, not by the lifespan: a cancelled serve() (``serve`` stopping) skips uvicorn's
     # lifespan shutdown, and the sender must stop with the server, giving back the rows it had taken.
     sender = asyncio.create_task(app.state.web.sender.run())

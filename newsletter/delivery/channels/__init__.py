@@ -1,0 +1,1 @@
+"""Chat channels: an edition as one chat message, posted through Apprise and classified like an SMTP reply."""
