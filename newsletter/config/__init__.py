@@ -1,6 +1,7 @@
 """Config: ``config.toml`` in, frozen typed ``Settings`` out (every key declared once with type, default, help).
 
-The declarations are in ``settings``, reading and checking in ``loader``, the generated reference in ``reference``.
+The declarations are in ``settings`` (``[trending]`` in ``trending``; ``declare`` says how one is declared), reading
+and checking in ``loader``, the generated reference in ``reference``.
 """
 
 from newsletter.config.loader import load_settings, resolve_database_url, settings_from_mapping
@@ -21,10 +22,10 @@ from newsletter.config.settings import (
     Settings,
     SourceSettings,
     TopicSettings,
-    TrendingSettings,
     WebSettings,
     WorkersSettings,
 )
+from newsletter.config.trending import TrendingSettings
 
 __all__ = [
     "BROKER_URL_ENV",

@@ -23,7 +23,6 @@ from newsletter.config.checks import (
     check_email,
     check_http_url,
     check_max_tokens,
-    check_moment,
     check_non_empty,
     check_non_negative,
     check_optional_http_url,
@@ -37,6 +36,7 @@ from newsletter.config.checks import (
 from newsletter.config.declare import Check as Check
 from newsletter.config.declare import section, setting
 from newsletter.config.tldr import TldrSettings
+from newsletter.config.trending import TrendingSettings
 from newsletter.errors import ConfigError
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
@@ -169,19 +169,6 @@ class MatchingSettings:
         "embedding; 128 is about twice as fast as 256.",
         check=check_max_tokens,
     )
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrendingSettings:
-    half_life_days: float = setting(3.0, "A paper's score halves every this many days after publication.",
-                                    check=check_positive)
-    upvote_weight: float = setting(1.0, "Weight of ln(1 + Hugging Face upvotes).", check=check_non_negative)
-    star_weight: float = setting(0.5, "Weight of ln(1 + GitHub stars).", check=check_non_negative)
-    source_bonus: float = setting(0.5, "Bonus per source beyond the first that carried the paper.",
-                                  check=check_non_negative)
-    as_of: str = setting("", "Count ages from this ISO date-time instead of now (UTC when no offset is given). For "
-                             "replaying old feed snapshots, as `newsletter demo` does; empty in production.",
-                         check=check_moment)
 
 
 @dataclass(frozen=True, kw_only=True)
