@@ -32,7 +32,7 @@ from newsletter.matching.evaluate import LabelledPaper, evaluate
 from newsletter.matching.matcher import build_matcher
 from newsletter.records.editions import Edition
 from newsletter.records.papers import Paper, TopicMatch
-from newsletter.rendering.context import email_context, top_papers
+from newsletter.rendering.context import email_context, subject_line, top_papers
 from newsletter.storage.db import open_database
 from subscribers.store import SubscriberStore
 from tests.conftest import ROOT
@@ -146,7 +146,7 @@ def test_a_paper_about_none_of_the_topics_matches_nothing_whatever_the_number_of
 
 
 def _paper(paper_id: str, upvotes: int, now: datetime) -> Paper:
-    return Paper(paper_id=paper_id, title=f"Paper {paper_id}", abstract="Text.", upvotes=upvotes,
+    return Paper(paper_id=paper_id, title=f"Paper {paper_id}", abstract=f"We study {paper_id}.", upvotes=upvotes,
                  published=now - timedelta(hours=6), first_seen=now - timedelta(hours=1))
 
 
@@ -180,7 +180,10 @@ def test_the_top_block_and_preheader_lead_with_a_relevant_paper(settings: Settin
     now = datetime(2026, 6, 12, 12, tzinfo=UTC)
     selection = select(_edition(settings, now), ["agents", "retrieval"], max_per_topic=5)
     context = email_context(selection, settings=settings, subject="s", nonce="n", abstract_chars=100)
-    assert context["preheader"].startswith("Top paper: Paper other (2 upvotes)")  # not "Paper weak-hot"
+    assert "weak-hot" not in context["preheader"]
+    subject = subject_line(selection, settings=settings)
+    assert "strong-1" in subject  # the lead of the reader's first topic, relevance first
+    assert "weak-hot" not in subject
     assert top_papers([p for s in selection.sections for p in s.papers], 4)[-1].paper.paper_id == "weak-hot"
 
 

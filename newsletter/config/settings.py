@@ -151,18 +151,12 @@ class MatchingSettings:
         "beats the arXiv categories it does not cover (about 155, shipped with the package), so papers about "
         "none of the topics stay unmatched. `none`: every paper joins its best topic once it passes the floor.",
     )
-    tfidf_background_margin: float = setting(
-        0.05,
-        "`tfidf` with `background = \"arxiv\"`: how far below the best other arXiv category a topic's score may "
-        "be and still win; larger matches more papers.",
-        check=check_unit_interval,
-    )
-    embedding_background_margin: float = setting(
-        0.1,
-        "`embedding` with `background = \"arxiv\"`: how far below the best other arXiv category a topic's score "
-        "may be and still win; larger matches more papers.",
-        check=check_unit_interval,
-    )
+    tfidf_background_margin: float = setting(0.05, "`tfidf`, `background = \"arxiv\"`: how far below the best "
+                                             "other arXiv category a topic may score and still win.",
+                                             check=check_unit_interval)
+    embedding_background_margin: float = setting(0.1, "`embedding`, `background = \"arxiv\"`: how far below the "
+                                                 "best other arXiv category a topic may score and still win.",
+                                                 check=check_unit_interval)
     embedding_max_tokens: int = setting(
         128,
         "`embedding` only: a paper's title and abstract are cut after this many tokens (at most 256) before "
