@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from newsletter.editions.build import build_edition, empty_reason
+from newsletter.editions.relevance import RELEVANT_TIER, is_relevant
 from newsletter.editions.selection import group_by_variant, select
 from newsletter.errors import ConfigError
 from newsletter.records.editions import Edition
@@ -86,7 +87,8 @@ def test_a_weekly_edition_ranks_the_weeks_papers_by_trending_score_and_strength(
     assert [e.rank for e in agents] == sorted((e.rank for e in agents), reverse=True)
     for entry in agents:
         paper = weekly.papers[entry.paper_id]
-        assert entry.rank == pytest.approx(paper.score + entry.strength, abs=1e-3)
+        tier = RELEVANT_TIER if is_relevant(entry.rank) else 0.0  # relevance first (issue 24)
+        assert entry.rank == pytest.approx(tier + paper.score + entry.strength, abs=1e-3)
         assert paper.score_explanation.startswith("base 1.00")
         assert entry.reasons
     best = weekly.papers[agents[0].paper_id]

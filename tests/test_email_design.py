@@ -225,6 +225,7 @@ def test_latex_becomes_unicode_in_email_web_and_feeds(tmp_path: Path, monkeypatc
     agents = next(t for t in settings.topics if t.slug == "agents")
     entries = [e for e in feed_entries_of(edition) if e.topic == agents.slug]  # as the per-edition index stores them
     feed = RenderEnvironment(settings).render("web/topic.atom.j2", topic_feed_context(settings, agents, entries))
+    assert not re.search(r"(?:&middot;|·)\s*</p>", page)  # no feedback links on the archive, no dangling "·"
     assert variant.subject.startswith("BrowseComp-Plus_CM")  # the paper's own name, before its title's colon
     for rendered in (html_part, text_part, page, feed, variant.subject):
         assert "\\text" not in rendered

@@ -510,7 +510,7 @@ def test_sigterm_hands_back_every_message_not_in_data_within_seconds_whatever_th
     process.send_signal(signal.SIGTERM)
     output = process.communicate(timeout=60)[0].decode()
     took = time.monotonic() - signalled
-    assert took < 5, (took, output)
+    assert took < 8, (took, output)  # a few seconds on a loaded machine; the old code took 18-26 s
     assert process.returncode == 3, output  # stopped with messages left: run again
     assert len(sink.messages) - at_signal <= 4  # only those already in DATA (concurrency 4)
     counts = Ledger(open_database(load_settings(config).newsletter.database_url)).counts(1)

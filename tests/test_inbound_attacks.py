@@ -262,11 +262,14 @@ def test_the_listeners_log_shows_a_strangers_envelope_with_escapes_visible(tmp_p
                 if line[3:4] != b"-":
                     break
         assert line.startswith(b"250"), line
+    broken = b"From: \r\nSubject: Undelivered Mail\r\n\r\nno address in From: a detector breaks on it\r\n"
+    assert asyncio.run(_send(port, [f"bounces@{DOMAIN}"], broken)).startswith("2.0.0 ")
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=30)
     assert b"inbound other from" in output, output
     assert b"\x1b" not in output
     assert b"\\x1b]0;owned\\x07" in output
+    assert b"Traceback" not in output
 
 
 async def test_a_burst_of_messages_is_processed_one_at_a_time(tmp_path: Path) -> None:

@@ -68,6 +68,7 @@ def test_no_email_or_web_page_shows_a_similarity_number(tmp_path: Path, monkeypa
     store, editions = stores(settings)
     fetch(settings, store)
     edition = build_edition(settings, store, editions, frequency="daily", now=NOW)
+    editions.publish(edition)  # as its send does: public once it is being sent
     selection = select(edition, [t.slug for t in settings.topics], max_per_topic=10)
     variant = render_variant(selection, settings=settings, environment=RenderEnvironment(settings))
     html, text = variant.personalise(recipient_for(settings, edition))

@@ -1,4 +1,4 @@
-"""The optional TL;DR endpoint (`[email] tldr_endpoint`, newsletter/usecases/tldr_model.py) against a local
+"""The optional TL;DR endpoint (`[email.tldr] endpoint`, newsletter/usecases/tldr_model.py) against a local
 stand-in of an OpenAI-compatible server on 127.0.0.1: answers that pass the faithfulness guard are used, an
 invented number or name is refused, a slow answer is not waited for past the time budget, and a server that is
 down changes nothing — every paper without a kept answer keeps its extractive TL;DR."""
@@ -81,8 +81,8 @@ def server() -> Iterator[str]:
 
 
 def with_endpoint(settings: Settings, url: str) -> Settings:
-    return dataclasses.replace(settings, email=dataclasses.replace(settings.email, tldr_endpoint=url,
-                                                                   tldr_seconds=BUDGET))
+    tldr = dataclasses.replace(settings.email.tldr, endpoint=url, seconds=BUDGET)
+    return dataclasses.replace(settings, email=dataclasses.replace(settings.email, tldr=tldr))
 
 
 def test_the_guard_refuses_numbers_and_names_the_abstract_lacks() -> None:

@@ -129,6 +129,9 @@ def _print_status(view: dict[str, Any]) -> None:
         waiting = queue["waiting"] if queue["error"] is None else f"unknown ({term(queue['error'])})"
         console.print(f"queue {queue['name']}: {waiting} batches waiting for a worker", highlight=False,
                       soft_wrap=True)
+    console.print(f"papers: {view['papers']} stored, {view['unmatched_papers']} match no topic (list them with "
+                  "`newsletter papers --unmatched`; `newsletter topics suggest` clusters them)", highlight=False,
+                  soft_wrap=True)
     for warning in view.get("topic_warnings", []):
         console.print(f"[yellow]warning[/yellow] {warning}", highlight=False, soft_wrap=True)
     attention = view["attention"]

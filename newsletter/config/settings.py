@@ -1,20 +1,19 @@
 """Typed settings, declared once (default, type, help) and read from ``config.toml`` with ``tomllib``.
 
-Every key of the file maps to a field of a frozen dataclass below; the loader walks those fields, so the
-declaration is the single source of truth for validation, defaults and the reference in
-``docs/configuration.md`` (``python -m newsletter.config.reference`` regenerates it).
+Every key of the file maps to a field of a frozen dataclass below (``[[channels]]``: ``config/channels.py``);
+the loader walks those fields, so the declaration is the single source of truth for validation, defaults
+and the reference in ``docs/configuration.md`` (``python -m newsletter.config.reference`` regenerates it).
 Precedence: defaults < config file < environment (``NEWSLETTER_DATABASE_URL``, ``NEWSLETTER_BROKER_URL``) <
 command-line options.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
+from newsletter.config.channels import ChannelSettings as ChannelSettings
 from newsletter.config.checks import (
     broker_problem,
     check_accent,
@@ -35,30 +34,16 @@ from newsletter.config.checks import (
     check_timezone,
     check_unit_interval,
 )
+from newsletter.config.declare import Check as Check
+from newsletter.config.declare import section, setting
 from newsletter.config.feedback import FeedbackSettings
+from newsletter.config.tldr import TldrSettings
 from newsletter.errors import ConfigError
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 DATABASE_URL_ENV = "NEWSLETTER_DATABASE_URL"
 BROKER_URL_ENV = "NEWSLETTER_BROKER_URL"
 DEFAULT_CONFIG = "config.toml"
-
-Check = Callable[[Any], str | None]
-"""A value check: returns what was expected when the value is wrong, None when it is fine."""
-
-
-def setting(default: Any = dataclasses.MISSING, help: str = "", *, check: Check | None = None) -> Any:
-    """Declare one setting: its default (none means required), its help text and an optional check."""
-    metadata = {"help": help, "check": check}
-    if isinstance(default, (list, dict, set)):
-        raise TypeError("use a tuple default for sequences")  # pragma: no cover - programming error
-    return field(default=default, metadata=metadata)
-
-
-def section(cls: type, help: str) -> Any:
-    """A table of settings that all have defaults, so the whole table may be left out."""
-    return field(default_factory=cls, metadata={"help": help, "check": None})
-
 
 @dataclass(frozen=True, kw_only=True)
 class NewsletterSettings:
@@ -161,6 +146,24 @@ class MatchingSettings:
         "`calibrated` only: each topic also learns from the stored papers that clearly belong to it (their "
         "centroid is averaged into the topic's similarities) on every fetch.",
     )
+    background: Literal["arxiv", "none"] = setting(
+        "arxiv",
+        "`calibrated` only: what else a paper can be about. `arxiv`: a paper joins a topic only when the topic "
+        "beats the arXiv categories it does not cover (about 155, shipped with the package), so papers about "
+        "none of the topics stay unmatched. `none`: every paper joins its best topic once it passes the floor.",
+    )
+    tfidf_background_margin: float = setting(
+        0.05,
+        "`tfidf` with `background = \"arxiv\"`: how far below the best other arXiv category a topic's score may "
+        "be and still win; larger matches more papers.",
+        check=check_unit_interval,
+    )
+    embedding_background_margin: float = setting(
+        0.1,
+        "`embedding` with `background = \"arxiv\"`: how far below the best other arXiv category a topic's score "
+        "may be and still win; larger matches more papers.",
+        check=check_unit_interval,
+    )
     embedding_max_tokens: int = setting(
         128,
         "`embedding` only: a paper's title and abstract are cut after this many tokens (at most 256) before "
@@ -232,41 +235,23 @@ class DeliverySettings:
 
 @dataclass(frozen=True, kw_only=True)
 class EmailSettings:
-    subject: str = setting(
-        "{weekly}{lead}",
-        "Subject line. Fields: {lead} (one or two paper titles from the top of the reader's first topic and "
-        "how many more: \"Flash-GMM, VIA-SD and 58 more\"), {weekly} (\"This week: \" in a weekly edition, "
-        "empty in a daily one), {name} (newsletter name), {count} (papers in this email), {topics} (its "
-        "section names), {date} (edition date), {frequency} (daily or weekly), {top} (the title of the most "
-        "trending paper in the email). The From line already shows the name, so the default leads with the "
-        "reader's papers.",
-        check=check_subject,
-    )
+    subject: str = setting("{weekly}{lead}", "Subject line. Fields: {lead} (one or two paper titles from the top of "
+        "the reader's first topic and how many more: \"Flash-GMM, VIA-SD and 58 more\"), {weekly} (\"This week: \" "
+        "in a weekly edition, empty in a daily one), {name} (newsletter name), {count} (papers in this email), "
+        "{topics} (its section names), {date} (edition date), {frequency} (daily or weekly), {top} (the most "
+        "trending paper's title). The From line already shows the name: the default leads with the reader's "
+        "papers.", check=check_subject)
     max_papers_per_topic: int = setting(10, "Most papers in one topic section of an email.", check=check_positive)
-    abstract_chars: int = setting(
-        600, "On the archive pages, abstracts (or Hugging Face summaries) are cut at a word boundary after this many "
-             "characters; an email's cards show a TL;DR of at most 220 instead.",
-        check=check_positive,
-    )
+    abstract_chars: int = setting(600, "On the archive pages, abstracts (or Hugging Face summaries) are cut at a "
+        "word boundary after this many characters; an email's cards show a TL;DR of at most 220 instead.",
+        check=check_positive)
     max_html_bytes: int = setting(
         100_000,
         "Size budget of the inlined HTML (Gmail clips above ~102 KB), each personal value counted at the bytes it "
         "can take: the lowest-ranked papers move behind a link to the web archive.",
         check=check_positive,
     )
-    tldr_endpoint: str = setting(
-        "",
-        "Optional OpenAI-compatible API base URL (`http://127.0.0.1:8080/v1` for a local llama.cpp server, "
-        "`http://127.0.0.1:11434/v1` for Ollama) that writes the cards' TL;DRs; an answer that is longer than 220 "
-        "characters or names a number or name the abstract lacks is refused. Empty: the extractive TL;DR only.",
-        check=check_optional_http_url,
-    )
-    tldr_model: str = setting("", "The model name sent to `tldr_endpoint` (empty: `default`).")
-    tldr_api_key_env: str = setting(
-        "", "Environment variable holding a bearer key for `tldr_endpoint` (empty: none is sent).")
-    tldr_seconds: float = setting(
-        30.0, "Time budget of `tldr_endpoint` for all the papers of one send, preview or copy; papers it did "
-              "not answer in time keep the extractive TL;DR.", check=check_positive)
+    tldr: TldrSettings = section(TldrSettings, "Optional [email.tldr] table: TL;DRs from an endpoint.")
     template_dir: str = setting(
         "",
         "Folder of your own templates (relative to the config file); a file there replaces the default of the "
@@ -463,19 +448,6 @@ class TopicSettings:
     not_examples: tuple[str, ...] = setting(
         (), "Papers (arXiv ids or stored titles) this topic is not about: papers closer to them are pushed away."
     )
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChannelSettings:
-    name: str = setting(help="Unique name of the channel, used by `channels test NAME`, `status` and the ledger.",
-                        check=check_slug)
-    url_env: str = setting(
-        help="Environment variable holding the channel's Apprise URL (docs/channels.md); the URL holds a secret, "
-             "so it is never written in this file.", check=check_non_empty)
-    frequency: Literal["daily", "weekly"] = setting("daily", "Which editions the channel receives.")
-    topics: tuple[str, ...] = setting((), "Topic slugs whose papers the channel receives; empty: every topic.")
-    papers: int = setting(5, "How many top papers the message lists (the rest: a link to the edition).",
-                          check=check_positive)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,9 +7,10 @@ edition's date when an edition for a past date is built):
   daily edition (no previous one) takes the 24 hours before its cut-off.
 * weekly — papers first seen in the 7 days up to the cut-off.
 
-A paper is in a window when ``window_start < first_seen <= cutoff``. Within a topic, papers are ranked by
-``rank = trending score (at the cut-off) + match strength``, best first (the same order as ``newsletter
-topics``). Building an edition that exists returns the stored one: an edition never changes once built.
+A paper is in a window when ``window_start < first_seen <= cutoff``. Within a topic, papers are ranked
+relevance first (``newsletter.editions.relevance``): the topic's stronger half of matches (and keyword or
+category hits) before the rest, then ``trending score (at the cut-off) + match strength``, best first.
+Building an edition that exists returns the stored one: an edition never changes once built.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timedelta
 
 from newsletter.config import Settings, TopicSettings
+from newsletter.editions.relevance import relevant, tiered_rank
 from newsletter.editions.review import apply_review
 from newsletter.errors import ConfigError
 from newsletter.matching.trending import trending_score
@@ -105,10 +107,11 @@ def compose(
     result: list[EditionTopic] = []
     for topic in topics:
         entries: list[EditionEntry] = []
-        for match in by_topic.get(topic.slug, []):
+        claimed = by_topic.get(topic.slug, [])
+        for match, in_tier in zip(claimed, relevant(claimed), strict=True):
             if match.paper_id not in snapshot:
                 snapshot[match.paper_id] = _edition_paper(by_id[match.paper_id], settings=settings, cutoff=cutoff)
-            rank = round(snapshot[match.paper_id].score + match.strength, 4)
+            rank = tiered_rank(snapshot[match.paper_id].score, match, in_tier=in_tier)
             entries.append(EditionEntry(paper_id=match.paper_id, strength=match.strength, rank=rank,
                                         reasons=match.reasons))
         if entries:

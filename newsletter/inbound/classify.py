@@ -23,6 +23,7 @@ import email
 import email.errors
 import email.header
 import email.policy
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -57,6 +58,15 @@ MAX_HEADER_CHARS = 2_000
 MAX_TOKENS = 10
 """Tokens taken from one message (each is verified, an HMAC): more are not looked at."""
 _UNSUBSCRIBE_TOKEN = re.compile(r"\b[A-Za-z0-9]{1,16}\.[0-9]{1,12}\.[A-Za-z0-9_-]{10,}")
+
+
+def _one_line(record: logging.LogRecord) -> bool:
+    """flufl.bounce logs a detector that breaks on a message with its traceback; one line is enough."""
+    record.exc_info, record.exc_text = None, None
+    return True
+
+
+logging.getLogger("flufl.bounce").addFilter(_one_line)
 
 
 @dataclass(frozen=True)
@@ -216,7 +226,7 @@ def _decoded_subject(message: Message) -> str:
     raw = str(raw)[:MAX_HEADER_CHARS]
     try:
         return _text(str(email.header.make_header(email.header.decode_header(raw))))
-    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
+    except (LookupError, UnicodeError, ValueError, email.errors.MessageError):  # CharsetError: a bad charset name
         return _text(raw)
 
 

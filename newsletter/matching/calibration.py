@@ -49,7 +49,8 @@ NOT_EXAMPLE_WEIGHT = 0.5
 
 @dataclass(frozen=True, kw_only=True)
 class DecisionRule:
-    """How similarities become matches (``[matching] decision``, ``margin``, ``*_floor``, ``self_training``)."""
+    """How similarities become matches (``[matching] decision``, ``margin``, ``*_floor``, ``self_training``,
+    ``background``, ``*_background_margin``)."""
 
     calibrated: bool = True
     """False: the old rule, ``similarity >= threshold`` per topic."""
@@ -57,6 +58,9 @@ class DecisionRule:
     floor: float = 0.0
     threshold: float = 0.0
     self_training: bool = True
+    background: bool = False
+    """``calibrated`` only: a topic must also beat the background areas (``newsletter.matching.background``)."""
+    background_margin: float = 0.0
 
 
 def _rows(features: Any, index: np.ndarray) -> np.ndarray:

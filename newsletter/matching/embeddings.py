@@ -45,6 +45,8 @@ MODEL_MAX_TOKENS = 256
 SAVE_EVERY = 256
 """Papers embedded between two writes to the store, so an interrupted first run keeps most of its work."""
 PROGRESS_EVERY = 32
+_TOPIC_VECTORS: dict[tuple[type, str], dict[str, np.ndarray]] = {}
+"""Per encoder class and name, the vector of each topic or area facet text embedded in this process."""
 
 
 class TextEncoder(Protocol):
@@ -155,7 +157,8 @@ class EmbeddingMatcher(ScoringMatcher):
                                                                self_training=False)
         self.encoder = encoder
         self.cache = cache
-        self._topic_vectors: dict[str, np.ndarray] = {}
+        self._topic_vectors = _TOPIC_VECTORS.setdefault((type(encoder), encoder.name), {})
+        """Shared by the matchers of one encoder in a process: the ~900 background area facets are embedded once."""
         self.progress: Callable[[int, int], None] | None = None
         """Called with (papers embedded, papers to embed) as embedding goes on (`topics evaluate`'s bar)."""
 

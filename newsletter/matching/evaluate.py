@@ -24,6 +24,7 @@ from typing import Any
 
 from newsletter.config import Settings, TopicSettings
 from newsletter.errors import LabelledDataError
+from newsletter.matching.background import score_open_world
 from newsletter.matching.embeddings import EmbeddingMatcher
 from newsletter.matching.evidence import TopicExamples
 from newsletter.matching.examples import resolve_examples
@@ -217,14 +218,14 @@ def evaluate(
     """
     papers = [item.paper for item in labelled]
     rule = matcher.rule
-    scored = matcher.score(papers, topics, background=background, examples=examples)
+    scored, beats = score_open_world(matcher, papers, topics, background=background, examples=examples)
     learned = learned_similarities(rule, scored)
     decision = "calibrated" if rule.calibrated else "threshold"
     own = rule.floor if rule.calibrated else rule.threshold
     results = []
     for value in (own, *thresholds):
         if rule.calibrated:
-            matches = decide_matches(rule, papers, topics, scored, similarities=learned, floor=value)
+            matches = decide_matches(rule, papers, topics, scored, similarities=learned, floor=value, beats=beats)
         else:
             matches = decide_matches(rule, papers, topics, scored, similarities=learned, threshold=value)
         results.append(score_matches(labelled, topics, matches, method=matcher.method, threshold=value,

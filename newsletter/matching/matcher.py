@@ -114,6 +114,8 @@ def decision_rule(matching: MatchingSettings) -> DecisionRule:
         floor=matching.tfidf_floor if tfidf else matching.embedding_floor,
         threshold=matching.similarity_threshold if tfidf else matching.embedding_threshold,
         self_training=matching.self_training,
+        background=matching.background != "none",
+        background_margin=matching.tfidf_background_margin if tfidf else matching.embedding_background_margin,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from newsletter.config import TopicSettings
+from newsletter.matching.background import score_open_world
 from newsletter.matching.calibration import DecisionRule, ExampleEvidence, decide, dense, self_train, with_examples
 from newsletter.matching.evidence import Scored, TopicExamples
 from newsletter.matching.rules import apply_rules
@@ -56,11 +57,14 @@ def decide_matches(
     similarities: np.ndarray | None = None,
     threshold: float | None = None,
     floor: float | None = None,
+    beats: np.ndarray | None = None,
 ) -> list[TopicMatch]:
     """Matches of the first ``len(papers)`` rows of ``scored``; the other rows are the calibration corpus.
 
     ``similarities`` (learned, all rows) saves recomputing self-training when several settings are tried;
-    ``threshold`` switches to the plain threshold rule; ``floor`` overrides the rule's floor.
+    ``threshold`` switches to the plain threshold rule; ``floor`` overrides the rule's floor. ``beats`` (rows ×
+    topics, from ``background.score_open_world``) keeps the calibrated rule to the topics that beat the
+    background: a paper that none beats matches nothing ("none of these").
     """
     learned = learned_similarities(rule, scored) if similarities is None else similarities
     count = len(papers)
@@ -69,6 +73,8 @@ def decide_matches(
         selected = learned[:count] >= limit
     else:
         selected = decide(learned, margin=rule.margin, floor=rule.floor if floor is None else floor)[:count]
+        if beats is not None:
+            selected &= beats[:count]
     return apply_rules(papers, topics, learned[:count], selected=selected, scored=scored)
 
 
@@ -84,8 +90,9 @@ def match_with(
     """Scores of either method, the decision rule, then the shared category/keyword/exclude rules and reasons."""
     if not papers or not topics:
         return []
-    scored = matcher.score(papers, topics, background=background, examples=examples)
-    return decide_matches(matcher.rule, papers, topics, scored, threshold=threshold)
+    scored, beats = score_open_world(matcher, papers, topics, background=background, examples=examples,
+                                     calibrated=threshold is None)
+    return decide_matches(matcher.rule, papers, topics, scored, threshold=threshold, beats=beats)
 
 
 class ScoringMatcher:

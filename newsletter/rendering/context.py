@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from newsletter.config import Settings
+from newsletter.editions.relevance import is_relevant
 from newsletter.editions.selection import SelectedPaper, Selection
 from newsletter.records.editions import PIN_RANK, EditionPaper
 from newsletter.records.summaries import extractive_tldr, fit_sentence, fit_summary, split_sentences
@@ -109,9 +110,11 @@ def display_title(paper: EditionPaper) -> str:
 
 
 def top_papers(papers: Iterable[SelectedPaper], count: int) -> list[SelectedPaper]:
-    """Papers an editor pinned first, then the most trending (trending score, then upvotes and stars), each once."""
+    """Papers an editor pinned first, then the relevant tier of the reader's sections (``editions.relevance``),
+    then the most trending (trending score, then upvotes and stars), each once."""
     unique = {p.paper.paper_id: p for p in reversed(list(papers))}
-    ordered = sorted(unique.values(), key=lambda p: (p.rank < PIN_RANK, -p.paper.score, -(p.paper.upvotes or 0),
+    ordered = sorted(unique.values(), key=lambda p: (p.rank < PIN_RANK, not is_relevant(p.rank), -p.paper.score,
+                                                     -(p.paper.upvotes or 0),
                                                      -(p.paper.github_stars or 0), p.paper.paper_id))
     return ordered[:count]
 
@@ -120,7 +123,7 @@ def paper_card(selected: SelectedPaper, *, abstract_chars: int, tldr: bool = Fal
                model_tldr: str = "") -> dict[str, Any]:
     """What a template sees of one paper (documented in docs/templates.md). ``tldr``: the summary is the
     card's TL;DR (an email) instead of the abstract cut at ``abstract_chars`` (the web archive); a
-    ``model_tldr`` (``[email] tldr_endpoint``) replaces the extractive one. ``topic``: the section's name,
+    ``model_tldr`` (``[email.tldr] endpoint``) replaces the extractive one. ``topic``: the section's name,
     for the reason in words."""
     paper = selected.paper
     links = _links(paper)

@@ -214,7 +214,7 @@ def render_variant(
     model_tldrs: Mapping[str, str] | None = None,
 ) -> RenderedVariant:
     """Render and inline one variant under the size budget (see the module docstring). ``model_tldrs``: TL;DRs
-    by paper id from ``[email] tldr_endpoint`` (``newsletter.usecases.tldr_model``), part of the variant key."""
+    by paper id from ``[email.tldr] endpoint`` (``newsletter.usecases.tldr_model``), part of the variant key."""
     in_selection = set(selection.paper_ids)
     used = {p: t for p, t in (model_tldrs or {}).items() if p in in_selection}
     nonce = nonce or secrets.token_hex(8)

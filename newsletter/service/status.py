@@ -84,6 +84,7 @@ def status_view(settings: Settings, engine: Engine, *, now: datetime, editions: 
         "awaiting_approval": awaiting_approval(settings, engine),
         "subscribers": SubscriberStore(engine).counts_by_status(),
         "papers": papers.count_papers(),
+        "unmatched_papers": papers.count_unmatched(),
         "topic_warnings": store_warnings(settings.topics, settings.matching, papers),
         "queue": _queue(settings),
         "inbound": inbound_view(engine, now=now, editions=editions),

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
-from newsletter.config.settings import ChannelSettings
+from newsletter.config.channels import ChannelSettings
 from newsletter.delivery.channels.message import ChatMessage, channel_papers, chat_message
 from newsletter.delivery.channels.post import ChannelResult, PostOutcome, Service, post, service
 from newsletter.delivery.claims import dead_senders

@@ -1,8 +1,8 @@
 """Optional: TL;DRs written by an operator's OpenAI-compatible endpoint (a local llama.cpp server, Ollama, …).
 
 Why: the extractive TL;DR (``newsletter.records.summaries``) can only reuse the abstract's sentences; a model
-can say the same in fewer words. Only when ``[email] tldr_endpoint`` is set, and never at any cost: all the
-edition's papers share one time budget (``tldr_seconds``, a few requests at a time), an answer is kept only
+can say the same in fewer words. Only when ``[email.tldr] endpoint`` is set, and never at any cost: all the
+edition's papers share one time budget (``seconds``, a few requests at a time), an answer is kept only
 when it passes a faithfulness guard — at most 220 characters, one paragraph, and no number, acronym or
 capitalised name that the title and abstract lack — and every paper without a kept answer (timeout, error,
 refusal by the guard, budget spent) gets the extractive TL;DR as before. Papers with a Hugging Face AI
@@ -52,12 +52,12 @@ def accepted(answer: str, source: str, limit: int = TLDR_CHARS) -> str | None:
 
 
 def _ask(client: httpx.Client, settings: Settings, paper: EditionPaper, timeout: float) -> str | None:
-    email = settings.email
+    tldr = settings.email.tldr
     source = f"{collapse_whitespace(paper.title)}\n{html_to_text(paper.abstract)}"
-    key = os.environ.get(email.tldr_api_key_env, "") if email.tldr_api_key_env else ""
+    key = os.environ.get(tldr.api_key_env, "") if tldr.api_key_env else ""
     response = client.post(
-        f"{email.tldr_endpoint.rstrip('/')}/chat/completions",
-        json={"model": email.tldr_model or "default", "temperature": 0, "max_tokens": 120,
+        f"{tldr.endpoint.rstrip('/')}/chat/completions",
+        json={"model": tldr.model or "default", "temperature": 0, "max_tokens": 120,
               "messages": [{"role": "user", "content": PROMPT.format(limit=TLDR_CHARS, title=paper.title,
                                                                      abstract=html_to_text(paper.abstract))}]},
         headers={"Authorization": f"Bearer {key}"} if key else {},
@@ -70,12 +70,12 @@ def _ask(client: httpx.Client, settings: Settings, paper: EditionPaper, timeout:
 
 def model_tldrs(settings: Settings, papers: Iterable[EditionPaper]) -> dict[str, str]:
     """TL;DRs by paper id from the configured endpoint, within the time budget; {} when none is configured."""
-    email = settings.email
+    tldr = settings.email.tldr
     todo = [p for p in papers if not p.ai_summary and p.abstract]
-    if not email.tldr_endpoint or not todo:
+    if not tldr.endpoint or not todo:
         return {}
     now = time.monotonic
-    deadline = now() + email.tldr_seconds
+    deadline = now() + tldr.seconds
     kept: dict[str, str] = {}
     refused = failed = 0
     pool = ThreadPoolExecutor(CONCURRENCY)
