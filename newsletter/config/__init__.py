@@ -4,6 +4,7 @@ The declarations are in ``settings`` (``[trending]`` in ``trending``; ``declare`
 and checking in ``loader``, the generated reference in ``reference``.
 """
 
+from newsletter.config.feedback import FeedbackSettings
 from newsletter.config.loader import load_settings, resolve_database_url, settings_from_mapping
 from newsletter.config.settings import (
     BROKER_URL_ENV,
@@ -13,7 +14,6 @@ from newsletter.config.settings import (
     DeliverySettings,
     DkimSettings,
     EmailSettings,
-    FeedbackSettings,
     FetchSettings,
     InboundSettings,
     MatchingSettings,

@@ -35,6 +35,7 @@ from newsletter.config.checks import (
 )
 from newsletter.config.declare import Check as Check
 from newsletter.config.declare import section, setting
+from newsletter.config.feedback import FeedbackSettings
 from newsletter.config.tldr import TldrSettings
 from newsletter.config.trending import TrendingSettings
 from newsletter.errors import ConfigError
@@ -401,19 +402,6 @@ SourceKind = Literal["arxiv-rss", "arxiv-api", "hf-daily", "rss"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class FeedbackSettings:
-    link_max_age_days: float = setting(
-        60.0, "A \"more/less like this\" vote counts only for a paper whose email reached the reader at most this "
-        "many days ago; an older link answers 410 and changes nothing.", check=check_positive,
-    )
-    shared_min_readers: int = setting(
-        3, "A vote changes a topic's definition for everyone (an extra example or not-example) only when at "
-        "least this many more distinct active readers of that topic voted one way on the paper than the other. "
-        "Below that, votes only re-rank each voter's own emails.", check=check_positive,
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
 class SourceSettings:
     name: str = setting(help="Unique name of the source, used in reports and `fetch --source`.", check=check_non_empty)
     kind: SourceKind = setting(help="Feed format.")
@@ -459,9 +447,7 @@ class Settings:
     inbound: InboundSettings = section(
         InboundSettings, "Mail that comes back: bounces, complaints, mailto unsubscribes (`newsletter inbound`)."
     )
-    feedback: FeedbackSettings = section(
-        FeedbackSettings, "Readers' \"more/less like this\" votes: which count, and when they change a topic."
-    )
+    feedback: FeedbackSettings = section(FeedbackSettings, "Readers' \"more/less like this\" votes: which count.")
     sources: tuple[SourceSettings, ...] = setting(help="Feeds to read, as [[sources]] tables.")
     topics: tuple[TopicSettings, ...] = setting(help="Topics readers choose from, as [[topics]] tables.")
     channels: tuple[ChannelSettings, ...] = setting(
