@@ -36,6 +36,7 @@ from newsletter.config.checks import (
 )
 from newsletter.config.declare import Check as Check
 from newsletter.config.declare import section, setting
+from newsletter.config.dkim import DkimSettings as DkimSettings
 from newsletter.config.tldr import TldrSettings
 from newsletter.errors import ConfigError
 
@@ -182,15 +183,6 @@ class TrendingSettings:
     as_of: str = setting("", "Count ages from this ISO date-time instead of now (UTC when no offset is given). For "
                              "replaying old feed snapshots, as `newsletter demo` does; empty in production.",
                          check=check_moment)
-
-
-@dataclass(frozen=True, kw_only=True)
-class DkimSettings:
-    selector: str = setting(help="DKIM selector: the key is published at SELECTOR._domainkey.DOMAIN.",
-        check=check_non_empty)
-    domain: str = setting(help="Signing domain (d=), normally the domain of from_address.", check=check_non_empty)
-    private_key_path: str = setting(help="PEM file of the RSA private key (relative to the config file).",
-                                    check=check_non_empty)
 
 
 @dataclass(frozen=True, kw_only=True)
