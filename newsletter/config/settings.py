@@ -35,6 +35,7 @@ from newsletter.config.checks import (
 )
 from newsletter.config.declare import Check as Check
 from newsletter.config.declare import section, setting
+from newsletter.config.dkim import DkimSettings as DkimSettings
 from newsletter.config.feedback import FeedbackSettings
 from newsletter.config.tldr import TldrSettings
 from newsletter.config.trending import TrendingSettings
@@ -164,15 +165,6 @@ class MatchingSettings:
         "embedding; 128 is about twice as fast as 256.",
         check=check_max_tokens,
     )
-
-
-@dataclass(frozen=True, kw_only=True)
-class DkimSettings:
-    selector: str = setting(help="DKIM selector: the key is published at SELECTOR._domainkey.DOMAIN.",
-        check=check_non_empty)
-    domain: str = setting(help="Signing domain (d=), normally the domain of from_address.", check=check_non_empty)
-    private_key_path: str = setting(help="PEM file of the RSA private key (relative to the config file).",
-                                    check=check_non_empty)
 
 
 @dataclass(frozen=True, kw_only=True)
