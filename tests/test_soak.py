@@ -286,13 +286,18 @@ def test_a_compressed_month_of_serve_with_kills_faults_sign_ups_and_unsubscribes
         _check_status_agrees(config, relay, checks)
         with sqlite3.connect(database) as connection:
             edition_id = connection.execute("SELECT max(id) FROM editions WHERE paper_count > 0").fetchone()[0]
+            in_doubt = {email for (email,) in connection.execute(
+                "SELECT s.email FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id "
+                "WHERE d.edition_id = ? AND d.state = 'ambiguous'", (edition_id,))}
         got: dict[str, int] = {}
         for edition, _reader, _variant, address in relay.newsletters():
             if edition == edition_id:
                 got[address] = got.get(address, 0) + 1
         assert all(n == 1 for n in got.values()), got  # nobody twice
-        missing = sorted((before - left) - set(got))
-        assert not missing, (missing, checks)  # every reader active before the round, once
+        # every reader active before the round, once; but for a message the kill caught in DATA ('ambiguous':
+        # never sent again, at most once), which the relay may not have received
+        missing = sorted((before - left) - set(got) - in_doubt)
+        assert not missing, (missing, checks)
         assert not (set(got) & (left - before)), got
     # no reader got a paper twice, across editions
     carried = relay.papers()

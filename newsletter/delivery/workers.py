@@ -330,10 +330,18 @@ def send_with_workers(
     """Hand the edition's due rows to the workers and, with ``wait``, follow them until every one was tried."""
     from kombu.exceptions import OperationalError
 
+    lost: tuple[type[BaseException], ...] = (OperationalError, OSError)
+    try:  # kombu lets the redis client's own errors through from a broadcast (ping) when the server goes away
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        lost += (RedisConnectionError, RedisTimeoutError)
+    except ImportError:  # pragma: no cover - a broker other than Redis
+        pass
     try:
         return Dispatcher(settings, engine, clock=clock).run(edition_id, stop=stop, wait=wait,
                                                              on_progress=on_progress)
-    except (OperationalError, OSError) as error:
+    except lost as error:
         raise DeliveryError(redact(f"cannot reach the broker {settings.workers.broker!r}: {error}")
                             + _left_in_ledger(engine, edition_id)) from None
 
