@@ -5,9 +5,9 @@ Pure (no I/O). The rules:
 * sections follow the reader's topic order; topics the edition does not hold are skipped;
 * a paper already sent to the reader is left out;
 * each paper appears once, in its best section: (paper, topic) pairs are taken best first by
-  ``rank = trending score + match strength`` (for one paper this prefers its strongest topic), and a
-  section takes at most ``max_per_topic`` papers — a paper whose best section is full goes to its next
-  best one with room;
+  ``rank`` (the relevance tier, then trending score + match strength; for one paper this prefers its
+  strongest topic), and a section takes at most ``max_per_topic`` papers — a paper whose best section is
+  full goes to its next best one with room;
 * the other topics of the reader that a paper also fits are noted ("also in: …");
 * sections left empty are dropped; no sections means no email.
 

@@ -60,7 +60,8 @@ class EditionTopic:
     slug: str
     name: str
     entries: tuple[EditionEntry, ...]
-    """Best first: by rank (trending score + match strength), then paper id."""
+    """Best first: by rank (relevance tier, then trending score + match strength; editions/relevance.py), then
+    paper id."""
 
 
 @dataclass(frozen=True, kw_only=True)
