@@ -24,7 +24,7 @@ from newsletter.logs import configure_logging
 if TYPE_CHECKING:
     pass
 
-from newsletter.cli import channels, deliveries, inbound, pipeline, sending, service
+from newsletter.cli import admin, channels, deliveries, inbound, pipeline, sending, service
 from newsletter.cli.app import App, NewsletterGroup
 
 
@@ -55,6 +55,7 @@ for command in (pipeline.fetch, pipeline.papers, pipeline.topics, sending.previe
 cli.add_command(edition_group)
 cli.add_command(deliveries.deliveries)
 cli.add_command(channels.channels)
+cli.add_command(admin.admin)
 pipeline.topics.add_command(topics_evaluate)
 pipeline.topics.add_command(topics_suggest)
 
