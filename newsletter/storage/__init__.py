@@ -2,3 +2,5 @@
 
 Takes plain records (papers, matches, edition snapshots, ledger rows, run records) and gives them back;
 the schema and its Alembic migrations live here too."""
+
+from newsletter.storage import operators as operators  # declares the console's tables on db.metadata
