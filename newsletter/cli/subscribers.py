@@ -17,7 +17,6 @@ from newsletter.cli.app import console
 from newsletter.cli.output import plain
 from newsletter.cli.words import nouns, plural
 from newsletter.config import Settings
-from subscribers.csvtext import delimiter_name
 from subscribers.errors import NotFoundError
 from subscribers.evidence import Event, EvidenceStore
 from subscribers.feedback import FeedbackStore
@@ -200,21 +199,15 @@ def event_json(event: Event) -> dict[str, Any]:
 
 
 def _print_import(report: ImportReport) -> None:
-    prefix = "dry run, nothing changed: " if report.dry_run else ""
-    if report.encoding != "utf-8" or report.delimiter != ",":
-        click.echo(f"read as {report.encoding}, columns separated by {delimiter_name(report.delimiter)}")
-    click.echo(f"{prefix}{plural(report.rows, 'row')}: {len(report.added)} added, {len(report.updated)} updated, "
-               f"{len(report.unchanged)} unchanged, {len(report.errors)} not imported")
-    kept = _kept(report)
-    if kept:
-        click.echo("kept not active, as recorded: " + ", ".join(f"{len(emails)} {status}"
-                                                                for status, emails in kept.items())
-                   + " (they get no email; --force makes an imported row's status win)")
-    for error in report.errors:
-        click.echo(str(error))
+    from newsletter.usecases.subscribe import import_lines
+
+    for line in import_lines(report):
+        click.echo(line)
 
 
 def _import_json(report: ImportReport, sent: int) -> dict[str, Any]:
+    from newsletter.usecases.subscribe import kept_by_status
+
     return {
         "dry_run": report.dry_run,
         "encoding": report.encoding,
@@ -224,17 +217,9 @@ def _import_json(report: ImportReport, sent: int) -> dict[str, Any]:
         "updated": [s.email for s in report.updated],
         "unchanged": [s.email for s in report.unchanged],
         "errors": [{"line": e.line, "message": e.message} for e in report.errors],
-        "kept": _kept(report),
+        "kept": kept_by_status(report),
         "confirmations_sent": sent,
     }
-
-
-def _kept(report: ImportReport) -> dict[str, list[str]]:
-    """Imported readers left not active, by status: what the import kept of their recorded consent."""
-    kept: dict[str, list[str]] = {}
-    for subscriber in sorted(report.kept, key=lambda s: STATUSES.index(s.status)):
-        kept.setdefault(subscriber.status, []).append(subscriber.email)
-    return kept
 
 
 @subscribers.command(name="import")
