@@ -45,6 +45,7 @@ from newsletter.storage.editions import EditionStore
 from newsletter.storage.outbox import ConfirmationOutbox, OutboxItem
 from newsletter.storage.reader_feeds import ReaderFeeds
 from newsletter.usecases.subscribe import subscriber_store
+from newsletter.web.admin import admin_routes
 from newsletter.web.archive_pages import SMALL_NUMBER, ArchivePages
 from newsletter.web.feedback import feedback_routes
 from newsletter.web.guards import BodyDeadline
@@ -422,6 +423,7 @@ def create_app(
         route("/topics/{slug}.atom", web.topic_feed, "GET"),
         *feedback_routes(web, route),
         *reader_feed_routes(web, route),
+        *admin_routes(web, route),
         route("/healthz", web.healthz, "GET"),
         route("/static/web.css", web.stylesheet, "GET"),
     ]
