@@ -13,12 +13,14 @@ from starlette.testclient import TestClient
 from newsletter.config import Settings, load_settings
 from newsletter.storage.db import open_database
 from newsletter.web.app import create_app
+from tests.inbound_support import DOMAIN, dsn
 from tests.mailsink import MailSink
 from tests.support import run
 from tests.test_send import add_subscribers, make_config
 
 OPERATOR = "editor@lab.example.org"
 PASSWORD = "correct horse battery staple"
+WEEKLY = "weekly.reader@example.com"
 
 
 def csrf_of(html: str) -> str:
@@ -48,13 +50,24 @@ class Console:
 
 def make_console(tmp_path: Path, sink: MailSink, *, readers: int = 4, base_url: str = "https://papers.example.org",
                  operator: bool = True) -> Console:
-    """The offline example fetched, ``readers`` readers, today's daily edition built (not sent), and an
+    """A year's first day, in small: the offline example fetched, ``readers`` daily readers and one weekly
+    reader; today's daily edition sent through ``sink``, and the first reader's copy bounced back (a DSN read
+    by `newsletter inbound --file`); this week's weekly edition built, not sent (``Console.slug``); and an
     operator account (``OPERATOR``/``PASSWORD``) added with `newsletter admin add --password-stdin`."""
-    config = make_config(tmp_path, sink)
+    config = make_config(tmp_path, sink, extra=f'\n[inbound]\ndomain = "{DOMAIN}"\n')
     config.write_text(config.read_text(encoding="utf-8").replace("http://127.0.0.1:8000", base_url), encoding="utf-8")
     assert run(config, "fetch")[0] == 0
     emails = add_subscribers(config, readers)
-    code, output = run(config, "edition", "show")
+    assert run(config, "subscribers", "add", WEEKLY, "--topics", "agents,retrieval", "--frequency", "weekly")[0] == 0
+    code, output = run(config, "send")
+    assert code == 0, output
+    sender = next(m.mail_from for m in sink.messages if m.rcpt_tos[0] == emails[0])
+    report = tmp_path / "dsn.eml"
+    report.write_bytes(dsn(to=sender, final_recipient=emails[0], status="5.1.1"))
+    code, output = run(config, "inbound", "--file", str(report), "--rcpt", sender)
+    assert "hard-bounce → applied" in output, output
+    sink.messages.clear()
+    code, output = run(config, "edition", "show", "--frequency", "weekly")
     assert code == 0, output
     slug = output.split(":")[0]
     if operator:

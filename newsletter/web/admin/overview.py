@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from newsletter.config import Settings
-from newsletter.service.inbound_status import COMPLAINT_LINE
+from newsletter.service.inbound_status import BOUNCE_LINE, COMPLAINT_LINE
 from newsletter.service.status import status_view
 from newsletter.storage.console_reads import (
     delivery_counts,
@@ -65,7 +65,8 @@ def charts(settings: Settings, engine: Engine, status: dict[str, Any], *, now: d
         bar_chart(unmatched_title, topic_series),
         bar_chart("Complaint rate per edition (line: 0.3%)", complaint, alert_at=COMPLAINT_LINE,
                   rule=(COMPLAINT_LINE, "0.3%"), percent=True),
-        bar_chart("Bounce rate per edition", bounce, percent=True),
+        bar_chart("Bounce rate per edition (line: 2%)", bounce, alert_at=BOUNCE_LINE, rule=(BOUNCE_LINE, "2%"),
+                  percent=True),
         bar_chart("Deferred or failed deliveries per edition", problems, alert_at=1.0),
         bar_chart(f"Votes per day, more and less like this (last {CHART_DAYS} days)",
                   [(d.isoformat(), float(sum(votes.get(d.isoformat(), (0, 0))))) for d in span]),
