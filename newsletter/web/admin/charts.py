@@ -45,7 +45,7 @@ class Chart:
     first: str = ""
     last: str = ""
     top: str = ""
-    """The value at the chart's top edge, in words."""
+    """The largest value shown, in words."""
     width: int = WIDTH
     height: int = HEIGHT
     rows: tuple[tuple[str, str], ...] = field(default=())
@@ -70,8 +70,7 @@ def bar_chart(title: str, series: Sequence[tuple[str, float]], *, alert_at: floa
     if not series:
         return Chart(title)
     values = [v for _, v in series]
-    top = max([*values, rule[0] if rule else 0.0]) or 1.0
-    top *= 1.1
+    top = (max([*values, rule[0] if rule else 0.0]) or 1.0) * 1.1
     slot = (WIDTH - 2 * PAD) / len(series)
     width = max(slot * 0.8, 1.0)
     shown = (lambda v: f"{v * 100:.2f}%") if percent else _number
@@ -84,7 +83,7 @@ def bar_chart(title: str, series: Sequence[tuple[str, float]], *, alert_at: floa
                      alert=alert_at is not None and v >= alert_at)
                  for i, (label, v) in enumerate(series))
     rules = (Rule(y=round(y_of(rule[0]), 2), label=rule[1]),) if rule else ()
-    return Chart(title, bars=bars, rules=rules, first=series[0][0], last=series[-1][0], top=shown(top),
+    return Chart(title, bars=bars, rules=rules, first=series[0][0], last=series[-1][0], top=shown(max(values)),
                  rows=tuple((label, shown(v)) for label, v in series))
 
 
