@@ -18,6 +18,10 @@ from newsletter.storage.db import deliveries, editions, papers
 from newsletter.storage.ledger_reads import STATES
 from subscribers.schema import paper_feedback, subscribers
 
+deliveries_by_state = sa.Index("ix_deliveries_state", deliveries.c.state)
+"""Rows needing attention (pending, claimed, deferred, ambiguous) are few among millions sent: `status` and the
+console's overview count them through this index instead of reading the whole ledger."""
+
 
 @dataclass(frozen=True)
 class ReaderRow:
@@ -52,9 +56,9 @@ def search_readers(engine: Engine, *, text: str = "", status: str | None = None,
     """Readers whose address or name contains ``text`` (any case), filtered; (one page in id order, total)."""
     conditions: list[sa.ColumnElement[bool]] = []
     if text.strip():
-        pattern = _like(text.strip().lower())
-        conditions.append(sa.or_(sa.func.lower(subscribers.c.email).like(pattern, escape="\\"),
-                                 sa.func.lower(subscribers.c.name).like(pattern, escape="\\")))
+        pattern = _like(text.strip().lower())  # addresses are stored in lower case
+        conditions.append(sa.or_(subscribers.c.email.like(pattern, escape="\\"),
+                                 subscribers.c.name.ilike(pattern, escape="\\")))
     if status:
         conditions.append(subscribers.c.status == status)
     if frequency:
@@ -65,10 +69,21 @@ def search_readers(engine: Engine, *, text: str = "", status: str | None = None,
     columns = (subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.status, subscribers.c.topics,
                subscribers.c.frequency, subscribers.c.created)
     with engine.connect() as connection:
-        total = int(connection.execute(sa.select(sa.func.count()).select_from(subscribers).where(where)).scalar_one())
         rows = connection.execute(sa.select(*columns).where(where).order_by(subscribers.c.id)
                                   .limit(limit).offset(offset)).all()
+        if offset == 0 and len(rows) < limit:  # the whole result is on this page: no second scan to count it
+            total = len(rows)
+        else:
+            total = int(connection.execute(sa.select(sa.func.count()).select_from(subscribers).where(where))
+                        .scalar_one())
     return [ReaderRow(r[0], r[1], r[2], r[3], tuple(r[4] or ()), r[5], r[6]) for r in rows], total
+
+
+def has_deliveries(engine: Engine, edition_id: int) -> bool:
+    """Whether any ledger row of the edition is written (its send began): one indexed look-up."""
+    with engine.connect() as connection:
+        return connection.execute(sa.select(sa.exists().where(deliveries.c.edition_id == edition_id))).scalar() \
+            is True
 
 
 def reader_deliveries(engine: Engine, subscriber_id: int, *, limit: int = 50) -> list[ReaderDelivery]:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
+from newsletter.storage.console_reads import has_deliveries
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.ledger import Ledger
 from newsletter.storage.papers import PaperStore
@@ -57,7 +58,7 @@ def review_of(engine: Engine, edition: Edition) -> Review:
 
 def is_sending(engine: Engine, edition: Edition) -> bool:
     """Whether the edition's ledger is written: it is being sent or was sent."""
-    return bool(Ledger(engine).subscribers_with_rows(edition.id))
+    return has_deliveries(engine, edition.id)
 
 
 def _changeable(engine: Engine, edition: Edition) -> Review:

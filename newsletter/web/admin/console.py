@@ -16,7 +16,8 @@ Nothing here redirects: a POST answers with the page that shows its result.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -31,6 +32,7 @@ from starlette.responses import HTMLResponse, Response
 from newsletter.config import Settings
 from newsletter.errors import SignInError
 from newsletter.rendering.templating import RenderEnvironment
+from newsletter.storage.console_reads import delivery_counts
 from newsletter.storage.operators import Operator
 from newsletter.usecases.operators import (
     SESSION_LIFETIME,
@@ -42,6 +44,7 @@ from newsletter.usecases.operators import (
     sign_in,
     sign_out,
 )
+from newsletter.web.admin.cache import Recent
 from newsletter.web.pages import PageError
 from newsletter.web.proxies import client_ip
 from newsletter.web.security import PAGE_CSP, Csrf, CsrfError, set_csrf_cookie
@@ -51,6 +54,10 @@ HOST_SESSION_COOKIE = "__Host-nl_admin"
 SIGNIN_FORM = "/admin/signin"
 MAX_UPLOAD_BYTES = 4 * 1024 * 1024
 """The largest CSV a console form takes (an import of about 100,000 readers); larger lists: the CLI."""
+OVERVIEW_SECONDS = 10.0
+"""The overview (status facts and charts) is computed at most this often per console process."""
+COUNTS_SECONDS = 60.0
+"""A settled edition's delivery counts (nothing pending, claimed or deferred) are kept this long."""
 
 
 class Host(Protocol):
@@ -89,6 +96,27 @@ class Console:
         self.signin_lock = asyncio.Lock()
         self.home: Page | None = None
         """The page a successful sign-in shows (the overview; set by ``routes``)."""
+        self.overview: Recent[dict[str, Any]] = Recent(OVERVIEW_SECONDS)
+        self.variants: Recent[Any] = Recent(COUNTS_SECONDS)
+        """A settled edition's variants (which email each reader got): they change no more."""
+        self._counts: dict[int, tuple[float, dict[str, int]]] = {}
+
+    def edition_counts(self, edition_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+        """Each edition's ledger rows by state; a settled edition's counts are remembered ``COUNTS_SECONDS``."""
+        now = time.monotonic()
+        known = {i: found[1] for i in edition_ids
+                 if (found := self._counts.get(i)) is not None and now - found[0] < COUNTS_SECONDS}
+        computed = delivery_counts(self.engine, [i for i in edition_ids if i not in known])
+        for edition_id, counts in computed.items():
+            if not (counts["pending"] or counts["claimed"] or counts["deferred"]):
+                self._counts[edition_id] = (now, counts)
+        return {i: known[i] if i in known else computed[i] for i in edition_ids}
+
+    def changed(self) -> None:
+        """Forget what is remembered (after an action that changes counts, such as a retry)."""
+        self._counts.clear()
+        self.overview.forget()
+        self.variants.forget()
 
     def now(self) -> datetime:
         return self.web.clock()

@@ -12,18 +12,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from newsletter.config import Settings
 from newsletter.editions.review import apply_review
 from newsletter.errors import NewsletterError
 from newsletter.records.editions import Edition
-from newsletter.storage.console_reads import count_editions, delivery_counts, edition_page
-from newsletter.storage.ledger import Ledger
+from newsletter.storage.console_reads import count_editions, edition_page
 from newsletter.usecases.copies import send_copy
 from newsletter.usecases.email_views import edition_variants, variant_html
 from newsletter.usecases.review import (
@@ -56,24 +53,29 @@ def page_number(request: Request) -> int:
     return int(raw) if raw.isdigit() and 0 < int(raw) < 100_000 else 1
 
 
-def editions_context(engine: Engine, *, page: int) -> dict[str, Any]:
+def editions_context(console: Console, *, page: int) -> dict[str, Any]:
+    engine = console.engine
     rows = edition_page(engine, limit=PER_PAGE, offset=(page - 1) * PER_PAGE)
-    counts = delivery_counts(engine, [r.id for r in rows])
+    counts = console.edition_counts([r.id for r in rows])
     total = count_editions(engine)
     return {"rows": [{"row": r, "counts": counts[r.id]} for r in rows], "page": page, "total": total,
             "pages": max(1, -(-total // PER_PAGE)), "section": "editions"}
 
 
-def edition_context(settings: Settings, engine: Engine, edition: Edition, *, now: datetime) -> dict[str, Any]:
+def edition_context(console: Console, edition: Edition, *, now: datetime) -> dict[str, Any]:
+    settings, engine = console.settings, console.engine
     review = review_of(engine, edition)
     shaped = apply_review(edition, review)
+    counts = console.edition_counts([edition.id])[edition.id]
+    settled = sum(counts.values()) > 0 and not (counts["pending"] or counts["claimed"] or counts["deferred"])
     try:
-        variants = edition_variants(settings, engine, edition, now=now) if not edition.is_empty else []
+        variants = [] if edition.is_empty else console.variants.get(
+            edition.id, lambda: edition_variants(settings, engine, edition, now=now), keep=lambda _: settled)
         variants_error = ""
     except NewsletterError as error:
         variants, variants_error = [], str(error)
     return {"edition": edition, "shaped": shaped, "review": review, "sending": is_sending(engine, edition),
-            "counts": Ledger(engine).counts(edition.id), "variants": variants, "variants_error": variants_error,
+            "counts": counts, "variants": variants, "variants_error": variants_error,
             "dropped": [(p, edition.papers[p].title if p in edition.papers else p) for p in review.dropped],
             "approve_needed": settings.schedule.approve, "retry_states": RETRY_STATES, "section": "editions"}
 
@@ -89,15 +91,14 @@ class EditionPages:
             raise PageError(404, "No such edition", "There is no edition of this name.") from None
 
     async def index(self, request: Request, visit: Visit) -> Response:
-        context = await run_in_threadpool(editions_context, self.console.engine, page=page_number(request))
+        context = await run_in_threadpool(editions_context, self.console, page=page_number(request))
         return self.console.render(request, "editions", context, visit=visit)
 
     async def show(self, request: Request, visit: Visit, *, notice: str = "", error: str = "",
                    status: int = 200) -> Response:
         console = self.console
         edition = await run_in_threadpool(self._edition, request.path_params["slug"])
-        context = await run_in_threadpool(edition_context, console.settings, console.engine, edition,
-                                          now=console.now())
+        context = await run_in_threadpool(edition_context, console, edition, now=console.now())
         return console.render(request, "edition", {**context, "notice": notice, "error": error}, visit=visit,
                               status=status, csp=EDITION_CSP)
 
@@ -139,6 +140,7 @@ class EditionPages:
             await console.audit(visit, f"edition.{action}.refused", f"{edition.slug}: {refused}")
             return await self.show(request, visit, error=str(refused), status=409)
         await console.audit(visit, f"edition.{action}", done)
+        console.changed()
         return await self.show(request, visit, notice=done)
 
     async def _copy(self, edition: Edition, form: FormData, now: datetime) -> str:

@@ -7,6 +7,7 @@ against the 0.3% complaint line, and readers' votes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,6 @@ from newsletter.config import Settings
 from newsletter.service.inbound_status import BOUNCE_LINE, COMPLAINT_LINE
 from newsletter.service.status import status_view
 from newsletter.storage.console_reads import (
-    delivery_counts,
     edition_page,
     papers_per_day,
     readers_added_per_day,
@@ -33,7 +33,8 @@ CHART_DAYS = 90
 CHART_EDITIONS = 20
 
 
-def charts(settings: Settings, engine: Engine, status: dict[str, Any], *, now: datetime) -> list[Chart]:
+def charts(settings: Settings, engine: Engine, status: dict[str, Any], *, now: datetime,
+           counts_of: Callable[[list[int]], dict[int, dict[str, int]]]) -> list[Chart]:
     start = (now - timedelta(days=CHART_DAYS - 1)).date()
     since = datetime.combine(start, datetime.min.time(), tzinfo=now.tzinfo)
     span = days(start, now.date())
@@ -50,7 +51,7 @@ def charts(settings: Settings, engine: Engine, status: dict[str, Any], *, now: d
     if papers:
         topic_series.append(("unmatched", float(unmatched)))
     recent = list(reversed(edition_page(engine, limit=CHART_EDITIONS, offset=0)))
-    counts = delivery_counts(engine, [e.id for e in recent])
+    counts = counts_of([e.id for e in recent])
     rates = {r["slug"]: r for r in status["inbound"]["editions"]}
     complaint = [(e.slug, float(rates[e.slug]["complaint_rate"]) if e.slug in rates else 0.0) for e in recent]
     bounce = [(e.slug, float(rates[e.slug]["bounce_rate"]) if e.slug in rates else 0.0) for e in recent]
@@ -73,18 +74,20 @@ def charts(settings: Settings, engine: Engine, status: dict[str, Any], *, now: d
     ]
 
 
-def overview_context(settings: Settings, engine: Engine, *, now: datetime) -> dict[str, Any]:
+def overview_context(console: Console, *, now: datetime) -> dict[str, Any]:
+    settings, engine = console.settings, console.engine
     status = status_view(settings, engine, now=now)
     recent = edition_page(engine, limit=5, offset=0)
-    counts = delivery_counts(engine, [e.id for e in recent])
-    return {"status": status, "charts": charts(settings, engine, status, now=now),
+    counts = console.edition_counts([e.id for e in recent])
+    return {"status": status, "charts": charts(settings, engine, status, now=now, counts_of=console.edition_counts),
             "recent": [{"row": e, "counts": counts[e.id]} for e in recent], "section": "overview",
             "complaint_line": COMPLAINT_LINE}
 
 
 def overview_page(console: Console) -> Any:
     async def overview(request: Request, visit: Visit) -> Response:
-        context = await run_in_threadpool(overview_context, console.settings, console.engine, now=console.now())
+        context = await run_in_threadpool(console.overview.get, "overview",
+                                          lambda: overview_context(console, now=console.now()))
         return console.render(request, "overview", context, visit=visit)
 
     return overview

@@ -115,6 +115,7 @@ class ReaderPages:
             done += ("; confirmation email sent" if sent else
                      "; confirmation email NOT sent (3 already sent this week, or sending failed; see the log)")
         await console.audit(visit, "reader.add", done)
+        console.changed()
         return await self.show(request, visit, subscriber_id=subscriber.id, notice=done)
 
     async def _confirm(self, readers: list[Subscriber], now: datetime) -> int:
@@ -155,6 +156,7 @@ class ReaderPages:
         except (NewsletterError, SubscribersError) as refused:
             return await self.show(request, visit, subscriber_id=reader.id, error=str(refused), status=409)
         await console.audit(visit, f"reader.{action}", done)
+        console.changed()
         if action == "delete":
             return await self.index(request, visit, notice=done)
         return await self.show(request, visit, subscriber_id=reader.id, notice=done)
@@ -183,6 +185,7 @@ class ReaderPages:
         name = (upload.filename or "upload")[:100]
         summary = next(line for line in lines if line.endswith(" not imported"))  # "N rows: N added, …"
         await console.audit(visit, "reader.import", f"{name}: {summary}")
+        console.changed()
         return await self.index(request, visit, notice=f"imported {name}" if not dry_run else f"checked {name}",
                                 report=lines, status=200 if not report.errors else 422)
 

@@ -1,4 +1,5 @@
-"""The web console: operator accounts, their server-side sessions and the audit log of operator actions.
+"""The web console: operator accounts, their server-side sessions, the audit log of operator actions, and an
+index of the ledger by state (the rows needing attention, counted by `status` and the overview).
 
 Revision ID: 0014_admin_console
 Revises: 0013_reader_feeds
@@ -43,9 +44,11 @@ def upgrade() -> None:
         sa.Column("detail", sa.Text, nullable=False),
     )
     op.create_index("ix_operator_audit_at", "operator_audit", ["at"])
+    op.create_index("ix_deliveries_state", "deliveries", ["state"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deliveries_state", table_name="deliveries")
     op.drop_index("ix_operator_audit_at", table_name="operator_audit")
     op.drop_table("operator_audit")
     op.drop_index("ix_operator_sessions_expires", table_name="operator_sessions")
