@@ -325,3 +325,26 @@ def test_every_console_page_needs_a_session(tmp_path: Path, sink: MailSink) -> N
         assert "Sign in to the console" in response.text
         assert "Needs attention" not in response.text
         assert console.emails[0] not in response.text
+
+
+def test_a_session_ends_after_twelve_hours_and_other_front_ends_audit_through_record_action(
+        tmp_path: Path, sink: MailSink) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from newsletter.usecases.operators import record_action, session_operator, sign_in
+
+    console = make_console(tmp_path, sink)
+    start = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    signed = sign_in(console.engine, OPERATOR, PASSWORD, client="127.0.0.1", now=start)
+    assert session_operator(console.engine, signed.token, now=start + timedelta(hours=11, minutes=59)) is not None
+    assert session_operator(console.engine, signed.token, now=start + timedelta(hours=12)) is None
+    assert session_operator(console.engine, signed.token + "x", now=start) is None
+
+    record_action(console.engine, "api:<b>deploy-bot</b>", "subscriber.add", "<img src=x onerror=alert(1)>")
+    console.sign_in()
+    page = console.client.get("/admin/audit").text
+    assert "api:&lt;b&gt;deploy-bot&lt;/b&gt;" in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "<img src=x" not in page
+    assert run(console.config, "admin", "audit", "--limit", "2")[1].splitlines()[1].endswith(
+        "api:<b>deploy-bot</b>  subscriber.add  <img src=x onerror=alert(1)>")
