@@ -348,3 +348,29 @@ def test_a_session_ends_after_twelve_hours_and_other_front_ends_audit_through_re
     assert "<img src=x" not in page
     assert run(console.config, "admin", "audit", "--limit", "2")[1].splitlines()[1].endswith(
         "api:<b>deploy-bot</b>  subscriber.add  <img src=x onerror=alert(1)>")
+
+
+def test_topics_evaluate_and_suggest_from_the_console_match_the_cli(tmp_path: Path, sink: MailSink) -> None:
+    console = make_console(tmp_path, sink)
+    token = console.sign_in()
+    sample = tmp_path / "labelled.csv"
+    sample.write_text("title,abstract,label\n"
+                      "Tool-using LLM agents,Agents that plan and call tools over many steps.,agents\n"
+                      "Dense retrieval at scale,A retriever for retrieval-augmented generation.,retrieval\n"
+                      "Tax law,Income tax rules for small firms.,\n", encoding="utf-8")
+    expected = json.loads(run(console.config, "topics", "evaluate", str(sample), "--json")[1])
+    shown = console.client.post("/admin/topics/evaluate", data={"csrf_token": token},
+                                files={"file": ("labelled.csv", sample.read_bytes(), "text/csv")})
+    assert shown.status_code == 200
+    assert f"macro-F1 {expected['macro_f1']}" in shown.text
+    bad = console.client.post("/admin/topics/evaluate", data={"csrf_token": token},
+                              files={"file": ("mine.csv", b"title,abstract,label\nA,B,quantum\n", "text/csv")})
+    assert bad.status_code == 400
+    assert "mine.csv, line 2: label &#39;quantum&#39; is not a configured topic" in bad.text
+    assert "/tmp" not in bad.text  # the temporary file the upload was written to is never named
+
+    toml = run(console.config, "topics", "suggest")[1]
+    suggested = console.client.post("/admin/topics/suggest", data={"csrf_token": token})
+    assert suggested.status_code == 200
+    assert toml.strip().splitlines()[0].replace('"', "&#34;") in suggested.text
+    assert [e["action"] for e in audit(console.config)][:3] == ["topics.suggest", "topics.evaluate", "signin"]
