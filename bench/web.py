@@ -25,6 +25,7 @@ how many confirmations arrived, and whether any arrived twice.
     python bench/web.py --requests 200      # quicker
     python bench/web.py --relay             # only the stalled-relay run (about a minute)
     python bench/web.py --console           # the operator's console after a year, beside the public pages
+    python bench/web.py --console --folder /tmp/year   # keep the year's database for the next run
 
 ``--console`` (issue 27): one database with a year of history (``bench/console_history.py``: 365 daily
 editions, 20,000 readers who joined over the year, the 3.65 million ledger rows that leaves, bounces,
@@ -202,18 +203,30 @@ def run_site(name: str, folder: Path, *, editions: int, papers: int, requests: i
 
 def run_console(folder: Path, *, requests: int) -> list[str]:
     """The console's pages (signed in) and the public pages on one database holding a year of history
-    (``bench/console_history.py``: 365 editions, 20,000 readers, 3.65 million ledger rows)."""
+    (``bench/console_history.py``: 365 editions, 20,000 readers, 3.65 million ledger rows). A folder that
+    holds one from an earlier run (``--folder``) is used again as it is."""
+    import contextlib
+    import json
+
     from bench.console_history import build_history
+    from newsletter.errors import OperatorError
     from newsletter.usecases.operators import add_operator, sign_in
 
     folder.mkdir(parents=True, exist_ok=True)
-    config = write_config(folder, FIXTURE_SOURCES, topics=TOPICS_TOML)
+    config = folder / "config.toml"
+    if not (folder / "history.json").exists():
+        config = write_config(folder, FIXTURE_SOURCES, topics=TOPICS_TOML)
     settings = load_settings(config)
     engine = open_database(settings.newsletter.database_url)
     started = time.perf_counter()
-    history = build_history(engine)
+    if (folder / "history.json").exists():
+        history = json.loads((folder / "history.json").read_text(encoding="utf-8"))
+    else:
+        history = build_history(engine)
+        (folder / "history.json").write_text(json.dumps(history), encoding="utf-8")
     built = time.perf_counter() - started
-    add_operator(engine, "bench@example.org", "a bench password of some length")
+    with contextlib.suppress(OperatorError):  # the account exists in the folder of an earlier run
+        add_operator(engine, "bench@example.org", "a bench password of some length")
     token = sign_in(engine, "bench@example.org", "a bench password of some length", client="127.0.0.1").token
     engine.dispose()
     cookies = {"__Host-nl_admin": token}  # base_url is https: the console's cookie has the __Host- prefix
@@ -239,7 +252,7 @@ def run_console(folder: Path, *, requests: int) -> list[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    rows.append(f"\n(history of {history['deliveries']:,} ledger rows built in {built:.0f} s)")
+    rows.append(f"\n(history of {history['deliveries']:,} ledger rows built or opened in {built:.0f} s)")
     return rows
 
 
@@ -322,6 +335,8 @@ def main() -> None:
     parser.add_argument("--console", action="store_true",
                         help="only the console's pages (and the public ones) after a year: 365 editions, 20,000 "
                              "readers (building the history takes a few minutes)")
+    parser.add_argument("--folder", help="with --console: build the history in this folder, or use the one an "
+                                         "earlier run built there")
     parser.add_argument("--signups", type=int, default=200)
     parser.add_argument("--stall", type=float, default=30.0)
     args = parser.parse_args()
@@ -333,8 +348,11 @@ def main() -> None:
         print("\n".join(rows))
         return
     if args.console:
-        with tempfile.TemporaryDirectory() as tmp:
-            rows = run_console(Path(tmp) / "year", requests=args.requests)
+        if args.folder:
+            rows = run_console(Path(args.folder), requests=args.requests)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                rows = run_console(Path(tmp) / "year", requests=args.requests)
         print("| page (a year: 365 editions, 20,000 readers) | p50 ms | p99 ms | req/s | server CPU ms/req | non-200 |")
         print("| --- | --: | --: | --: | --: | --: |")
         print("\n".join(rows))

@@ -57,8 +57,11 @@ def search_readers(engine: Engine, *, text: str = "", status: str | None = None,
     conditions: list[sa.ColumnElement[bool]] = []
     if text.strip():
         pattern = _like(text.strip().lower())  # addresses are stored in lower case
-        conditions.append(sa.or_(subscribers.c.email.like(pattern, escape="\\"),
-                                 subscribers.c.name.ilike(pattern, escape="\\")))
+        if engine.dialect.name == "sqlite":  # SQLite's LIKE ignores ASCII case already, and lower() costs a call a row
+            name = subscribers.c.name.like(pattern, escape="\\")
+        else:
+            name = subscribers.c.name.ilike(pattern, escape="\\")
+        conditions.append(sa.or_(subscribers.c.email.like(pattern, escape="\\"), name))
     if status:
         conditions.append(subscribers.c.status == status)
     if frequency:

@@ -49,7 +49,7 @@ class Chart:
     width: int = WIDTH
     height: int = HEIGHT
     rows: tuple[tuple[str, str], ...] = field(default=())
-    """(label, value) of every point: the same numbers as text."""
+    """The same numbers as text: every non-zero bar; a line's first and last points and every change."""
 
     @property
     def empty(self) -> bool:
@@ -84,7 +84,7 @@ def bar_chart(title: str, series: Sequence[tuple[str, float]], *, alert_at: floa
                  for i, (label, v) in enumerate(series))
     rules = (Rule(y=round(y_of(rule[0]), 2), label=rule[1]),) if rule else ()
     return Chart(title, bars=bars, rules=rules, first=series[0][0], last=series[-1][0], top=shown(max(values)),
-                 rows=tuple((label, shown(v)) for label, v in series))
+                 rows=tuple((label, shown(v)) for label, v in series if v))
 
 
 def line_chart(title: str, series: Sequence[tuple[str, float]]) -> Chart:
@@ -99,4 +99,5 @@ def line_chart(title: str, series: Sequence[tuple[str, float]]) -> Chart:
                       for i, v in enumerate(values))
     return Chart(title, points=points, first=f"{series[0][0]}: {_number(values[0])}",
                  last=f"{series[-1][0]}: {_number(values[-1])}", top=_number(high),
-                 rows=tuple((label, _number(v)) for label, v in series))
+                 rows=tuple((label, _number(v)) for i, (label, v) in enumerate(series)
+                            if i in (0, len(series) - 1) or v != values[i - 1]))
