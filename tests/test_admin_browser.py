@@ -1,9 +1,10 @@
 """The console's "Done when" walk in real headless Chromium (Debian `chromium` driven by Playwright) against a
 real uvicorn: a wrong password fails, then the operator signs in, pins a paper of this week's edition,
 approves it, sends a test copy (received by the SMTP sink), finds the reader whose email bounced and reads
-the evidence, imports a CSV with a bad line and sees that line's error, and signs out; the cookie is then
-worth nothing. Screenshots at 1200 and 375 px go to test-artifacts/ (each page checked for sideways
-scrolling at 375 px). Skipped with the reason when /usr/bin/chromium is missing; fails then under CI.
+the evidence, imports a CSV with a bad line and sees that line's error, and signs out. A form posted with the
+session's cookie but without its CSRF token changes nothing, and after sign-out the cookie is worth nothing.
+Screenshots at 1200 and 375 px go to test-artifacts/ (each page checked for sideways scrolling at 375 px).
+Skipped with the reason when /usr/bin/chromium is missing; fails then under CI.
 """
 
 from __future__ import annotations
@@ -138,6 +139,14 @@ def test_an_operator_runs_a_day_from_the_console_in_chromium(served: tuple[str, 
             report.get_by_text("2 rows: 1 added, 0 updated, 0 unchanged, 1 not imported").wait_for()
             assert "line 3:" in report.inner_text()
             snap(page, "import")
+
+            session = {"nl_admin": cookie["value"]}  # the browser's own cookie, but a form without the token
+            forged = httpx.post(f"{base}/admin/editions/{console.slug}", data={"action": "drop", "paper": paper},
+                                cookies=session, timeout=10)
+            assert forged.status_code == 403
+            assert "the form has no security token" in forged.text
+            page.goto(f"{base}/admin/editions/{console.slug}")
+            assert page.locator(".pin").count() == 1  # still pinned, not dropped
 
             page.set_viewport_size({"width": 375, "height": 800})
             for path, name in (("/admin/", "overview"), ("/admin/editions", "editions"),
