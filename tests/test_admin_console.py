@@ -374,3 +374,23 @@ def test_topics_evaluate_and_suggest_from_the_console_match_the_cli(tmp_path: Pa
     assert suggested.status_code == 200
     assert toml.strip().splitlines()[0].replace('"', "&#34;") in suggested.text
     assert [e["action"] for e in audit(console.config)][:3] == ["topics.suggest", "topics.evaluate", "signin"]
+
+
+def test_erasing_a_reader_needs_the_box_ticked_then_keeps_only_the_suppression(tmp_path: Path,
+                                                                              sink: MailSink) -> None:
+    console = make_console(tmp_path, sink)
+    token = console.sign_in()
+    reader = console.emails[1]
+    path = re.search(rf'href="(/admin/readers/\d+)">{re.escape(reader)}<',
+                     console.client.get("/admin/readers", params={"q": reader}).text)
+    assert path
+    unticked = console.client.post(path.group(1), data={"csrf_token": token, "action": "delete"})
+    assert unticked.status_code == 400
+    assert run(console.config, "subscribers", "show", reader)[0] == 0
+    erased = console.client.post(path.group(1), data={"csrf_token": token, "action": "delete", "erase": "yes"})
+    assert erased.status_code == 200
+    assert f"deleted the personal data of {reader}; kept a suppression entry" in erased.text
+    shown = json.loads(run(console.config, "subscribers", "show", reader, "--json")[1])
+    assert shown["subscriber"] is None
+    assert shown["suppressed"]["reason"] == "deleted"
+    assert console.client.get(path.group(1)).status_code == 404

@@ -134,6 +134,8 @@ class ReaderPages:
         reader: Subscriber = found["reader"]
         action = str(form.get("action", ""))
         try:
+            if action == "delete" and form.get("erase") != "yes":
+                raise PageError(400, "Not erased", "Tick the box to erase this reader's personal data.")
             if action in ("remove", "remove_topic", "delete"):
                 topic = str(form.get("topic", "")) if action == "remove_topic" else None
                 result = await run_in_threadpool(lambda: remove_subscriber(
