@@ -12,6 +12,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
@@ -187,6 +188,7 @@ def test_a_stolen_cookie_replayed_after_sign_out_signs_in_nobody(tmp_path: Path,
     assert [e["action"] for e in audit(console.config)][:2] == ["signout", "signin"]
 
 
+@pytest.mark.usefixtures("database_url")  # SQLite and the PostgreSQL server
 def test_edition_actions_use_the_cli_checks_and_words_and_are_audited(tmp_path: Path, sink: MailSink) -> None:
     console = make_console(tmp_path, sink)
     token = console.sign_in()
@@ -233,6 +235,7 @@ def test_edition_actions_use_the_cli_checks_and_words_and_are_audited(tmp_path: 
     assert "edition.approve" in console.client.get("/admin/audit").text
 
 
+@pytest.mark.usefixtures("database_url")  # SQLite and the PostgreSQL server
 def test_readers_search_history_import_and_export(tmp_path: Path, sink: MailSink) -> None:
     console = make_console(tmp_path, sink, readers=6)
     token = console.sign_in()
@@ -240,6 +243,12 @@ def test_readers_search_history_import_and_export(tmp_path: Path, sink: MailSink
     found = console.client.get("/admin/readers", params={"status": "bounced"})
     assert "1 reader found" in found.text
     assert bounced in found.text
+    retrieval = console.client.get("/admin/readers", params={"topic": "retrieval", "status": "active"})
+    listed = json.loads(run(console.config, "subscribers", "list", "--topic", "retrieval", "--status", "active",
+                            "--json")[1])
+    assert listed["count"] == 4  # a JSON list of topics, filtered in SQL on SQLite and PostgreSQL alike
+    assert f"{listed['count']} readers found" in retrieval.text
+    assert all(s["email"] in retrieval.text for s in listed["subscribers"])
     weekly = console.client.get("/admin/readers", params={"frequency": "weekly", "q": "WEEKLY.reader"})
     assert "1 reader found" in weekly.text
     assert WEEKLY in weekly.text
@@ -287,6 +296,7 @@ def test_readers_search_history_import_and_export(tmp_path: Path, sink: MailSink
                                                                 "reader.export"]
 
 
+@pytest.mark.usefixtures("database_url")  # SQLite and the PostgreSQL server
 def test_topics_mail_and_overview_pages_show_what_status_says(tmp_path: Path, sink: MailSink) -> None:
     console = make_console(tmp_path, sink)
     console.sign_in()
