@@ -26,8 +26,8 @@ from tests.test_send import SECRET
 secret = secret_fixture(SECRET)
 
 
-def audit(config: Path) -> list[dict[str, str]]:
-    code, output = run(config, "admin", "audit", "--json")
+def audit(config: Path, *, limit: int = 50) -> list[dict[str, str]]:
+    code, output = run(config, "admin", "audit", "--json", "--limit", str(limit))
     assert code == 0, output
     return list(json.loads(output)["entries"])
 
@@ -116,6 +116,9 @@ def test_sign_in_is_rate_limited_per_account_and_per_network(tmp_path: Path, sin
     assert attempt(spray, "other@lab.example.org", PASSWORD) == 429  # per network: this address is cut off
     fresh = TestClient(app, base_url="https://testserver", client=("192.0.3.60", 1))
     assert attempt(fresh, "other@lab.example.org", PASSWORD) == 200
+    actions = [e["action"] for e in audit(console.config, limit=100)]
+    assert actions.count("signin.failed") == 25  # each wrong password; the refused-for-rate attempts are not logged
+    assert actions.count("signin") == 1
 
 
 def test_the_session_cookie_is_host_only_secure_httponly_strict_over_https(tmp_path: Path, sink: MailSink) -> None:

@@ -131,7 +131,8 @@ def _throttled(limits: RateLimits, keys: tuple[str, str], now: datetime) -> bool
 
 def sign_in(engine: Engine, email: str, password: str, *, client: str, now: datetime | None = None) -> SignedIn:
     """Check the password and open a session; a refusal is a ``SignInError`` (the same words for a wrong
-    address and a wrong password) and is audited with the address as typed and the client.
+    address and a wrong password). A wrong password is audited with the address as typed and the client;
+    attempts refused for their rate are not (they would let anyone fill the log).
 
     Callers serialise concurrent sign-ins (the web app holds a lock): the failure count is read, then added to.
     """
@@ -143,8 +144,7 @@ def sign_in(engine: Engine, email: str, password: str, *, client: str, now: date
         address = typed.lower()
     limits = RateLimits(engine)
     keys = (address_hash(address), ip_hash(network_key(client)))
-    if _throttled(limits, keys, when):
-        record_action(engine, address or "?", "signin.throttled", f"from {client}", now=when)
+    if _throttled(limits, keys, when):  # not audited: a flood of refused attempts must not fill the log
         raise SignInError("too many failed sign-ins; wait 15 minutes and try again",
                           retry_after=int(FAILURE_WINDOW.total_seconds()))
     store = OperatorStore(engine)
