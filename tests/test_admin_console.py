@@ -276,6 +276,8 @@ def test_readers_search_history_import_and_export(tmp_path: Path, sink: MailSink
     assert "line 3:" in imported.text
     assert "line 4:" in imported.text
     assert "3 rows: 1 added, 0 updated, 0 unchanged, 2 not imported" in imported.text
+    assert "list.csv: 2 of 3 rows were not imported" in imported.text
+    assert cli_output.splitlines()[-1] == "Error: 2 of 3 rows were not imported"
     assert "<img src=x" not in console.client.get("/admin/readers", params={"q": "new.one"}).text
 
     exported = console.client.get("/admin/readers/export.csv")

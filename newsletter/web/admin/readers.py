@@ -188,8 +188,13 @@ class ReaderPages:
         summary = next(line for line in lines if line.endswith(" not imported"))  # "N rows: N added, …"
         await console.audit(visit, "reader.import", f"{name}: {summary}")
         console.changed()
+        if report.errors:  # the CLI's closing line (`subscribers import` then exits 1)
+            count = len(report.errors)
+            failed = (f"{name}: {count} of {report.rows} row{'' if report.rows == 1 else 's'} "
+                      f"{'was' if count == 1 else 'were'} not imported")
+            return await self.index(request, visit, error=failed, report=lines, status=422)
         return await self.index(request, visit, notice=f"imported {name}" if not dry_run else f"checked {name}",
-                                report=lines, status=200 if not report.errors else 422)
+                                report=lines)
 
     async def export(self, request: Request, visit: Visit) -> Response:
         """`subscribers export [--status S]` as a CSV download."""
