@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
@@ -49,6 +49,9 @@ from newsletter.web.pages import PageError
 from newsletter.web.proxies import client_ip
 from newsletter.web.security import PAGE_CSP, Csrf, CsrfError, set_csrf_cookie
 
+if TYPE_CHECKING:
+    from newsletter.usecases.campaign import Plan
+
 SESSION_COOKIE = "nl_admin"
 HOST_SESSION_COOKIE = "__Host-nl_admin"
 SIGNIN_FORM = "/admin/signin"
@@ -56,6 +59,8 @@ MAX_UPLOAD_BYTES = 4 * 1024 * 1024
 """The largest CSV a console form takes (an import of about 100,000 readers); larger lists: the CLI."""
 OVERVIEW_SECONDS = 10.0
 """The overview (status facts and charts) is computed at most this often per console process."""
+PLAN_SECONDS = 60.0
+"""What a send of an unsent edition would render, kept this long for its page and email frames."""
 COUNTS_SECONDS = 60.0
 """A settled edition's delivery counts (nothing pending, claimed or deferred) are kept this long."""
 
@@ -99,6 +104,7 @@ class Console:
         self.overview: Recent[dict[str, Any]] = Recent(OVERVIEW_SECONDS)
         self.variants: Recent[Any] = Recent(COUNTS_SECONDS)
         """A settled edition's variants (which email each reader got): they change no more."""
+        self.plans: Recent[Plan] = Recent(PLAN_SECONDS)
         self._counts: dict[int, tuple[float, dict[str, int]]] = {}
 
     def edition_counts(self, edition_ids: Sequence[int]) -> dict[int, dict[str, int]]:
@@ -117,6 +123,7 @@ class Console:
         self._counts.clear()
         self.overview.forget()
         self.variants.forget()
+        self.plans.forget()
 
     def now(self) -> datetime:
         return self.web.clock()

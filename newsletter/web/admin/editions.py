@@ -21,8 +21,9 @@ from newsletter.editions.review import apply_review
 from newsletter.errors import NewsletterError
 from newsletter.records.editions import Edition
 from newsletter.storage.console_reads import count_editions, edition_page
+from newsletter.usecases.campaign import Plan
 from newsletter.usecases.copies import send_copy
-from newsletter.usecases.email_views import edition_variants, variant_html
+from newsletter.usecases.email_views import edition_variants, plan_of, variant_html
 from newsletter.usecases.review import (
     EditionError,
     approve_edition,
@@ -62,6 +63,19 @@ def editions_context(console: Console, *, page: int) -> dict[str, Any]:
             "pages": max(1, -(-total // PER_PAGE)), "section": "editions"}
 
 
+def planned(console: Console, edition: Edition, *, now: datetime) -> Plan | None:
+    """The plan of an edition not being sent yet (None once its ledger is written), remembered briefly.
+
+    Rendering every variant costs seconds for a large list, and the page and each of its email frames need
+    it; the key holds the editor's review, so a pin, drop or note (from here or the CLI) makes a new plan.
+    """
+    if is_sending(console.engine, edition):
+        return None
+    review = review_of(console.engine, edition)
+    key = (edition.id, review.pinned, review.dropped, review.note)
+    return console.plans.get(key, lambda: plan_of(console.settings, console.engine, edition, now=now))
+
+
 def edition_context(console: Console, edition: Edition, *, now: datetime) -> dict[str, Any]:
     settings, engine = console.settings, console.engine
     review = review_of(engine, edition)
@@ -70,7 +84,9 @@ def edition_context(console: Console, edition: Edition, *, now: datetime) -> dic
     settled = sum(counts.values()) > 0 and not (counts["pending"] or counts["claimed"] or counts["deferred"])
     try:
         variants = [] if edition.is_empty else console.variants.get(
-            edition.id, lambda: edition_variants(settings, engine, edition, now=now), keep=lambda _: settled)
+            edition.id, lambda: edition_variants(settings, engine, edition, now=now,
+                                                 planned=planned(console, edition, now=now)),
+            keep=lambda _: settled)
         variants_error = ""
     except NewsletterError as error:
         variants, variants_error = [], str(error)
@@ -106,8 +122,10 @@ class EditionPages:
         console = self.console
         edition = await run_in_threadpool(self._edition, request.path_params["slug"])
         key = request.query_params.get("variant", "")
-        html = await run_in_threadpool(variant_html, console.settings, console.engine, edition, key,
-                                       now=console.now()) if key else None
+        now = console.now()
+        html = await run_in_threadpool(lambda: variant_html(
+            console.settings, console.engine, edition, key, now=now,
+            planned=planned(console, edition, now=now))) if key else None
         if html is None:
             raise PageError(404, "No such email", "This edition has no email of this variant.")
         return HTMLResponse(html, headers={"content-security-policy": EMAIL_CSP, "x-frame-options": "SAMEORIGIN",
