@@ -412,3 +412,21 @@ def test_erasing_a_reader_needs_the_box_ticked_then_keeps_only_the_suppression(t
     assert shown["subscriber"] is None
     assert shown["suppressed"]["reason"] == "deleted"
     assert console.client.get(path.group(1)).status_code == 404
+
+
+def test_readers_come_fifty_to_a_page(tmp_path: Path, sink: MailSink) -> None:
+    console = make_console(tmp_path, sink)
+    listing = "email,name,topics,frequency\n" + "".join(f"bulk{i:03d}@example.net,,agents,daily\n" for i in range(60))
+    assert run(console.config, "subscribers", "import", "-", stdin=listing)[0] == 0
+    console.sign_in()
+    first = console.client.get("/admin/readers", params={"q": "@example.net"}).text
+    assert "60 readers found; page 1 of 2." in first
+    assert len(re.findall(r'href="/admin/readers/\d+"', first)) == 50
+    assert "bulk049@example.net" in first
+    assert "bulk050@example.net" not in first
+    link = re.search(r'href="(\?q=[^"]*page=2)">next</a>', first)
+    assert link
+    second = console.client.get("/admin/readers" + link.group(1).replace("&amp;", "&")).text
+    assert "page 2 of 2" in second
+    assert len(re.findall(r'href="/admin/readers/\d+"', second)) == 10
+    assert "bulk059@example.net" in second
