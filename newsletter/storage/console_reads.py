@@ -1,8 +1,9 @@
 """The web console's reads that no other store answers (all SQL here): a paginated reader search, one
 reader's deliveries, delivery counts of many editions at once, and the per-day counts behind the charts.
 
-Each is one or two indexed queries however long the history is, so the console's pages stay fast after
-a year of editions and tens of thousands of readers (``bench/web.py`` measures them).
+Each reads what its page shows and no more: one page of readers (the free-text search scans the readers'
+addresses and names, which no index serves), one reader's rows through the ledger's reader index, the
+counts of the editions listed. ``bench/web.py --console`` measures the pages after a year of history.
 """
 
 from __future__ import annotations
