@@ -80,3 +80,11 @@ class LabelledDataError(NewsletterError):
 
 class InboundError(NewsletterError):
     """Mail that comes back cannot be read: the bounce mailbox refuses the login, or cannot be reached."""
+
+
+class ApiTokenError(NewsletterError):
+    """A JSON API token name that is taken, unknown or not acceptable (`newsletter admin token|revoke`)."""
+
+
+class WebhookError(NewsletterError):
+    """A webhook endpoint that cannot be used: its secret is missing or not in the ``whsec_<base64>`` form."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from newsletter.config.channels import ChannelSettings as ChannelSettings
+from newsletter.config.webhooks import WebhookSettings as WebhookSettings
 from newsletter.config.checks import (
     broker_problem,
     check_accent,
@@ -444,6 +445,8 @@ class Settings:
     topics: tuple[TopicSettings, ...] = setting(help="Topics readers choose from, as [[topics]] tables.")
     channels: tuple[ChannelSettings, ...] = setting(
         (), "Chat channels that receive each edition through Apprise, as [[channels]] tables (docs/channels.md).")
+    webhooks: tuple[WebhookSettings, ...] = setting(
+        (), "HTTP endpoints that receive signed JSON events, as [[webhooks]] tables (docs/webhooks.md).")
     config_path: Path = field(default=Path(DEFAULT_CONFIG), metadata={"help": "", "internal": True})
 
     def source(self, name: str) -> SourceSettings:
