@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Literal
 
 from newsletter.config.channels import ChannelSettings as ChannelSettings
-from newsletter.config.webhooks import WebhookSettings as WebhookSettings
 from newsletter.config.checks import (
     broker_problem,
     check_accent,
@@ -40,6 +39,7 @@ from newsletter.config.dkim import DkimSettings as DkimSettings
 from newsletter.config.feedback import FeedbackSettings
 from newsletter.config.tldr import TldrSettings
 from newsletter.config.trending import TrendingSettings
+from newsletter.config.webhooks import WebhookSettings as WebhookSettings
 from newsletter.errors import ConfigError
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"

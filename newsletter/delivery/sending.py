@@ -30,8 +30,8 @@ from newsletter.delivery.sender import EditionSender, MessageBuilder, SendOption
 from newsletter.errors import ConfigError
 from newsletter.records.editions import Edition, Prepared
 from newsletter.rendering.links import signer_from_settings
-from newsletter.storage.edition_events import edition_sent_if_done
 from newsletter.storage.ledger import Ledger
+from newsletter.storage.webhook_events import edition_sent_if_done
 from subscribers.store import SubscriberStore
 
 log = logging.getLogger(__name__)

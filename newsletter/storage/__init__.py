@@ -3,4 +3,4 @@
 Takes plain records (papers, matches, edition snapshots, ledger rows, run records) and gives them back;
 the schema and its Alembic migrations live here too."""
 
-from newsletter.storage import api_tables as api_tables  # noqa: E402  (its tables belong to the schema)
+from newsletter.storage import api_tables as api_tables

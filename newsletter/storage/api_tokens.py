@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from newsletter.errors import ApiTokenError
 from newsletter.storage.api_tables import api_tokens
 
-TOKEN_PREFIX = "nlt_"
+TOKEN_PREFIX = "nlt_"  # noqa: S105 - a public prefix, not a secret
 """Tokens start with this, so a leaked one is recognisable (secret scanners, logs)."""
 
 

@@ -26,8 +26,8 @@ from newsletter.records.editions import (
     content_to_json,
 )
 from newsletter.storage import db
-from newsletter.storage.edition_events import edition_built
 from newsletter.storage.edition_index import write_index
+from newsletter.storage.webhook_events import edition_built
 
 _CHUNK = 500
 

@@ -35,7 +35,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, TemplateError
@@ -45,6 +45,8 @@ from newsletter.storage.editions import EditionStore
 from newsletter.storage.outbox import ConfirmationOutbox, OutboxItem
 from newsletter.storage.reader_feeds import ReaderFeeds
 from newsletter.usecases.subscribe import subscriber_store
+from newsletter.usecases.webhooks import attach, check_secrets, run_webhooks
+from newsletter.web.api import api_app
 from newsletter.web.archive_pages import SMALL_NUMBER, ArchivePages
 from newsletter.web.feedback import feedback_routes
 from newsletter.web.guards import BodyDeadline
@@ -399,6 +401,8 @@ def create_app(
             signer = signer_from_settings(settings)
         except SubscribersError as error:
             raise ConfigError(str(error)) from None
+    check_secrets(settings)  # a webhook without its signing secret fails `serve` and `web` at start
+    attach(settings, engine)
     web = WebApp(settings, engine, signer=signer, clock=clock or (lambda: datetime.now(UTC)))
     try:
         web.environment.template("web/base.html.j2")
@@ -424,6 +428,7 @@ def create_app(
         *reader_feed_routes(web, route),
         route("/healthz", web.healthz, "GET"),
         route("/static/web.css", web.stylesheet, "GET"),
+        Mount("/api/v1", app=api_app(settings, engine, clock=web.clock)),
     ]
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -444,13 +449,16 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         """The background sender of confirmation emails lives as long as the server (any ASGI server)."""
-        sender = asyncio.create_task(web.sender.run())
+        tasks = [asyncio.create_task(web.sender.run())]
+        if settings.webhooks:  # and the webhook outbox's delivery loop (docs/webhooks.md)
+            tasks.append(asyncio.create_task(run_webhooks(settings, engine)))
         try:
             yield
         finally:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(BodyDeadline, seconds=settings.web.body_timeout_seconds),
