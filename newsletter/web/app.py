@@ -446,12 +446,15 @@ def create_app(
         return web.error_page(request, PageError(500, "Something went wrong", "The request failed; please try "
                                                  "again later."))
 
+    background: list[Callable[[], Awaitable[None]]] = [web.sender.run]  # what runs as long as the server
+    if settings.webhooks:  # the webhook outbox's delivery loop (docs/webhooks.md)
+        background.append(lambda: run_webhooks(settings, engine))
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        """The background sender of confirmation emails lives as long as the server (any ASGI server)."""
-        tasks = [asyncio.create_task(web.sender.run())]
-        if settings.webhooks:  # and the webhook outbox's delivery loop (docs/webhooks.md)
-            tasks.append(asyncio.create_task(run_webhooks(settings, engine)))
+        """The background sender of confirmation emails (and the webhooks' delivery loop) live as long as the
+        server (any ASGI server)."""
+        tasks = [asyncio.create_task(job()) for job in background]
         try:
             yield
         finally:
@@ -469,4 +472,5 @@ def create_app(
                     exception_handlers={HTTPException: http_error, Exception: server_error})
     app.router.redirect_slashes = False  # no redirects at all: nothing to turn into an open redirect
     app.state.web = web
+    app.state.background = background
     return app

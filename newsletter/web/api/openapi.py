@@ -12,13 +12,15 @@ ERROR = {"type": "object", "required": ["error"], "properties": {
 
 
 def _operation(operation: Operation) -> dict[str, Any]:
+    public = operation.path == "/openapi.json"  # the document itself needs no token
+    answers = operation.answers if public else {**operation.answers, 401: "No valid bearer token."}
     found: dict[str, Any] = {
         "operationId": operation.handler,
         "summary": operation.summary,
         "responses": {
             str(status): {"description": text, "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/Error"} if status >= 400 else {"type": "object"}}}}
-            for status, text in sorted({**operation.answers, 401: "No valid bearer token."}.items())
+            for status, text in sorted(answers.items())
         },
     }
     if operation.params:
@@ -26,8 +28,8 @@ def _operation(operation: Operation) -> dict[str, Any]:
                                 "description": p.description, "schema": p.schema} for p in operation.params]
     if operation.body is not None:
         found["requestBody"] = {"required": True, "content": {"application/json": {"schema": operation.body}}}
-    if operation.path == "/openapi.json":
-        found["security"] = []  # the document itself is public
+    if public:
+        found["security"] = []
     return found
 
 
