@@ -18,6 +18,7 @@ from newsletter.config import load_settings
 from newsletter.storage.db import open_database
 from newsletter.web.app import create_app
 from newsletter.web.api.openapi import document
+from newsletter.web.api.reference import render as render_reference
 from tests.conftest import spawn
 from tests.mailsink import MailSink
 from tests.support import free_port, run, secret_fixture
@@ -262,3 +263,11 @@ def test_tokens_are_listed_revoked_and_stored_only_as_hashes(tmp_path: Path, sin
     assert (code, output) == (1, "Error: no token named 'nobody'; tokens: zapier\n")
     listed: Any = json.loads(run(config, "admin", "tokens", "--json")[1])
     assert [t["name"] for t in listed] == ["zapier"]
+
+
+def test_docs_api_md_holds_the_route_reference_generated_from_the_openapi_document() -> None:
+    documented = (Path(__file__).parent.parent / "docs" / "api.md").read_text(encoding="utf-8")
+    assert render_reference() in documented, "run: python -m newsletter.web.api.reference (paste into docs/api.md)"
+    for path, item in document()["paths"].items():
+        for method in item:
+            assert f"### `{method.upper()} /api/v1{path}`" in documented
