@@ -16,9 +16,9 @@ from starlette.routing import Mount, Route
 
 from newsletter.config import load_settings
 from newsletter.storage.db import open_database
-from newsletter.web.app import create_app
 from newsletter.web.api.openapi import document
 from newsletter.web.api.reference import render as render_reference
+from newsletter.web.app import create_app
 from tests.conftest import spawn
 from tests.mailsink import MailSink
 from tests.support import free_port, run, secret_fixture
@@ -250,12 +250,15 @@ def test_every_route_through_serve(tmp_path: Path, sink: MailSink) -> None:
 def test_tokens_are_listed_revoked_and_stored_only_as_hashes(tmp_path: Path, sink: MailSink) -> None:
     config = api_config(tmp_path, sink)
     token = make_token(config, "zapier")
-    assert token.startswith("nlt_") and len(token) > 40
+    assert token.startswith("nlt_")
+    assert len(token) > 40
     code, output = run(config, "admin", "token", "zapier")
     assert code == 1
     assert "Error: a token named 'zapier' exists; revoke it first (`newsletter admin revoke zapier`)" in output
     code, output = run(config, "admin", "tokens")
-    assert code == 0 and output.startswith("zapier: made ") and "never used" in output
+    assert code == 0
+    assert output.startswith("zapier: made ")
+    assert "never used" in output
     assert token not in output
     database = Path(load_settings(config).newsletter.database_url.removeprefix("sqlite:///"))
     assert token.encode() not in database.read_bytes()

@@ -17,14 +17,17 @@ import click
 from newsletter.cli.app import App, console, pass_app
 from newsletter.cli.dates import DAY
 from newsletter.cli.words import plural
+from newsletter.errors import NewsletterError
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.ledger import Ledger
 from newsletter.storage.reviews import Review, ReviewStore
-from newsletter.usecases.edition_review import EditionError, changeable, no_edition, review_of
-from newsletter.usecases.edition_review import approve as approve_edition
 
 if TYPE_CHECKING:
     from newsletter.records.editions import Edition, Frequency
+
+
+class EditionError(NewsletterError):
+    """The edition named does not exist, or can no longer be changed."""
 
 
 def _edition(app: App, slug: str | None, frequency: Frequency, day: datetime | None) -> Edition:
@@ -36,7 +39,8 @@ def _edition(app: App, slug: str | None, frequency: Frequency, day: datetime | N
     if slug is not None:
         stored = EditionStore(engine).get_by_slug(slug)
         if stored is None:
-            raise no_edition(slug)
+            raise EditionError(f"no edition {slug!r} (editions are named like daily-2026-06-12; "
+                               "`newsletter status` lists the recent ones)")
         frequency, when = stored.frequency, stored.date
     else:
         when = day.date() if day else None
@@ -45,11 +49,15 @@ def _edition(app: App, slug: str | None, frequency: Frequency, day: datetime | N
 
 
 def _review(app: App, edition: Edition) -> Review:
-    return review_of(app.open_store().engine, edition)
+    return ReviewStore(app.open_store().engine).get(edition.id) or Review(edition_id=edition.id)
 
 
 def _changeable(app: App, edition: Edition) -> Review:
-    return changeable(app.open_store().engine, edition)
+    if Ledger(app.open_store().engine).subscribers_with_rows(edition.id):
+        raise EditionError(f"{edition.slug} is being sent or was sent; it can no longer be changed")
+    if edition.is_empty and not _review(app, edition).dropped:
+        raise EditionError(f"{edition.slug} is empty ({edition.empty_reason}); there is nothing to shape")
+    return _review(app, edition)
 
 
 def _paper(edition: Edition, review: Review, paper_id: str) -> str:
@@ -150,7 +158,13 @@ def note(app: App, text: str, slug: str | None, frequency: Frequency, day: datet
 def approve(app: App, slug: str | None, frequency: Frequency, day: datetime | None) -> None:
     """Let `serve` send the edition ([schedule] approve = true): at its next retry run."""
     shaped = _edition(app, slug, frequency, day)
-    click.echo(approve_edition(app.settings, app.open_store().engine, shaped, now=app.now(), by="cli"))
+    review = _changeable(app, shaped)
+    if review.approved_at is not None:
+        click.echo(f"{shaped.slug}: already approved")
+        return
+    _save(app, dataclasses.replace(review, approved_at=app.now(), approved_by="cli"))
+    when = "at the next retry run of `serve`" if app.settings.schedule.approve else "by `newsletter send`"
+    click.echo(f"{shaped.slug}: approved; it will be sent {when}")
 
 
 def _save(app: App, review: Review) -> None:
