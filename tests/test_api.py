@@ -129,6 +129,7 @@ def test_every_route_through_serve(tmp_path: Path, sink: MailSink) -> None:
     assert added.json()["result"] == "added"
     assert added.json()["subscriber"]["status"] == "active"
     assert added.json()["subscriber"]["topics"] == ["agents"]
+    assert added.json()["subscriber"]["source"] == "api"  # how the operator vouched, kept as consent evidence
     again = api.post("/subscribers", json={"email": "api.reader@example.org", "topics": ["agents"]})
     assert again.status_code == 200
     assert again.json()["result"] == "unchanged"

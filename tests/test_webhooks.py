@@ -126,8 +126,8 @@ def test_a_webhook_without_its_secret_stops_serve_at_start_and_bad_events_are_co
     code, output = run(config, "web")
     assert code == 1
     assert "does not hold a secret of the form whsec_<base64>" in output
-    bad = webhook_config(tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path, sink, receiver,
-                         events='events = ["subscriber.created", "paper.fetched"]')
+    (tmp_path / "bad").mkdir()
+    bad = webhook_config(tmp_path / "bad", sink, receiver, events='events = ["subscriber.created", "paper.fetched"]')
     with pytest.raises(ConfigError, match=r"webhooks\[0\]\.events: expected one of the event types"):
         load_settings(bad)
 

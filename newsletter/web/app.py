@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -446,7 +446,7 @@ def create_app(
         return web.error_page(request, PageError(500, "Something went wrong", "The request failed; please try "
                                                  "again later."))
 
-    background: list[Callable[[], Awaitable[None]]] = [web.sender.run]  # what runs as long as the server
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = [web.sender.run]  # what runs as long as the server
     if settings.webhooks:  # the webhook outbox's delivery loop (docs/webhooks.md)
         background.append(lambda: run_webhooks(settings, engine))
 

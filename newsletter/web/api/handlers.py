@@ -127,7 +127,7 @@ class ApiHandlers:
         what, subscriber = await self.run(
             add_subscriber, self.settings, self.engine, email, now=self.clock(), name=_text(body, "name"),
             topics=_topics(body), frequency=cast(Frequency | None, _text(body, "frequency")), pending=False,
-            force=force)
+            force=force, source="api")
         return _json({"result": what, "subscriber": subscriber_json(subscriber)}, 201 if what == "added" else 200)
 
     async def show_subscriber(self, request: Request) -> Response:
