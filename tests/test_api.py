@@ -88,6 +88,7 @@ def test_the_openapi_document_lists_exactly_the_routes_the_app_serves(tmp_path: 
 
 
 @pytest.mark.slow  # one `serve`, a fetch and two sends
+@pytest.mark.usefixtures("database_url")  # SQLite and the PostgreSQL server
 def test_every_route_through_serve(tmp_path: Path, sink: MailSink) -> None:
     config = api_config(tmp_path, sink)
     assert run(config, "fetch")[0] == 0

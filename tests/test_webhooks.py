@@ -132,6 +132,7 @@ def test_a_webhook_without_its_secret_stops_serve_at_start_and_bad_events_are_co
         load_settings(bad)
 
 
+@pytest.mark.usefixtures("database_url")  # SQLite and the PostgreSQL server
 def test_only_the_events_an_endpoint_asks_for_are_written_and_deliver_retries_later(
         tmp_path: Path, sink: MailSink, monkeypatch: pytest.MonkeyPatch) -> None:
     signing = new_secret()
