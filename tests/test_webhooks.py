@@ -110,6 +110,7 @@ def test_each_event_arrives_once_signed_and_in_order_after_an_outage(tmp_path: P
     assert len({e.subject for e in flaky}) == 1
     listed = json.loads(run(config, "webhooks", "list", "--json")[1])
     assert listed["endpoints"] == {receiver.url: {"pending": 0, "delivered": 15, "failed": 0}}
+    assert api.get("/status").json()["webhooks"] == listed["endpoints"]
     stop(process)
     receiver.down()
 
@@ -153,5 +154,6 @@ def test_only_the_events_an_endpoint_asks_for_are_written_and_deliver_retries_la
     code, output = run(config, "webhooks", "deliver")
     assert (code, output) == (0, "1 delivered, 0 failed (to be retried), 0 given up, 0 waiting\n")
     assert [e.type for e in receiver.events] == ["subscriber.unsubscribed"]
+    assert f"webhook {receiver.url}: 1 delivered, 0 pending\n" in run(config, "status")[1]
     assert receiver.events[0].data["previous_status"] == "active"
     receiver.down()

@@ -153,6 +153,10 @@ def _print_channels(view: dict[str, Any]) -> None:
             why = f" ({term(row['last_message'])})" if row["last_message"] and row["state"] != "sent" else ""
             console.print(f"{e['slug']} → channel {term(row['channel'])}: {row['state']}{why}", highlight=False,
                           soft_wrap=True)
+    for url, counts in view.get("webhooks", {}).items():
+        failed = f", [red]{counts['failed']} given up[/red]" if counts["failed"] else ""
+        console.print(f"webhook {term(url)}: {counts['delivered']} delivered, {counts['pending']} pending{failed}",
+                      highlight=False, soft_wrap=True)
 
 
 def _print_inbound(inbound: dict[str, Any]) -> None:
