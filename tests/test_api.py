@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -276,3 +277,21 @@ def test_docs_api_md_holds_the_route_reference_generated_from_the_openapi_docume
     for path, item in document()["paths"].items():
         for method in item:
             assert f"### `{method.upper()} /api/v1{path}`" in documented
+
+
+@pytest.mark.usefixtures("database_url")  # the JSON topic filter in SQL: SQLite and PostgreSQL
+def test_a_page_of_subscribers_is_the_same_as_the_filtered_list(tmp_path: Path, sink: MailSink) -> None:
+    from newsletter.usecases.subscribe import subscriber_store
+
+    settings = load_settings(api_config(tmp_path, sink))
+    store = subscriber_store(settings, open_database(settings.newsletter.database_url))
+    topic_sets = [("agents",), ("reasoning", "agents"), ("retrieval",), ("safety-alignment", "retrieval")]
+    for i in range(23):
+        store.add(f"r{i}@example.org", topics=topic_sets[i % 4], frequency="weekly" if i % 3 else "daily",
+                  status="unsubscribed" if i % 5 == 0 else "active", now=datetime.now(UTC))
+    for filters in ({}, {"topic": "agents"}, {"topic": "retrieval", "status": "active"},
+                    {"frequency": "daily", "topic": "reasoning"}, {"status": "unsubscribed"}):
+        everything = store.list_all(**filters)  # type: ignore[arg-type]
+        for offset in (0, 4, 20):
+            total, page = store.page(**filters, limit=4, offset=offset)  # type: ignore[arg-type]
+            assert (total, page) == (len(everything), everything[offset:offset + 4]), filters

@@ -110,10 +110,10 @@ class ApiHandlers:
         offset = _integer(request, "offset", 0, 0, 10**9)
         query = request.query_params
         store = subscriber_store(self.settings, self.engine)
-        found = await self.run(store.list_all, status=cast(Status | None, query.get("status")),
-                               frequency=cast(Frequency | None, query.get("frequency")), topic=query.get("topic"))
-        page = found[offset:offset + limit]
-        return _json({"count": len(found), "limit": limit, "offset": offset,
+        total, page = await self.run(store.page, status=cast(Status | None, query.get("status") or None),
+                                     frequency=cast(Frequency | None, query.get("frequency") or None),
+                                     topic=query.get("topic") or None, limit=limit, offset=offset)
+        return _json({"count": total, "limit": limit, "offset": offset,
                       "subscribers": [subscriber_json(s) for s in page]})
 
     async def add_subscriber(self, request: Request) -> Response:
