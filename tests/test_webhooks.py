@@ -123,10 +123,20 @@ def test_a_webhook_without_its_secret_stops_serve_at_start_and_bad_events_are_co
     code, output = run(config, "webhooks", "deliver")
     assert (code, output) == (1, f"Error: the signing secret of the webhook {receiver.url} (environment variable "
                                  f"{SECRET_ENV}) is not set\n")
+    code, output = run(config, "serve")
+    assert (code, output) == (1, f"Error: the signing secret of the webhook {receiver.url} (environment variable "
+                                 f"{SECRET_ENV}) is not set\n")
     monkeypatch.setenv(SECRET_ENV, "not-a-whsec-secret")
     code, output = run(config, "web")
     assert code == 1
     assert "does not hold a secret of the form whsec_<base64>" in output
+    monkeypatch.setenv(SECRET_ENV, "whsec_c2hvcnQ=")
+    code, output = run(config, "webhooks", "deliver")
+    assert (code, output) == (1, f"Error: the signing secret in {SECRET_ENV} is 5 bytes; use at least 24 random "
+                                 "bytes (docs/webhooks.md shows how to make one)\n")
+    monkeypatch.setenv(SECRET_ENV, "whsec_not*base64")
+    assert run(config, "webhooks", "deliver")[1] == f"Error: the signing secret in {SECRET_ENV} is not base64 " \
+                                                     "after whsec_\n"
     (tmp_path / "bad").mkdir()
     bad = webhook_config(tmp_path / "bad", sink, receiver, events='events = ["subscriber.created", "paper.fetched"]')
     with pytest.raises(ConfigError, match=r"webhooks\[0\]\.events: expected one of the event types"):

@@ -37,9 +37,11 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     from newsletter.service.scheduler import Service
 
     logging.getLogger("newsletter").setLevel(logging.INFO)
+    from newsletter.usecases.webhooks import check_secrets
     from newsletter.web.server import run_server
 
     settings, engine = app.settings, app.open_store().engine
+    check_secrets(settings)  # a webhook without its signing secret: one line now, not a stopped web server
     service = Service(settings, engine)
 
     async def web() -> None:

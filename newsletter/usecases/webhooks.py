@@ -15,6 +15,7 @@ waits for a receiver.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -37,6 +38,8 @@ from newsletter.storage.webhook_outbox import Due, WebhookOutbox
 log = logging.getLogger(__name__)
 
 MAX_WAIT = 3600.0
+MIN_SECRET_BYTES = 24
+"""The Standard Webhooks specification asks for 24 to 64 random bytes."""
 POLL_SECONDS = 1.0
 
 
@@ -53,9 +56,13 @@ def signer(webhook: WebhookSettings) -> Webhook:
         raise WebhookError(f"the signing secret of the webhook {webhook.url} (environment variable "
                            f"{webhook.secret_env}) {problem}")
     try:
-        return Webhook(secret)
-    except ValueError as error:  # binascii.Error: not base64
-        raise WebhookError(f"the signing secret in {webhook.secret_env} is not base64 after whsec_ ({error})") from None
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except ValueError:  # binascii.Error
+        raise WebhookError(f"the signing secret in {webhook.secret_env} is not base64 after whsec_") from None
+    if len(key) < MIN_SECRET_BYTES:
+        raise WebhookError(f"the signing secret in {webhook.secret_env} is {len(key)} bytes; use at least "
+                           f"{MIN_SECRET_BYTES} random bytes (docs/webhooks.md shows how to make one)")
+    return Webhook(key)
 
 
 def wait_after(webhook: WebhookSettings, attempts: int) -> float:
