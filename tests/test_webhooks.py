@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -13,6 +15,9 @@ import pytest
 
 from newsletter.config import load_settings
 from newsletter.errors import ConfigError
+from newsletter.service.jobs import housekeeping_job
+from newsletter.storage.db import open_database
+from newsletter.storage.webhook_outbox import WebhookOutbox
 from tests.inbound_support import DOMAIN, INBOUND_FIXTURES, dsn
 from tests.mailsink import MailSink
 from tests.support import free_port, run, secret_fixture
@@ -111,6 +116,8 @@ def test_each_event_arrives_once_signed_and_in_order_after_an_outage(tmp_path: P
     listed = json.loads(run(config, "webhooks", "list", "--json")[1])
     assert listed["endpoints"] == {receiver.url: {"pending": 0, "delivered": 15, "failed": 0}}
     assert api.get("/status").json()["webhooks"] == listed["endpoints"]
+    assert run(config, "webhooks", "deliver") == (
+        0, "another process (`serve` or `web`) is delivering the outbox now; nothing done\n")
     stop(process)
     receiver.down()
 
@@ -165,5 +172,12 @@ def test_only_the_events_an_endpoint_asks_for_are_written_and_deliver_retries_la
     assert (code, output) == (0, "1 delivered, 0 failed (to be retried), 0 given up, 0 waiting\n")
     assert [e.type for e in receiver.events] == ["subscriber.unsubscribed"]
     assert f"webhook {receiver.url}: 1 delivered, 0 pending\n" in run(config, "status")[1]
+    settings = load_settings(config)
+    engine = open_database(settings.newsletter.database_url)
+    later = datetime.now(UTC) + timedelta(days=settings.schedule.keep_days + 1)
+    pruned = housekeeping_job(settings, engine, clock=lambda: later, stop=threading.Event())
+    assert pruned.details["pruned_webhook_deliveries"] == 1
+    assert "1 finished webhook deliveries older than 365 days" in pruned.summary
+    assert WebhookOutbox(engine).rows() == []
     assert receiver.events[0].data["previous_status"] == "active"
     receiver.down()

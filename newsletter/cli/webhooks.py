@@ -62,6 +62,9 @@ def deliver(app: App) -> None:
 
     check_secrets(app.settings)
     result = deliver_round(app.settings, app.open_store().engine)
+    if result is None:
+        click.echo("another process (`serve` or `web`) is delivering the outbox now; nothing done")
+        return
     click.echo(f"{result.delivered} delivered, {result.failed} failed (to be retried), {result.given_up} given up, "
                f"{result.waiting} waiting")
     if result.failed or result.given_up:

@@ -277,9 +277,9 @@ class ScheduleSettings:
     )
     unconfirmed_days: int = setting(7, "Unconfirmed (pending) subscriptions older than this are deleted.",
                                     check=check_positive)
-    keep_days: int = setting(365, "Run records and delivery rows of editions older than this are pruned (delivery "
-                             "rows no sooner than the longest edition window: they record which papers each "
-                             "reader received).", check=check_positive)
+    keep_days: int = setting(365, "Run records, delivery rows and finished webhook deliveries older than this are "
+                             "pruned (delivery rows no sooner than the longest edition window: they record which "
+                             "papers each reader received).", check=check_positive)
 
 
 @dataclass(frozen=True, kw_only=True)

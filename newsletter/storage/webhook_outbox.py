@@ -129,6 +129,17 @@ class WebhookOutbox:
             connection.execute(deliveries.update().where(deliveries.c.event == event,
                                                          deliveries.c.endpoint == endpoint).values(**values))
 
+    def prune(self, *, before: datetime) -> int:
+        """Delete the delivered and given-up rows of events older than ``before`` (and those events once no
+        row is left); pending ones are kept whatever their age. Returns how many delivery rows went."""
+        old_events = sa.select(events.c.id).where(events.c.created < before)
+        with self.engine.begin() as connection:
+            deleted = connection.execute(deliveries.delete().where(deliveries.c.state != "pending",
+                                                                   deliveries.c.event.in_(old_events))).rowcount
+            connection.execute(events.delete().where(
+                events.c.created < before, ~sa.exists().where(deliveries.c.event == events.c.id)))
+        return int(deleted or 0)
+
     def rows(self, *, limit: int = 50, state: str | None = None) -> list[OutboxRow]:
         """The newest deliveries first (``webhooks list``)."""
         query = (

@@ -19,6 +19,8 @@ import base64
 import contextlib
 import logging
 import os
+import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,11 +35,15 @@ from newsletter.config import Settings
 from newsletter.config.webhooks import WebhookSettings
 from newsletter.errors import WebhookError
 from newsletter.storage import webhook_events
+from newsletter.storage.runs import Lease
 from newsletter.storage.webhook_outbox import Due, WebhookOutbox
 
 log = logging.getLogger(__name__)
 
 MAX_WAIT = 3600.0
+LEASE_NAME = "webhooks"
+LEASE_DURATION = timedelta(seconds=30)
+"""A delivering process renews its lease every pass (about every second); a dead one's lapses after this."""
 MIN_SECRET_BYTES = 24
 """The Standard Webhooks specification asks for 24 to 64 random bytes."""
 POLL_SECONDS = 1.0
@@ -140,15 +146,32 @@ def deliver_endpoint(outbox: WebhookOutbox, webhook: WebhookSettings, client: ht
         result.next_due = min(filter(None, (result.next_due, retry_at)))
 
 
+def delivery_lease(engine: Engine) -> Lease:
+    """One process delivers at a time (two `serve`, `serve` and `webhooks deliver`): else a receiver could get
+    an event twice at once, or a subscriber's events out of order."""
+    return Lease(engine, LEASE_NAME, holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+                 duration=LEASE_DURATION)
+
+
 def deliver_round(settings: Settings, engine: Engine, *, clock: Callable[[], datetime] | None = None,
-                  client: httpx.Client | None = None) -> Round:
-    """Try every due delivery of every endpoint once."""
+                  client: httpx.Client | None = None, lease: Lease | None = None) -> Round | None:
+    """Try every due delivery of every endpoint once; None when another process holds the delivery lease.
+
+    ``lease`` is kept (renewed) by a caller that delivers again and again; without it, one is taken for this
+    pass and given back after it."""
     clock = clock or (lambda: datetime.now(UTC))
+    held = lease or delivery_lease(engine)
+    if not held.acquire(now=clock()):
+        return None
     result = Round()
     outbox = WebhookOutbox(engine)
-    with contextlib.nullcontext(client) if client else httpx.Client(follow_redirects=False) as http:
-        for webhook in settings.webhooks:
-            deliver_endpoint(outbox, webhook, http, clock=clock, result=result)
+    try:
+        with contextlib.nullcontext(client) if client else httpx.Client(follow_redirects=False) as http:
+            for webhook in settings.webhooks:
+                deliver_endpoint(outbox, webhook, http, clock=clock, result=result)
+    finally:
+        if lease is None:
+            held.release()
     return result
 
 
@@ -160,10 +183,15 @@ def check_secrets(settings: Settings) -> None:
 
 async def run_webhooks(settings: Settings, engine: Engine) -> None:
     """Deliver the outbox until cancelled: a pass every second, in a worker thread."""
-    with httpx.Client(follow_redirects=False) as client:
-        while True:
-            try:
-                await asyncio.to_thread(deliver_round, settings, engine, client=client)
-            except (SQLAlchemyError, WebhookError) as error:
-                log.error("webhook delivery: %s", error)
-            await asyncio.sleep(POLL_SECONDS)
+    lease = delivery_lease(engine)
+    try:
+        with httpx.Client(follow_redirects=False) as client:
+            while True:
+                try:
+                    await asyncio.to_thread(deliver_round, settings, engine, client=client, lease=lease)
+                except (SQLAlchemyError, WebhookError) as error:
+                    log.error("webhook delivery: %s", error)
+                await asyncio.sleep(POLL_SECONDS)
+    finally:
+        with contextlib.suppress(SQLAlchemyError):
+            await asyncio.to_thread(lease.release)  # another process may deliver at once
