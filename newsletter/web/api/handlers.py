@@ -19,12 +19,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from newsletter.cli.reports import papers_view
 from newsletter.config import Settings
 from newsletter.service.status import status_view
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.papers import PaperStore
 from newsletter.usecases import edition_review
+from newsletter.usecases.reports import papers_view
 from newsletter.usecases.subscribe import add_subscriber, remove_subscriber, subscriber_json, subscriber_store
 from newsletter.usecases.subscriber_view import subscriber_view
 from newsletter.web.api.errors import ApiError
