@@ -18,7 +18,7 @@ from newsletter.cli.output import plain
 from newsletter.cli.words import nouns, plural
 from newsletter.config import Settings
 from subscribers.errors import NotFoundError
-from subscribers.evidence import Event, EvidenceStore
+from subscribers.evidence import EvidenceStore
 from subscribers.feedback import FeedbackStore
 from subscribers.models import STATUSES, Frequency, ImportReport, Status, Subscriber
 
@@ -158,23 +158,21 @@ def show(app: _App, email: str, as_json: bool) -> None:
     from newsletter.usecases.subscribe import subscriber_json, subscriber_store
     from subscribers.addresses import valid_email
 
+    if as_json:
+        from newsletter.usecases.subscriber_view import subscriber_view
+
+        click.echo(json.dumps(subscriber_view(app.settings, _engine(app), email), indent=2, ensure_ascii=False))
+        return
     store = subscriber_store(app.settings, _engine(app))
     address = valid_email(email)
     subscriber = store.get_by_email(address)
     suppression = store.suppression(address)
     if subscriber is None and suppression is None:
         raise NotFoundError(f"no subscriber {address!r}, and the address is not suppressed")
-    suppressed = ({"reason": suppression.reason, "since": suppression.created.isoformat()}
-                  if suppression else None)
     events = EvidenceStore(store.engine).events(subscriber.id) if subscriber else []
     votes = FeedbackStore(_engine(app)).votes(subscriber_id=subscriber.id) if subscriber else []
     feedback = [{"paper": v.paper_id, "topic": v.topic, "vote": "more" if v.vote > 0 else "less",
                  "at": v.created.isoformat()} for v in votes]
-    if as_json:
-        click.echo(json.dumps({"subscriber": subscriber_json(subscriber) if subscriber else None,
-                               "suppressed": suppressed, "events": [event_json(e) for e in events],
-                               "feedback": feedback}, indent=2, ensure_ascii=False))
-        return
     if subscriber is None:
         click.echo(plain(f"{address}: not on the list"))
     else:
@@ -190,12 +188,6 @@ def show(app: _App, email: str, as_json: bool) -> None:
                          f" by {event.attributed_by})"))
     for item in feedback:
         click.echo(plain(f"{'feedback':>16}: {item['vote']} like {item['paper']} in {item['topic']} ({item['at']})"))
-
-
-def event_json(event: Event) -> dict[str, Any]:
-    return {"created": event.created.isoformat(), "kind": event.kind, "action": event.action,
-            "status": event.status, "diagnostic": event.diagnostic, "message_id": event.message_id,
-            "edition_id": event.edition_id, "attributed_by": event.attributed_by}
 
 
 def _print_import(report: ImportReport) -> None:

@@ -39,6 +39,7 @@ from newsletter.config.dkim import DkimSettings as DkimSettings
 from newsletter.config.feedback import FeedbackSettings
 from newsletter.config.tldr import TldrSettings
 from newsletter.config.trending import TrendingSettings
+from newsletter.config.webhooks import WebhookSettings as WebhookSettings
 from newsletter.errors import ConfigError
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
@@ -276,9 +277,9 @@ class ScheduleSettings:
     )
     unconfirmed_days: int = setting(7, "Unconfirmed (pending) subscriptions older than this are deleted.",
                                     check=check_positive)
-    keep_days: int = setting(365, "Run records and delivery rows of editions older than this are pruned (delivery "
-                             "rows no sooner than the longest edition window: they record which papers each "
-                             "reader received).", check=check_positive)
+    keep_days: int = setting(365, "Run records, delivery rows and finished webhook deliveries older than this are "
+                             "pruned (delivery rows no sooner than the longest edition window: they record which "
+                             "papers each reader received).", check=check_positive)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -444,6 +445,8 @@ class Settings:
     topics: tuple[TopicSettings, ...] = setting(help="Topics readers choose from, as [[topics]] tables.")
     channels: tuple[ChannelSettings, ...] = setting(
         (), "Chat channels that receive each edition through Apprise, as [[channels]] tables (docs/channels.md).")
+    webhooks: tuple[WebhookSettings, ...] = setting(
+        (), "HTTP endpoints that receive signed JSON events, as [[webhooks]] tables (docs/webhooks.md).")
     config_path: Path = field(default=Path(DEFAULT_CONFIG), metadata={"help": "", "internal": True})
 
     def source(self, name: str) -> SourceSettings:

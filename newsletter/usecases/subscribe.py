@@ -31,7 +31,7 @@ from newsletter.rendering.templating import RenderEnvironment
 from newsletter.storage.erasure import forget_subscriber_rows
 from subscribers.csvio import import_csv
 from subscribers.csvtext import delimiter_name
-from subscribers.models import STATUSES, Frequency, ImportReport, Subscriber
+from subscribers.models import STATUSES, Frequency, ImportReport, Source, Subscriber
 from subscribers.rate_limit_store import CONFIRMATION_WINDOW, CONFIRMATIONS_PER_ADDRESS, RateLimits
 from subscribers.store import SubscriberStore
 from subscribers.tokens import MAX_AGE, TokenSigner
@@ -143,12 +143,14 @@ def add_subscriber(
     frequency: Frequency | None,
     pending: bool,
     force: bool,
+    source: Source = "cli",
 ) -> tuple[str, Subscriber]:
-    """Add or update one subscriber the operator vouches for (active, or pending to be confirmed)."""
+    """Add or update one subscriber the operator vouches for (active, or pending to be confirmed); ``source``
+    records how the operator did it (``cli``, ``api``)."""
     store = subscriber_store(settings, engine)
     with engine.begin() as connection:
         return store.put(connection, email, now=now, name=name, topics=topics, frequency=frequency, pending=pending,
-                         source="cli", force=force)
+                         source=source, force=force)
 
 
 @dataclass(frozen=True, kw_only=True)
