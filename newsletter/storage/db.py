@@ -95,20 +95,18 @@ paper_embeddings = sa.Table(
 """One sentence embedding per paper and model (float32, little-endian); ``text_hash`` tells when it is stale."""
 
 text_embeddings = sa.Table(
-    "text_embeddings",
-    metadata,
-    sa.Column("text_hash", sa.String(32), primary_key=True),
-    sa.Column("model", sa.String(100), primary_key=True),
-    sa.Column("dim", sa.Integer, nullable=False),
-    sa.Column("vector", sa.LargeBinary, nullable=False),
+    "text_embeddings", metadata,
+    sa.Column("text_hash", sa.String(32), primary_key=True), sa.Column("model", sa.String(100), primary_key=True),
+    sa.Column("dim", sa.Integer, nullable=False), sa.Column("vector", sa.LargeBinary, nullable=False),
 )
 """Embeddings of texts that are not stored papers (a `topics evaluate` sample), by text hash and model."""
 
-meta = sa.Table(
-    "meta",
-    metadata,
-    sa.Column("key", sa.String(100), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
+meta = sa.Table("meta", metadata, sa.Column("key", sa.String(100), primary_key=True),
+                sa.Column("value", sa.Text, nullable=False))
+
+paper_tldrs = sa.Table(  # each paper's card TL;DR, made once (storage/tldrs.py); text_hash: of what it summarises
+    "paper_tldrs", metadata, sa.Column("paper_id", sa.String(300), primary_key=True),
+    sa.Column("text_hash", sa.String(32), nullable=False), sa.Column("tldr", sa.Text, nullable=False),
 )
 
 editions = sa.Table(
