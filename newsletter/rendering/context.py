@@ -24,7 +24,8 @@ from newsletter.rendering.links import edition_url
 from newsletter.rendering.reasons import reason_in_words, reason_terms
 from newsletter.rendering.tldr import card_tldr, tldr_source
 
-PERSONAL_FIELDS = ("name", "greeting", "email", "manage_url", "unsubscribe_url", "view_url", "feedback_url")
+PERSONAL_FIELDS = ("name", "greeting", "email", "manage_url", "unsubscribe_url", "view_url", "feedback_url",
+                   "feed_url")
 THUMBNAIL_SIZE = (536, 281)
 SUBJECT_TOPICS = 3
 MAX_SUBJECT_CHARS = 200

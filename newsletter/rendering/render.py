@@ -115,6 +115,7 @@ def personal_values(recipient: Recipient) -> dict[str, str]:
         "unsubscribe_url": safe_url(recipient.unsubscribe_url) or "",
         "view_url": safe_url(recipient.view_url) or "",
         "feedback_url": safe_url(recipient.feedback_url) or "",
+        "feed_url": safe_url(recipient.feed_url) or "",
     }
 
 

@@ -278,6 +278,7 @@ channel_state = sa.Table(  # each channel's pause (a revoked webhook) and last r
 reader_feeds = sa.Table(  # the secret key in each reader's private feed URL (storage/reader_feeds.py)
     "reader_feeds", metadata, sa.Column("subscriber_id", sa.Integer, primary_key=True),
     sa.Column("key", sa.String(64), nullable=False), sa.Column("created", UTCDateTime, nullable=False),
+    sa.Column("revoked_before", UTCDateTime),  # signed feed tokens issued before this are refused (rotation)
 )
 
 runs = sa.Table(
