@@ -33,12 +33,13 @@ def test_a_sent_edition_stores_every_tldr_and_the_next_process_reads_them(tmp_pa
     engine = open_database(load_settings(config).newsletter.database_url)
     with engine.begin() as connection:
         stored = dict(connection.execute(sa.text("SELECT paper_id, tldr FROM paper_tldrs")).all())
+        day = str(connection.execute(sa.text("SELECT date FROM editions")).scalar_one())[:10]  # the sent edition
         assert len(stored) >= 40  # every paper of the edition, not only those a reader got
         assert all(0 < len(t) <= 220 for t in stored.values())
         # what another process would find: a TL;DR it did not make (the same hash, other words)
         connection.execute(sa.text("UPDATE paper_tldrs SET tldr = 'Stored once: ' || paper_id || '.'"))
     out = tmp_path / "preview"
-    code, output = cli_run(config, "preview", "--out", str(out))
+    code, output = cli_run(config, "preview", "--date", day, "--out", str(out))
     assert code == 0, output
     page = next(out.glob("*.html")).read_text(encoding="utf-8")
     summaries = re.findall(r'<p class="s">(?:<span class="ai">[^<]*</span> )?([^<]*)</p>', page)
@@ -47,7 +48,7 @@ def test_a_sent_edition_stores_every_tldr_and_the_next_process_reads_them(tmp_pa
     # a stored TL;DR of another text (the abstract changed since): made again from the paper's own text
     with engine.begin() as connection:
         connection.execute(sa.text("UPDATE paper_tldrs SET text_hash = 'stale'"))
-    code, output = cli_run(config, "preview", "--out", str(out))
+    code, output = cli_run(config, "preview", "--date", day, "--out", str(out))
     assert code == 0, output
     page = next(out.glob("*.html")).read_text(encoding="utf-8")
     assert "Stored once:" not in page
