@@ -216,6 +216,11 @@ class EmailSettings:
         "trending paper's title). The From line already shows the name: the default leads with the reader's "
         "papers.", check=check_subject)
     max_papers_per_topic: int = setting(10, "Most papers in one topic section of an email.", check=check_positive)
+    full_cards_per_section: int = setting(
+        2, "Papers at the top of each topic section of an email shown as full cards (authors, TL;DR, reason, "
+        "links); the section's other papers are compact rows (title link, trend badge, a one-line TL;DR) so a "
+        "6-topic email stays a few phone screens tall. 0: every paper is a compact row.",
+        check=check_non_negative)
     abstract_chars: int = setting(600, "On the archive pages, abstracts (or Hugging Face summaries) are cut at a "
         "word boundary after this many characters; an email's cards show a TL;DR of at most 220 instead.",
         check=check_positive)
