@@ -79,6 +79,10 @@ TARGET_RSS_GROWTH = 1.25
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 FROM_ENVELOPE = "papers@example.org"
+EXTRA_CONFIG = ""
+"""Appended to every config written: ``--verp`` (and bench/scale.py) add an [inbound] table, so that every
+message goes out with its own signed VERP envelope sender, as a list that processes its bounces runs."""
+INBOUND_TABLE = '\n[inbound]\ndomain = "bounces.example.org"\n'
 
 _DELAY_SINK_SCRIPT = """
 import json, resource, sys
@@ -125,7 +129,7 @@ def write_config(folder: Path, *, port: int, concurrency: int, claim_batch: int)
     text += (
         f'\n[delivery]\nhost = "127.0.0.1"\nport = {port}\nconcurrency = {concurrency}\n'
         f"claim_batch = {claim_batch}\n"
-    )
+    ) + EXTRA_CONFIG
     path = folder / "bench.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -1006,6 +1010,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile-processes", type=int, default=1,
                         help="sending processes profiled at once on one ledger (default 1)")
     parser.add_argument("--top", type=int, default=25, help="functions shown per --profile listing")
+    parser.add_argument("--verp", action="store_true",
+                        help="send with [inbound] domain set: each message's envelope sender is its signed VERP "
+                             "address (the configuration of a list that processes its bounces)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (printed)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--no-check", action="store_true", help="exit 0 even when a target is missed")
@@ -1037,7 +1044,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not Path(tool).is_file():
             raise SystemExit(f"{tool} not found: install Debian's postfix package (only its test tools are used)")
     os.environ[SECRET_ENV] = secrets.token_urlsafe(32)
-    say(f"machine: {machine()}")
+    global EXTRA_CONFIG
+    if args.verp:
+        EXTRA_CONFIG = INBOUND_TABLE
+    say(f"machine: {machine()}" + (" (VERP on)" if args.verp else ""))
     folder = Path(tempfile.mkdtemp(prefix="bench-send-"))
     started = time.perf_counter()
     try:

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from newsletter.storage import db
+from newsletter.storage.bulk import BulkStatements
 from newsletter.storage.ledger_reads import HALTED_PHASE as HALTED_PHASE
 from newsletter.storage.ledger_reads import STATES as STATES
 from newsletter.storage.ledger_reads import LedgerReads, due_rows
@@ -58,6 +59,10 @@ _STORE_OUTCOME = (
         updated=sa.bindparam("now"),
     )
 )
+
+_MARK_DATA_BULK = BulkStatements(_MARK_DATA)
+_STORE_OUTCOME_BULK = BulkStatements(_STORE_OUTCOME)
+"""Both run for every few messages sent: compiled once, run as one driver executemany (``storage.bulk``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -303,9 +308,9 @@ class Ledger(LedgerReads):
 
         Returns the ids of ``data_phase`` rows that are no longer claimed under that token: another sender
         took them over after this one's lease lapsed, so this one must not send them. Outcomes for such rows
-        are dropped the same way. Both statements are built once (``_MARK_DATA``, ``_STORE_OUTCOME``) and
-        run as executemany: this runs for every message sent, and building them per call cost more than
-        SQLite's own work.
+        are dropped the same way. Both statements are compiled once per dialect and run as one driver
+        executemany each (``storage.bulk``): this runs for every few messages sent, and SQLAlchemy's
+        per-call and per-row work cost more than SQLite's own.
         """
         with self.engine.begin() as connection:
             return self._record(connection, data_phase=data_phase, outcomes=outcomes, now=now)
@@ -333,19 +338,22 @@ class Ledger(LedgerReads):
     def _record(self, connection: sa.Connection, *, data_phase: Sequence[tuple[int, str]],
                 outcomes: Sequence[Outcome], now: datetime) -> set[int]:
         lost: set[int] = set()
+        dialect = connection.dialect
         if data_phase:
-            result = connection.execute(_MARK_DATA, [{"row_id": i, "token": t, "now": now} for i, t in data_phase])
-            if not (self.engine.dialect.supports_sane_multi_rowcount and result.rowcount == len(data_phase)):
+            marked = _MARK_DATA_BULK.for_dialect(dialect).run(
+                connection, [{"row_id": i, "token": t} for i, t in data_phase], {"now": now})
+            if not (dialect.supports_sane_multi_rowcount and marked == len(data_phase)):
                 lost = self._not_marked(connection, data_phase)
         if outcomes:
-            connection.execute(
-                _STORE_OUTCOME,
+            _STORE_OUTCOME_BULK.for_dialect(dialect).run(
+                connection,
                 [
                     {"row_id": o.delivery_id, "token": o.claim_token, "new_state": o.state, "new_phase": o.phase,
                      "attempt": 1 if o.count_attempt else 0, "next_at": o.next_attempt_at, "code": o.code,
-                     "msg": o.message[:1000], "sent": now if o.state == "sent" else None, "now": now}
+                     "msg": o.message[:1000], "sent": now if o.state == "sent" else None}
                     for o in outcomes
                 ],
+                {"now": now},
             )
         return lost
 
