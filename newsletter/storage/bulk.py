@@ -16,13 +16,16 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
 
 
 class BulkStatement:
     """One statement with named bind parameters, compiled for one dialect."""
 
-    def __init__(self, statement: sa.Executable, dialect: Dialect) -> None:
+    def __init__(self, statement: sa.ClauseElement, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
+        if not isinstance(compiled, SQLCompiler):  # pragma: no cover - a DML statement compiles to SQL
+            raise TypeError(f"not a SQL statement: {statement!r}")
         self.sql = str(compiled)
         self.positional = bool(compiled.positional)
         binds = {name: bind for bind, name in compiled.bind_names.items()}
@@ -70,14 +73,14 @@ class BulkStatement:
         """Run for every row (names → values; ``shared`` values are the same for all); returns the row count."""
         if not rows:
             return 0
-        result = connection.exec_driver_sql(self.sql, self.parameters(rows, shared or {}))  # type: ignore[arg-type]
+        result = connection.exec_driver_sql(self.sql, self.parameters(rows, shared or {}))
         return int(result.rowcount or 0)
 
 
 class BulkStatements:
     """``BulkStatement`` of one statement per dialect, compiled on first use."""
 
-    def __init__(self, statement: sa.Executable) -> None:
+    def __init__(self, statement: sa.ClauseElement) -> None:
         self.statement = statement
         self._compiled: dict[str, BulkStatement] = {}
 
