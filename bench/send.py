@@ -406,7 +406,8 @@ def _usage() -> dict[str, float]:
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"rss_self_kib": vm_hwm_kib(), "ru_maxrss_self_kib": me.ru_maxrss,
             "ru_maxrss_children_kib": children.ru_maxrss,
-            "cpu_self": me.ru_utime + me.ru_stime, "cpu_children": children.ru_utime + children.ru_stime}
+            "cpu_self": me.ru_utime + me.ru_stime, "cpu_children": children.ru_utime + children.ru_stime,
+            "sys_self": me.ru_stime, "sys_children": children.ru_stime}
 
 
 def patch_plain_aiosmtplib() -> None:
@@ -489,6 +490,7 @@ def worker_send(spec: dict[str, Any]) -> dict[str, Any]:
     return {"wall": wall, "sent": sent, "counts": counts, "prepare_noop": prepare_noop, "machine_busy": busy,
             "rss_before_kib": before["rss_self_kib"],
             "cpu": after["cpu_self"] - before["cpu_self"] + after["cpu_children"] - before["cpu_children"],
+            "cpu_sys": after["sys_self"] - before["sys_self"] + after["sys_children"] - before["sys_children"],
             "rss_self_kib": after["rss_self_kib"], "rss_children_kib": max(child_peaks, default=0),
             "child_peaks_kib": child_peaks, "ru_maxrss_self_kib": after["ru_maxrss_self_kib"],
             "ru_maxrss_children_kib": after["ru_maxrss_children_kib"]}
@@ -706,7 +708,8 @@ def library_run(prepared: Prepared, name: str, *, folder: str, processes: int, c
             received, sink_cpu = int(finished["received"]), float(finished["cpu"])
     peak = result["rss_children_kib"] if processes > 1 and mode == "run_send" else result["rss_self_kib"]
     counts = result["counts"]
-    note = f"sink CPU {sink_cpu:.1f} s; load before {load:.2f}"
+    kernel = 1e6 * result["cpu_sys"] / max(1, result["sent"])
+    note = f"sink CPU {sink_cpu:.1f} s; sender CPU in the kernel {kernel:,.0f} µs/msg; load before {load:.2f}"
     if mode == "run_send":
         note += f"; incl. no-op prepare {result['prepare_noop']:.2f} s"
     if processes > 1:
