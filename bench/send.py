@@ -1016,6 +1016,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--verp", action="store_true",
                         help="send with [inbound] domain set: each message's envelope sender is its signed VERP "
                              "address (the configuration of a list that processes its bounces)")
+    parser.add_argument("--dkim", action="store_true",
+                        help="sign every message with DKIM: a fresh 2048-bit RSA key (openssl) in a [delivery.dkim] "
+                             "table")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (printed)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--no-check", action="store_true", help="exit 0 even when a target is missed")
@@ -1050,8 +1053,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     global EXTRA_CONFIG
     if args.verp:
         EXTRA_CONFIG = INBOUND_TABLE
-    say(f"machine: {machine()}" + (" (VERP on)" if args.verp else ""))
     folder = Path(tempfile.mkdtemp(prefix="bench-send-"))
+    if args.dkim:
+        key = folder / "dkim.pem"
+        subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+        EXTRA_CONFIG += f'\n[delivery.dkim]\nselector = "bench"\ndomain = "example.org"\nprivate_key_path = "{key}"\n'
+    say(f"machine: {machine()}" + (" (VERP on)" if args.verp else "") + (" (DKIM on)" if args.dkim else ""))
     started = time.perf_counter()
     try:
         if args.profile:
