@@ -14,14 +14,19 @@ import email.policy
 import re
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from unittest import mock
 
+import dkim
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from itsdangerous import Signer, TimestampSigner
 
+from newsletter.config import DkimSettings
 from newsletter.delivery import mime
+from newsletter.delivery.dkim import OVERSIGNED_HEADERS, SIGNED_HEADERS, DkimSigner
 from newsletter.delivery.mime import CRLF, SOFT_BREAK, MessageTemplate, RecipientHeaders, _qp_text, _qp_value
 from newsletter.delivery.sending import deliver
 from newsletter.storage.ledger import Ledger
@@ -192,3 +197,22 @@ def test_a_stop_hands_back_messages_waiting_for_a_slow_relay_before_data(ledger:
         asyncio.run(deliver(ledger.engine, settings=settings_for(sink), sender="papers@example.org",
                             edition_id=EDITION, build_message=build, clock=Clock()))
         assert received(sink) == dict.fromkeys(emails, 1)
+
+
+def test_dkim_signatures_are_dkimpys_own_bytes_and_verify(dkim_key: tuple[Path, bytes]) -> None:
+    """The OpenSSL signature is the one dkimpy's pure-Python RSA makes (PKCS #1 v1.5 is deterministic)."""
+    key, record = dkim_key
+    signer = DkimSigner(DkimSettings(selector="s1", domain="example.org", private_key_path=str(key)))
+    assert signer.rsa is not None  # the fast path is the one under test
+    raw = template('<p>__nlabc_greeting__</p>  two  spaces \n', "__nlabc_greeting__ \n").render(
+        recipient_headers(3), {"greeting": "Hi Zoë,"})
+    with mock.patch("time.time", return_value=1_780_000_000.0):
+        signed = signer.sign(raw)
+        reference = dkim.sign(raw, b"s1", b"example.org", key.read_bytes(), canonicalize=(b"relaxed", b"relaxed"),
+                              include_headers=[*SIGNED_HEADERS, *OVERSIGNED_HEADERS]) + raw
+    assert signed == reference
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        return record if name == b"s1._domainkey.example.org." else b""
+
+    assert dkim.verify(signed, dnsfunc=dns)
