@@ -41,6 +41,7 @@ variant_papers = db.variant_papers
 _DELIVERY_COLUMNS = [deliveries.c[name] for name in (
     "id", "edition_id", "subscriber_id", "email", "name", "variant_key", "message_id", "attempts", "created",
     "claim_token")]
+_DELIVERY_NAMES = tuple(column.name for column in _DELIVERY_COLUMNS)
 _CLAIMED_ROW = sa.and_(deliveries.c.id == sa.bindparam("row_id"), deliveries.c.state == "claimed",
                        deliveries.c.claim_token == sa.bindparam("token"))
 _MARK_DATA = deliveries.update().where(_CLAIMED_ROW).values(phase=DATA_PHASE, updated=sa.bindparam("now"))
@@ -270,7 +271,8 @@ class Ledger(LedgerReads):
                 sa.select(*_DELIVERY_COLUMNS).where(deliveries.c.claim_token == token, deliveries.c.state == "claimed")
                 .order_by(deliveries.c.id)
             ).all()
-        return [Delivery(**row._asdict()) for row in rows]
+        names = _DELIVERY_NAMES  # not Row._asdict() per row: it works its keys out again for each (claims are hot)
+        return [Delivery(**dict(zip(names, row, strict=True))) for row in rows]
 
     def renew(self, tokens: Collection[str], *, until: datetime) -> int:
         """Extend the lease of every row still claimed under these claim tokens; returns how many."""
