@@ -13,7 +13,7 @@ import email
 import email.policy
 import re
 from collections.abc import Callable, Coroutine, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -29,7 +29,7 @@ from newsletter.delivery import mime
 from newsletter.delivery.dkim import OVERSIGNED_HEADERS, SIGNED_HEADERS, DkimSigner
 from newsletter.delivery.mime import CRLF, SOFT_BREAK, MessageTemplate, RecipientHeaders, _qp_text, _qp_value
 from newsletter.delivery.sending import deliver
-from newsletter.storage.ledger import Ledger
+from newsletter.storage.ledger import _MARK_DATA, _STORE_OUTCOME, Ledger, Outcome
 from subscribers.tokens import Keyring, TokenSigner
 from tests.mailsink import Fault, MailSink
 from tests.test_delivery import EDITION, Clock, build, fill, received, settings_for
@@ -216,3 +216,30 @@ def test_dkim_signatures_are_dkimpys_own_bytes_and_verify(dkim_key: tuple[Path, 
         return record if name == b"s1._domainkey.example.org." else b""
 
     assert dkim.verify(signed, dnsfunc=dns)
+
+
+def test_the_ledger_writes_the_bytes_sqlalchemy_would(ledger: Ledger) -> None:
+    """The driver-level executemany (storage/bulk.py) stores every value as SQLAlchemy's own execution does:
+    the same datetime text on SQLite (microseconds included), the same rows touched, fencing kept."""
+    fill(ledger, 6)
+    at = datetime(2026, 4, 27, 7, 0, 2, tzinfo=UTC)
+    later = datetime(2026, 4, 27, 9, 30, 0, 123456, tzinfo=UTC)
+    rows = ledger.claim(EDITION, limit=6, now=at, lease=timedelta(minutes=5))
+    outcome = {"new_state": "deferred", "new_phase": "rcpt", "attempt": 1, "next_at": later, "code": 451,
+               "msg": "451 4.7.1 later", "sent": None, "now": at}
+    lost = ledger.record(data_phase=[(rows[0].id, rows[0].claim_token), (rows[1].id, "not-the-token")],
+                         outcomes=[Outcome(delivery_id=rows[2].id, state="deferred", phase="rcpt", code=451,
+                                           message="451 4.7.1 later", next_attempt_at=later,
+                                           claim_token=rows[2].claim_token)], now=at)
+    assert lost == {rows[1].id}
+    with ledger.engine.begin() as connection:  # the same writes through SQLAlchemy's own execution
+        connection.execute(_MARK_DATA, [{"row_id": rows[3].id, "token": rows[3].claim_token, "now": at}])
+        connection.execute(_STORE_OUTCOME, [{**outcome, "row_id": rows[4].id, "token": rows[4].claim_token}])
+    with ledger.engine.connect() as connection:
+        stored = {row[0]: row[1:] for row in connection.exec_driver_sql(
+            "SELECT id, state, phase, updated, next_attempt_at, last_code, last_message, claim_token IS NULL, "
+            "attempts FROM deliveries").all()}
+    assert stored[rows[0].id] == stored[rows[3].id]  # marked for DATA
+    assert stored[rows[2].id] == stored[rows[4].id]  # deferred
+    assert stored[rows[1].id] == stored[rows[5].id]  # untouched: the wrong claim token matched nothing
+    assert stored[rows[2].id][:2] == ("deferred", "rcpt")

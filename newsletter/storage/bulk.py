@@ -28,14 +28,15 @@ class BulkStatement:
             raise TypeError(f"not a SQL statement: {statement!r}")
         self.sql = str(compiled)
         self.positional = bool(compiled.positional)
-        binds = {name: bind for bind, name in compiled.bind_names.items()}
+        # By name, the parameter as compiled (typed by its column): ``bind_names`` also holds untyped originals.
+        binds = {name: compiled.binds[name] for name in dict.fromkeys(compiled.bind_names.values())}
         self.order: tuple[str, ...] = tuple(compiled.positiontup or ()) if self.positional else tuple(binds)
         self.required = frozenset(name for name, bind in binds.items() if bind.required)
         """Names every row (or the run's shared values) must give; the others are literals of the statement."""
         self._fixed = {name: bind.value for name, bind in binds.items() if not bind.required}
         self._processors: dict[str, Callable[[Any], Any]] = {}
         for name, bind in binds.items():
-            processor = bind.type.bind_processor(dialect)
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)  # the dialect's, as SQLAlchemy
             if processor is not None:
                 self._processors[name] = processor
         for name, value in self._fixed.items():
