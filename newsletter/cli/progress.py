@@ -22,7 +22,8 @@ def progress_bar(label: str, *, quiet: bool = False) -> Iterator[Callable[[int, 
         yield None
         return
     bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=Console(stderr=True), transient=True)
+                   console=Console(stderr=True), transient=True,
+                   redirect_stdout=False, redirect_stderr=False)  # stdout is the command's output, never the bar's
     task = bar.add_task(label, total=None)
 
     def advance(done: int, total: int) -> None:
