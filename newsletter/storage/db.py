@@ -236,6 +236,7 @@ deliveries = sa.Table(
     sa.Index("ix_deliveries_edition_state", "edition_id", "state"),
     sa.Index("ix_deliveries_claim_token", "claim_token"),
     sa.Index("ix_deliveries_subscriber", "subscriber_id", "edition_id"),
+    sa.Index("ix_deliveries_message_id", "message_id"),  # a returned message names ours: inbound attribution
 )
 
 variants = sa.Table(
