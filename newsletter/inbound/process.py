@@ -15,6 +15,10 @@ through to the recipient it *named* let anyone bounce or "complain" any reader b
   only a copy of that reader's own mail holds one: the same secret a VERP token is;
 * anything else is ``unattributed`` and changes nothing, whatever addresses it names.
 
+``handle_batch`` does the same for many messages in one transaction: each is classified, then the readers the
+batch names and the Message-IDs it quotes are looked up at once (by index), every report is applied in order
+(``EvidenceStore.apply_many``) and the log rows written together; ``handle`` is a batch of one.
+
 Every message is first checked against ``bounds.over_bounds`` (size, lines, parts, nesting) before a
 parser sees it; past a bound it is quarantined unread.
 """

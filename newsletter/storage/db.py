@@ -1,9 +1,8 @@
 """Database engine, schema and migrations.
 
 SQLite by default, PostgreSQL later: only portable SQLAlchemy Core constructs here (no SQLite-only SQL).
-The schema is declared once below; Alembic migrations in ``newsletter/migrations`` create it and are
-applied automatically when a store is opened, so an operator never runs a migration by hand.
-"""
+The schema is declared once below; Alembic migrations in ``newsletter/migrations`` create it and are applied
+automatically when a store is opened, so an operator never runs a migration by hand."""
 
 from __future__ import annotations
 
