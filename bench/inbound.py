@@ -28,10 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, os.environ.get("BENCH_CODE") or str(Path(__file__).resolve().parent.parent))
 
 from newsletter.inbound.classify import InboundAddresses, classify
-from newsletter.inbound.process import Incoming
 from tests.inbound_support import DOMAIN, bounce_corpus, make_inbound
 
 
@@ -57,13 +56,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--batch", type=int, default=200, help="messages per transaction (default 200)")
     parser.add_argument("--postgres", action="store_true", help="a scratch PostgreSQL database instead of SQLite")
-    parser.add_argument("--baseline", type=Path, metavar="TREE", help="run this checkout's bench/inbound.py first")
+    parser.add_argument("--baseline", type=Path, metavar="TREE",
+                        help="first run this script with that checkout's code, one message per handle() call")
+    parser.add_argument("--per-message", action="store_true", help="call handle() per message (the old API)")
     options = parser.parse_args()
     if options.baseline is not None:
-        print(f"baseline ({options.baseline}):", flush=True)
-        subprocess.run([sys.executable, str(options.baseline / "bench" / "inbound.py"), "--rounds",
-                        str(options.rounds), *(["--postgres"] if options.postgres else [])], check=True,
-                       env={**os.environ, "PYTHONPATH": str(options.baseline)})
+        print(f"baseline ({options.baseline}, one handle() per message):", flush=True)
+        subprocess.run([sys.executable, __file__, "--rounds", str(options.rounds), "--per-message",
+                        *(["--postgres"] if options.postgres else [])], check=True,
+                       env={**os.environ, "PYTHONPATH": str(options.baseline), "BENCH_CODE": str(options.baseline)})
         print("this tree:", flush=True)
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {'PostgreSQL' if options.postgres else 'SQLite'}")
@@ -80,20 +81,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         inbound = make_inbound(_database(folder, postgres=options.postgres))
         readers = [inbound.add(f"reader{n}@example.net") for n in range(len(messages))]
-        incoming = [Incoming(raw=raw, recipients=(inbound.verp(reader),), door="smtp")
-                    for raw, reader in zip(messages, readers, strict=True)]
+        verps = [inbound.verp(reader) for reader in readers]
         wall, cpu = time.perf_counter(), _cpu()
         outcomes: dict[str, int] = {}
-        for start in range(0, len(incoming), options.batch):
-            for outcome in inbound.processor.handle_batch(incoming[start:start + options.batch]):
+        if options.per_message:
+            for raw, verp in zip(messages, verps, strict=True):
+                outcome = inbound.processor.handle(raw, recipients=[verp], door="smtp")
                 outcomes[outcome.outcome] = outcomes.get(outcome.outcome, 0) + 1
+        else:
+            from newsletter.inbound.process import Incoming
+
+            incoming = [Incoming(raw=raw, recipients=(verp,), door="smtp")
+                        for raw, verp in zip(messages, verps, strict=True)]
+            for start in range(0, len(incoming), options.batch):
+                for outcome in inbound.processor.handle_batch(incoming[start:start + options.batch]):
+                    outcomes[outcome.outcome] = outcomes.get(outcome.outcome, 0) + 1
         handle_wall, handle_cpu = time.perf_counter() - wall, _cpu() - cpu
         inbound.processor.engine.dispose()
     count = len(messages)
     print(f"{count} messages ({options.rounds} rounds of {len(samples)}): {outcomes}")
     print(f"classify only:        {count / classify_wall:8.0f} msg/s, {classify_cpu / count * 1e6:7.0f} µs CPU/msg")
     print(f"classify+apply+commit: {count / handle_wall:7.0f} msg/s, {handle_cpu / count * 1e6:7.0f} µs CPU/msg "
-          f"(batches of {options.batch}; CPU of this process only, not the PostgreSQL server's)")
+          f"({'one per transaction' if options.per_message else f'batches of {options.batch}'}; "
+          "CPU of this process only, not the PostgreSQL server's)")
 
 
 if __name__ == "__main__":
