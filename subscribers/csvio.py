@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import IO, Any
 
@@ -108,7 +108,7 @@ def _check_row(store: SubscriberStore, line: int, header: list[str], cells: list
     return Wanted(line=line, email=address, name=name, topics=topics, frequency=frequency, carried=carried)
 
 
-def read_rows(store: SubscriberStore, stream: IO[str], *,
+def read_rows(store: SubscriberStore, stream: Iterable[str], *,
               delimiter: str = ",") -> tuple[list[Wanted], list[RowError], int]:
     """Parse and check every row: (good rows, bad rows, number of data rows)."""
     reader = csv.reader(stream, delimiter=delimiter)
@@ -171,8 +171,9 @@ def import_csv(
     del decoded  # the file's text is not needed any more: a large import holds only its rows
     defaults = store.default_topics()
     done = len(errors)
-    for start in range(0, len(good), bulk_store.CHUNK):
-        chunk = good[start:start + bulk_store.CHUNK]
+    good.reverse()  # taken from the end, a chunk at a time, so the rows written are let go as the import goes
+    while good:
+        chunk = [good.pop() for _ in range(min(bulk_store.CHUNK, len(good)))]
         with store.engine.connect() as connection:
             transaction = connection.begin()
             stored, entries = bulk_store.lookup(connection, [row.email for row in chunk])
