@@ -12,13 +12,14 @@ another checkout (e.g. a ``git worktree`` of main before issue 30), in the same 
 
     python bench/fetch.py                          # 100,000 items
     python bench/fetch.py --baseline /tmp/main-tree
+    python bench/fetch.py --parse-only --baseline /tmp/main-tree   # parse_feed alone, in its own process
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,28 +31,43 @@ sys.path.insert(0, str(ROOT))
 
 from tests.conftest import write_config  # noqa: E402
 
-
-def _build_feed(entries: int) -> bytes:
-    spec = importlib.util.spec_from_file_location("bench_ingest", ROOT / "bench" / "ingest.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_ingest"] = module
-    spec.loader.exec_module(module)
-    feed: bytes = module.build_feed(entries, 0)
-    return feed
+BUILD = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("bench_ingest", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules["bench_ingest"] = module
+spec.loader.exec_module(module)
+open(sys.argv[3], "wb").write(module.build_feed(int(sys.argv[2]), 0))
+"""
 
 
-def run(tree: Path, folder: Path, feed: bytes, label: str) -> None:
+def _build_feed(entries: int, path: Path) -> None:
+    """Write the listing from another process: a child started from a process that held it would inherit that
+    process's peak in its own ``ru_maxrss`` (Linux keeps the high-water mark across exec)."""
+    subprocess.run([sys.executable, "-c", BUILD, str(ROOT / "bench" / "ingest.py"), str(entries), str(path)],
+                   check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+PARSE_ONLY = """
+import sys
+from newsletter.sources.parsing import parse_feed
+data = open(sys.argv[1], "rb").read()
+parsed = parse_feed("arxiv-rss", data, source="cs-ai")
+print(f"parsed {len(parsed.papers)} papers, {parsed.skipped} skipped")
+"""
+
+
+def run(tree: Path, folder: Path, feed: Path, label: str, *, parse_only: bool = False) -> None:
     folder.mkdir()
-    (folder / "feed.xml").write_bytes(feed)
+    shutil.copyfile(feed, folder / "feed.xml")
     config = write_config(folder, [("cs-ai", "arxiv-rss", "feed.xml")],
-                          extra=f"max_bytes = {len(feed) + 1_000_000}\n")
+                          extra=f"max_bytes = {feed.stat().st_size + 1_000_000}\n")
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    command = ([sys.executable, "-c", PARSE_ONLY, str(folder / "feed.xml")] if parse_only else
+               [sys.executable, "-m", "newsletter", "--config", str(config), "fetch"])
     with (folder / "out.txt").open("wb") as out, (folder / "err.txt").open("wb") as err:
         start = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-m", "newsletter", "--config", str(config), "fetch"],
-                                   env=env, stdout=out, stderr=err, cwd=folder)
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=err, cwd=folder)
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -66,17 +82,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--baseline", type=Path, metavar="TREE", help="a checkout of the old code to run first")
+    parser.add_argument("--parse-only", action="store_true",
+                        help="time only reading the file and parse_feed (no store, no topic matching)")
     options = parser.parse_args()
-    feed = _build_feed(options.entries)
-    load = os.getloadavg()
-    print(f"{options.entries:,} items, {len(feed) / 2**20:.1f} MiB; load average before {load[0]:.2f} "
-          f"{load[1]:.2f} {load[2]:.2f}")
-    print("| code | wall s | CPU s | peak RSS MiB |")
-    print("| --- | --: | --: | --: |")
     with tempfile.TemporaryDirectory() as scratch:
+        feed = Path(scratch) / "listing.xml"
+        _build_feed(options.entries, feed)
+        load = os.getloadavg()
+        print(f"{options.entries:,} items, {feed.stat().st_size / 2**20:.1f} MiB; load average before {load[0]:.2f} "
+              f"{load[1]:.2f} {load[2]:.2f}")
+        print("| code | wall s | CPU s | peak RSS MiB |")
+        print("| --- | --: | --: | --: |")
         if options.baseline is not None:
-            run(options.baseline, Path(scratch) / "baseline", feed, "baseline")
-        run(ROOT, Path(scratch) / "tree", feed, "this tree")
+            run(options.baseline, Path(scratch) / "baseline", feed, "baseline", parse_only=options.parse_only)
+        run(ROOT, Path(scratch) / "tree", feed, "this tree", parse_only=options.parse_only)
     load = os.getloadavg()
     print(f"load average after {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
