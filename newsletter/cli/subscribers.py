@@ -15,6 +15,7 @@ from rich.table import Table
 
 from newsletter.cli.app import console
 from newsletter.cli.output import plain
+from newsletter.cli.progress import progress_bar
 from newsletter.cli.words import nouns, plural
 from newsletter.config import Settings
 from subscribers.errors import NotFoundError
@@ -222,9 +223,10 @@ def _import_json(report: ImportReport, sent: int) -> dict[str, Any]:
 @click.option("--force", is_flag=True, help="Import suppressed addresses (unsubscribed, bounced, deleted) too.")
 @click.option("--dry-run", is_flag=True, help="Check every row and report; change and send nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (shape documented in docs/cli.md).")
+@click.option("--quiet", is_flag=True, help="No progress bar (one is drawn on standard error when it is a terminal).")
 @click.pass_obj
 def import_command(app: _App, file: Any, encoding: str | None, confirm: bool, force: bool, dry_run: bool,
-                   as_json: bool) -> None:
+                   as_json: bool, quiet: bool) -> None:
     """Import FILE (CSV: email,name,topics,frequency; topics separated by ';'; '-' reads stdin).
 
     The encoding (UTF-8, Windows-1252, Latin-1) and the delimiter (',', ';', tab) are detected and reported,
@@ -238,8 +240,9 @@ def import_command(app: _App, file: Any, encoding: str | None, confirm: bool, fo
 
     signer = _signer(app) if confirm and not dry_run else None
     now = app.now()
-    report = import_subscribers(app.settings, _engine(app), file.read(), now=now, confirm=confirm, force=force,
-                                dry_run=dry_run, encoding=encoding)
+    with progress_bar("Importing", quiet=quiet) as progress:
+        report = import_subscribers(app.settings, _engine(app), file.read(), now=now, confirm=confirm, force=force,
+                                    dry_run=dry_run, encoding=encoding, progress=progress)
     sent = 0
     if signer is not None and report.to_confirm:
         with console.status(f"Sending {plural(len(report.to_confirm), 'confirmation email')}…"):
@@ -258,19 +261,24 @@ def import_command(app: _App, file: Any, encoding: str | None, confirm: bool, fo
 @subscribers.command(name="export")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), default="-")
 @click.option("--status", type=click.Choice(STATUSES), help="Only subscribers of this status.")
+@click.option("--quiet", is_flag=True, help="No progress bar (one is drawn on standard error when it is a terminal).")
 @click.pass_obj
-def export_command(app: _App, file: Path, status: Status | None) -> None:
-    """Write the list as CSV to FILE (default: standard output); `subscribers import` reads it back."""
+def export_command(app: _App, file: Path, status: Status | None, quiet: bool) -> None:
+    """Write the list as CSV to FILE (default: standard output); `subscribers import` reads it back.
+
+    Readers are read and written a page at a time, so a list of any size exports in little memory.
+    """
 
     from newsletter.usecases.subscribe import subscriber_store
     from subscribers.csvio import export_csv
 
     store = subscriber_store(app.settings, _engine(app))
     if str(file) == "-":
-        export_csv(store, sys.stdout, status=status)
+        with progress_bar("Exporting", quiet=quiet) as progress:
+            export_csv(store, sys.stdout, status=status, progress=progress)
         return
-    with file.open("w", encoding="utf-8", newline="") as stream:
-        count = export_csv(store, stream, status=status)
+    with file.open("w", encoding="utf-8", newline="") as stream, progress_bar("Exporting", quiet=quiet) as progress:
+        count = export_csv(store, stream, status=status, progress=progress)
     click.echo(f"wrote {count} subscribers to {file}", err=True)
 
 

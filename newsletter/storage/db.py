@@ -1,9 +1,8 @@
 """Database engine, schema and migrations.
 
 SQLite by default, PostgreSQL later: only portable SQLAlchemy Core constructs here (no SQLite-only SQL).
-The schema is declared once below; Alembic migrations in ``newsletter/migrations`` create it and are
-applied automatically when a store is opened, so an operator never runs a migration by hand.
-"""
+The schema is declared once below; Alembic migrations in ``newsletter/migrations`` create it and are applied
+automatically when a store is opened, so an operator never runs a migration by hand."""
 
 from __future__ import annotations
 
@@ -234,6 +233,7 @@ deliveries = sa.Table(
     sa.Index("ix_deliveries_edition_state", "edition_id", "state"),
     sa.Index("ix_deliveries_claim_token", "claim_token"),
     sa.Index("ix_deliveries_subscriber", "subscriber_id", "edition_id"),
+    sa.Index("ix_deliveries_message_id", "message_id"),  # a returned message names ours: inbound attribution
 )
 
 variants = sa.Table(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
@@ -187,10 +187,12 @@ def import_subscribers(
     force: bool = False,
     dry_run: bool = False,
     encoding: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
-    """CSV import (``subscribers.csvio``) with this newsletter's topics; see ``send_confirmations`` for --confirm."""
+    """CSV import (``subscribers.csvio``) with this newsletter's topics; see ``send_confirmations`` for --confirm.
+    ``progress`` is called with (rows done, rows in all) after each chunk."""
     return import_csv(subscriber_store(settings, engine), stream, now=now, confirm=confirm, force=force,
-                      dry_run=dry_run, encoding=encoding)
+                      dry_run=dry_run, encoding=encoding, progress=progress)
 
 
 def subscriber_json(subscriber: Subscriber) -> dict[str, object]:
