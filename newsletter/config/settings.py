@@ -154,14 +154,14 @@ class MatchingSettings:
         "none of the topics stay unmatched. `none`: every paper joins its best topic once it passes the floor.",
     )
     tfidf_background_rank: int = setting(
-        2, "`tfidf`, `background = \"arxiv\"`: a paper joins a topic only when fewer than this many arXiv "
+        1, "`tfidf`, `background = \"arxiv\"`: a paper joins a topic only when fewer than this many arXiv "
         "categories the topics do not cover score above the topic for it (1: the topic must beat them all).",
         check=check_positive)
     embedding_background_rank: int = setting(
         3, "`embedding`, `background = \"arxiv\"`: a paper joins a topic only when fewer than this many arXiv "
         "categories the topics do not cover score above the topic for it (1: the topic must beat them all).",
         check=check_positive)
-    tfidf_background_margin: float = setting(0.0, "`tfidf`, `background = \"arxiv\"`: a category counts as "
+    tfidf_background_margin: float = setting(0.05, "`tfidf`, `background = \"arxiv\"`: a category counts as "
                                              "scoring above a topic only when it beats it by more than this.",
                                              check=check_unit_interval)
     embedding_background_margin: float = setting(0.0, "`embedding`, `background = \"arxiv\"`: a category counts "
