@@ -150,8 +150,9 @@ class MatchingSettings:
     background: Literal["arxiv", "none"] = setting(
         "arxiv",
         "`calibrated` only: what else a paper can be about. `arxiv`: a paper joins a topic only when the topic "
-        "beats the arXiv categories it does not cover (about 155, shipped with the package), so papers about "
-        "none of the topics stay unmatched. `none`: every paper joins its best topic once it passes the floor.",
+        "ranks among the paper's best subjects next to the arXiv categories it does not cover (about 155, "
+        "shipped with the package; `*_background_rank`), so papers about none of the topics stay unmatched. "
+        "`none`: every paper joins its best topic once it passes the floor.",
     )
     tfidf_background_rank: int = setting(
         1, "`tfidf`, `background = \"arxiv\"`: a paper joins a topic only when fewer than this many arXiv "

@@ -59,7 +59,8 @@ class DecisionRule:
     threshold: float = 0.0
     self_training: bool = True
     background: bool = False
-    """``calibrated`` only: a topic must also beat the background areas (``newsletter.matching.background``)."""
+    """``calibrated`` only: a topic must also rank among the paper's best subjects next to the background areas
+    (``newsletter.matching.background``)."""
     background_rank: int = 1
     """A topic passes the background when fewer than this many uncovered areas score above it."""
     background_margin: float = 0.0
