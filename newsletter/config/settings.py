@@ -151,14 +151,23 @@ class MatchingSettings:
     background: Literal["arxiv", "none"] = setting(
         "arxiv",
         "`calibrated` only: what else a paper can be about. `arxiv`: a paper joins a topic only when the topic "
-        "beats the arXiv categories it does not cover (about 155, shipped with the package), so papers about "
-        "none of the topics stay unmatched. `none`: every paper joins its best topic once it passes the floor.",
+        "ranks among the paper's best subjects next to the arXiv categories it does not cover (about 155, "
+        "shipped with the package; `*_background_rank`), so papers about none of the topics stay unmatched. "
+        "`none`: every paper joins its best topic once it passes the floor.",
     )
-    tfidf_background_margin: float = setting(0.05, "`tfidf`, `background = \"arxiv\"`: how far below the best "
-                                             "other arXiv category a topic may score and still win.",
+    tfidf_background_rank: int = setting(
+        1, "`tfidf`, `background = \"arxiv\"`: a paper joins a topic only when fewer than this many arXiv "
+        "categories the topics do not cover score above the topic for it (1: the topic must beat them all).",
+        check=check_positive)
+    embedding_background_rank: int = setting(
+        3, "`embedding`, `background = \"arxiv\"`: a paper joins a topic only when fewer than this many arXiv "
+        "categories the topics do not cover score above the topic for it (1: the topic must beat them all).",
+        check=check_positive)
+    tfidf_background_margin: float = setting(0.05, "`tfidf`, `background = \"arxiv\"`: a category counts as "
+                                             "scoring above a topic only when it beats it by more than this.",
                                              check=check_unit_interval)
-    embedding_background_margin: float = setting(0.1, "`embedding`, `background = \"arxiv\"`: how far below the "
-                                                 "best other arXiv category a topic may score and still win.",
+    embedding_background_margin: float = setting(0.0, "`embedding`, `background = \"arxiv\"`: a category counts "
+                                                 "as scoring above a topic only when it beats it by more than this.",
                                                  check=check_unit_interval)
     embedding_max_tokens: int = setting(
         128,
