@@ -10,7 +10,7 @@ from alembic import op
 from subscribers.schema import UTCDateTime
 
 revision = "0014_api_webhooks"
-down_revision = "0013_reader_feeds"
+down_revision = "0014_admin_console"
 branch_labels = None
 depends_on = None
 
