@@ -45,8 +45,8 @@ from newsletter.storage.editions import EditionStore
 from newsletter.storage.outbox import ConfirmationOutbox, OutboxItem
 from newsletter.storage.reader_feeds import ReaderFeeds
 from newsletter.usecases.subscribe import subscriber_store
-from newsletter.web.admin import admin_routes
 from newsletter.usecases.webhooks import attach, check_secrets, run_webhooks
+from newsletter.web.admin import admin_routes
 from newsletter.web.api import api_app
 from newsletter.web.archive_pages import SMALL_NUMBER, ArchivePages
 from newsletter.web.feedback import feedback_routes
