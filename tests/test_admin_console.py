@@ -358,9 +358,13 @@ def test_a_session_ends_after_twelve_hours_and_other_front_ends_audit_through_re
     assert session_operator(console.engine, signed.token, now=start + timedelta(hours=12)) is None
     assert session_operator(console.engine, signed.token + "x", now=start) is None
 
+    assert run(console.config, "edition", "note", "From the shell", console.slug)[0] == 0
+    assert run(console.config, "subscribers", "remove", console.emails[2])[0] == 0
     record_action(console.engine, "api:<b>deploy-bot</b>", "subscriber.add", "<img src=x onerror=alert(1)>")
     console.sign_in()
     page = console.client.get("/admin/audit").text
+    assert f"<td>cli</td><td>edition.note</td><td>{console.slug}: note set</td>" in page  # the CLI's actions too
+    assert f"<td>cli</td><td>reader.remove</td><td>unsubscribed {console.emails[2]}</td>" in page
     assert "api:&lt;b&gt;deploy-bot&lt;/b&gt;" in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "<img src=x" not in page
