@@ -95,3 +95,11 @@ class SignInError(OperatorError):
     def __init__(self, message: str, *, retry_after: int | None = None) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class ApiTokenError(NewsletterError):
+    """A JSON API token name that is taken, unknown or not acceptable (`newsletter admin token|revoke`)."""
+
+
+class WebhookError(NewsletterError):
+    """A webhook endpoint that cannot be used: its secret is missing or not in the ``whsec_<base64>`` form."""

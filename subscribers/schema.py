@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-SOURCES = ("import", "web", "cli")
+SOURCES = ("import", "web", "cli", "api")
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
@@ -31,7 +31,7 @@ from newsletter.rendering.templating import RenderEnvironment
 from newsletter.storage.erasure import forget_subscriber_rows
 from subscribers.csvio import import_csv
 from subscribers.csvtext import delimiter_name
-from subscribers.models import STATUSES, Frequency, ImportReport, Subscriber
+from subscribers.models import STATUSES, Frequency, ImportReport, Source, Subscriber
 from subscribers.rate_limit_store import CONFIRMATION_WINDOW, CONFIRMATIONS_PER_ADDRESS, RateLimits
 from subscribers.store import SubscriberStore
 from subscribers.tokens import MAX_AGE, TokenSigner
@@ -143,12 +143,14 @@ def add_subscriber(
     frequency: Frequency | None,
     pending: bool,
     force: bool,
+    source: Source = "cli",
 ) -> tuple[str, Subscriber]:
-    """Add or update one subscriber the operator vouches for (active, or pending to be confirmed)."""
+    """Add or update one subscriber the operator vouches for (active, or pending to be confirmed); ``source``
+    records how the operator did it (``cli``, ``api``)."""
     store = subscriber_store(settings, engine)
     with engine.begin() as connection:
         return store.put(connection, email, now=now, name=name, topics=topics, frequency=frequency, pending=pending,
-                         source="cli", force=force)
+                         source=source, force=force)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,10 +187,12 @@ def import_subscribers(
     force: bool = False,
     dry_run: bool = False,
     encoding: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
-    """CSV import (``subscribers.csvio``) with this newsletter's topics; see ``send_confirmations`` for --confirm."""
+    """CSV import (``subscribers.csvio``) with this newsletter's topics; see ``send_confirmations`` for --confirm.
+    ``progress`` is called with (rows done, rows in all) after each chunk."""
     return import_csv(subscriber_store(settings, engine), stream, now=now, confirm=confirm, force=force,
-                      dry_run=dry_run, encoding=encoding)
+                      dry_run=dry_run, encoding=encoding, progress=progress)
 
 
 def subscriber_json(subscriber: Subscriber) -> dict[str, object]:

@@ -11,7 +11,7 @@ from alembic import op
 from subscribers.schema import UTCDateTime
 
 revision = "0014_admin_console"
-down_revision = "0013_reader_feeds"
+down_revision = "0014_scale_indexes"
 branch_labels = None
 depends_on = None
 
