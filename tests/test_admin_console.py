@@ -321,6 +321,8 @@ def test_topics_mail_and_overview_pages_show_what_status_says(tmp_path: Path, si
     topics = console.client.get("/admin/topics").text
     assert f"{status['unmatched_papers']}</td>" in topics
     assert console.client.get("/admin/mail").status_code == 200
+    huge = console.client.get("/admin/editions/" + "9" * 30)  # no integer overflow on PostgreSQL: not found
+    assert huge.status_code == 404
 
 
 def test_a_bar_over_the_complaint_line_is_marked_and_the_line_drawn() -> None:
