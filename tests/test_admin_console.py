@@ -321,6 +321,8 @@ def test_topics_mail_and_overview_pages_show_what_status_says(tmp_path: Path, si
     topics = console.client.get("/admin/topics").text
     assert f"{status['unmatched_papers']}</td>" in topics
     assert console.client.get("/admin/mail").status_code == 200
+    huge = console.client.get("/admin/editions/" + "9" * 30)  # no integer overflow on PostgreSQL: not found
+    assert huge.status_code == 404
 
 
 def test_a_bar_over_the_complaint_line_is_marked_and_the_line_drawn() -> None:
@@ -358,9 +360,13 @@ def test_a_session_ends_after_twelve_hours_and_other_front_ends_audit_through_re
     assert session_operator(console.engine, signed.token, now=start + timedelta(hours=12)) is None
     assert session_operator(console.engine, signed.token + "x", now=start) is None
 
+    assert run(console.config, "edition", "note", "From the shell", console.slug)[0] == 0
+    assert run(console.config, "subscribers", "remove", console.emails[2])[0] == 0
     record_action(console.engine, "api:<b>deploy-bot</b>", "subscriber.add", "<img src=x onerror=alert(1)>")
     console.sign_in()
     page = console.client.get("/admin/audit").text
+    assert f"<td>cli</td><td>edition.note</td><td>{console.slug}: note set</td>" in page  # the CLI's actions too
+    assert f"<td>cli</td><td>reader.remove</td><td>unsubscribed {console.emails[2]}</td>" in page
     assert "api:&lt;b&gt;deploy-bot&lt;/b&gt;" in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "<img src=x" not in page

@@ -38,5 +38,8 @@ def retry(app: App, edition: str, state: Literal["failed", "ambiguous", "deferre
 
     if state == "ambiguous" and not include_ambiguous:
         raise click.UsageError("--state ambiguous may send a second copy; add --include-ambiguous to confirm")
-    console.print(retry_deliveries(app.open_store().engine, edition, states=[state], email=email, now=app.now()),
-                  highlight=False, soft_wrap=True)
+    from newsletter.usecases.operators import record_action
+
+    done = retry_deliveries(app.open_store().engine, edition, states=[state], email=email, now=app.now())
+    record_action(app.open_store().engine, "cli", "edition.retry", done, now=app.now())
+    console.print(done, highlight=False, soft_wrap=True)

@@ -33,6 +33,14 @@ if TYPE_CHECKING:
 __all__ = ["EditionError", "edition"]
 
 
+def _done(app: App, action: str, message: str) -> None:
+    """Say what was done, and write it to the audit log the web console shows (actor ``cli``)."""
+    from newsletter.usecases.operators import record_action
+
+    record_action(app.open_store().engine, "cli", action, message, now=app.now())
+    click.echo(message)
+
+
 def _edition(app: App, slug: str | None, frequency: Frequency, day: datetime | None) -> Edition:
     """The stored edition named by SLUG, or of --frequency/--date (built and stored now if needed)."""
     return find_edition(app.settings, app.open_store().engine, slug=slug, frequency=frequency,
@@ -90,7 +98,7 @@ def show(app: App, slug: str | None, frequency: Frequency, day: datetime | None)
 def pin(app: App, paper_id: str, slug: str | None, frequency: Frequency, day: datetime | None) -> None:
     """Put PAPER_ID first in every topic it is in (pinned earlier papers stay ahead of it)."""
     shaped = _edition(app, slug, frequency, day)
-    click.echo(pin_paper(app.open_store().engine, shaped, paper_id, now=app.now()))
+    _done(app, "edition.pin", pin_paper(app.open_store().engine, shaped, paper_id, now=app.now()))
 
 
 @edition.command()
@@ -100,7 +108,7 @@ def pin(app: App, paper_id: str, slug: str | None, frequency: Frequency, day: da
 def drop(app: App, paper_id: str, slug: str | None, frequency: Frequency, day: datetime | None) -> None:
     """Leave PAPER_ID out of the edition, for every reader."""
     shaped = _edition(app, slug, frequency, day)
-    click.echo(drop_paper(app.open_store().engine, shaped, paper_id, now=app.now()))
+    _done(app, "edition.drop", drop_paper(app.open_store().engine, shaped, paper_id, now=app.now()))
 
 
 @edition.command()
@@ -110,7 +118,7 @@ def drop(app: App, paper_id: str, slug: str | None, frequency: Frequency, day: d
 def note(app: App, text: str, slug: str | None, frequency: Frequency, day: datetime | None) -> None:
     """Show TEXT at the top of every email of the edition ('' removes the note)."""
     shaped = _edition(app, slug, frequency, day)
-    click.echo(set_note(app.open_store().engine, shaped, text, now=app.now()))
+    _done(app, "edition.note", set_note(app.open_store().engine, shaped, text, now=app.now()))
 
 
 @edition.command()
@@ -119,4 +127,5 @@ def note(app: App, text: str, slug: str | None, frequency: Frequency, day: datet
 def approve(app: App, slug: str | None, frequency: Frequency, day: datetime | None) -> None:
     """Let `serve` send the edition ([schedule] approve = true): at its next retry run."""
     shaped = _edition(app, slug, frequency, day)
-    click.echo(approve_edition(app.settings, app.open_store().engine, shaped, now=app.now(), by="cli"))
+    _done(app, "edition.approve", approve_edition(app.settings, app.open_store().engine, shaped, now=app.now(),
+                                                  by="cli"))

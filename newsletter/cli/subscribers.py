@@ -51,6 +51,13 @@ def _one_line(subscriber: Subscriber) -> str:
     return f"{subscriber.email} ({subscriber.status}; {topics}; {subscriber.frequency})"
 
 
+def _audit(app: _App, action: str, detail: str) -> None:
+    """Write what was done to the audit log the web console shows (actor ``cli``)."""
+    from newsletter.usecases.operators import record_action
+
+    record_action(_engine(app), "cli", action, detail, now=app.now())
+
+
 def _signer(app: _App) -> TokenSigner:
     from newsletter.rendering.links import signer_from_settings
 
@@ -85,6 +92,7 @@ def add(app: _App, email: str, name: str | None, topics: str | None, frequency: 
     what, subscriber = add_subscriber(app.settings, _engine(app), email, now=now, name=name, topics=_topics(topics),
                                       frequency=frequency, pending=confirm, force=force)
     click.echo(f"{what} {_one_line(subscriber)}")
+    _audit(app, "reader.add", f"{what} {_one_line(subscriber)}")
     if signer is not None and subscriber.status == "pending":
         sent = send_confirmations(app.settings, _engine(app), signer, [subscriber], now=now)
         click.echo("confirmation email sent" if sent else
@@ -111,13 +119,16 @@ def remove(app: _App, email: str, topic: str | None, delete: bool) -> None:
     result = remove_subscriber(app.settings, _engine(app), email, now=app.now(), topic=topic, delete=delete)
     address = result.subscriber.email
     if result.deleted:
-        click.echo(f"deleted the personal data of {address}; kept a suppression entry")
+        done = f"deleted the personal data of {address}; kept a suppression entry"
     elif not result.changed:
-        click.echo(f"{address}: nothing to change ({_one_line(result.subscriber)})")
+        done = f"{address}: nothing to change ({_one_line(result.subscriber)})"
     elif topic and result.subscriber.status != "unsubscribed":
-        click.echo(f"{address}: removed from {topic}; now {_one_line(result.subscriber)}")
+        done = f"{address}: removed from {topic}; now {_one_line(result.subscriber)}"
     else:
-        click.echo(f"unsubscribed {address}")
+        done = f"unsubscribed {address}"
+    click.echo(done)
+    if result.changed:
+        _audit(app, "reader.delete" if delete else "reader.remove_topic" if topic else "reader.remove", done)
 
 
 @subscribers.command(name="list")
@@ -243,6 +254,10 @@ def import_command(app: _App, file: Any, encoding: str | None, confirm: bool, fo
     with progress_bar("Importing", quiet=quiet) as progress:
         report = import_subscribers(app.settings, _engine(app), file.read(), now=now, confirm=confirm, force=force,
                                     dry_run=dry_run, encoding=encoding, progress=progress)
+    if not dry_run:
+        from newsletter.usecases.subscribe import import_lines
+
+        _audit(app, "reader.import", next(line for line in import_lines(report) if line.endswith(" not imported")))
     sent = 0
     if signer is not None and report.to_confirm:
         with console.status(f"Sending {plural(len(report.to_confirm), 'confirmation email')}…"):

@@ -34,7 +34,7 @@ class EditionError(NewsletterError):
 def stored_edition(engine: Engine, name: str) -> Edition:
     """The stored edition named by its slug (daily-2026-06-12) or id."""
     store = EditionStore(engine)
-    found = store.get_by_id(int(name)) if name.isdigit() else store.get_by_slug(name)
+    found = store.get_by_id(int(name)) if name.isdigit() and len(name) < 12 else store.get_by_slug(name)
     if found is None:
         raise EditionError(f"no edition {name!r} (editions are named like daily-2026-06-12; "
                            "`newsletter status` lists the recent ones)")
