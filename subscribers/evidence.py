@@ -11,13 +11,14 @@ seen the message in the same transaction, so a message handed over twice acts on
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from subscribers import changes as listeners
 from subscribers.addresses import address_hash
 from subscribers.models import Subscriber, SuppressionReason
 from subscribers.schema import subscriber_events, subscribers, suppressions
@@ -175,6 +176,9 @@ class EvidenceStore:
             })
             actions.append(action)
         _write(connection, changes, suppress, events, now)
+        if listeners.listening(connection):  # as ``SubscriberStore._update`` tells of a change
+            for subscriber_id, change in changes.items():
+                listeners.notify(connection, readers[subscriber_id], replace(readers[subscriber_id], **change))
         return actions
 
     @staticmethod
