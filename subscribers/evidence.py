@@ -18,7 +18,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from subscribers import changes as listeners
+from subscribers import changes as change_listeners
 from subscribers.addresses import address_hash
 from subscribers.models import Subscriber, SuppressionReason
 from subscribers.schema import subscriber_events, subscribers, suppressions
@@ -176,9 +176,9 @@ class EvidenceStore:
             })
             actions.append(action)
         _write(connection, changes, suppress, events, now)
-        if listeners.listening(connection):  # as ``SubscriberStore._update`` tells of a change
-            for subscriber_id, change in changes.items():
-                listeners.notify(connection, readers[subscriber_id], replace(readers[subscriber_id], **change))
+        if changes and change_listeners.listening(connection):  # in the batch's transaction, like the writes
+            for reader_id, change in changes.items():
+                change_listeners.notify(connection, readers[reader_id], replace(readers[reader_id], **change))
         return actions
 
     @staticmethod
