@@ -243,6 +243,14 @@ def test_every_route_through_serve(tmp_path: Path, sink: MailSink) -> None:
     assert late.status_code == 409
     assert late.json()["error"] == f"{slug} is being sent or was sent; it can no longer be changed"
 
+    # every change made through the API is in the audit log, by the token's name
+    audit = json.loads(run(config, "admin", "audit", "--json")[1])["entries"]
+    by_api = [(e["actor"], e["action"]) for e in reversed(audit) if e["actor"].startswith("api:")]
+    assert by_api == [("api:ci", "reader.add"), ("api:ci", "reader.add"), ("api:ci", "reader.update"),
+                      ("api:ci", "reader.remove"), ("api:ci", "reader.remove"), ("api:ci", "reader.remove"),
+                      ("api:ci", "edition.approve"), ("api:ci", "edition.approve")]
+    assert audit[0]["detail"] == f"{slug}: already approved"
+
     # a revoked token stops working at once
     assert run(config, "admin", "revoke", "ci") == (0, "API token 'ci' revoked\n")
     assert api.get("/status").status_code == 401

@@ -184,6 +184,28 @@ def test_only_the_events_an_endpoint_asks_for_are_written_and_deliver_retries_la
 
 
 @pytest.mark.usefixtures("database_url")  # SQLite and the PostgreSQL server
+def test_an_import_written_in_bulk_is_an_event_per_reader(tmp_path: Path, sink: MailSink,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    signing = new_secret()
+    monkeypatch.setenv(SECRET_ENV, signing)
+    receiver = Receiver(signing)
+    receiver.up()
+    config = webhook_config(tmp_path, sink, receiver)
+    assert run(config, "subscribers", "add", "known@example.org", "--confirm")[0] == 0  # pending
+    rows = tmp_path / "list.csv"
+    rows.write_text("email,name,topics,frequency\nnew1@example.org,One,agents,daily\n"
+                    "new2@example.org,Two,retrieval,weekly\nknown@example.org,Known,agents,daily\n", encoding="utf-8")
+    code, output = run(config, "subscribers", "import", str(rows), "--force")
+    assert code == 0, output
+    code, output = run(config, "webhooks", "deliver")
+    assert (code, output) == (0, "4 delivered, 0 failed (to be retried), 0 given up, 0 waiting\n")
+    assert [(e.type, e.data["email"]) for e in receiver.events] == [
+        ("subscriber.created", "known@example.org"), ("subscriber.created", "new1@example.org"),
+        ("subscriber.created", "new2@example.org"), ("subscriber.confirmed", "known@example.org")]
+    receiver.down()
+
+
+@pytest.mark.usefixtures("database_url")  # SQLite and the PostgreSQL server
 def test_a_csv_import_writes_one_event_per_subscriber_it_adds_or_moves(
         tmp_path: Path, sink: MailSink, monkeypatch: pytest.MonkeyPatch) -> None:
     """The bulk import writes a chunk in a few statements: its rows still tell the webhooks, in the same transaction."""

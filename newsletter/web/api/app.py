@@ -22,6 +22,7 @@ from starlette.routing import Route
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
 from newsletter.storage.api_tokens import TokenStore
+from newsletter.usecases.operators import record_action
 from newsletter.web.api.errors import ApiError, answer, status_of
 from newsletter.web.api.handlers import ApiHandlers
 from newsletter.web.api.routes import OPERATIONS, Operation
@@ -38,15 +39,14 @@ def bearer(request: Request) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def _endpoint(operation: Operation, handler: Handler, tokens: TokenStore,
-              clock: Callable[[], datetime]) -> Handler:
+def _endpoint(operation: Operation, handler: Handler, engine: Engine, clock: Callable[[], datetime]) -> Handler:
     public = operation.path == "/openapi.json"
 
     async def endpoint(request: Request) -> Response:
         try:
             if not public:
                 token = bearer(request)
-                name = await run_in_threadpool(tokens.check, token, now=clock()) if token else None
+                name = await run_in_threadpool(TokenStore(engine).check, token, now=clock()) if token else None
                 if name is None:
                     raise ApiError(401, "a valid API token is required (Authorization: Bearer <token>; "
                                         "`newsletter admin token NAME` makes one)", headers=UNAUTHORIZED)
@@ -56,9 +56,10 @@ def _endpoint(operation: Operation, handler: Handler, tokens: TokenStore,
             return answer(error.status, error.message, error.headers)
         except (NewsletterError, SubscribersError) as error:
             return answer(status_of(error), str(error))
-        if operation.writes:
-            log.info("api: %s %s by token %r: %d", request.method, request.url.path, request.state.token,
-                     response.status_code)
+        detail = getattr(request.state, "audit", None)
+        if operation.action and detail is not None:  # done: in the audit log beside the console's actions
+            await run_in_threadpool(record_action, engine, f"api:{request.state.token}", operation.action, detail,
+                                    now=clock())
         return response
 
     endpoint.__name__ = operation.handler
@@ -67,8 +68,7 @@ def _endpoint(operation: Operation, handler: Handler, tokens: TokenStore,
 
 def routes(settings: Settings, engine: Engine, *, clock: Callable[[], datetime]) -> list[Route]:
     handlers = ApiHandlers(settings, engine, clock=clock)
-    tokens = TokenStore(engine)
-    return [Route(op.path, _endpoint(op, getattr(handlers, op.handler), tokens, clock), methods=[op.method])
+    return [Route(op.path, _endpoint(op, getattr(handlers, op.handler), engine, clock), methods=[op.method])
             for op in OPERATIONS]
 
 

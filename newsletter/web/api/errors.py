@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.responses import JSONResponse
 
 from newsletter.errors import ApiTokenError, NewsletterError
-from newsletter.usecases.edition_review import EditionError
+from newsletter.usecases.review import EditionError
 from subscribers.errors import NotFoundError, StatusError, SubscribersError, SuppressedError
 
 

@@ -25,6 +25,7 @@ from newsletter.storage.editions import EditionStore
 from newsletter.storage.papers import PaperStore
 from newsletter.usecases import edition_review
 from newsletter.usecases.reports import papers_view
+from newsletter.usecases.review import approve_edition
 from newsletter.usecases.subscribe import add_subscriber, remove_subscriber, subscriber_json, subscriber_store
 from newsletter.usecases.subscriber_view import subscriber_view
 from newsletter.web.api.errors import ApiError
@@ -128,6 +129,8 @@ class ApiHandlers:
             add_subscriber, self.settings, self.engine, email, now=self.clock(), name=_text(body, "name"),
             topics=_topics(body), frequency=cast(Frequency | None, _text(body, "frequency")), pending=False,
             force=force, source="api")
+        request.state.audit = f"{what} {subscriber.email} ({subscriber.status}; {', '.join(subscriber.topics)}; " \
+                              f"{subscriber.frequency})"
         return _json({"result": what, "subscriber": subscriber_json(subscriber)}, 201 if what == "added" else 200)
 
     async def show_subscriber(self, request: Request) -> Response:
@@ -144,6 +147,7 @@ class ApiHandlers:
         after = await self.run(store.update_preferences, subscriber.id,
                                topics=list(subscriber.topics) if topics is None else topics, frequency=frequency,
                                now=self.clock())
+        request.state.audit = f"{after.email}: {', '.join(after.topics)}; {after.frequency}"
         return _json({"subscriber": subscriber_json(after)})
 
     async def remove_subscriber(self, request: Request) -> Response:
@@ -161,6 +165,7 @@ class ApiHandlers:
             result = "removed-topic"
         else:
             result = "unsubscribed"
+        request.state.audit = f"{result} {removal.subscriber.email}" + (f" (topic {topic})" if topic else "")
         return _json({"result": result, "subscriber": None if removal.deleted else subscriber_json(removal.subscriber)})
 
     async def list_editions(self, request: Request) -> Response:
@@ -178,19 +183,21 @@ class ApiHandlers:
 
     async def show_edition(self, request: Request) -> Response:
         def read() -> dict[str, Any]:
-            edition = edition_review.stored_edition(self.engine, request.path_params["id"])
+            edition = edition_review.shaped_edition(self.engine, request.path_params["id"])
             return edition_review.edition_json(self.engine, edition, papers=True)
 
         return _json(await self.run(read))
 
     async def approve_edition(self, request: Request) -> Response:
         def approve() -> dict[str, Any]:
-            edition = edition_review.stored_edition(self.engine, request.path_params["id"])
-            message = edition_review.approve(self.settings, self.engine, edition, now=self.clock(),
-                                             by=f"api:{request.state.token}")
+            edition = edition_review.shaped_edition(self.engine, request.path_params["id"])
+            message = approve_edition(self.settings, self.engine, edition, now=self.clock(),
+                                      by=f"api:{request.state.token}")
             return {"message": message, "edition": edition_review.edition_json(self.engine, edition)}
 
-        return _json(await self.run(approve))
+        found = await self.run(approve)
+        request.state.audit = found["message"]
+        return _json(found)
 
     async def list_papers(self, request: Request) -> Response:
         raw = request.query_params.get("since") or None

@@ -33,8 +33,8 @@ class Operation:
     params: tuple[Param, ...] = ()
     body: dict[str, Any] | None = None
     answers: dict[int, str] = field(default_factory=dict)
-    writes: bool = False
-    """Whether the operation changes something (its token's name is logged, and the audit log records it)."""
+    action: str = ""
+    """For an operation that changes something: its name in the audit log (``reader.add``), by ``api:<token>``."""
 
 
 STRING = {"type": "string"}
@@ -63,7 +63,7 @@ OPERATIONS: tuple[Operation, ...] = (
         answers={200: "A page: count (all that match), limit, offset, subscribers.", 422: "A bad filter."},
     ),
     Operation(
-        method="POST", path="/subscribers", handler="add_subscriber", writes=True,
+        method="POST", path="/subscribers", handler="add_subscriber", action="reader.add",
         summary="Add or update a subscriber the operator vouches for: active at once (`subscribers add`).",
         body={"type": "object", "required": ["email"], "additionalProperties": False, "properties": {
             "email": {"type": "string"}, "name": {"type": "string"}, "topics": TOPICS, "frequency": FREQUENCY,
@@ -75,7 +75,8 @@ OPERATIONS: tuple[Operation, ...] = (
               summary="Everything stored about one address (`subscribers show --json`).",
               answers={200: "subscriber, suppressed, events, feedback.", 404: "Not a subscriber, not suppressed."}),
     Operation(
-        method="PATCH", path="/subscribers/{email}", handler="update_subscriber", params=(EMAIL,), writes=True,
+        method="PATCH", path="/subscribers/{email}", handler="update_subscriber", params=(EMAIL,),
+        action="reader.update",
         summary="New topics and/or frequency for an active or pending subscriber (as the manage page).",
         body={"type": "object", "additionalProperties": False, "minProperties": 1,
               "properties": {"topics": TOPICS, "frequency": FREQUENCY}},
@@ -83,7 +84,7 @@ OPERATIONS: tuple[Operation, ...] = (
                  409: "Not active or pending.", 422: "Bad input."},
     ),
     Operation(
-        method="DELETE", path="/subscribers/{email}", handler="remove_subscriber", writes=True,
+        method="DELETE", path="/subscribers/{email}", handler="remove_subscriber", action="reader.remove",
         summary="Unsubscribe from everything or one topic, or erase the personal data (`subscribers remove`).",
         params=(EMAIL,
                 Param(name="topic", description="Remove only this topic (the last one unsubscribes).", schema=STRING),
@@ -103,7 +104,7 @@ OPERATIONS: tuple[Operation, ...] = (
               summary="One edition as every email orders it, its note, pins, drops and approval (`edition show`).",
               answers={200: "The edition.", 404: "No such edition."}),
     Operation(method="POST", path="/editions/{id}/approve", handler="approve_edition", params=(EDITION,),
-              writes=True, summary="Approve the edition for sending (`edition approve`).",
+              action="edition.approve", summary="Approve the edition for sending (`edition approve`).",
               answers={200: "message (as the CLI prints it) and the edition.", 404: "No such edition.",
                        409: "Being sent or sent, or empty."}),
     Operation(
