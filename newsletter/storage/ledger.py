@@ -271,18 +271,22 @@ class Ledger(LedgerReads):
                 chosen = sorted(locked)[:limit]
                 if not chosen:
                     return []
+                still_due = due  # locked, but re-checked: another claim may have taken them before the lock
             else:
                 both = sa.union_all(*(sa.select(part.subquery().c.id) for part in parts)).subquery()
                 chosen = sa.select(both.c.id).order_by(both.c.id).limit(limit).scalar_subquery()
+                # One statement, and SQLite has one writer: the rows chosen are still due when updated. Without the
+                # redundant test the planner looks the ids up by primary key; with it, it may read every pending
+                # row through the state index (ix_deliveries_state) on every batch.
+                still_due = sa.true()
             connection.execute(
                 deliveries.update()
-                .where(deliveries.c.id.in_(chosen), due)
+                .where(deliveries.c.id.in_(chosen), still_due)
                 .values(state="claimed", claim_token=token, lease_until=now + lease, phase="", worker=self.worker,
                         updated=now)
             )
-            rows = connection.execute(
-                sa.select(*_DELIVERY_COLUMNS).where(deliveries.c.claim_token == token, deliveries.c.state == "claimed")
-                .order_by(deliveries.c.id)
+            rows = connection.execute(  # the token is new: every row with it is one this transaction claimed
+                sa.select(*_DELIVERY_COLUMNS).where(deliveries.c.claim_token == token).order_by(deliveries.c.id)
             ).all()
         names = _DELIVERY_NAMES  # not Row._asdict() per row: it works its keys out again for each (claims are hot)
         return [Delivery(**dict(zip(names, row, strict=True))) for row in rows]
