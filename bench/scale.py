@@ -159,6 +159,7 @@ def sqlite_size(folder: Path, size: int, args: argparse.Namespace) -> dict[str, 
 def postgres_size(folder: Path, size: int, workers: int, args: argparse.Namespace) -> dict[str, Any]:
     say(f"PostgreSQL + {workers} Celery workers, {size:,} readers")
     send_workers.EXTRA_CONFIG = send.INBOUND_TABLE
+    send_workers.POLL_SECONDS = 0.5  # Dispatcher.run's default: its progress reads count the edition's rows
     options = argparse.Namespace(recipients=size, concurrency=args.concurrency, batch_size=args.claim_batch)
     databases = send_workers.Databases()
     try:
