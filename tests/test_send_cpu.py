@@ -37,7 +37,7 @@ from subscribers.schema import subscribers
 from subscribers.store import SubscriberStore
 from subscribers.tokens import Keyring, TokenSigner
 from tests.mailsink import Fault, MailSink
-from tests.test_delivery import EDITION, Clock, build, fill, received, settings_for
+from tests.test_delivery import EDITION, START, Clock, build, fill, received, settings_for
 
 NONCE = re.compile(r"__nlabc_(?P<name>[a-z]+(?:_[a-z]+)*)__")
 NAMES = ("name", "greeting", "manage_url", "unsubscribe_url", "view_url")
@@ -310,3 +310,24 @@ def test_a_claim_reads_the_rows_it_takes_not_the_whole_edition(tmp_path: Path) -
     assert steps < 300, steps
     rest = ledger.claim(EDITION, limit=5000, now=now, lease=timedelta(minutes=5))
     assert [d.id for d in rest] == list(range(18_051, 20_001))  # the deferred row in its place by id
+
+
+def test_the_due_rows_of_an_edition_come_from_its_index_in_id_order(ledger: Ledger) -> None:
+    """PostgreSQL took a claim's first pending rows by walking the primary key past every row already sent (the
+    (edition, state) index gave no id order): migration 0014_claim_order adds the id to that index."""
+    fill(ledger, 3000)
+    with ledger.engine.begin() as connection:
+        connection.execute(sa.update(db.deliveries).where(db.deliveries.c.id <= 2500).values(state="sent"))
+        if ledger.engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("ANALYZE deliveries")
+    query = ("SELECT id FROM deliveries WHERE edition_id = 1 AND state = 'pending' ORDER BY id LIMIT 50")
+    with ledger.engine.connect() as connection:
+        if ledger.engine.dialect.name == "postgresql":
+            plan = "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN ANALYZE {query}"))
+            assert "Rows Removed by Filter" not in plan, plan
+        else:
+            plan = "\n".join(str(row[-1]) for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}"))
+            assert "TEMP B-TREE" not in plan, plan
+        assert "ix_deliveries_edition_state" in plan, plan
+    batch = ledger.claim(EDITION, limit=50, now=START, lease=timedelta(minutes=5))
+    assert [d.id for d in batch] == list(range(2501, 2551))
