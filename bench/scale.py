@@ -159,6 +159,7 @@ def sqlite_size(folder: Path, size: int, args: argparse.Namespace) -> dict[str, 
 def postgres_size(folder: Path, size: int, workers: int, args: argparse.Namespace) -> dict[str, Any]:
     say(f"PostgreSQL + {workers} Celery workers, {size:,} readers")
     send_workers.EXTRA_CONFIG = send.INBOUND_TABLE
+    send_workers.POLL_SECONDS = 0.5  # Dispatcher.run's default: its progress reads count the edition's rows
     options = argparse.Namespace(recipients=size, concurrency=args.concurrency, batch_size=args.claim_batch)
     databases = send_workers.Databases()
     try:
@@ -185,8 +186,42 @@ def postgres_size(folder: Path, size: int, workers: int, args: argparse.Namespac
             "insert_s": setup.insert_s,
             "send": {"sent": row.sent, "received": row.received, "wall": row.seconds, "cpu": row.sender_cpu,
                      "rate": row.rate, "postgres_cpu": row.postgres_cpu, "machine_cpu": row.machine_cpu,
+                     "sink_cpu": row.sink_cpu,
                      "peaks_kib": row.peaks_kib, "requeued": row.requeued, "database_stats": stats},
             "inbound": inbound, "load": os.getloadavg()}
+
+
+MODEL = (
+    ("worker CPU, s", lambda r: r["send"]["cpu"]),
+    ("PostgreSQL backends' CPU, s", lambda r: r["send"]["postgres_cpu"]),
+    ("relay (smtp-sink) CPU, s", lambda r: r["send"]["sink_cpu"]),
+    ("commits", lambda r: r["send"]["database_stats"]["xact_commit"]),
+    ("rows written", lambda r: (r["send"]["database_stats"]["tup_inserted"]
+                                + r["send"]["database_stats"]["tup_updated"])),
+    ("ledger + subscribers, MiB", lambda r: (r["send"]["database_stats"]["deliveries_bytes"]
+                                             + r["send"]["database_stats"]["subscribers_bytes"]) / 2**20),
+    ("inbound CPU per 2 % bounce storm, s", lambda r: r["inbound"]["cpu"]),
+    ("wall time at the same load, s", lambda r: r["send"]["wall"]),
+)
+"""What the capacity model (docs/scale-out.md) predicts per reader from the smaller run: each is linear in readers."""
+
+
+def capacity_model(results: Sequence[dict[str, Any]]) -> None:
+    """The smallest PostgreSQL run, scaled linearly to the largest, against what the largest measured."""
+    runs = sorted((r for r in results if r["database"] == "postgresql"), key=lambda r: int(r["readers"]))
+    if len(runs) < 2:
+        return
+    small, large = runs[0], runs[-1]
+    factor = large["readers"] / small["readers"]
+    say(f"\ncapacity model: per reader from {small['readers']:,} readers, predicted for {large['readers']:,} "
+        f"(×{factor:g}) against measured")
+    say("| quantity | per reader (calibration) | predicted | measured | measured / predicted |")
+    say("| --- | ---: | ---: | ---: | ---: |")
+    for name, value in MODEL:
+        per, measured = value(small) / small["readers"], value(large)
+        predicted = per * large["readers"]
+        say(f"| {name} | {per:.3g} | {predicted:,.1f} | {measured:,.1f} | "
+            f"{measured / predicted if predicted else 0:.2f} |")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -231,6 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for result in results:
         verdict = "every reader sent once, every bounce applied" if result["ok"] else "MISMATCH"
         say(f"  {result['database']} {result['readers']:,}: {verdict}")
+    capacity_model(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
     return 0 if all(r["ok"] for r in results) else 1

@@ -37,6 +37,9 @@ How (everything through the library, as a user would run it):
     python bench/send.py --scale              # peak RSS of delivery at 10,000 vs 100,000 recipients
     python bench/send.py --profile sink       # cProfile (all threads) of one 1-process run to smtp-sink
     python bench/send.py --profile latency    # ... to the 20 ms sink
+    python bench/send.py --verp               # with [inbound] domain: every message its own VERP sender
+    python bench/send.py --dkim               # every message DKIM-signed (a fresh 2048-bit key)
+    python bench/scale.py                     # 10,000 and 100,000 readers: prepare + send + inbound
 """
 
 from __future__ import annotations

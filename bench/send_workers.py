@@ -53,6 +53,9 @@ REDIS_URL = os.environ.get("NEWSLETTER_BENCH_REDIS_URL") or "redis://127.0.0.1:6
 DOMAINS = 997
 EXTRA_CONFIG = ""
 """Appended to every config written (bench/scale.py adds an [inbound] table: VERP on, as a real list runs)."""
+POLL_SECONDS = 0.25
+"""How often the dispatcher reads the ledger's progress while the workers send (each read counts the edition's
+rows: at 100,000 readers that is PostgreSQL work of its own; bench/scale.py uses 0.5 s, ``Dispatcher.run``'s)."""
 
 
 def say(line: str = "") -> None:
@@ -212,6 +215,8 @@ class Row:
     """URL of the run's database (dropped at the end of the benchmark)."""
     postgres_cpu: float = 0.0
     """CPU seconds of the PostgreSQL backends serving the run's database (workers and dispatcher)."""
+    sink_cpu: float = 0.0
+    """CPU seconds of smtp-sink (the relay) during the run."""
     database_stats: dict[str, int] = field(default_factory=dict)
     """pg_stat_database deltas over the run (xact_commit, tup_inserted, tup_updated, ...) and the size after."""
 
@@ -261,9 +266,11 @@ def workers_run(folder: Path, databases: Databases, setup: Setup, *, workers: in
             stats_before = database_stats(databases, database)
             backends_before = backend_cpu(databases, database)
             machine_before = machine_cpu()
+            sink_before = sink.cpu()
             started = time.perf_counter()
-            run = dispatcher.run(setup.edition_id, wait=True, poll_seconds=0.25)
+            run = dispatcher.run(setup.edition_id, wait=True, poll_seconds=POLL_SECONDS)
             seconds = time.perf_counter() - started
+            sink_cpu = sink.cpu() - sink_before
             machine_used = machine_cpu() - machine_before
             sender_cpu = sum(cpu_seconds_of(p.pid) for p in processes) - cpu_before
             postgres_cpu = sum(backend_cpu(databases, database).values()) - sum(backends_before.values())
@@ -277,16 +284,19 @@ def workers_run(folder: Path, databases: Databases, setup: Setup, *, workers: in
         engine.dispose()
         time.sleep(1.0)  # the backends of the workers flush their statistics as they exit
         after = database_stats(databases, database)
-        stats = {key: after[key] - stats_before.get(key, 0) for key in after if key != "size_bytes"}
-        stats["size_bytes"] = after["size_bytes"]
+        sizes = ("size_bytes", "deliveries_bytes", "subscribers_bytes")
+        stats = {key: after[key] - stats_before.get(key, 0) for key in after if key not in sizes}
+        stats.update({key: after[key] for key in sizes})
         return Row(name=f"{workers} worker{'s' if workers > 1 else ''} (Celery, Redis) → smtp-sink", sent=sent,
                    received=sink.received(), seconds=seconds, sender_cpu=sender_cpu, machine_cpu=machine_used,
                    requeued=run.requeued, peaks_kib=peaks, database=databases.url(database),
-                   postgres_cpu=postgres_cpu, database_stats=stats)
+                   postgres_cpu=postgres_cpu, sink_cpu=sink_cpu, database_stats=stats)
 
 
 def database_stats(databases: Databases, name: str) -> dict[str, int]:
-    """Transactions and row writes so far in one database (pg_stat_database), and its size in bytes."""
+    """Transactions and row writes so far in one database (pg_stat_database), its size and its two big tables'."""
+    import sqlalchemy as sa
+
     columns = ("xact_commit", "xact_rollback", "tup_inserted", "tup_updated", "tup_deleted", "tup_fetched",
                "blks_read", "blks_hit")
     with databases.admin.connect() as connection:
@@ -294,7 +304,14 @@ def database_stats(databases: Databases, name: str) -> dict[str, int]:
         row = connection.exec_driver_sql(
             f"SELECT {', '.join(columns)}, pg_database_size(datname) FROM pg_stat_database WHERE datname = %(name)s",
             {"name": name}).one()
-    return {**dict(zip(columns, map(int, row[:-1]), strict=True)), "size_bytes": int(row[-1])}
+    found = {**dict(zip(columns, map(int, row[:-1]), strict=True)), "size_bytes": int(row[-1])}
+    engine = sa.create_engine(databases.url(name), poolclass=sa.NullPool)
+    with engine.connect() as connection:  # the tables that grow with the list: one row per reader (and edition)
+        for table in ("deliveries", "subscribers"):
+            found[f"{table}_bytes"] = int(connection.exec_driver_sql(
+                f"SELECT pg_total_relation_size('{table}')").scalar_one())
+    engine.dispose()
+    return found
 
 
 def backend_cpu(databases: Databases, name: str) -> dict[int, float]:

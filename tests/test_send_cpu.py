@@ -30,13 +30,14 @@ from newsletter.delivery import mime
 from newsletter.delivery.dkim import OVERSIGNED_HEADERS, SIGNED_HEADERS, DkimSigner
 from newsletter.delivery.mime import CRLF, SOFT_BREAK, MessageTemplate, RecipientHeaders, _qp_text, _qp_value
 from newsletter.delivery.sending import deliver
+from newsletter.storage import db
 from newsletter.storage.db import open_database
 from newsletter.storage.ledger import _MARK_DATA, _STORE_OUTCOME, Ledger, NewDelivery, Outcome
 from subscribers.schema import subscribers
 from subscribers.store import SubscriberStore
 from subscribers.tokens import Keyring, TokenSigner
 from tests.mailsink import Fault, MailSink
-from tests.test_delivery import EDITION, Clock, build, fill, received, settings_for
+from tests.test_delivery import EDITION, START, Clock, build, fill, received, settings_for
 
 NONCE = re.compile(r"__nlabc_(?P<name>[a-z]+(?:_[a-z]+)*)__")
 NAMES = ("name", "greeting", "manage_url", "unsubscribe_url", "view_url")
@@ -280,3 +281,53 @@ def test_the_claim_time_consent_check_looks_up_each_row_not_the_whole_list(tmp_p
                                           tokens={d.claim_token for d in batch})
     assert suppressed == {d.id for d in batch if d.subscriber_id % 10 == 0}  # readers 10 and 20 left
     assert steps < 200, steps  # 20 lookups: 7 here; reading the 18,000 active ids took ~1,800
+
+
+def test_a_claim_reads_the_rows_it_takes_not_the_whole_edition(tmp_path: Path) -> None:
+    """A claim late in a send (most rows sent) once read and sorted every row of the edition; SQLite VM steps."""
+    engine = open_database(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger = Ledger(engine, worker="test")
+    now = datetime(2026, 4, 27, 7, 0, tzinfo=UTC)
+    ledger.add(EDITION, [NewDelivery(subscriber_id=n, email=f"reader{n}@example.com", name="", variant_key="v",
+                                     message_id=f"<{n}@example.org>") for n in range(20_000)], now=now)
+    with engine.begin() as connection:  # a send 90 % through: the first 18,000 rows sent, one row deferred and due
+        connection.execute(sa.update(db.deliveries).where(db.deliveries.c.id <= 18_000).values(state="sent"))
+        connection.execute(sa.update(db.deliveries).where(db.deliveries.c.id == 19_990)
+                           .values(state="deferred", next_attempt_at=now - timedelta(minutes=1)))
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def watch(connection: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        connection.connection.driver_connection.set_progress_handler(count, 100)
+
+    batch = ledger.claim(EDITION, limit=50, now=now, lease=timedelta(minutes=5))
+    assert [d.id for d in batch] == list(range(18_001, 18_051))  # the first due rows by id, as before
+    assert steps < 300, steps
+    rest = ledger.claim(EDITION, limit=5000, now=now, lease=timedelta(minutes=5))
+    assert [d.id for d in rest] == list(range(18_051, 20_001))  # the deferred row in its place by id
+
+
+def test_the_due_rows_of_an_edition_come_from_its_index_in_id_order(ledger: Ledger) -> None:
+    """PostgreSQL took a claim's first pending rows by walking the primary key past every row already sent (the
+    (edition, state) index gave no id order): migration 0014_claim_order adds the id to that index."""
+    fill(ledger, 3000)
+    with ledger.engine.begin() as connection:
+        connection.execute(sa.update(db.deliveries).where(db.deliveries.c.id <= 2500).values(state="sent"))
+        if ledger.engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("ANALYZE deliveries")
+    query = ("SELECT id FROM deliveries WHERE edition_id = 1 AND state = 'pending' ORDER BY id LIMIT 50")
+    with ledger.engine.connect() as connection:
+        if ledger.engine.dialect.name == "postgresql":
+            plan = "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN ANALYZE {query}"))
+            assert "Rows Removed by Filter" not in plan, plan
+        else:
+            plan = "\n".join(str(row[-1]) for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}"))
+            assert "TEMP B-TREE" not in plan, plan
+        assert "ix_deliveries_edition_state" in plan, plan
+    batch = ledger.claim(EDITION, limit=50, now=START, lease=timedelta(minutes=5))
+    assert [d.id for d in batch] == list(range(2501, 2551))

@@ -4,6 +4,7 @@ in browser."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -44,9 +45,16 @@ LATEST_ISSUE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 """The latest issue time a feed token can carry (12 hex digits of milliseconds), for the size budget."""
 
 
+@functools.lru_cache(maxsize=16)
+def _feed_keyed(secret: str) -> hmac.HMAC:
+    """The HMAC keyed with one secret and fed the salt; every message of a send copies it (issue 30)."""
+    return hmac.new(secret.encode(), _FEED_SALT.encode(), hashlib.sha256)
+
+
 def _feed_mac(secret: str, body: str) -> str:
-    digest = hmac.new(secret.encode(), (_FEED_SALT + body).encode(), hashlib.sha256).digest()[:16]
-    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+    mac = _feed_keyed(secret).copy()
+    mac.update(body.encode())
+    return base64.urlsafe_b64encode(mac.digest()[:16]).decode("ascii").rstrip("=")
 
 
 def feed_token(keyring: Keyring, subscriber_id: int, issued: datetime) -> str:

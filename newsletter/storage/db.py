@@ -230,7 +230,7 @@ deliveries = sa.Table(
     sa.Column("updated", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime),
     sa.UniqueConstraint("edition_id", "subscriber_id", name="uq_deliveries_edition_subscriber"),
-    sa.Index("ix_deliveries_edition_state", "edition_id", "state"),
+    sa.Index("ix_deliveries_edition_state", "edition_id", "state", "id"),  # claims read due rows in id order
     sa.Index("ix_deliveries_claim_token", "claim_token"),
     sa.Index("ix_deliveries_subscriber", "subscriber_id", "edition_id"),
     sa.Index("ix_deliveries_message_id", "message_id"),  # a returned message names ours: inbound attribution

@@ -248,31 +248,45 @@ class Ledger(LedgerReads):
         """
         token = uuid.uuid4().hex
         due = due_rows(now)
-        candidates = (
-            sa.select(deliveries.c.id)
-            .where(deliveries.c.edition_id == edition_id, due)
-            .order_by(deliveries.c.id)
-            .limit(limit)
-        )
+        # The first ``limit`` due rows by id are the first ``limit`` of (the first ``limit`` pending rows) and (the
+        # first ``limit`` deferred rows now due): each of those reads an (edition, state, id) index in order and
+        # stops after ``limit`` rows. One query with the OR read and sorted every row of the edition instead, on
+        # every batch: a send's claims cost grew with the square of the list (docs/benchmarks.md, issue 30).
+        parts = [
+            sa.select(deliveries.c.id).where(deliveries.c.edition_id == edition_id, deliveries.c.state == "pending"),
+            sa.select(deliveries.c.id).where(deliveries.c.edition_id == edition_id, deliveries.c.state == "deferred",
+                                             deliveries.c.next_attempt_at <= now),
+        ]
         if only is not None:
-            candidates = candidates.where(deliveries.c.id.in_(list(only)))
+            parts = [part.where(deliveries.c.id.in_(list(only))) for part in parts]
+        parts = [part.order_by(deliveries.c.id).limit(limit) for part in parts]
         with self.engine.begin() as connection:
-            chosen: Any = candidates.scalar_subquery()
+            chosen: Any
             if self.engine.dialect.name == "postgresql":
-                # Lock the candidates first, in a statement of their own: a LIMIT … SKIP LOCKED subquery inside
-                # the UPDATE may be run more than once by PostgreSQL and then claim more than ``limit`` rows.
-                chosen = list(connection.execute(candidates.with_for_update(skip_locked=True)).scalars())
+                # Lock the candidates first, in statements of their own: a LIMIT … SKIP LOCKED subquery inside
+                # the UPDATE may be run more than once by PostgreSQL and then claim more than ``limit`` rows (and
+                # FOR UPDATE is not allowed on a UNION). Rows locked here but not chosen are free at commit.
+                locked = {i for part in parts
+                          for i in connection.execute(part.with_for_update(skip_locked=True)).scalars()}
+                chosen = sorted(locked)[:limit]
                 if not chosen:
                     return []
+                still_due = due  # locked, but re-checked: another claim may have taken them before the lock
+            else:
+                both = sa.union_all(*(sa.select(part.subquery().c.id) for part in parts)).subquery()
+                chosen = sa.select(both.c.id).order_by(both.c.id).limit(limit).scalar_subquery()
+                # One statement, and SQLite has one writer: the rows chosen are still due when updated. Without the
+                # redundant test the planner looks the ids up by primary key; with it, it may read every pending
+                # row through the state index (ix_deliveries_state) on every batch.
+                still_due = sa.true()
             connection.execute(
                 deliveries.update()
-                .where(deliveries.c.id.in_(chosen), due)
+                .where(deliveries.c.id.in_(chosen), still_due)
                 .values(state="claimed", claim_token=token, lease_until=now + lease, phase="", worker=self.worker,
                         updated=now)
             )
-            rows = connection.execute(
-                sa.select(*_DELIVERY_COLUMNS).where(deliveries.c.claim_token == token, deliveries.c.state == "claimed")
-                .order_by(deliveries.c.id)
+            rows = connection.execute(  # the token is new: every row with it is one this transaction claimed
+                sa.select(*_DELIVERY_COLUMNS).where(deliveries.c.claim_token == token).order_by(deliveries.c.id)
             ).all()
         names = _DELIVERY_NAMES  # not Row._asdict() per row: it works its keys out again for each (claims are hot)
         return [Delivery(**dict(zip(names, row, strict=True))) for row in rows]
