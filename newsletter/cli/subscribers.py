@@ -18,9 +18,8 @@ from newsletter.cli.output import plain
 from newsletter.cli.progress import progress_bar
 from newsletter.cli.words import nouns, plural
 from newsletter.config import Settings
-from subscribers.csvtext import delimiter_name
 from subscribers.errors import NotFoundError
-from subscribers.evidence import Event, EvidenceStore
+from subscribers.evidence import EvidenceStore
 from subscribers.feedback import FeedbackStore
 from subscribers.models import STATUSES, Frequency, ImportReport, Status, Subscriber
 
@@ -160,23 +159,21 @@ def show(app: _App, email: str, as_json: bool) -> None:
     from newsletter.usecases.subscribe import subscriber_json, subscriber_store
     from subscribers.addresses import valid_email
 
+    if as_json:
+        from newsletter.usecases.subscriber_view import subscriber_view
+
+        click.echo(json.dumps(subscriber_view(app.settings, _engine(app), email), indent=2, ensure_ascii=False))
+        return
     store = subscriber_store(app.settings, _engine(app))
     address = valid_email(email)
     subscriber = store.get_by_email(address)
     suppression = store.suppression(address)
     if subscriber is None and suppression is None:
         raise NotFoundError(f"no subscriber {address!r}, and the address is not suppressed")
-    suppressed = ({"reason": suppression.reason, "since": suppression.created.isoformat()}
-                  if suppression else None)
     events = EvidenceStore(store.engine).events(subscriber.id) if subscriber else []
     votes = FeedbackStore(_engine(app)).votes(subscriber_id=subscriber.id) if subscriber else []
     feedback = [{"paper": v.paper_id, "topic": v.topic, "vote": "more" if v.vote > 0 else "less",
                  "at": v.created.isoformat()} for v in votes]
-    if as_json:
-        click.echo(json.dumps({"subscriber": subscriber_json(subscriber) if subscriber else None,
-                               "suppressed": suppressed, "events": [event_json(e) for e in events],
-                               "feedback": feedback}, indent=2, ensure_ascii=False))
-        return
     if subscriber is None:
         click.echo(plain(f"{address}: not on the list"))
     else:
@@ -194,28 +191,16 @@ def show(app: _App, email: str, as_json: bool) -> None:
         click.echo(plain(f"{'feedback':>16}: {item['vote']} like {item['paper']} in {item['topic']} ({item['at']})"))
 
 
-def event_json(event: Event) -> dict[str, Any]:
-    return {"created": event.created.isoformat(), "kind": event.kind, "action": event.action,
-            "status": event.status, "diagnostic": event.diagnostic, "message_id": event.message_id,
-            "edition_id": event.edition_id, "attributed_by": event.attributed_by}
-
-
 def _print_import(report: ImportReport) -> None:
-    prefix = "dry run, nothing changed: " if report.dry_run else ""
-    if report.encoding != "utf-8" or report.delimiter != ",":
-        click.echo(f"read as {report.encoding}, columns separated by {delimiter_name(report.delimiter)}")
-    click.echo(f"{prefix}{plural(report.rows, 'row')}: {len(report.added)} added, {len(report.updated)} updated, "
-               f"{len(report.unchanged)} unchanged, {len(report.errors)} not imported")
-    kept = _kept(report)
-    if kept:
-        click.echo("kept not active, as recorded: " + ", ".join(f"{len(emails)} {status}"
-                                                                for status, emails in kept.items())
-                   + " (they get no email; --force makes an imported row's status win)")
-    for error in report.errors:
-        click.echo(str(error))
+    from newsletter.usecases.subscribe import import_lines
+
+    for line in import_lines(report):
+        click.echo(line)
 
 
 def _import_json(report: ImportReport, sent: int) -> dict[str, Any]:
+    from newsletter.usecases.subscribe import kept_by_status
+
     return {
         "dry_run": report.dry_run,
         "encoding": report.encoding,
@@ -225,17 +210,9 @@ def _import_json(report: ImportReport, sent: int) -> dict[str, Any]:
         "updated": [s.email for s in report.updated],
         "unchanged": [s.email for s in report.unchanged],
         "errors": [{"line": e.line, "message": e.message} for e in report.errors],
-        "kept": _kept(report),
+        "kept": kept_by_status(report),
         "confirmations_sent": sent,
     }
-
-
-def _kept(report: ImportReport) -> dict[str, list[str]]:
-    """Imported readers left not active, by status: what the import kept of their recorded consent."""
-    kept: dict[str, list[str]] = {}
-    for subscriber in sorted(report.kept, key=lambda s: STATUSES.index(s.status)):
-        kept.setdefault(subscriber.status, []).append(subscriber.email)
-    return kept
 
 
 @subscribers.command(name="import")

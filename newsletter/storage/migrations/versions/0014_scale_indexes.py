@@ -8,7 +8,7 @@ Revises: 0013_reader_feeds
 from alembic import op
 
 revision = "0014_scale_indexes"
-down_revision = "0013_reader_feeds"
+down_revision = "0014_feed_tokens"
 branch_labels = None
 depends_on = None
 
