@@ -41,29 +41,49 @@ open(sys.argv[3], "wb").write(module.build_feed(int(sys.argv[2]), 0))
 """
 
 
-def _build_feed(entries: int, path: Path) -> None:
+BUILD_HF = """
+import json, sys
+from pathlib import Path
+items = []
+for path in sorted(Path(sys.argv[1]).glob("*.json")):
+    items += json.loads(path.read_text(encoding="utf-8"))
+with open(sys.argv[3], "w", encoding="utf-8") as out:
+    out.write("[")
+    for n in range(int(sys.argv[2])):
+        item = json.loads(json.dumps(items[n % len(items)]))
+        item["paper"]["id"] = f"2607.{n:05d}"
+        item["paper"]["title"] = f"{item['paper'].get('title', '')} ({n})"
+        out.write(("," if n else "") + json.dumps(item))
+    out.write("]")
+"""
+
+
+def _build_feed(entries: int, path: Path, *, hf: bool = False) -> None:
     """Write the listing from another process: a child started from a process that held it would inherit that
     process's peak in its own ``ru_maxrss`` (Linux keeps the high-water mark across exec)."""
-    subprocess.run([sys.executable, "-c", BUILD, str(ROOT / "bench" / "ingest.py"), str(entries), str(path)],
-                   check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if hf:
+        arguments = ["-c", BUILD_HF, str(ROOT / "tests" / "fixtures" / "hf_daily_papers"), str(entries), str(path)]
+    else:
+        arguments = ["-c", BUILD, str(ROOT / "bench" / "ingest.py"), str(entries), str(path)]
+    subprocess.run([sys.executable, *arguments], check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 PARSE_ONLY = """
 import sys
 from newsletter.sources.parsing import parse_feed
 data = open(sys.argv[1], "rb").read()
-parsed = parse_feed("arxiv-rss", data, source="cs-ai")
+parsed = parse_feed(sys.argv[2], data, source="cs-ai")
 print(f"parsed {len(parsed.papers)} papers, {parsed.skipped} skipped")
 """
 
 
-def run(tree: Path, folder: Path, feed: Path, label: str, *, parse_only: bool = False) -> None:
+def run(tree: Path, folder: Path, feed: Path, label: str, *, parse_only: bool = False, kind: str) -> None:
     folder.mkdir()
     shutil.copyfile(feed, folder / "feed.xml")
-    config = write_config(folder, [("cs-ai", "arxiv-rss", "feed.xml")],
+    config = write_config(folder, [("cs-ai", kind, "feed.xml")],
                           extra=f"max_bytes = {feed.stat().st_size + 1_000_000}\n")
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    command = ([sys.executable, "-c", PARSE_ONLY, str(folder / "feed.xml")] if parse_only else
+    command = ([sys.executable, "-c", PARSE_ONLY, str(folder / "feed.xml"), kind] if parse_only else
                [sys.executable, "-m", "newsletter", "--config", str(config), "fetch"])
     with (folder / "out.txt").open("wb") as out, (folder / "err.txt").open("wb") as err:
         start = time.perf_counter()
@@ -84,18 +104,23 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, metavar="TREE", help="a checkout of the old code to run first")
     parser.add_argument("--parse-only", action="store_true",
                         help="time only reading the file and parse_feed (no store, no topic matching)")
+    parser.add_argument("--hf", action="store_true", help="a Hugging Face daily-papers JSON listing instead "
+                        "(items copied from the test fixtures with new ids)")
     options = parser.parse_args()
+    kind = "hf-daily" if options.hf else "arxiv-rss"
     with tempfile.TemporaryDirectory() as scratch:
         feed = Path(scratch) / "listing.xml"
-        _build_feed(options.entries, feed)
+        _build_feed(options.entries, feed, hf=options.hf)
         load = os.getloadavg()
-        print(f"{options.entries:,} items, {feed.stat().st_size / 2**20:.1f} MiB; load average before {load[0]:.2f} "
+        size = feed.stat().st_size / 2**20
+        print(f"{options.entries:,} {kind} items, {size:.1f} MiB; load average before {load[0]:.2f} "
               f"{load[1]:.2f} {load[2]:.2f}")
         print("| code | wall s | CPU s | peak RSS MiB |")
         print("| --- | --: | --: | --: |")
         if options.baseline is not None:
-            run(options.baseline, Path(scratch) / "baseline", feed, "baseline", parse_only=options.parse_only)
-        run(ROOT, Path(scratch) / "tree", feed, "this tree", parse_only=options.parse_only)
+            run(options.baseline, Path(scratch) / "baseline", feed, "baseline", parse_only=options.parse_only,
+                kind=kind)
+        run(ROOT, Path(scratch) / "tree", feed, "this tree", parse_only=options.parse_only, kind=kind)
     load = os.getloadavg()
     print(f"load average after {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 

@@ -4,6 +4,7 @@ with the same outcomes, reader changes, evidence and log as the messages handled
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -168,3 +169,40 @@ async def test_a_message_that_breaks_its_batch_is_the_only_one_deferred(tmp_path
     deferred = [n for n, r in enumerate(results) if isinstance(r, aiosmtplib.SMTPDataError) and r.code == 451]
     assert deferred == [broken_at], results
     assert sorted(inbound.statuses().values()) == ["active"] + ["bounced"] * 5
+
+
+async def test_a_client_hanging_up_mid_batch_costs_no_one_else_their_reply(tmp_path: Path) -> None:
+    inbound = make_inbound(f"sqlite:///{tmp_path / 'hangup.db'}")
+    first, second = inbound.add("h1@example.net"), inbound.add("h2@example.net")
+    real = inbound.processor.classify
+
+    def slow(message: Incoming) -> object:
+        time.sleep(0.5)  # long enough for the first client to hang up while its batch runs
+        return real(message)
+
+    inbound.processor.classify = slow  # type: ignore[method-assign]
+    server = InboundServer(inbound.processor, inbound_settings(rate_limit_per_minute=1000))
+    port = await server.start(port=0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        raw = dsn(to=inbound.verp(first), final_recipient="h1@example.net", status="5.1.1", message_id="<h1@r>")
+
+        async def answered() -> bytes:
+            while (line := await reader.readline())[3:4] == b"-":
+                pass
+            return line
+
+        assert (await answered()).startswith(b"220")
+        for line in (b"EHLO hangup.example", b"MAIL FROM:<>", f"RCPT TO:<{inbound.verp(first)}>".encode(), b"DATA"):
+            writer.write(line + b"\r\n")
+            assert (await answered())[:1] in (b"2", b"3")
+        writer.write(raw + (b"" if raw.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.2)  # the message is in a batch now
+        writer.transport.abort()  # and its client is gone before the reply
+        reply = await asyncio.wait_for(_send(port, inbound.verp(second), dsn(
+            to=inbound.verp(second), final_recipient="h2@example.net", status="5.1.1", message_id="<h2@r>")), 30)
+    finally:
+        await server.stop()
+    assert reply.startswith("2.0.0 applied")
+    assert inbound.statuses() == {"h1@example.net": "bounced", "h2@example.net": "bounced"}

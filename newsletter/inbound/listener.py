@@ -64,6 +64,7 @@ class InboundHandler:
         self.lmtp = settings.protocol == "lmtp"
         self._processing = asyncio.Semaphore(PROCESSING_AT_ONCE)
         self._waiting: list[tuple[Incoming, asyncio.Future[Outcome]]] = []
+        self._draining: asyncio.Task[None] | None = None
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
@@ -110,31 +111,40 @@ class InboundHandler:
 
 
     async def _process(self, message: Incoming) -> Outcome:
-        """Queue the message; the first waiter to get the turn processes everything queued by then."""
+        """Queue the message and wait for its batch. The batches run in a task of their own, so a client that
+        hangs up (its session cancelled) never cancels the batch that holds other clients' messages."""
         done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiting.append((message, done))
+        if self._draining is None or self._draining.done():
+            self._draining = asyncio.create_task(self._drain())
+        return await asyncio.shield(done)
+
+    async def _drain(self) -> None:
+        """Run batches (one at a time: ``PROCESSING_AT_ONCE``) until nothing waits."""
         async with self._processing:
-            while not done.done():  # whoever holds the turn works through the queue up to its own message
+            while self._waiting:
                 batch, self._waiting = self._waiting[:BATCH_MAX], self._waiting[BATCH_MAX:]
                 await self._run(batch)
-        return await done
 
     async def _run(self, batch: list[tuple[Incoming, asyncio.Future[Outcome]]]) -> None:
         try:
             outcomes = await asyncio.to_thread(self.processor.handle_batch, [m for m, _ in batch])
         except (SQLAlchemyError, NewsletterError, OSError) as error:
             if len(batch) == 1:
-                batch[0][1].set_exception(error)
+                if not batch[0][1].done():
+                    batch[0][1].set_exception(error)
                 return
             for one in batch:  # none of them took effect: alone, only a message that breaks a commit fails
                 await self._run([one])
             return
         except Exception as error:  # noqa: BLE001 - handed to each message's own handler, which raises it
             for _, done in batch:
-                done.set_exception(error)
+                if not done.done():
+                    done.set_exception(error)
             return
         for (_, done), outcome in zip(batch, outcomes, strict=True):
-            done.set_result(outcome)
+            if not done.done():
+                done.set_result(outcome)
 
 
 class _Counted:

@@ -50,10 +50,11 @@ async def fetch_sources(
         for s, st in zip(sources, states, strict=True)
     ]
     responses = await fetch_all(requests, settings=settings.fetch, client=client)
+    responses.reverse()  # popped in order: each document is let go once stored, before the topic matching
     reports: list[SourceReport] = []
     changed: dict[str, Paper] = {}
-    for source, state, response in zip(sources, states, responses, strict=True):
-        report, changed_papers = _store_response(store, source, state, response, now=now)
+    for source, state in zip(sources, states, strict=True):
+        report, changed_papers = _store_response(store, source, state, responses.pop(), now=now)
         reports.append(report)
         changed.update(changed_papers)
     refresh_matches(settings, store, papers=list(changed.values()))
