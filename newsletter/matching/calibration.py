@@ -50,7 +50,7 @@ NOT_EXAMPLE_WEIGHT = 0.5
 @dataclass(frozen=True, kw_only=True)
 class DecisionRule:
     """How similarities become matches (``[matching] decision``, ``margin``, ``*_floor``, ``self_training``,
-    ``background``, ``*_background_margin``)."""
+    ``background``, ``*_background_rank``, ``*_background_margin``)."""
 
     calibrated: bool = True
     """False: the old rule, ``similarity >= threshold`` per topic."""
@@ -59,7 +59,10 @@ class DecisionRule:
     threshold: float = 0.0
     self_training: bool = True
     background: bool = False
-    """``calibrated`` only: a topic must also beat the background areas (``newsletter.matching.background``)."""
+    """``calibrated`` only: a topic must also rank among the paper's best subjects next to the background areas
+    (``newsletter.matching.background``)."""
+    background_rank: int = 1
+    """A topic passes the background when fewer than this many uncovered areas score above it."""
     background_margin: float = 0.0
 
 

@@ -115,6 +115,7 @@ def decision_rule(matching: MatchingSettings) -> DecisionRule:
         threshold=matching.similarity_threshold if tfidf else matching.embedding_threshold,
         self_training=matching.self_training,
         background=matching.background != "none",
+        background_rank=matching.tfidf_background_rank if tfidf else matching.embedding_background_rank,
         background_margin=matching.tfidf_background_margin if tfidf else matching.embedding_background_margin,
     )
 
