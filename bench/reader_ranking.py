@@ -24,6 +24,7 @@ one relevant paper, then over readers and ``--seeds`` draws of votes.
     python bench/reader_ranking.py                       # tfidf, votes 0 2 5 10 20
     python bench/reader_ranking.py --method embedding    # MiniLM vectors (embeds 2,100 papers once)
     python bench/reader_ranking.py --send-cost 1000      # CPU of the per-reader models at send time
+    python bench/reader_ranking.py --max-loss 0.01       # exit 1 if votes make a kind of reader worse off
 """
 
 from __future__ import annotations
@@ -245,6 +246,19 @@ def report(result: Mapping[str, Any], votes: Sequence[int]) -> str:
     return "\n".join(lines)
 
 
+def losses(result: Mapping[str, Any], votes: Sequence[int], tolerance: float) -> list[str]:
+    """Per kind of reader and vote count: a line for every mean NDCG@10 below the kind's cold start by more
+    than ``tolerance`` (the rule must not make readers worse off on average)."""
+    found = []
+    for kind in ("area", "niche"):
+        rows = [scores for label, scores in result["table"].items() if ("∩" in label) == (kind == "niche")]
+        mean = {n: statistics.fmean(statistics.fmean(s[n]) for s in rows if s[n]) for n in votes}
+        for n in votes:
+            if n and mean[n] < mean[0] - tolerance:
+                found.append(f"{kind} readers with {n} votes: {mean[n]:.3f} < cold start {mean[0]:.3f}")
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
@@ -257,6 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--edition-size", type=int, default=150)
     parser.add_argument("--send-cost", type=int, metavar="READERS", default=0,
                         help="instead: time reader_boosts for this many readers with 10 votes each")
+    parser.add_argument("--max-loss", type=float, metavar="NDCG", default=None,
+                        help="exit 1 when a kind of reader's mean falls below its cold start by more than this "
+                             "(needs 0 among --votes)")
     args = parser.parse_args(argv)
     rows = load(args.data)
     if args.send_cost:
@@ -272,6 +289,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"matching: {result['match_cpu_s']:.1f} CPU-s; per-reader models: {result['fit_cpu_s']:.1f} CPU-s; "
           f"load average {os.getloadavg()[0]:.2f}")
     print(report(result, args.votes))
+    if args.max_loss is not None and 0 in args.votes:
+        worse = losses(result, args.votes, args.max_loss)
+        for line in worse:
+            print(f"worse than the cold start by more than {args.max_loss}: {line}")
+        return 1 if worse else 0
     return 0
 
 

@@ -4,18 +4,20 @@ back wherever the votes do not support it.
 Why (in the spirit of arxiv-sanity's per-tag SVM and Scholar Inbox's per-user classifier): two readers of
 one topic want different papers first, and a handful of "more/less like this" clicks says which. A first
 version fitted a logistic regression per reader and moved every candidate by its standardised decision
-value: with stored MiniLM vectors it made niche readers' rankings *worse* (NDCG@10 0.411 → 0.350 at 10
-votes, docs/benchmarks.md). Three causes, each fixed here:
+value: with stored MiniLM vectors it made niche readers' rankings *worse* (NDCG@10 0.463 → 0.433 at 10
+votes on bench/reader_ranking.py, docs/benchmarks.md). Three causes, each addressed here:
 
 * **"Less"-only readers got the mirror model**, which lifts whatever is least like their "less" papers. A
   reader who asks for less of a typical paper of their topic then sees the matcher's off-topic intruders
   rise. Now "less" votes alone only push down papers like the ones voted on; they never lift a paper.
 * **A z-score has no magnitude**: a direction fitted to a few noisy votes moved the order as far as a
-  clear one. Now a reader's preference moves a paper by at most ``CAP`` standard deviations of the
-  section's ranks (a bounded boost: the shared order of their topics, the cold start, keeps the rest).
+  clear one. Now a reader's preference moves a paper by at most ``PREFERENCE_WEIGHT × CAP``
+  standard deviations of the section's ranks (a bounded boost: the shared order of their topics, the
+  cold start, keeps the rest).
 * **Nothing checked the model against the votes.** Now each vote is predicted by the profile fitted on the
-  others (leave-one-out); votes the profile gets wrong on balance (contradictory votes, e.g. "more" and
-  "less" on near-identical papers) shrink the adjustment to nothing (``agreement``).
+  others (leave-one-out); the more of them the profile gets wrong on balance, the smaller the adjustment,
+  down to nothing when every vote is predicted wrong (contradictory votes, e.g. "more" and "less" on
+  near-identical papers; ``agreement``).
 
 The profile is the difference of the mean vector of the "more" papers and that of the "less" papers (a
 missing side is the mean of the candidates), in the spirit of Rocchio's relevance feedback; a candidate's
