@@ -79,6 +79,10 @@ TARGET_RSS_GROWTH = 1.25
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 FROM_ENVELOPE = "papers@example.org"
+EXTRA_CONFIG = ""
+"""Appended to every config written: ``--verp`` (and bench/scale.py) add an [inbound] table, so that every
+message goes out with its own signed VERP envelope sender, as a list that processes its bounces runs."""
+INBOUND_TABLE = '\n[inbound]\ndomain = "bounces.example.org"\n'
 
 _DELAY_SINK_SCRIPT = """
 import json, resource, sys
@@ -125,7 +129,7 @@ def write_config(folder: Path, *, port: int, concurrency: int, claim_batch: int)
     text += (
         f'\n[delivery]\nhost = "127.0.0.1"\nport = {port}\nconcurrency = {concurrency}\n'
         f"claim_batch = {claim_batch}\n"
-    )
+    ) + EXTRA_CONFIG
     path = folder / "bench.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -402,7 +406,8 @@ def _usage() -> dict[str, float]:
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"rss_self_kib": vm_hwm_kib(), "ru_maxrss_self_kib": me.ru_maxrss,
             "ru_maxrss_children_kib": children.ru_maxrss,
-            "cpu_self": me.ru_utime + me.ru_stime, "cpu_children": children.ru_utime + children.ru_stime}
+            "cpu_self": me.ru_utime + me.ru_stime, "cpu_children": children.ru_utime + children.ru_stime,
+            "sys_self": me.ru_stime, "sys_children": children.ru_stime}
 
 
 def patch_plain_aiosmtplib() -> None:
@@ -485,6 +490,7 @@ def worker_send(spec: dict[str, Any]) -> dict[str, Any]:
     return {"wall": wall, "sent": sent, "counts": counts, "prepare_noop": prepare_noop, "machine_busy": busy,
             "rss_before_kib": before["rss_self_kib"],
             "cpu": after["cpu_self"] - before["cpu_self"] + after["cpu_children"] - before["cpu_children"],
+            "cpu_sys": after["sys_self"] - before["sys_self"] + after["sys_children"] - before["sys_children"],
             "rss_self_kib": after["rss_self_kib"], "rss_children_kib": max(child_peaks, default=0),
             "child_peaks_kib": child_peaks, "ru_maxrss_self_kib": after["ru_maxrss_self_kib"],
             "ru_maxrss_children_kib": after["ru_maxrss_children_kib"]}
@@ -553,19 +559,21 @@ class _ThreadProfiles:
 
 
 def _micro(function: Callable[[], object], repeat: int) -> float:
-    """Mean µs per call of ``function`` (no profiler)."""
-    started = time.perf_counter()
+    """Mean µs of CPU per call of ``function`` (no profiler; CPU time, since the machine is shared)."""
+    started = time.process_time()
     for _ in range(repeat):
         function()
-    return 1e6 * (time.perf_counter() - started) / repeat
+    return 1e6 * (time.process_time() - started) / repeat
 
 
 def per_message_costs(settings: Any, engine: Any, edition: Any, *, sample: int = 500) -> dict[str, float]:
     """What each message costs in the steps the profile points at, timed without the profiler."""
     from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
+    from newsletter.delivery.message import sendable_message
     from newsletter.delivery.sending import message_factory
     from newsletter.rendering.links import recipient_links, signer_from_settings
+    from newsletter.rendering.render import personal_values
     from newsletter.storage.ledger import Delivery, Ledger
 
     factory = message_factory(settings, engine, edition, clock=lambda: datetime.now(UTC))
@@ -581,11 +589,20 @@ def per_message_costs(settings: Any, engine: Any, edition: Any, *, sample: int =
     builds = iter(deliveries * 3)
     normal = iter(messages * 3)
     periods = iter(messages * 3)
+    recipients = [recipient_links(settings, signer, subscriber_id=d.subscriber_id, email=d.email, name=d.name,
+                                  edition_slug=edition.slug) for d in deliveries]
+    pairs = [(factory.template(d.variant_key), r, d) for d, r in zip(deliveries, recipients, strict=True)]
+    personal = iter(recipients * 3)
+    spliced = iter(pairs * 3)
+    now = datetime.now(UTC)
     return {
         "message_bytes": sum(map(len, messages)) / n,
         "recipient_links_us": _micro(lambda: (d := next(links), recipient_links(
             settings, signer, subscriber_id=d.subscriber_id, email=d.email, name=d.name,
             edition_slug=edition.slug)), n),
+        "personal_values_us": _micro(lambda: personal_values(next(personal)), n),
+        "sendable_message (values, headers, splice)_us": _micro(lambda: (p := next(spliced), sendable_message(
+            p[0], p[1], settings=settings, message_id=p[2].message_id, date=now)), n),
         "MessageFactory.build_us": _micro(lambda: factory.build(next(builds)), n),
         "plain aiosmtplib only: normalize_message_line_endings_us": _micro(
             lambda: normalize_message_line_endings(next(normal)), n),
@@ -691,7 +708,8 @@ def library_run(prepared: Prepared, name: str, *, folder: str, processes: int, c
             received, sink_cpu = int(finished["received"]), float(finished["cpu"])
     peak = result["rss_children_kib"] if processes > 1 and mode == "run_send" else result["rss_self_kib"]
     counts = result["counts"]
-    note = f"sink CPU {sink_cpu:.1f} s; load before {load:.2f}"
+    kernel = 1e6 * result["cpu_sys"] / max(1, result["sent"])
+    note = f"sink CPU {sink_cpu:.1f} s; sender CPU in the kernel {kernel:,.0f} µs/msg; load before {load:.2f}"
     if mode == "run_send":
         note += f"; incl. no-op prepare {result['prepare_noop']:.2f} s"
     if processes > 1:
@@ -995,6 +1013,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile-processes", type=int, default=1,
                         help="sending processes profiled at once on one ledger (default 1)")
     parser.add_argument("--top", type=int, default=25, help="functions shown per --profile listing")
+    parser.add_argument("--verp", action="store_true",
+                        help="send with [inbound] domain set: each message's envelope sender is its signed VERP "
+                             "address (the configuration of a list that processes its bounces)")
+    parser.add_argument("--dkim", action="store_true",
+                        help="sign every message with DKIM: a fresh 2048-bit RSA key (openssl) in a [delivery.dkim] "
+                             "table")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (printed)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--no-check", action="store_true", help="exit 0 even when a target is missed")
@@ -1026,8 +1050,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not Path(tool).is_file():
             raise SystemExit(f"{tool} not found: install Debian's postfix package (only its test tools are used)")
     os.environ[SECRET_ENV] = secrets.token_urlsafe(32)
-    say(f"machine: {machine()}")
+    global EXTRA_CONFIG
+    if args.verp:
+        EXTRA_CONFIG = INBOUND_TABLE
     folder = Path(tempfile.mkdtemp(prefix="bench-send-"))
+    if args.dkim:
+        key = folder / "dkim.pem"
+        subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+        EXTRA_CONFIG += f'\n[delivery.dkim]\nselector = "bench"\ndomain = "example.org"\nprivate_key_path = "{key}"\n'
+    say(f"machine: {machine()}" + (" (VERP on)" if args.verp else "") + (" (DKIM on)" if args.dkim else ""))
     started = time.perf_counter()
     try:
         if args.profile:

@@ -40,17 +40,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
 
-from send import PostfixSink, cpu_seconds_of
+from send import PostfixSink, cpu_seconds_of, vm_hwm_kib
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get("NEWSLETTER_BENCH_POSTGRES_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = os.environ.get("NEWSLETTER_BENCH_REDIS_URL") or "redis://127.0.0.1:6379"
 DOMAINS = 997
+EXTRA_CONFIG = ""
+"""Appended to every config written (bench/scale.py adds an [inbound] table: VERP on, as a real list runs)."""
 
 
 def say(line: str = "") -> None:
@@ -132,7 +134,8 @@ def write_config(folder: Path, name: str, *, database_url: str, broker: str, que
     text = re.sub(r'database_url = "[^"]*"', f'database_url = "{database_url}"', text)
     text += (f'\n[delivery]\nhost = "127.0.0.1"\nport = {port}\nconcurrency = {args.concurrency}\n'
              f"claim_batch = {args.batch_size}\n"
-             f'\n[workers]\nbroker = "{broker}"\nqueue = "{queue}"\nbatch_size = {args.batch_size}\n')
+             f'\n[workers]\nbroker = "{broker}"\nqueue = "{queue}"\nbatch_size = {args.batch_size}\n'
+             + EXTRA_CONFIG)
     path = folder / f"{name}.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -203,6 +206,14 @@ class Row:
     machine_cpu: float
     """CPU seconds of the whole machine during the run: senders, PostgreSQL, Redis, smtp-sink, anything else."""
     requeued: int = 0
+    peaks_kib: list[int] = field(default_factory=list)
+    """Peak RSS (VmHWM) of each worker process at the end of the run."""
+    database: str = ""
+    """URL of the run's database (dropped at the end of the benchmark)."""
+    postgres_cpu: float = 0.0
+    """CPU seconds of the PostgreSQL backends serving the run's database (workers and dispatcher)."""
+    database_stats: dict[str, int] = field(default_factory=dict)
+    """pg_stat_database deltas over the run (xact_commit, tup_inserted, tup_updated, ...) and the size after."""
 
     @property
     def rate(self) -> float:
@@ -247,12 +258,16 @@ def workers_run(folder: Path, databases: Databases, setup: Setup, *, workers: in
                 _wait_ready(processes[-1], log)
             dispatcher = Dispatcher(settings, engine)
             cpu_before = sum(cpu_seconds_of(p.pid) for p in processes)
+            stats_before = database_stats(databases, database)
+            backends_before = backend_cpu(databases, database)
             machine_before = machine_cpu()
             started = time.perf_counter()
             run = dispatcher.run(setup.edition_id, wait=True, poll_seconds=0.25)
             seconds = time.perf_counter() - started
             machine_used = machine_cpu() - machine_before
             sender_cpu = sum(cpu_seconds_of(p.pid) for p in processes) - cpu_before
+            postgres_cpu = sum(backend_cpu(databases, database).values()) - sum(backends_before.values())
+            peaks = [vm_hwm_kib(p.pid) for p in processes]
         finally:
             for process in processes:
                 process.send_signal(signal.SIGTERM)
@@ -260,9 +275,40 @@ def workers_run(folder: Path, databases: Databases, setup: Setup, *, workers: in
                 process.wait(timeout=60)
         sent = Ledger(engine).counts(setup.edition_id)["sent"]
         engine.dispose()
+        time.sleep(1.0)  # the backends of the workers flush their statistics as they exit
+        after = database_stats(databases, database)
+        stats = {key: after[key] - stats_before.get(key, 0) for key in after if key != "size_bytes"}
+        stats["size_bytes"] = after["size_bytes"]
         return Row(name=f"{workers} worker{'s' if workers > 1 else ''} (Celery, Redis) → smtp-sink", sent=sent,
                    received=sink.received(), seconds=seconds, sender_cpu=sender_cpu, machine_cpu=machine_used,
-                   requeued=run.requeued)
+                   requeued=run.requeued, peaks_kib=peaks, database=databases.url(database),
+                   postgres_cpu=postgres_cpu, database_stats=stats)
+
+
+def database_stats(databases: Databases, name: str) -> dict[str, int]:
+    """Transactions and row writes so far in one database (pg_stat_database), and its size in bytes."""
+    columns = ("xact_commit", "xact_rollback", "tup_inserted", "tup_updated", "tup_deleted", "tup_fetched",
+               "blks_read", "blks_hit")
+    with databases.admin.connect() as connection:
+        connection.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+        row = connection.exec_driver_sql(
+            f"SELECT {', '.join(columns)}, pg_database_size(datname) FROM pg_stat_database WHERE datname = %(name)s",
+            {"name": name}).one()
+    return {**dict(zip(columns, map(int, row[:-1]), strict=True)), "size_bytes": int(row[-1])}
+
+
+def backend_cpu(databases: Databases, name: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend connected to one database (same host: /proc)."""
+    with databases.admin.connect() as connection:
+        pids = list(connection.exec_driver_sql(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %(name)s", {"name": name}).scalars())
+    found: dict[int, float] = {}
+    for pid in pids:
+        try:
+            found[int(pid)] = cpu_seconds_of(int(pid))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
 
 
 def process_run(folder: Path, databases: Databases, setup: Setup, *, processes: int, broker: str,

@@ -24,6 +24,13 @@ how many confirmations arrived, and whether any arrived twice.
     python bench/web.py                     # 400 requests per page and database
     python bench/web.py --requests 200      # quicker
     python bench/web.py --relay             # only the stalled-relay run (about a minute)
+    python bench/web.py --console           # the operator's console after a year, beside the public pages
+    python bench/web.py --console --folder /tmp/year   # keep the year's database for the next run
+
+``--console`` (issue 27): one database with a year of history (``bench/console_history.py``: 365 daily
+editions, 20,000 readers who joined over the year, the 3.65 million ledger rows that leaves, bounces,
+complaints and votes); a signed-in session's cookie; each console page and each public page loaded in turn
+like the pages above, 16 in flight. Target: p99 ≤ 250 ms for every console page.
 """
 
 from __future__ import annotations
@@ -136,14 +143,15 @@ class Phase:
         return len(self.latencies) / self.seconds
 
 
-async def load(base: str, path: str, *, requests: int, during: str | None = None) -> tuple[Phase, float | None]:
+async def load(base: str, path: str, *, requests: int, during: str | None = None,
+               cookies: dict[str, str] | None = None) -> tuple[Phase, float | None]:
     """``requests`` GETs of ``path`` with ``CONCURRENCY`` in flight; optionally one one-click POST meanwhile."""
     latencies: list[float] = []
     errors = 0
     remaining = requests
     unsubscribe_ms: float | None = None
     limits = httpx.Limits(max_connections=CONCURRENCY + 1, max_keepalive_connections=CONCURRENCY + 1)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60, cookies=cookies) as client:
         for _ in range(CONCURRENCY):  # warm-up: the edition page is rendered and stored once
             await client.get(path)
 
@@ -190,6 +198,61 @@ def run_site(name: str, folder: Path, *, editions: int, papers: int, requests: i
     finally:
         server.terminate()
         server.wait(timeout=30)
+    return rows
+
+
+def run_console(folder: Path, *, requests: int) -> list[str]:
+    """The console's pages (signed in) and the public pages on one database holding a year of history
+    (``bench/console_history.py``: 365 editions, 20,000 readers, 3.65 million ledger rows). A folder that
+    holds one from an earlier run (``--folder``) is used again as it is."""
+    import contextlib
+    import json
+
+    from bench.console_history import build_history
+    from newsletter.errors import OperatorError
+    from newsletter.usecases.operators import add_operator, sign_in
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "config.toml"
+    if not (folder / "history.json").exists():
+        config = write_config(folder, FIXTURE_SOURCES, topics=TOPICS_TOML)
+    settings = load_settings(config)
+    engine = open_database(settings.newsletter.database_url)
+    started = time.perf_counter()
+    if (folder / "history.json").exists():
+        history = json.loads((folder / "history.json").read_text(encoding="utf-8"))
+    else:
+        history = build_history(engine)
+        (folder / "history.json").write_text(json.dumps(history), encoding="utf-8")
+    built = time.perf_counter() - started
+    with contextlib.suppress(OperatorError):  # the account exists in the folder of an earlier run
+        add_operator(engine, "bench@example.org", "a bench password of some length")
+    token = sign_in(engine, "bench@example.org", "a bench password of some length", client="127.0.0.1").token
+    engine.dispose()
+    cookies = {"__Host-nl_admin": token}  # base_url is https: the console's cookie has the __Host- prefix
+    port = free_port()
+    server = start_server(config, port)
+    pages = [("/admin/", cookies), ("/admin/editions", cookies), (f"/admin/editions/{history['slug']}", cookies),
+             ("/admin/readers", cookies), (f"/admin/readers?q={history['search']}", cookies),
+             ("/admin/readers?status=bounced&topic=agents", cookies), (f"/admin/readers/{history['reader']}", cookies),
+             ("/admin/audit", cookies), ("/archive", None), (f"/archive/{history['slug']}", None),
+             ("/topics/agents.atom", None)]
+    rows = []
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for path, jar in pages:
+            cpu = server_cpu_seconds(server.pid)
+            phase, _ = asyncio.run(load(base, path, requests=requests, cookies=jar))
+            cpu_ms = (server_cpu_seconds(server.pid) - cpu) * 1000 / (requests + CONCURRENCY)
+            shown = path.replace(str(history["slug"]), "<slug>").replace(f"readers/{history['reader']}",
+                                                                          "readers/<id>")
+            rows.append(f"| `{shown}` | {phase.p(0.5):.1f} | {phase.p(0.99):.1f} | {phase.rate:.0f} | {cpu_ms:.1f} "
+                        f"| {phase.errors} |")
+        rows.append(f"| server peak RSS | | | | {peak_rss_mib(server.pid):.0f} MiB | |")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    rows.append(f"\n(history of {history['deliveries']:,} ledger rows built or opened in {built:.0f} s)")
     return rows
 
 
@@ -269,6 +332,11 @@ def main() -> None:
     parser.add_argument("--editions", type=int, default=365)
     parser.add_argument("--papers", type=int, default=60)
     parser.add_argument("--relay", action="store_true", help="only the stalled-relay run")
+    parser.add_argument("--console", action="store_true",
+                        help="only the console's pages (and the public ones) after a year: 365 editions, 20,000 "
+                             "readers (building the history takes a few minutes)")
+    parser.add_argument("--folder", help="with --console: build the history in this folder, or use the one an "
+                                         "earlier run built there")
     parser.add_argument("--signups", type=int, default=200)
     parser.add_argument("--stall", type=float, default=30.0)
     args = parser.parse_args()
@@ -277,6 +345,16 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             rows = asyncio.run(relay_run(Path(tmp), signups=args.signups, seconds=10, stall=args.stall))
         print(f"| stalled relay ({args.stall:.0f} s), web restarted meanwhile | |\n| --- | --- |")
+        print("\n".join(rows))
+        return
+    if args.console:
+        if args.folder:
+            rows = run_console(Path(args.folder), requests=args.requests)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                rows = run_console(Path(tmp) / "year", requests=args.requests)
+        print("| page (a year: 365 editions, 20,000 readers) | p50 ms | p99 ms | req/s | server CPU ms/req | non-200 |")
+        print("| --- | --: | --: | --: | --: | --: |")
         print("\n".join(rows))
         return
     print("| database | page | p50 ms | p99 ms | req/s | server CPU ms/req | non-200 "

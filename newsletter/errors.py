@@ -80,3 +80,26 @@ class LabelledDataError(NewsletterError):
 
 class InboundError(NewsletterError):
     """Mail that comes back cannot be read: the bounce mailbox refuses the login, or cannot be reached."""
+
+
+class OperatorError(NewsletterError):
+    """An operator account cannot be made or changed (a taken or malformed address, a too short password)."""
+
+
+class SignInError(OperatorError):
+    """A sign-in to the web console was refused: wrong address or password, or too many attempts.
+
+    ``retry_after`` is the seconds to wait when the attempt was refused for its rate, else None.
+    """
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class ApiTokenError(NewsletterError):
+    """A JSON API token name that is taken, unknown or not acceptable (`newsletter admin token|revoke`)."""
+
+
+class WebhookError(NewsletterError):
+    """A webhook endpoint that cannot be used: its secret is missing or not in the ``whsec_<base64>`` form."""

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from subscribers.errors import SubscribersError
@@ -95,6 +96,13 @@ def read_csv_text(data: bytes | str, *, encoding: str | None = None) -> CsvText:
     return CsvText(text=text, encoding=used, delimiter=sniff_delimiter(text))
 
 
-def text_stream(csv_text: CsvText) -> io.StringIO:
-    """The decoded text as a stream for ``csv.reader`` (universal newlines left to the csv module)."""
-    return io.StringIO(csv_text.text, newline="")
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+
+
+def text_stream(csv_text: CsvText) -> Iterator[str]:
+    """The decoded text's lines for ``csv.reader``, ends kept, split where ``io.StringIO(text, newline="")``
+    splits them (``\\n``, ``\\r\\n`` or a lone ``\\r``; the csv module joins a quoted cell's lines again).
+
+    Taken one at a time from the text, not copied into a ``StringIO``, which holds four bytes a character:
+    for a 100,000-row file that copy was the import's largest allocation."""
+    return (match.group() for match in _LINE.finditer(csv_text.text))

@@ -10,7 +10,7 @@ Status = Literal["pending", "active", "unsubscribed", "bounced", "complained"]
 Frequency = Literal["daily", "weekly"]
 FREQUENCIES: tuple[Frequency, ...] = ("daily", "weekly")
 STATUSES: tuple[Status, ...] = ("pending", "active", "unsubscribed", "bounced", "complained")
-Source = Literal["import", "web", "cli"]
+Source = Literal["import", "web", "cli", "api"]
 SuppressionReason = Literal["unsubscribed", "bounced", "complained", "deleted", "operator"]
 
 

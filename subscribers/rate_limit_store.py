@@ -21,7 +21,8 @@ from subscribers.addresses import address_hash, ip_hash, valid_email
 from subscribers.errors import InvalidAddressError
 from subscribers.schema import rate_events
 
-Kind = Literal["confirmation", "subscribe-ip"]
+Kind = Literal["confirmation", "subscribe-ip", "signin-account", "signin-ip"]
+"""What is counted; the sign-in kinds count failed console sign-ins (``newsletter.usecases.operators``)."""
 
 CONFIRMATIONS_PER_ADDRESS = 3
 """At most this many confirmation emails to one address…"""

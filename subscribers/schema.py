@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-SOURCES = ("import", "web", "cli")
+SOURCES = ("import", "web", "cli", "api")
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -86,7 +86,7 @@ suppressions = sa.Table(
 """Addresses never to be emailed again, by hash only (``subscribers.addresses.address_hash``): the one
 trace of a person kept after their data is deleted."""
 
-RATE_KINDS = ("confirmation", "subscribe-ip")
+RATE_KINDS = ("confirmation", "subscribe-ip", "signin-account", "signin-ip")
 
 rate_events = sa.Table(
     "rate_events",

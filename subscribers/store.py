@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from subscribers import changes
 from subscribers.addresses import address_hash, normalise_email, valid_email
 from subscribers.errors import (
     NotFoundError,
@@ -94,18 +95,19 @@ class SubscriberStore(SubscriberReads):
         address = valid_email(email)
         with self.engine.begin() as connection:
             self._suppress(connection, address, reason, now)
-            connection.execute(
-                subscribers.update()
-                .where(subscribers.c.email == address, subscribers.c.status.in_(("active", "pending")))
-                .values(status="unsubscribed", unsubscribed_at=now, updated=now)
-            )
+            found = self._get_by_email(connection, address)
+            if found is not None and found.status in ("active", "pending"):
+                self._update(connection, found.id, status="unsubscribed", unsubscribed_at=now, updated=now)
 
     @staticmethod
     def _update(connection: Connection, subscriber_id: int, **values: Any) -> Subscriber:
+        before = SubscriberStore._get(connection, subscriber_id) if changes.listening(connection) else None
         connection.execute(subscribers.update().where(subscribers.c.id == subscriber_id).values(**values))
         found = SubscriberStore._get(connection, subscriber_id)
         if found is None:  # pragma: no cover - updated inside the same transaction
             raise NotFoundError(f"subscriber {subscriber_id} vanished")
+        if before is not None:
+            changes.notify(connection, before, found)
         return found
 
     @staticmethod
@@ -115,6 +117,8 @@ class SubscriberStore(SubscriberReads):
         found = SubscriberStore._get(connection, new_id)
         if found is None:  # pragma: no cover - inserted inside the same transaction
             raise NotFoundError(f"subscriber {new_id} vanished")
+        if changes.listening(connection):
+            changes.notify(connection, None, found)
         return found
 
     def add(

@@ -6,6 +6,7 @@ what one reads at once. Knows nothing of ``newsletter``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
@@ -116,6 +117,37 @@ class SubscriberReads:
         with self.engine.connect() as connection:
             found = [_row_to_subscriber(row) for row in connection.execute(query).mappings()]
         return [s for s in found if topic is None or topic in s.topics]
+
+    def page(
+        self,
+        *,
+        status: Status | None = None,
+        frequency: Frequency | None = None,
+        topic: str | None = None,
+        limit: int,
+        offset: int = 0,
+    ) -> tuple[int, list[Subscriber]]:
+        """How many subscribers match, and ``limit`` of them from ``offset`` on, in id order (``list_all``'s
+        filters, counted and cut in SQL: a page of a large list reads only that page)."""
+        condition: list[sa.ColumnElement[bool]] = []
+        if status is not None:
+            check_choice(status, STATUSES, "status")
+            condition.append(subscribers.c.status == status)
+        if frequency is not None:
+            condition.append(subscribers.c.frequency == self.check_frequency(frequency))
+        if topic is not None:
+            slug = "".join(self.check_topics([topic]))
+            if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", slug):
+                raise SubscribersError(f"a topic slug is lowercase letters, digits and '-', not {topic[:40]!r}")
+            # topics are a JSON list: the slug in quotes is one of them (a slug has no quote, % or _)
+            condition.append(sa.cast(subscribers.c.topics, sa.Text).like(f'%"{slug}"%'))
+        where = sa.and_(sa.true(), *condition)
+        with self.engine.connect() as connection:
+            total = int(connection.execute(sa.select(sa.func.count()).select_from(subscribers).where(where))
+                        .scalar_one())
+            rows = connection.execute(sa.select(subscribers).where(where).order_by(subscribers.c.id)
+                                      .limit(limit).offset(offset)).mappings()
+            return total, [_row_to_subscriber(row) for row in rows]
 
     def list_active(self, *, frequency: Frequency | None = None) -> list[Subscriber]:
         """Active subscribers (of one frequency when given), in id order."""

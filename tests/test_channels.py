@@ -1,7 +1,8 @@
 """Chat channels end to end: real Apprise posting to stand-in services on 127.0.0.1, through `newsletter send`.
 
 The stand-ins (``tests/chat_support.py``) answer where Apprise lets a user set the address: a JSON webhook
-(``json://``), Mattermost (``mmost://``), ntfy (``ntfy://``) and a Matrix webhook (``matrix://…?mode=matrix``).
+(``json://``), Mattermost (``mmost://``), ntfy (``ntfy://``), a Matrix webhook (``matrix://…?mode=matrix``) and a
+Rocket.Chat incoming webhook (``rocket://``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ SERVICES = {
     "lab-mattermost": ("mmost://127.0.0.1:{port}/mm-t0ken", "/hooks/mm-t0ken"),
     "lab-ntfy": ("ntfy://127.0.0.1:{port}/papers", "/"),
     "lab-matrix": ("matrix://bot:mx-t0ken@127.0.0.1:{port}/?mode=matrix", "/api/v1/matrix/hook/mx-t0ken"),
+    # an incoming webhook: its two-part token, "/" written %2F, and the channel it posts to
+    "lab-rocketchat": ("rocket://rcT0ken%2Frcs3cret@127.0.0.1:{port}/#papers", "/hooks/rcT0ken/rcs3cret"),
 }
 
 
@@ -102,6 +105,7 @@ def test_send_posts_the_edition_once_to_each_service(tmp_path: Path, sink: MailS
         "lab-mattermost": by_path["/hooks/mm-t0ken"]["text"],
         "lab-ntfy": by_path["/"]["message"],
         "lab-matrix": by_path["/api/v1/matrix/hook/mx-t0ken"]["text"],
+        "lab-rocketchat": by_path["/hooks/rcT0ken/rcs3cret"]["text"],
     }
     full = EditionStore(open_database(load_settings(config).newsletter.database_url)).get_by_id(edition.id)
     assert full is not None
@@ -115,10 +119,13 @@ def test_send_posts_the_edition_once_to_each_service(tmp_path: Path, sink: MailS
     assert by_path["/"]["topic"] == "papers"
     assert len(texts["lab-mattermost"]) <= 4000
     assert "Trending Papers (offline example): daily edition" in texts["lab-mattermost"]  # no title: in the body
+    assert by_path["/hooks/rcT0ken/rcs3cret"]["channel"] == "#papers"
+    assert len(texts["lab-rocketchat"]) <= 1000  # Apprise's Rocket.Chat limit, title and body together
+    assert texts["lab-rocketchat"].startswith("**Trending Papers (offline example): daily edition")  # Markdown
     # A second send posts nothing more; status shows one sent row per channel.
     code, output = cli_run(config, "send")
     assert code == 0, output
-    assert len(chat.posts()) == 4
+    assert len(chat.posts()) == len(SERVICES)
     assert "channel lab-json: unchanged" in output
     rows = _status(config)["editions"][0]["channels"]
     assert {(r["channel"], r["state"]) for r in rows} == {(name, "sent") for name in SERVICES}

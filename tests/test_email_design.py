@@ -75,7 +75,9 @@ def test_the_production_default_fits_80_kb_with_a_quarter_in_styles(largest) -> 
     # 80 KB before issue 16's two feedback links per paper (about 150 bytes each); the budget is Gmail's clip line
     assert size < settings.email.max_html_bytes, size
     assert style_share(html_part) <= 0.25
-    assert len(re.findall(r' class="b"', html_part)) == len(variant.paper_ids)  # one "Read" button by class...
+    cards = re.findall(r'<td class="card"', html_part)
+    assert len(cards) == 6 * settings.email.full_cards_per_section  # the rest of each section: compact rows
+    assert len(re.findall(r' class="b"', html_part)) == len(cards)  # one "Read" button a full card, by class...
     assert ' class="b" style=' not in html_part  # ...never styled one by one
 
 
@@ -86,14 +88,22 @@ def test_the_budget_keeps_57_of_60_papers_under_90_kb_each_with_a_short_tldr(lar
     assert len(variant.paper_ids) >= 57, len(variant.paper_ids)
     assert len(html_part.encode("utf-8")) < 90_000
     cards = re.findall(r'<td class="card".*?</td>', html_part, re.DOTALL)
-    assert len(cards) == len(variant.paper_ids)
-    badges = [c for c in cards if re.search(r'<h3 class="t">.*?<span class="tr">▲ \d+(?: · ★ [\d,]+)?</span></h3>', c)]
+    rows = re.findall(r'<td class="row".*?</td>', html_part, re.DOTALL)
+    assert len(cards) + len(rows) == len(variant.paper_ids)
+    assert len(rows) >= 40  # past each section's first two full cards, papers are compact rows
+    badges = [c for c in cards + rows
+              if re.search(r'<h3 class="(?:t|rt)">.*?<span class="tr">▲ \d+(?: · ★ [\d,]+)?</span></h3>', c)]
     assert len(badges) >= 10  # the trend by the title, not in grey at the card's end
     assert all(c.count('class="b"') == 1 for c in cards)  # one primary action per card
     for card in cards:
         summary = re.search(r"<p(?: class=\"s\")?>(?:<span class=\"ai\">[^<]*</span> )?([^<]+)</p>", card)
         assert summary is not None, card[:300]
         assert 40 <= len(html.unescape(summary.group(1))) <= 220
+    for row in rows:  # a title link and the TL;DR's first sentence
+        assert re.search(r'<h3 class="rt"><a href="https://', row), row[:300]
+        line = re.search(r'<p class="rs">(?:<span class="ai">[^<]*</span> )?([^<]+)</p>', row)
+        assert line is not None, row[:300]
+        assert 20 <= len(html.unescape(line.group(1))) <= 120
 
 
 def test_past_the_budget_whole_papers_move_by_rank_and_abstracts_stay(largest,  # type: ignore[no-untyped-def]
@@ -124,7 +134,8 @@ def test_no_text_line_is_wider_than_80_columns_but_a_url(largest) -> None:  # ty
     wide = [line for line in text_part.splitlines() if len(line) > 80]
     assert all(URL.fullmatch(line.strip()) for line in wide), [line for line in wide if not URL.fullmatch(line.strip())]
     feedback = [line for line in text_part.splitlines() if "/feedback/" in line]
-    assert len(feedback) == len(set(feedback)) == selection.paper_count  # one short link per paper
+    full_cards = sum(min(len(s.papers), 2) for s in selection.sections)
+    assert len(feedback) == len(set(feedback)) == full_cards  # one short link per full card, as in the HTML
     assert all("vote=" not in line for line in feedback)
 
 

@@ -275,22 +275,23 @@ def test_the_listeners_log_shows_a_strangers_envelope_with_escapes_visible(tmp_p
 async def test_a_burst_of_messages_is_processed_one_at_a_time(tmp_path: Path) -> None:
     inbound = make_inbound(f"sqlite:///{tmp_path / 'burst.db'}")
     reader = inbound.add("ada@example.net")
-    real = inbound.processor.handle
+    real = inbound.processor.classify
     lock = threading.Lock()
-    running = [0, 0]  # now, most at once
+    running = [0, 0, 0]  # now, most at once, in all
 
-    def counted(raw: bytes, **options: Any) -> Any:
+    def counted(message: Any) -> Any:
         with lock:
             running[0] += 1
-            running[1] = max(running)
+            running[1] = max(running[:2])
+            running[2] += 1
         time.sleep(0.2)  # a message that takes a while to classify
         try:
-            return real(raw, **options)
+            return real(message)
         finally:
             with lock:
                 running[0] -= 1
 
-    inbound.processor.handle = counted  # type: ignore[method-assign]
+    inbound.processor.classify = counted  # type: ignore[method-assign]
     server = InboundServer(inbound.processor, inbound_settings())
     port = await server.start(port=0)
     try:
@@ -300,7 +301,7 @@ async def test_a_burst_of_messages_is_processed_one_at_a_time(tmp_path: Path) ->
     finally:
         await server.stop()
     assert all(reply.startswith("2.0.0 unattributed") for reply in replies), replies
-    assert running[1] == 1
+    assert running[1:] == [1, 4]
     assert inbound.statuses() == {"ada@example.net": "active"}
     assert reader
 

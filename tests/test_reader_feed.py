@@ -7,6 +7,8 @@ ends it; a current copy gets a 304.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,8 +44,9 @@ def sent(tmp_path: Path, sink: MailSink, monkeypatch: pytest.MonkeyPatch) -> tup
     assert cli_run(config, "fetch")[0] == 0
     store = SubscriberStore(open_database(load_settings(config).newsletter.database_url))
     ids = {}
-    for email, topics in (("ada@example.com", ("agents",)), ("bo@example.com", ("retrieval", "efficient-training"))):
-        ids[email] = store.add(email, name="", topics=topics, now=datetime.now(UTC)).id
+    for address, topics in (("ada@example.com", ("agents",)),
+                            ("bo@example.com", ("retrieval", "efficient-training"))):
+        ids[address] = store.add(address, name="", topics=topics, now=datetime.now(UTC)).id
     code, output = cli_run(config, "send")
     assert code == 0, output
     return config, ids
@@ -93,14 +96,14 @@ def _check_atom(body: bytes) -> list[etree._Element]:
 def test_the_private_feed_shows_exactly_that_readers_papers(sent: tuple[Path, dict[str, int]]) -> None:
     config, ids = sent
     client, signer = _client(config)
-    for email, subscriber_id in ids.items():
+    for address, subscriber_id in ids.items():
         _, atom_path, json_path = _feed_paths(client, signer, subscriber_id)
         response = client.get(atom_path)
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("application/atom+xml")
         entries = _check_atom(response.content)
         shown = {e.findtext(f"{A}id").rsplit("#", 1)[1] for e in entries}  # type: ignore[union-attr]
-        assert shown == _carried(config, subscriber_id), email
+        assert shown == _carried(config, subscriber_id), address
         assert shown
         data = client.get(json_path).json()
         assert data["version"] == "https://jsonfeed.org/version/1.1"
@@ -149,3 +152,47 @@ def test_an_unsubscribed_readers_feed_answers_410(sent: tuple[Path, dict[str, in
     assert client.get(atom_path).status_code == 410
     assert client.get(json_path).status_code == 410
     assert client.get(_feed_paths(client, signer, ids["ada@example.com"])[1]).status_code == 200
+
+
+def _footer_feed_paths(sink: MailSink) -> dict[str, str]:
+    """Each delivered email's "Your feed" link (HTML part), checked against its text part's."""
+    paths = {}
+    for address, messages in sink.by_recipient().items():
+        assert len(messages) == 1
+        message = email.message_from_bytes(messages[0].data, policy=email.policy.default)
+        html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        link = re.search(r'<a href="([^"]+)"[^>]*>Your feed</a>', html)
+        assert link is not None, address
+        assert f"Your private feed (Atom, for a feed reader):\r\n{link.group(1)}\r\n" in text
+        paths[address] = urlsplit(link.group(1)).path
+    return paths
+
+
+def test_the_footer_link_of_a_delivered_email_opens_that_readers_feed(sent: tuple[Path, dict[str, int]],
+                                                                       sink: MailSink) -> None:
+    """The email carries a signed feed token made without a database read; rotating the address (the manage
+    page's button) ends it with a 404, unsubscribing with a 410."""
+    config, ids = sent
+    client, signer = _client(config)
+    paths = _footer_feed_paths(sink)
+    assert set(paths) == set(ids)
+    for address, subscriber_id in ids.items():
+        response = client.get(paths[address])
+        assert response.status_code == 200, address
+        shown = {e.findtext(f"{A}id").rsplit("#", 1)[1] for e in _check_atom(response.content)}  # type: ignore[union-attr]
+        assert shown == _carried(config, subscriber_id), address
+        assert shown
+        assert client.get(paths[address].replace(".atom", ".json")).status_code == 200
+    ada = paths["ada@example.com"]
+    forged = re.sub(r"\.(\d+)\.", f".{ids['bo@example.com']}.", ada, count=1)  # another reader's id, same signature
+    assert forged != ada
+    assert client.get(forged).status_code == 404
+    manage, _, _ = _feed_paths(client, signer, ids["ada@example.com"])
+    page = client.post(manage, data={"csrf_token": csrf_token(client.get(manage).text), "action": "rotate_feed"})
+    assert "Your feed has a new address" in page.text
+    assert client.get(ada).status_code == 404  # every token issued before the rotation
+    assert client.get(paths["bo@example.com"]).status_code == 200  # another reader's is untouched
+    store = SubscriberStore(open_database(load_settings(config).newsletter.database_url))
+    store.unsubscribe(ids["bo@example.com"], now=datetime.now(UTC))
+    assert client.get(paths["bo@example.com"]).status_code == 410

@@ -64,7 +64,7 @@ def test_every_kind_of_match_is_explained_in_words() -> None:
 
 def test_no_email_or_web_page_shows_a_similarity_number(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fix_tokens(monkeypatch)
-    settings = email_settings(tmp_path)
+    settings = email_settings(tmp_path, email="full_cards_per_section = 10")  # every paper a card with its reason
     store, editions = stores(settings)
     fetch(settings, store)
     edition = build_edition(settings, store, editions, frequency="daily", now=NOW)
@@ -106,7 +106,7 @@ def test_the_email_gives_reasons_in_human_words(tmp_path: Path, monkeypatch: pyt
     from tests.design_support import offline_edition, offline_settings_in, personalised, render, topic_selection
 
     fix_tokens(monkeypatch)
-    settings = offline_settings_in(tmp_path, max_papers_per_topic=10)
+    settings = offline_settings_in(tmp_path, max_papers_per_topic=10, full_cards_per_section=10)  # all full cards
     edition = offline_edition(settings)
     selection = topic_selection(settings, edition, 6)
     html_part, text_part = personalised(settings, edition, render(settings, selection))

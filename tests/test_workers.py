@@ -479,3 +479,42 @@ def test_an_unreachable_broker_or_a_worker_without_its_secrets_is_a_one_line_err
     code, output = cli_run(config, "worker")  # fails at start, not on every batch it would take
     assert code == 1
     assert "Error: no signing key: set the environment variable NEWSLETTER_SECRET" in output
+
+
+@pytest.mark.slow
+@pytest.mark.needs("redis")
+def test_send_with_workers_posts_each_channel_once(tmp_path: Path, sink: MailSink, fresh_postgres: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`send --workers` posts the edition's channels too, through the channel ledger: one row and one post per
+    channel however often it runs (it posted nothing to channels before)."""
+    from tests.chat_support import ChatServer
+
+    with scratch_redis() as broker, ChatServer() as chat:
+        monkeypatch.setenv("CHAT_LAB_JSON", f"json://127.0.0.1:{chat.port}/hook")
+        config = worker_config(tmp_path, sink, database_url=fresh_postgres, broker=broker,
+                               queue=f"nl-test-{secrets.token_hex(4)}")
+        config.write_text(config.read_text() + '\n[[channels]]\nname = "lab-json"\nurl_env = "CHAT_LAB_JSON"\n')
+        assert cli_run(config, "fetch")[0] == 0
+        emails = add_subscribers(config, 30)
+        settings = load_settings(config)
+        engine = open_database(settings.newsletter.database_url)
+        worker = start(config, "worker", log=tmp_path / "worker.log")
+        try:
+            wait_until_ready(worker, tmp_path / "worker.log")
+            code, output = cli_run(config, "send", "--workers")
+            assert code == 0, output
+            assert "channel lab-json: sent" in output
+            code, again = cli_run(config, "send", "--workers")
+            assert code == 0, again
+            assert "channel lab-json: unchanged" in again
+        finally:
+            assert stop(worker) == 0, (tmp_path / "worker.log").read_text()
+            Dispatcher(settings, engine).purge()
+        assert {a: len(m) for a, m in sink.by_recipient().items()} == dict.fromkeys(emails, 1)
+        posts = chat.posts()
+        assert [p.path for p in posts] == ["/hook"]
+        assert "http://127.0.0.1:8000/archive/daily-" in posts[0].json()["message"]
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql("SELECT channel, state FROM channel_deliveries").all()
+        assert [tuple(r) for r in rows] == [("lab-json", "sent")]
+        engine.dispose()

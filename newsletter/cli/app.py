@@ -45,6 +45,9 @@ class App:
 
         url = self.settings.newsletter.database_url
         engine = open_database(url)
+        from newsletter.storage.webhook_events import attach
+
+        attach(engine, [(w.url, w.events) for w in self.settings.webhooks])  # changes made here become events
         command = _running_command()
         if is_new(engine) and command in READ_ONLY_COMMANDS:
             shown = engine.url.render_as_string(hide_password=True)

@@ -34,18 +34,9 @@ def retry(app: App, edition: str, state: Literal["failed", "ambiguous", "deferre
 
     The next `newsletter send` for that edition's date, or `serve`'s next retry run, sends them.
     """
-    from newsletter.errors import NewsletterError
-    from newsletter.storage.editions import EditionStore
-    from newsletter.storage.ledger import Ledger
+    from newsletter.usecases.review import retry_deliveries
 
     if state == "ambiguous" and not include_ambiguous:
         raise click.UsageError("--state ambiguous may send a second copy; add --include-ambiguous to confirm")
-    store = EditionStore(app.open_store().engine)
-    found = store.get_by_id(int(edition)) if edition.isdigit() else store.get_by_slug(edition)
-    if found is None:
-        raise NewsletterError(f"no edition {edition!r}; `newsletter status` lists the recent ones")
-    count = Ledger(app.open_store().engine).requeue(found.id, states=[state], email=email, now=app.now())
-    who = f" for {email}" if email else ""
-    console.print(f"re-queued {count} {state} deliveries of {found.slug}{who}; send them with `newsletter send "
-                  f"--frequency {found.frequency} --date {found.date.isoformat()}` (or `serve`'s next retry run)",
+    console.print(retry_deliveries(app.open_store().engine, edition, states=[state], email=email, now=app.now()),
                   highlight=False, soft_wrap=True)

@@ -24,7 +24,7 @@ from newsletter.logs import configure_logging
 if TYPE_CHECKING:
     pass
 
-from newsletter.cli import admin, channels, deliveries, inbound, pipeline, sending, service
+from newsletter.cli import admin, admin_tokens, channels, deliveries, inbound, pipeline, sending, service, webhooks
 from newsletter.cli.app import App, NewsletterGroup
 
 
@@ -56,6 +56,9 @@ cli.add_command(edition_group)
 cli.add_command(deliveries.deliveries)
 cli.add_command(channels.channels)
 cli.add_command(admin.admin)
+for command in admin_tokens.COMMANDS:
+    admin.admin.add_command(command)
+cli.add_command(webhooks.webhooks)
 pipeline.topics.add_command(topics_evaluate)
 pipeline.topics.add_command(topics_suggest)
 

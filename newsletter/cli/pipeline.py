@@ -99,7 +99,7 @@ _DATE = MOMENT
 @pass_app
 def papers(app: App, since: datetime | None, topic: str | None, unmatched: bool, as_json: bool) -> None:
     """List stored papers, newest first, with trending score and why they match their topics."""
-    from newsletter.cli.reports import papers_view
+    from newsletter.usecases.reports import papers_view
 
     _warn_if_matches_are_stale(app)
     view = papers_view(app.settings, app.open_store(), now=app.now(), since=_since(app, since), topic=topic,
@@ -134,7 +134,7 @@ def _warn_if_matches_are_stale(app: App) -> None:
 @click.pass_context
 def topics(ctx: click.Context, as_json: bool, top: int) -> None:
     """Per topic: how many papers match, the best ones and why; and how many match nothing."""
-    from newsletter.cli.reports import topics_view
+    from newsletter.usecases.reports import topics_view
 
     if ctx.invoked_subcommand is not None:
         return

@@ -172,7 +172,8 @@ def send(app: App, frequency: Literal["daily", "weekly"], day: datetime | None, 
 
     Safe to run again: it resumes, never sends a message twice, and never resends one whose delivery is
     ambiguous (listed at the end). SIGINT/SIGTERM stop claiming, let in-flight messages finish and exit.
-    With --workers the workers send; SIGINT/SIGTERM stop waiting for them, not them.
+    With --workers the workers send; SIGINT/SIGTERM stop waiting for them, not them. The edition's
+    [[channels]] are posted by this process after the emails, once each (with --workers too).
     """
     from newsletter.usecases.campaign import plan
     from newsletter.usecases.send import run_send

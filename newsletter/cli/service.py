@@ -37,9 +37,11 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     from newsletter.service.scheduler import Service
 
     logging.getLogger("newsletter").setLevel(logging.INFO)
+    from newsletter.usecases.webhooks import check_secrets
     from newsletter.web.server import run_server
 
     settings, engine = app.settings, app.open_store().engine
+    check_secrets(settings)  # a webhook without its signing secret: one line now, not a stopped web server
     service = Service(settings, engine)
 
     async def web() -> None:
@@ -153,6 +155,10 @@ def _print_channels(view: dict[str, Any]) -> None:
             why = f" ({term(row['last_message'])})" if row["last_message"] and row["state"] != "sent" else ""
             console.print(f"{e['slug']} → channel {term(row['channel'])}: {row['state']}{why}", highlight=False,
                           soft_wrap=True)
+    for url, counts in view.get("webhooks", {}).items():
+        failed = f", [red]{counts['failed']} given up[/red]" if counts["failed"] else ""
+        console.print(f"webhook {term(url)}: {counts['delivered']} delivered, {counts['pending']} pending{failed}",
+                      highlight=False, soft_wrap=True)
 
 
 def _print_inbound(inbound: dict[str, Any]) -> None:

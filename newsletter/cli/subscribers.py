@@ -15,11 +15,11 @@ from rich.table import Table
 
 from newsletter.cli.app import console
 from newsletter.cli.output import plain
+from newsletter.cli.progress import progress_bar
 from newsletter.cli.words import nouns, plural
 from newsletter.config import Settings
-from subscribers.csvtext import delimiter_name
 from subscribers.errors import NotFoundError
-from subscribers.evidence import Event, EvidenceStore
+from subscribers.evidence import EvidenceStore
 from subscribers.feedback import FeedbackStore
 from subscribers.models import STATUSES, Frequency, ImportReport, Status, Subscriber
 
@@ -159,23 +159,21 @@ def show(app: _App, email: str, as_json: bool) -> None:
     from newsletter.usecases.subscribe import subscriber_json, subscriber_store
     from subscribers.addresses import valid_email
 
+    if as_json:
+        from newsletter.usecases.subscriber_view import subscriber_view
+
+        click.echo(json.dumps(subscriber_view(app.settings, _engine(app), email), indent=2, ensure_ascii=False))
+        return
     store = subscriber_store(app.settings, _engine(app))
     address = valid_email(email)
     subscriber = store.get_by_email(address)
     suppression = store.suppression(address)
     if subscriber is None and suppression is None:
         raise NotFoundError(f"no subscriber {address!r}, and the address is not suppressed")
-    suppressed = ({"reason": suppression.reason, "since": suppression.created.isoformat()}
-                  if suppression else None)
     events = EvidenceStore(store.engine).events(subscriber.id) if subscriber else []
     votes = FeedbackStore(_engine(app)).votes(subscriber_id=subscriber.id) if subscriber else []
     feedback = [{"paper": v.paper_id, "topic": v.topic, "vote": "more" if v.vote > 0 else "less",
                  "at": v.created.isoformat()} for v in votes]
-    if as_json:
-        click.echo(json.dumps({"subscriber": subscriber_json(subscriber) if subscriber else None,
-                               "suppressed": suppressed, "events": [event_json(e) for e in events],
-                               "feedback": feedback}, indent=2, ensure_ascii=False))
-        return
     if subscriber is None:
         click.echo(plain(f"{address}: not on the list"))
     else:
@@ -193,28 +191,16 @@ def show(app: _App, email: str, as_json: bool) -> None:
         click.echo(plain(f"{'feedback':>16}: {item['vote']} like {item['paper']} in {item['topic']} ({item['at']})"))
 
 
-def event_json(event: Event) -> dict[str, Any]:
-    return {"created": event.created.isoformat(), "kind": event.kind, "action": event.action,
-            "status": event.status, "diagnostic": event.diagnostic, "message_id": event.message_id,
-            "edition_id": event.edition_id, "attributed_by": event.attributed_by}
-
-
 def _print_import(report: ImportReport) -> None:
-    prefix = "dry run, nothing changed: " if report.dry_run else ""
-    if report.encoding != "utf-8" or report.delimiter != ",":
-        click.echo(f"read as {report.encoding}, columns separated by {delimiter_name(report.delimiter)}")
-    click.echo(f"{prefix}{plural(report.rows, 'row')}: {len(report.added)} added, {len(report.updated)} updated, "
-               f"{len(report.unchanged)} unchanged, {len(report.errors)} not imported")
-    kept = _kept(report)
-    if kept:
-        click.echo("kept not active, as recorded: " + ", ".join(f"{len(emails)} {status}"
-                                                                for status, emails in kept.items())
-                   + " (they get no email; --force makes an imported row's status win)")
-    for error in report.errors:
-        click.echo(str(error))
+    from newsletter.usecases.subscribe import import_lines
+
+    for line in import_lines(report):
+        click.echo(line)
 
 
 def _import_json(report: ImportReport, sent: int) -> dict[str, Any]:
+    from newsletter.usecases.subscribe import kept_by_status
+
     return {
         "dry_run": report.dry_run,
         "encoding": report.encoding,
@@ -224,17 +210,9 @@ def _import_json(report: ImportReport, sent: int) -> dict[str, Any]:
         "updated": [s.email for s in report.updated],
         "unchanged": [s.email for s in report.unchanged],
         "errors": [{"line": e.line, "message": e.message} for e in report.errors],
-        "kept": _kept(report),
+        "kept": kept_by_status(report),
         "confirmations_sent": sent,
     }
-
-
-def _kept(report: ImportReport) -> dict[str, list[str]]:
-    """Imported readers left not active, by status: what the import kept of their recorded consent."""
-    kept: dict[str, list[str]] = {}
-    for subscriber in sorted(report.kept, key=lambda s: STATUSES.index(s.status)):
-        kept.setdefault(subscriber.status, []).append(subscriber.email)
-    return kept
 
 
 @subscribers.command(name="import")
@@ -245,9 +223,10 @@ def _kept(report: ImportReport) -> dict[str, list[str]]:
 @click.option("--force", is_flag=True, help="Import suppressed addresses (unsubscribed, bounced, deleted) too.")
 @click.option("--dry-run", is_flag=True, help="Check every row and report; change and send nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (shape documented in docs/cli.md).")
+@click.option("--quiet", is_flag=True, help="No progress bar (one is drawn on standard error when it is a terminal).")
 @click.pass_obj
 def import_command(app: _App, file: Any, encoding: str | None, confirm: bool, force: bool, dry_run: bool,
-                   as_json: bool) -> None:
+                   as_json: bool, quiet: bool) -> None:
     """Import FILE (CSV: email,name,topics,frequency; topics separated by ';'; '-' reads stdin).
 
     The encoding (UTF-8, Windows-1252, Latin-1) and the delimiter (',', ';', tab) are detected and reported,
@@ -261,8 +240,9 @@ def import_command(app: _App, file: Any, encoding: str | None, confirm: bool, fo
 
     signer = _signer(app) if confirm and not dry_run else None
     now = app.now()
-    report = import_subscribers(app.settings, _engine(app), file.read(), now=now, confirm=confirm, force=force,
-                                dry_run=dry_run, encoding=encoding)
+    with progress_bar("Importing", quiet=quiet) as progress:
+        report = import_subscribers(app.settings, _engine(app), file.read(), now=now, confirm=confirm, force=force,
+                                    dry_run=dry_run, encoding=encoding, progress=progress)
     sent = 0
     if signer is not None and report.to_confirm:
         with console.status(f"Sending {plural(len(report.to_confirm), 'confirmation email')}…"):
@@ -281,19 +261,24 @@ def import_command(app: _App, file: Any, encoding: str | None, confirm: bool, fo
 @subscribers.command(name="export")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), default="-")
 @click.option("--status", type=click.Choice(STATUSES), help="Only subscribers of this status.")
+@click.option("--quiet", is_flag=True, help="No progress bar (one is drawn on standard error when it is a terminal).")
 @click.pass_obj
-def export_command(app: _App, file: Path, status: Status | None) -> None:
-    """Write the list as CSV to FILE (default: standard output); `subscribers import` reads it back."""
+def export_command(app: _App, file: Path, status: Status | None, quiet: bool) -> None:
+    """Write the list as CSV to FILE (default: standard output); `subscribers import` reads it back.
+
+    Readers are read and written a page at a time, so a list of any size exports in little memory.
+    """
 
     from newsletter.usecases.subscribe import subscriber_store
     from subscribers.csvio import export_csv
 
     store = subscriber_store(app.settings, _engine(app))
     if str(file) == "-":
-        export_csv(store, sys.stdout, status=status)
+        with progress_bar("Exporting", quiet=quiet) as progress:
+            export_csv(store, sys.stdout, status=status, progress=progress)
         return
-    with file.open("w", encoding="utf-8", newline="") as stream:
-        count = export_csv(store, stream, status=status)
+    with file.open("w", encoding="utf-8", newline="") as stream, progress_bar("Exporting", quiet=quiet) as progress:
+        count = export_csv(store, stream, status=status, progress=progress)
     click.echo(f"wrote {count} subscribers to {file}", err=True)
 
 

@@ -93,6 +93,7 @@ def settings_from_mapping(
     _check_unique(settings.sources, "sources", "name", shown)
     _check_unique(settings.topics, "topics", "slug", shown)
     _check_unique(settings.channels, "channels", "name", shown)
+    _check_unique(settings.webhooks, "webhooks", "url", shown)
     _check_channel_topics(settings.channels, {t.slug for t in settings.topics}, shown)
     _check_formerly(settings.topics, shown)
     _warn_plain_http(settings.newsletter.base_url, shown)

@@ -39,6 +39,7 @@ from newsletter.config.dkim import DkimSettings as DkimSettings
 from newsletter.config.feedback import FeedbackSettings
 from newsletter.config.tldr import TldrSettings
 from newsletter.config.trending import TrendingSettings
+from newsletter.config.webhooks import WebhookSettings as WebhookSettings
 from newsletter.errors import ConfigError
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
@@ -224,6 +225,11 @@ class EmailSettings:
         "trending paper's title). The From line already shows the name: the default leads with the reader's "
         "papers.", check=check_subject)
     max_papers_per_topic: int = setting(10, "Most papers in one topic section of an email.", check=check_positive)
+    full_cards_per_section: int = setting(
+        2, "Papers at the top of each topic section of an email shown as full cards (authors, TL;DR, reason, "
+        "links); the section's other papers are compact rows (title link, trend badge, a one-line TL;DR) so a "
+        "6-topic email stays a few phone screens tall. 0: every paper is a compact row.",
+        check=check_non_negative)
     abstract_chars: int = setting(600, "On the archive pages, abstracts (or Hugging Face summaries) are cut at a "
         "word boundary after this many characters; an email's cards show a TL;DR of at most 220 instead.",
         check=check_positive)
@@ -285,9 +291,9 @@ class ScheduleSettings:
     )
     unconfirmed_days: int = setting(7, "Unconfirmed (pending) subscriptions older than this are deleted.",
                                     check=check_positive)
-    keep_days: int = setting(365, "Run records and delivery rows of editions older than this are pruned (delivery "
-                             "rows no sooner than the longest edition window: they record which papers each "
-                             "reader received).", check=check_positive)
+    keep_days: int = setting(365, "Run records, delivery rows and finished webhook deliveries older than this are "
+                             "pruned (delivery rows no sooner than the longest edition window: they record which "
+                             "papers each reader received).", check=check_positive)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -453,6 +459,8 @@ class Settings:
     topics: tuple[TopicSettings, ...] = setting(help="Topics readers choose from, as [[topics]] tables.")
     channels: tuple[ChannelSettings, ...] = setting(
         (), "Chat channels that receive each edition through Apprise, as [[channels]] tables (docs/channels.md).")
+    webhooks: tuple[WebhookSettings, ...] = setting(
+        (), "HTTP endpoints that receive signed JSON events, as [[webhooks]] tables (docs/webhooks.md).")
     config_path: Path = field(default=Path(DEFAULT_CONFIG), metadata={"help": "", "internal": True})
 
     def source(self, name: str) -> SourceSettings:

@@ -20,11 +20,13 @@ from newsletter.delivery.sending import deliver_edition
 from newsletter.errors import NewsletterError
 from newsletter.storage.db import open_database
 from newsletter.storage.editions import EditionStore
+from newsletter.storage.webhook_events import attach as attach_webhooks
 
 
 def run(config_path: Path, edition_id: int, limit: int | None) -> RunStats:
     settings = load_settings(config_path)
     engine = open_database(settings.newsletter.database_url)
+    attach_webhooks(engine, [(w.url, w.events) for w in settings.webhooks])  # a bounce here is an event too
     edition = EditionStore(engine).get_by_id(edition_id)
     if edition is None:
         raise NewsletterError(f"no edition with id {edition_id}")

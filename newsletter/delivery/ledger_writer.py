@@ -42,6 +42,8 @@ class LedgerWriter:
         self._waiters: list[asyncio.Future[None]] = []
         self._outcomes: list[Outcome] = []
         self._wake = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        """The pending wake-up for outcomes (``outcome_delay`` after the first one not yet committed)."""
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.failure: LedgerWriteError | None = None
@@ -70,8 +72,12 @@ class LedgerWriter:
         if self.failure is not None:
             return
         self._outcomes.append(outcome)
-        if not self._wake.is_set():
-            asyncio.get_running_loop().call_later(self.outcome_delay, self._wake.set)
+        if not self._wake.is_set() and self._timer is None:  # one timer for all outcomes waiting, not one each
+            self._timer = asyncio.get_running_loop().call_later(self.outcome_delay, self._outcomes_due)
+
+    def _outcomes_due(self) -> None:
+        self._timer = None
+        self._wake.set()
 
     async def _run(self) -> None:
         while True:
@@ -114,6 +120,9 @@ class LedgerWriter:
 
     async def close(self) -> None:
         self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._wake.set()
         try:
             if self._task is not None:

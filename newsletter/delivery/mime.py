@@ -63,26 +63,46 @@ def _qp_text(text: str) -> bytes:
     return _without_leading_dots(encoded)
 
 
+_LINE_BREAKS = re.compile(r"[\r\n]+")
+
+
 def _qp_value(value: str) -> bytes:
     """A spliced value never carries a line break of its own: a name or a URL is one line."""
-    flat = re.sub(r"[\r\n]+", " ", value)
-    return _without_leading_dots(binascii.b2a_qp(flat.encode("utf-8")).replace(b"\n", CRLF)) if flat else b""
+    if "\n" in value or "\r" in value:
+        value = _LINE_BREAKS.sub(" ", value)
+    if not value:
+        return b""
+    encoded = binascii.b2a_qp(value.encode("utf-8"))
+    if b"\n" in encoded:  # soft breaks of a value longer than a line
+        encoded = encoded.replace(b"\n", CRLF)
+    return _without_leading_dots(encoded)
 
 
-@dataclass(frozen=True)
 class _Body:
-    pieces: tuple[bytes, ...]
-    names: tuple[str, ...]
+    """A document's quoted-printable pieces with a hole per placeholder, as one ``bytes`` format.
 
-    def render(self, values: Mapping[str, str]) -> bytes:
-        out = [self.pieces[0]]
-        for name, piece in zip(self.names, self.pieces[1:], strict=True):
-            if not out[-1].endswith(CRLF):  # a value at the start of a line needs no break before it
-                out.append(SOFT_BREAK)
-            out.append(_qp_value(values[name]))
-            out.append(SOFT_BREAK)
-            out.append(piece)
-        return b"".join(out)
+    Whether a hole needs a soft break before it depends only on the piece before it, so the breaks are in
+    the format already: a recipient's body is one ``%`` of the format with their encoded values, each value
+    encoded once per message however often its placeholder occurs (a link in every paper's footer).
+    """
+
+    def __init__(self, pieces: Sequence[bytes], names: Sequence[str]) -> None:
+        self.names = tuple(names)
+        parts: list[bytes] = []
+        for before in pieces[:-1]:
+            parts.append(before.replace(b"%", b"%%"))
+            if not before.endswith(CRLF):  # a value at the start of a line needs no break before it
+                parts.append(SOFT_BREAK)
+            parts.append(b"%s" + SOFT_BREAK)
+        parts.append(pieces[-1].replace(b"%", b"%%"))
+        self.format = b"".join(parts)
+
+    def values(self, encoded: Mapping[str, bytes]) -> tuple[bytes, ...]:
+        """The encoded value of each hole, in order."""
+        return tuple([encoded[name] for name in self.names])
+
+    def render(self, encoded: Mapping[str, bytes]) -> bytes:
+        return self.format % self.values(encoded)
 
 
 def _split(document: str, placeholder: re.Pattern[str]) -> _Body:
@@ -94,7 +114,7 @@ def _split(document: str, placeholder: re.Pattern[str]) -> _Body:
         names.append(match.group("name"))
         position = match.end()
     pieces.append(_qp_text(document[position:]))
-    return _Body(tuple(pieces), tuple(names))
+    return _Body(pieces, names)
 
 
 def _list_unsubscribe(urls: Sequence[str]) -> str:
@@ -150,34 +170,53 @@ class MessageTemplate:
             "MIME-Version: 1.0",
             f'Content-Type: multipart/alternative;\r\n boundary="{self.boundary}"',
         ]
-        self._common_headers = "\r\n".join(common).encode("ascii")
+        common_headers = "\r\n".join(common).encode("ascii")
         part = 'Content-Type: text/{kind}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
-        self._text_head = f"--{self.boundary}\r\n{part.format(kind='plain')}".encode("ascii")
-        self._html_head = f"\r\n--{self.boundary}\r\n{part.format(kind='html')}".encode("ascii")
-        self._tail = f"\r\n--{self.boundary}--\r\n".encode("ascii")
+        text_head = f"--{self.boundary}\r\n{part.format(kind='plain')}".encode("ascii")
+        html_head = f"\r\n--{self.boundary}\r\n{part.format(kind='html')}".encode("ascii")
+        tail = f"\r\n--{self.boundary}--\r\n".encode("ascii")
+        # The whole message as one format: the recipient's headers, then every hole of both parts. A message
+        # is then one ``%`` (a single copy of the ~40 KB) of values encoded once each.
+        self._format = b"".join([
+            b"%s", (CRLF + common_headers + CRLF + CRLF + text_head).replace(b"%", b"%%"), self._text.format,
+            html_head.replace(b"%", b"%%"), self._html.format, tail.replace(b"%", b"%%"),
+        ])
+        self._names = [(name, name in self._text.names, name in self._html.names)
+                       for name in sorted({*self._text.names, *self._html.names})]
+        self._last: dict[str, tuple[str, bytes, bytes]] = {}
+        """Per field, the last value and its two encodings: the readers of a send share some (the web view)."""
+        self._date: tuple[datetime, str] | None = None
 
     def render(self, headers: RecipientHeaders, values: Mapping[str, str]) -> bytes:
         """The complete message; ``values`` are raw: escaped here for HTML, kept as they are for text."""
-        html_values = {name: html.escape(value, quote=True) for name, value in values.items()}
+        text, markup = self._encoded(values)
+        second = headers.date.replace(microsecond=0)  # what the Date header shows; many messages share it
+        if self._date is None or self._date[0] != second:
+            self._date = (second, format_datetime(second))
         per_recipient = "\r\n".join(
             [
                 address_header("To", headers.to_name, headers.to_email),
-                f"Date: {format_datetime(headers.date)}",
+                f"Date: {self._date[1]}",
                 f"Message-ID: {headers.message_id}",
                 _list_unsubscribe(headers.list_unsubscribe),
             ]
         ).encode("utf-8")
-        return b"".join(
-            [
-                per_recipient,
-                CRLF,
-                self._common_headers,
-                CRLF,
-                CRLF,
-                self._text_head,
-                self._text.render(values),
-                self._html_head,
-                self._html.render(html_values),
-                self._tail,
-            ]
-        )
+        return self._format % ((per_recipient, *self._text.values(text), *self._html.values(markup)))
+
+    def _encoded(self, values: Mapping[str, str]) -> tuple[dict[str, bytes], dict[str, bytes]]:
+        """Each field's value encoded once for the text part and once, HTML-escaped, for the HTML part."""
+        text: dict[str, bytes] = {}
+        markup: dict[str, bytes] = {}
+        last = self._last
+        for name, in_text, in_html in self._names:
+            value = values[name]
+            known = last.get(name)
+            if known is None or known[0] != value:
+                known = last[name] = (
+                    value,
+                    _qp_value(value) if in_text else b"",
+                    _qp_value(html.escape(value, quote=True)) if in_html else b"",
+                )
+            text[name] = known[1]
+            markup[name] = known[2]
+        return text, markup

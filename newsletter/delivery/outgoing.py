@@ -49,7 +49,7 @@ class MessageFactory:
     def build(self, delivery: Delivery) -> bytes:
         recipient = recipient_links(
             self.settings, self.signer, subscriber_id=delivery.subscriber_id, email=delivery.email,
-            name=delivery.name, edition_slug=self.edition.slug,
+            name=delivery.name, edition_slug=self.edition.slug, issued=self.clock(),
         )
         raw = sendable_message(self.template(delivery.variant_key), recipient, settings=self.settings,
                                message_id=delivery.message_id, date=self.clock())

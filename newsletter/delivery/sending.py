@@ -16,12 +16,14 @@ from datetime import datetime
 from typing import Any, Unpack
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.clock import Clock, utcnow
 from newsletter.config import DeliverySettings, Settings
 from newsletter.delivery.channels.post import ChannelResult
 from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.envelope import verp_sender
+from newsletter.delivery.ledger_writer import one_line
 from newsletter.delivery.outgoing import MessageFactory
 from newsletter.delivery.pool import RunStats
 from newsletter.delivery.sender import EditionSender, MessageBuilder, SendOptions
@@ -29,6 +31,7 @@ from newsletter.errors import ConfigError
 from newsletter.records.editions import Edition, Prepared
 from newsletter.rendering.links import signer_from_settings
 from newsletter.storage.ledger import Ledger
+from newsletter.storage.webhook_events import edition_sent_if_done
 from subscribers.store import SubscriberStore
 
 log = logging.getLogger(__name__)
@@ -114,7 +117,7 @@ async def deliver_edition(
         if subscribers.mark_bounced(subscriber_id, now=clock()):
             log.warning("subscriber %s marked bounced: %s", subscriber_id, reply)
 
-    return await deliver(
+    stats = await deliver(
         engine,
         settings=settings.delivery,
         sender=settings.newsletter.from_address,
@@ -131,6 +134,17 @@ async def deliver_edition(
         only=only,
         wire_ready=True,
     )
+    note_edition_sent(engine, edition, now=clock())
+    return stats
+
+
+def note_edition_sent(engine: Engine, edition: Edition, *, now: datetime) -> None:
+    """The ``edition.sent`` webhook event once the edition's ledger is done; a database failure here is logged,
+    never the send's failure (the event is then recorded by the next run that finds the ledger done)."""
+    try:
+        edition_sent_if_done(engine, edition, now=now)
+    except SQLAlchemyError as error:
+        log.error("edition.sent event of %s not recorded: %s", edition.slug, one_line(error))
 
 
 async def deliver_rows(
@@ -155,6 +169,7 @@ async def deliver_rows(
 def report(engine: Engine, prepared: Prepared, stats: RunStats, *, now: datetime) -> SendReport:
     ledger = Ledger(engine)
     edition_id = prepared.edition.id
+    note_edition_sent(engine, prepared.edition, now=now)  # also when Celery workers delivered it
     return SendReport(
         prepared=prepared,
         stats=stats,

@@ -12,6 +12,7 @@ and ``+`` is the sub-address delimiter that Postfix and hosted mailboxes underst
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -33,9 +34,17 @@ class VerpTarget:
     subscriber_id: int
 
 
+@functools.lru_cache(maxsize=16)
+def _keyed(secret: str) -> hmac.HMAC:
+    """The HMAC keyed with one secret and fed the salt: every message of a send copies it (cheaper than a new
+    HMAC per message, ~1,000,000 of them for a large list)."""
+    return hmac.new(secret.encode(), _SALT, hashlib.sha256)
+
+
 def _signature(secret: str, edition_id: int, subscriber_id: int) -> str:
-    digest = hmac.new(secret.encode(), _SALT + f"{edition_id}-{subscriber_id}".encode(), hashlib.sha256).digest()
-    return base64.b32encode(digest).decode("ascii").lower()[:_SIG_CHARS]
+    mac = _keyed(secret).copy()
+    mac.update(f"{edition_id}-{subscriber_id}".encode())
+    return base64.b32encode(mac.digest()).decode("ascii").lower()[:_SIG_CHARS]
 
 
 def sign_token(keyring: Keyring, *, edition_id: int, subscriber_id: int) -> str:

@@ -45,6 +45,7 @@ from newsletter.rendering.links import signer_from_settings
 from newsletter.storage.db import open_database
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.ledger import Ledger
+from newsletter.storage.webhook_events import attach as attach_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: 
     signer_from_settings(settings)  # a worker without the signing key or the SMTP password fails here, at once,
     smtp_password(settings)  # not on every batch it takes
     engine = open_database(settings.newsletter.database_url)
+    attach_webhooks(engine, [(w.url, w.events) for w in settings.webhooks])  # a bounce here is an event too
     register_tasks(app, BatchSender(settings, engine))
     threads = concurrency or settings.workers.concurrency
     worker = app.Worker(

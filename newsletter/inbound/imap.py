@@ -1,7 +1,8 @@
 """The IMAP door: poll a hosted mailbox that bounces land in, for operators who run no listener.
 
-Each unseen message is fetched without marking it (``BODY.PEEK[]``), handed to the processor, and flagged
-``\\Seen`` only once its effect is committed; a message whose processing failed stays unseen and is tried
+Each unseen message is fetched without marking it (``BODY.PEEK[]``), handed to the processor with the rest of
+its fetched chunk (one transaction a chunk, ``handle_batch``), and flagged ``\\Seen`` only once its effect is
+committed; a message whose processing failed stays unseen and is tried
 again on the next poll (and a message processed twice, because the flag was lost, acts once: the processor
 knows it). The mailbox has lost the envelope, so the recipients are read from the delivery headers
 (Delivered-To, X-Original-To, then To and Cc): a VERP token survives there.
@@ -25,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.config import InboundSettings
 from newsletter.errors import ConfigError, InboundError, NewsletterError
-from newsletter.inbound.process import InboundProcessor
+from newsletter.inbound.process import InboundProcessor, Incoming, Outcome
 
 log = logging.getLogger("newsletter.inbound")
 _FETCH_CHUNK = 50
@@ -87,17 +88,16 @@ class ImapPoller:
             uids = list(client.search(["UNSEEN"]))
             for start in range(0, len(uids), _FETCH_CHUNK):
                 chunk = uids[start:start + _FETCH_CHUNK]
+                fetched: list[tuple[int, Incoming]] = []
                 for uid, data in client.fetch(chunk, ["BODY.PEEK[]"]).items():
                     raw = data.get(b"BODY[]")
                     if not isinstance(raw, bytes):
                         deferred += 1
                         continue
-                    try:
-                        outcome = self.processor.handle(raw, recipients=header_recipients(raw), door="imap")
-                    except (SQLAlchemyError, NewsletterError) as error:
-                        log.error("IMAP message %s not stored, left unseen: %s", uid, error)
-                        deferred += 1
-                        continue
+                    fetched.append((uid, Incoming(raw=raw, recipients=tuple(header_recipients(raw)), door="imap")))
+                handled, left = self._handle(fetched)
+                deferred += left
+                for uid, outcome in handled:
                     client.add_flags([uid], [_SEEN])
                     log.info("IMAP message %s: %s → %s", uid, outcome.kind, outcome.outcome)
                     processed += 1
@@ -107,6 +107,27 @@ class ImapPoller:
             with contextlib.suppress(IMAPClientError, OSError):
                 client.logout()
         return PollReport(processed=processed, deferred=deferred)
+
+    def _handle(self, fetched: list[tuple[int, Incoming]]) -> tuple[list[tuple[int, Outcome]], int]:
+        """One fetched chunk in one transaction (``handle_batch``): the (uid, outcome) pairs committed, and how
+        many were not. When the batch fails, each message is tried alone, so only one that breaks it stays
+        unseen."""
+        if not fetched:
+            return [], 0
+        try:
+            outcomes = self.processor.handle_batch([message for _, message in fetched])
+        except (SQLAlchemyError, NewsletterError) as error:
+            if len(fetched) == 1:
+                log.error("IMAP message %s not stored, left unseen: %s", fetched[0][0], error)
+                return [], 1
+            handled: list[tuple[int, Outcome]] = []
+            left = 0
+            for one in fetched:
+                one_handled, one_left = self._handle([one])
+                handled += one_handled
+                left += one_left
+            return handled, left
+        return [(uid, outcome) for (uid, _), outcome in zip(fetched, outcomes, strict=True)], 0
 
     def run_forever(self) -> None:
         """Poll every imap_interval_seconds; a failed poll is logged and tried again at the next one."""

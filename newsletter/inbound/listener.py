@@ -10,10 +10,15 @@ Nothing is lost and nothing is open:
 * recipients outside ``[inbound] domain`` are refused (550 5.7.1: no relaying), messages above
   ``max_message_bytes`` are refused (552), and a client IP sending more than ``rate_limit_per_minute``
   messages is told to come back later (450);
-* one message is classified and applied at a time (``PROCESSING_AT_ONCE``): each costs under a second of
-  CPU (``bounds``), and a burst of hostile ones waits its turn on one core instead of taking both from the
-  web pages and the scheduler that share the process in ``serve``. More than ``MAX_RECIPIENTS`` recipients
-  in one transaction get 452 (each may carry a token to verify), and connections past
+* messages are classified and applied in batches, one batch at a time on one worker thread, never on the
+  event loop: the messages that arrived while the previous batch was being processed (up to ``BATCH_MAX``)
+  go together into one transaction (``InboundProcessor.handle_batch``), and each is answered after that
+  commit. One message alone is a batch of one, so a quiet listener answers at once; a bounce storm costs one
+  commit per batch instead of one per message. Each message costs under a second of CPU (``bounds``), and
+  a burst of hostile ones waits its turn on one core instead of taking both from the web pages and the
+  scheduler that share the process in ``serve``. When a batch cannot be committed, its messages are tried
+  again one by one, so one message that breaks the transaction is the only one answered 451. More than
+  ``MAX_RECIPIENTS`` recipients in one transaction get 452 (each may carry a token to verify), and connections past
   ``MAX_CONNECTIONS`` (or ``MAX_CONNECTIONS_PER_IP`` from one address) get 421 and are closed.
 """
 
@@ -32,11 +37,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.config import InboundSettings
 from newsletter.errors import NewsletterError
-from newsletter.inbound.process import InboundProcessor
+from newsletter.inbound.process import InboundProcessor, Incoming, Outcome
 
 log = logging.getLogger("newsletter.inbound")
 
 PROCESSING_AT_ONCE = 1
+"""Batches processed at once (each on one worker thread)."""
+BATCH_MAX = 200
+"""Most messages in one batch, one transaction: a storm's backlog is committed in a few hundred at a time."""
 MAX_RECIPIENTS = 100
 MAX_CONNECTIONS = 500
 MAX_CONNECTIONS_PER_IP = 50
@@ -55,6 +63,7 @@ class InboundHandler:
         self._recent: dict[str, collections.deque[float]] = {}
         self.lmtp = settings.protocol == "lmtp"
         self._processing = asyncio.Semaphore(PROCESSING_AT_ONCE)
+        self._waiting: list[tuple[Incoming, asyncio.Future[Outcome]]] = []
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
@@ -86,9 +95,8 @@ class InboundHandler:
         raw = envelope.original_content or (envelope.content if isinstance(envelope.content, bytes) else b"")
         recipients = list(envelope.rcpt_tos)
         try:
-            async with self._processing:
-                outcome = await asyncio.to_thread(self.processor.handle, raw, recipients=recipients,
-                                                  door="lmtp" if self.lmtp else "smtp")
+            outcome = await self._process(Incoming(raw=raw, recipients=tuple(recipients),
+                                                   door="lmtp" if self.lmtp else "smtp"))
         except (SQLAlchemyError, NewsletterError, OSError) as error:
             log.error("inbound message from %s not stored, deferred: %s", envelope.mail_from, error)
             reply = "451 4.3.0 cannot store the message now; try again later"
@@ -99,6 +107,34 @@ class InboundHandler:
         if self.lmtp:  # LMTP answers once per recipient (RFC 2033)
             return "\r\n".join([reply] * max(1, len(recipients)))
         return reply
+
+
+    async def _process(self, message: Incoming) -> Outcome:
+        """Queue the message; the first waiter to get the turn processes everything queued by then."""
+        done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._waiting.append((message, done))
+        async with self._processing:
+            while not done.done():  # whoever holds the turn works through the queue up to its own message
+                batch, self._waiting = self._waiting[:BATCH_MAX], self._waiting[BATCH_MAX:]
+                await self._run(batch)
+        return await done
+
+    async def _run(self, batch: list[tuple[Incoming, asyncio.Future[Outcome]]]) -> None:
+        try:
+            outcomes = await asyncio.to_thread(self.processor.handle_batch, [m for m, _ in batch])
+        except (SQLAlchemyError, NewsletterError, OSError) as error:
+            if len(batch) == 1:
+                batch[0][1].set_exception(error)
+                return
+            for one in batch:  # none of them took effect: alone, only a message that breaks a commit fails
+                await self._run([one])
+            return
+        except Exception as error:  # noqa: BLE001 - handed to each message's own handler, which raises it
+            for _, done in batch:
+                done.set_exception(error)
+            return
+        for (_, done), outcome in zip(batch, outcomes, strict=True):
+            done.set_result(outcome)
 
 
 class _Counted:

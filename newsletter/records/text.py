@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from html.parser import HTMLParser
 
 _SKIPPED_ELEMENTS = frozenset({"script", "style", "head", "title", "template", "noscript", "iframe", "object"})
 _BREAKING_ELEMENTS = frozenset({"br", "p", "div", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6"})
-_SPACE = re.compile(r"\s+")
 MAX_AUTHORS = 4
 """Authors an email or a feed entry names before "et al."."""
 
@@ -37,7 +35,9 @@ class _TextCollector(HTMLParser):
 
 
 def collapse_whitespace(text: str) -> str:
-    return _SPACE.sub(" ", text).strip()
+    """Runs of whitespace to one space, trimmed. ``str.split()`` splits on exactly the characters ``\\s``
+    matches (both are ``str.isspace``) and is several times faster than the regular expression on an abstract."""
+    return " ".join(text.split())
 
 
 def html_to_text(value: str | None) -> str:

@@ -16,14 +16,16 @@ from newsletter.config import Settings
 from newsletter.editions.relevance import is_relevant
 from newsletter.editions.selection import SelectedPaper, Selection
 from newsletter.records.editions import PIN_RANK, EditionPaper
-from newsletter.records.summaries import extractive_tldr, fit_sentence, fit_summary, split_sentences
+from newsletter.records.summaries import fit_sentence, split_sentences
 from newsletter.records.text import collapse_whitespace, short_authors, shorten
 from newsletter.rendering.inbox import lead_papers, lead_phrase, preheader_text, weekly_prefix
 from newsletter.rendering.latex import latex_to_text
 from newsletter.rendering.links import edition_url
 from newsletter.rendering.reasons import reason_in_words, reason_terms
+from newsletter.rendering.tldr import card_tldr, tldr_source
 
-PERSONAL_FIELDS = ("name", "greeting", "email", "manage_url", "unsubscribe_url", "view_url", "feedback_url")
+PERSONAL_FIELDS = ("name", "greeting", "email", "manage_url", "unsubscribe_url", "view_url", "feedback_url",
+                   "feed_url")
 THUMBNAIL_SIZE = (536, 281)
 SUBJECT_TOPICS = 3
 MAX_SUBJECT_CHARS = 200
@@ -120,19 +122,19 @@ def top_papers(papers: Iterable[SelectedPaper], count: int) -> list[SelectedPape
 
 
 def paper_card(selected: SelectedPaper, *, abstract_chars: int, tldr: bool = False, topic: str = "",
-               model_tldr: str = "") -> dict[str, Any]:
+               model_tldr: str = "", stored_tldr: str = "") -> dict[str, Any]:
     """What a template sees of one paper (documented in docs/templates.md). ``tldr``: the summary is the
     card's TL;DR (an email) instead of the abstract cut at ``abstract_chars`` (the web archive); a
-    ``model_tldr`` (``[email.tldr] endpoint``) replaces the extractive one. ``topic``: the section's name,
-    for the reason in words."""
+    ``model_tldr`` (``[email.tldr] endpoint``) replaces the extractive one; a ``stored_tldr`` (the paper's
+    TL;DR as ``usecases.tldrs`` stored it) is used instead of summarising again. ``topic``: the section's
+    name, for the reason in words."""
     paper = selected.paper
     links = _links(paper)
-    summary_source = latex_to_text(collapse_whitespace(paper.ai_summary or paper.abstract))
     if tldr:
-        summary = (fit_summary(summary_source) if paper.ai_summary else
-                   latex_to_text(model_tldr) if model_tldr else extractive_tldr(summary_source))
+        summary = (latex_to_text(model_tldr) if model_tldr and not paper.ai_summary else
+                   stored_tldr or card_tldr(paper))
     else:
-        summary = shorten(summary_source, abstract_chars) if abstract_chars else ""
+        summary = shorten(tldr_source(paper), abstract_chars) if abstract_chars else ""
     thumbnail_url = safe_url(paper.thumbnail_url)
     title = display_title(paper)
     width, height = THUMBNAIL_SIZE
@@ -226,9 +228,13 @@ def email_context(
     shown: frozenset[str] | None = None,
     tldr: bool = True,
     model_tldrs: Mapping[str, str] | None = None,
+    full_cards: int | None = None,
+    stored_tldrs: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Everything the templates see (documented in docs/templates.md); ``shown`` limits the papers shown;
-    ``tldr``: cards show their TL;DR (the email) or the abstract (the web archive)."""
+    ``tldr``: cards show their TL;DR (the email) or the abstract (the web archive); ``full_cards``: the
+    papers of each section past this many (in the section's order) are marked ``compact`` (rows), None: none
+    are; ``stored_tldrs``: TL;DRs already made, by paper id (``usecases.tldrs``)."""
     edition = selection.edition
     archive = edition_url(settings, edition.slug)
     sections = []
@@ -236,8 +242,11 @@ def email_context(
     for section in selection.sections:
         visible = [p for p in section.papers if shown is None or p.paper.paper_id in shown]
         papers = [paper_card(p, abstract_chars=abstract_chars, tldr=tldr, topic=section.name,
-                             model_tldr=(model_tldrs or {}).get(p.paper.paper_id, "")) for p in visible]
-        for card in papers:
+                             model_tldr=(model_tldrs or {}).get(p.paper.paper_id, ""),
+                             stored_tldr=(stored_tldrs or {}).get(p.paper.paper_id, "")) for p in visible]
+        for position, card in enumerate(papers):
+            card["compact"] = full_cards is not None and position >= full_cards
+            card["blurb"] = _blurb(card)
             cards.setdefault(card["id"], card)
         sections.append({
             "slug": section.slug,
@@ -258,14 +267,15 @@ def email_context(
     section_of = {p.paper.paper_id: s.name for s in reversed(selection.sections) for p in s.papers}
     top = [{"number": number, "id": p.paper.paper_id, "title": display_title(p.paper),
             "url": cards[p.paper.paper_id]["url"], "anchor": cards[p.paper.paper_id]["anchor"],
-            "blurb": _blurb(cards[p.paper.paper_id]), "badge": trend_badge(p.paper), "trend": trend_phrase(p.paper),
+            "blurb": cards[p.paper.paper_id]["blurb"], "badge": trend_badge(p.paper), "trend": trend_phrase(p.paper),
             "section": section_of[p.paper.paper_id]}
            for number, p in enumerate(picks, start=1)]
     lead = lead_papers(selection, 1)
     lead_card = cards.get(lead[0].paper.paper_id) if lead else None
     fallback = f"{_plural(count, 'new paper')} in {_topics_phrase(names)}"
     preheader = preheader_text(lead_card["summary"], lead_card["title"], subject, fallback) if lead_card else fallback
-    words = sum(len(c["title"].split()) + len(c["summary"].split()) for c in cards.values())
+    words = sum(len(c["title"].split()) + len((c["blurb"] if c["compact"] else c["summary"]).split())
+                for c in cards.values())
     hidden = count - visible_count
     window_start = edition.window_start.date()
     return {

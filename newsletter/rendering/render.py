@@ -115,6 +115,7 @@ def personal_values(recipient: Recipient) -> dict[str, str]:
         "unsubscribe_url": safe_url(recipient.unsubscribe_url) or "",
         "view_url": safe_url(recipient.view_url) or "",
         "feedback_url": safe_url(recipient.feedback_url) or "",
+        "feed_url": safe_url(recipient.feed_url) or "",
     }
 
 
@@ -212,9 +213,12 @@ def render_variant(
     environment: RenderEnvironment,
     nonce: str | None = None,
     model_tldrs: Mapping[str, str] | None = None,
+    stored_tldrs: Mapping[str, str] | None = None,
 ) -> RenderedVariant:
     """Render and inline one variant under the size budget (see the module docstring). ``model_tldrs``: TL;DRs
-    by paper id from ``[email.tldr] endpoint`` (``newsletter.usecases.tldr_model``), part of the variant key."""
+    by paper id from ``[email.tldr] endpoint`` (``newsletter.usecases.tldr_model``), part of the variant key;
+    ``stored_tldrs``: the papers' own TL;DRs as stored (``newsletter.usecases.tldrs``), the same text the
+    render would make, so not part of the key."""
     in_selection = set(selection.paper_ids)
     used = {p: t for p, t in (model_tldrs or {}).items() if p in in_selection}
     nonce = nonce or secrets.token_hex(8)
@@ -225,12 +229,14 @@ def render_variant(
 
     def raw_html(abstract_chars: int, shown: frozenset[str] | None) -> str:
         context = email_context(selection, settings=settings, subject=subject, nonce=nonce,
-                                abstract_chars=abstract_chars, shown=shown, model_tldrs=used)
+                                abstract_chars=abstract_chars, shown=shown, model_tldrs=used,
+                                full_cards=settings.email.full_cards_per_section, stored_tldrs=stored_tldrs)
         return environment.render(HTML_TEMPLATE, context)
 
     def finish(abstract_chars: int, shown: frozenset[str] | None, inlined: str) -> RenderedVariant:
         context = email_context(selection, settings=settings, subject=subject, nonce=nonce,
-                                abstract_chars=abstract_chars, shown=shown, model_tldrs=used)
+                                abstract_chars=abstract_chars, shown=shown, model_tldrs=used,
+                                full_cards=settings.email.full_cards_per_section, stored_tldrs=stored_tldrs)
         text = environment.render(TEXT_TEMPLATE, context)
         visible = selection.paper_ids if shown is None else tuple(p for p in selection.paper_ids if p in shown)
         hidden = tuple(p for p in selection.paper_ids if p not in visible)

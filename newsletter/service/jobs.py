@@ -33,6 +33,7 @@ from newsletter.storage.ledger import Ledger
 from newsletter.storage.outbox import ConfirmationOutbox
 from newsletter.storage.papers import PaperStore
 from newsletter.storage.runs import RunStore
+from newsletter.storage.webhook_outbox import WebhookOutbox
 from newsletter.usecases.campaign import prepare
 from newsletter.usecases.channels import post_channels, post_due_channels
 from subscribers.rate_limit_store import CONFIRMATION_WINDOW, RateLimits
@@ -223,13 +224,16 @@ def housekeeping_job(settings: Settings, engine: Engine, *, clock: Clock, stop: 
     pruned_events = RateLimits(engine).prune(now=now)
     pruned_outbox = ConfirmationOutbox(engine).prune(before=now - CONFIRMATION_WINDOW)
     pruned_sent = editions.prune_sent_papers(before=horizon)
+    pruned_hooks = WebhookOutbox(engine).prune(before=cutoff)
     summary = (f"deleted {expired} subscriptions unconfirmed for {schedule.unconfirmed_days} days; pruned "
-               f"{pruned_runs} run records and {pruned_rows} delivery rows older than {schedule.keep_days} days, "
+               f"{pruned_runs} run records, {pruned_rows} delivery rows and {pruned_hooks} finished webhook "
+               f"deliveries older than {schedule.keep_days} days, "
                f"{pruned_events} rate-limit events, {pruned_outbox} finished confirmation emails and "
                f"{pruned_sent} fill-time sent-paper records past the longest edition window")
     return JobResult("ok", summary, {"expired_pending": expired, "pruned_runs": pruned_runs,
                                      "pruned_deliveries": pruned_rows, "pruned_rate_events": pruned_events,
-                                     "pruned_confirmations": pruned_outbox, "pruned_sent_papers": pruned_sent})
+                                     "pruned_confirmations": pruned_outbox, "pruned_sent_papers": pruned_sent,
+                                     "pruned_webhook_deliveries": pruned_hooks})
 
 
 def longest_window(editions: EditionStore) -> timedelta:

@@ -23,6 +23,7 @@ from newsletter.storage.fills import FillStore
 from newsletter.storage.ledger import Ledger
 from newsletter.storage.papers import PaperStore
 from newsletter.storage.runs import RunStore
+from newsletter.storage.webhook_outbox import WebhookOutbox
 from subscribers.store import SubscriberStore
 
 
@@ -89,7 +90,14 @@ def status_view(settings: Settings, engine: Engine, *, now: datetime, editions: 
         "queue": _queue(settings),
         "inbound": inbound_view(engine, now=now, editions=editions),
         "channels": channels_view(settings, engine),
+        "webhooks": _webhooks(settings, engine),
     }
+
+
+def _webhooks(settings: Settings, engine: Engine) -> dict[str, dict[str, int]]:
+    """Per configured [[webhooks]] URL: its outbox rows delivered, pending (waiting or being retried), failed."""
+    counts = WebhookOutbox(engine).counts() if settings.webhooks else {}
+    return {w.url: counts.get(w.url, {"pending": 0, "delivered": 0, "failed": 0}) for w in settings.webhooks}
 
 
 def _not_in_ledger(engine: Engine, ledger: Ledger, edition_id: int, frequency: str) -> int:

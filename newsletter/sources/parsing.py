@@ -1,7 +1,9 @@
 """Feed bytes to papers: pure functions, no I/O, so tests feed real files.
 
-One parser per source kind; feedparser reads all the XML. A feed with errors keeps whatever entries it
-yields, with a warning. Every text field goes through ``html_to_text``: feed markup is never trusted.
+One parser per source kind; feedparser reads the XML, except a large rss.arxiv.org listing, which
+``streaming`` reads item by item into the same entry fields (feedparser again for any other shape). A feed
+with errors keeps whatever entries it yields, with a warning. Every text field goes through
+``html_to_text``: feed markup is never trusted.
 Before a parser runs, ``documents`` checks the body is a feed and within budget; after, ``sanitize`` bounds
 every field of every paper. An entry that still breaks a rule is skipped and counted, never its neighbours.
 """
@@ -26,6 +28,7 @@ from newsletter.records.text import collapse_whitespace, html_to_text
 from newsletter.sources import arxiv_ids
 from newsletter.sources.documents import bound_xml, expect_feed, load_json
 from newsletter.sources.sanitize import cap, clean_text, normalise_paper
+from newsletter.sources.streaming import STREAM_FROM_ITEMS, NotStreamable, arxiv_rss_entries
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +51,11 @@ def parse_feed(
     if kind == "hf-daily":
         return parse_hf_daily(data, source=source)
     data, trimmed = bound_xml(data)
-    parsed = _feedparse(data, source=source)
-    if kind == "arxiv-rss":
+    streamed = _streamed(data, source, include_cross) if kind == "arxiv-rss" else None
+    parsed = _feedparse(data, source=source) if streamed is None else None
+    if streamed is not None:
+        feed = streamed
+    elif kind == "arxiv-rss":
         feed = _collect(parsed, source, lambda e: _arxiv_rss_entry(e, source, include_cross))
     elif kind == "arxiv-api":
         feed = _collect(parsed, source, lambda e: _arxiv_api_entry(e, source))
@@ -121,15 +127,33 @@ def _storable(paper: Paper) -> Paper:
     return dataclasses.replace(paper, **changes) if changes else paper
 
 
+def _streamed(data: bytes, source: str, include_cross: bool) -> ParsedFeed | None:
+    """A large arXiv RSS listing read item by item (``streaming``); None when it is small or not of the shape
+    that reader knows, for feedparser to read."""
+    if data.count(b"<item", 0, None) < STREAM_FROM_ITEMS:
+        return None
+    try:
+        return _collect_entries(arxiv_rss_entries(data), source, lambda e: _arxiv_rss_entry(e, source, include_cross),
+                                warnings=[])
+    except NotStreamable as why:
+        log.info("source %r: read with feedparser (%s)", source, _said(why))
+        return None
+
+
 def _collect(parsed: Any, source: str, convert: Callable[[Any], Paper | None]) -> ParsedFeed:
     warnings: list[str] = []
     if parsed.bozo:
         warning = f"feed has errors, kept {len(parsed.entries)} entries: {_said(parsed.get('bozo_exception'))}"
         log.warning("source %r: %s", source, warning)
         warnings.append(warning)
+    return _collect_entries(parsed.entries, source, convert, warnings=warnings)
+
+
+def _collect_entries(entries: Iterable[Mapping[str, Any]], source: str, convert: Callable[[Any], Paper | None], *,
+                     warnings: list[str]) -> ParsedFeed:
     papers: list[Paper] = []
     skipped = broken = 0
-    for entry in parsed.entries:
+    for entry in entries:
         try:
             paper = convert(entry)
             if paper is not None:

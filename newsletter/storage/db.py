@@ -1,9 +1,8 @@
 """Database engine, schema and migrations.
 
 SQLite by default, PostgreSQL later: only portable SQLAlchemy Core constructs here (no SQLite-only SQL).
-The schema is declared once below; Alembic migrations in ``newsletter/migrations`` create it and are
-applied automatically when a store is opened, so an operator never runs a migration by hand.
-"""
+The schema is declared once below; Alembic migrations in ``newsletter/migrations`` create it and are applied
+automatically when a store is opened, so an operator never runs a migration by hand."""
 
 from __future__ import annotations
 
@@ -95,20 +94,18 @@ paper_embeddings = sa.Table(
 """One sentence embedding per paper and model (float32, little-endian); ``text_hash`` tells when it is stale."""
 
 text_embeddings = sa.Table(
-    "text_embeddings",
-    metadata,
-    sa.Column("text_hash", sa.String(32), primary_key=True),
-    sa.Column("model", sa.String(100), primary_key=True),
-    sa.Column("dim", sa.Integer, nullable=False),
-    sa.Column("vector", sa.LargeBinary, nullable=False),
+    "text_embeddings", metadata,
+    sa.Column("text_hash", sa.String(32), primary_key=True), sa.Column("model", sa.String(100), primary_key=True),
+    sa.Column("dim", sa.Integer, nullable=False), sa.Column("vector", sa.LargeBinary, nullable=False),
 )
 """Embeddings of texts that are not stored papers (a `topics evaluate` sample), by text hash and model."""
 
-meta = sa.Table(
-    "meta",
-    metadata,
-    sa.Column("key", sa.String(100), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
+meta = sa.Table("meta", metadata, sa.Column("key", sa.String(100), primary_key=True),
+                sa.Column("value", sa.Text, nullable=False))
+
+paper_tldrs = sa.Table(  # each paper's card TL;DR, made once (storage/tldrs.py); text_hash: of what it summarises
+    "paper_tldrs", metadata, sa.Column("paper_id", sa.String(300), primary_key=True),
+    sa.Column("text_hash", sa.String(32), nullable=False), sa.Column("tldr", sa.Text, nullable=False),
 )
 
 editions = sa.Table(
@@ -236,6 +233,7 @@ deliveries = sa.Table(
     sa.Index("ix_deliveries_edition_state", "edition_id", "state"),
     sa.Index("ix_deliveries_claim_token", "claim_token"),
     sa.Index("ix_deliveries_subscriber", "subscriber_id", "edition_id"),
+    sa.Index("ix_deliveries_message_id", "message_id"),  # a returned message names ours: inbound attribution
 )
 
 variants = sa.Table(
@@ -280,6 +278,7 @@ channel_state = sa.Table(  # each channel's pause (a revoked webhook) and last r
 reader_feeds = sa.Table(  # the secret key in each reader's private feed URL (storage/reader_feeds.py)
     "reader_feeds", metadata, sa.Column("subscriber_id", sa.Integer, primary_key=True),
     sa.Column("key", sa.String(64), nullable=False), sa.Column("created", UTCDateTime, nullable=False),
+    sa.Column("revoked_before", UTCDateTime),  # signed feed tokens issued before this are refused (rotation)
 )
 
 runs = sa.Table(

@@ -27,6 +27,7 @@ from newsletter.records.editions import (
 )
 from newsletter.storage import db
 from newsletter.storage.edition_index import write_index
+from newsletter.storage.webhook_events import edition_built
 
 _CHUNK = 500
 
@@ -127,12 +128,12 @@ class EditionStore:
             with self.engine.begin() as connection:
                 result = connection.execute(db.editions.insert().values(values))
                 new_id = int(cast(Sequence[int], result.inserted_primary_key)[0])
+                stored = Edition(id=new_id, frequency=frequency, date=day, slug=edition_slug(frequency, day),
+                                 window_start=window_start, cutoff=cutoff, created=created, papers=papers,
+                                 topics=topics, empty_reason=empty_reason)
                 if publish:
-                    write_index(connection, Edition(
-                        id=new_id, frequency=frequency, date=day, slug=edition_slug(frequency, day),
-                        window_start=window_start, cutoff=cutoff, created=created, papers=papers,
-                        topics=topics, empty_reason=empty_reason,
-                    ))
+                    write_index(connection, stored)
+                edition_built(connection, stored, now=created)
         except IntegrityError:
             pass  # built meanwhile by another process: theirs is the edition
         edition = self.get(frequency, day)

@@ -14,6 +14,20 @@ from sqlalchemy.engine import Connection, Engine
 from newsletter.storage.db import deliveries, editions, inbound_messages
 from subscribers.schema import subscriber_events
 
+_PER_QUERY = 500
+"""Keys per ``IN (...)`` list: well under SQLite's and PostgreSQL's parameter limits."""
+
+
+def _bracketed(message_id: str) -> str:
+    wanted = message_id.strip()
+    return wanted if wanted.startswith("<") else f"<{wanted}>"
+
+
+def _log_row(*, key: str, now: datetime, door: str, kind: str, outcome: str, subscriber_id: int | None,
+             edition_id: int | None, detail: str, raw: bytes | None) -> dict[str, Any]:
+    return {"key": key, "received": now, "door": door[:8], "kind": kind[:16], "outcome": outcome[:16],
+            "subscriber_id": subscriber_id, "edition_id": edition_id, "detail": detail[:2000], "raw": raw}
+
 
 @dataclass(frozen=True)
 class InboundRecord:
@@ -57,12 +71,28 @@ class InboundLog:
         return connection.execute(query).first() is not None
 
     @staticmethod
+    def seen_keys(connection: Connection, keys: Sequence[str]) -> set[str]:
+        """Which of these message keys are already in the log (one indexed query a few hundred keys)."""
+        wanted = sorted(set(keys))
+        found: set[str] = set()
+        for start in range(0, len(wanted), _PER_QUERY):
+            chunk = wanted[start:start + _PER_QUERY]
+            query = sa.select(inbound_messages.c.key).where(inbound_messages.c.key.in_(chunk))
+            found.update(connection.execute(query).scalars())
+        return found
+
+    @staticmethod
+    def record_many(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert log rows (the columns of ``record``) with one statement."""
+        if rows:
+            connection.execute(inbound_messages.insert(), [_log_row(**row) for row in rows])
+
+    @staticmethod
     def record(connection: Connection, *, key: str, now: datetime, door: str, kind: str, outcome: str,
                subscriber_id: int | None, edition_id: int | None, detail: str, raw: bytes | None) -> None:
-        connection.execute(inbound_messages.insert().values(
-            key=key, received=now, door=door[:8], kind=kind[:16], outcome=outcome[:16], subscriber_id=subscriber_id,
-            edition_id=edition_id, detail=detail[:2000], raw=raw,
-        ))
+        connection.execute(inbound_messages.insert().values(_log_row(
+            key=key, now=now, door=door, kind=kind, outcome=outcome, subscriber_id=subscriber_id,
+            edition_id=edition_id, detail=detail, raw=raw)))
 
     @staticmethod
     def raws_kept_since(connection: Connection, since: datetime) -> int:
@@ -72,13 +102,23 @@ class InboundLog:
         return int(connection.execute(query).scalar_one())
 
     @staticmethod
+    def deliveries_for(connection: Connection, message_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """``delivery_for`` of many Message-IDs at once (by the index on ``deliveries.message_id``), keyed by
+        the Message-ID as given."""
+        wanted = {mid: _bracketed(mid) for mid in message_ids}
+        values = sorted(set(wanted.values()))
+        rows: dict[str, tuple[int, int]] = {}
+        for start in range(0, len(values), _PER_QUERY):
+            query = sa.select(deliveries.c.message_id, deliveries.c.edition_id, deliveries.c.subscriber_id).where(
+                deliveries.c.message_id.in_(values[start:start + _PER_QUERY]))
+            rows.update((str(m), (int(e), int(s))) for m, e, s in connection.execute(query))
+        return {mid: rows[value] for mid, value in wanted.items() if value in rows}
+
+    @staticmethod
     def delivery_for(connection: Connection, message_id: str) -> tuple[int, int] | None:
         """(edition id, subscriber id) of the message we sent with this Message-ID."""
-        wanted = message_id.strip()
-        if not wanted.startswith("<"):
-            wanted = f"<{wanted}>"
         query = sa.select(deliveries.c.edition_id, deliveries.c.subscriber_id).where(
-            deliveries.c.message_id == wanted)
+            deliveries.c.message_id == _bracketed(message_id))
         row = connection.execute(query).first()
         return (int(row[0]), int(row[1])) if row else None
 
@@ -105,9 +145,17 @@ class InboundLog:
         return bytes(value) if value is not None else None
 
     def edition_rates(self, *, limit: int = 5) -> list[EditionRates]:
-        """Bounce and complaint rates of the newest editions that reached anyone, newest first."""
+        """Bounce and complaint rates of the newest editions that reached anyone, newest first.
+
+        The newest editions with a ``sent`` row are found first (an indexed look-up per edition), and only
+        their rows are counted: the cost stays the same however many editions the ledger holds.
+        """
+        reached = sa.exists().where(deliveries.c.edition_id == editions.c.id, deliveries.c.state == "sent")
+        newest = (sa.select(editions.c.id).where(reached).order_by(editions.c.id.desc()).limit(limit)
+                  .scalar_subquery())
         sent = (sa.select(deliveries.c.edition_id, sa.func.count().label("sent"))
-                .where(deliveries.c.state == "sent").group_by(deliveries.c.edition_id).subquery())
+                .where(deliveries.c.state == "sent", deliveries.c.edition_id.in_(newest))
+                .group_by(deliveries.c.edition_id).subquery())
         query = (sa.select(editions.c.id, editions.c.slug, sent.c.sent)
                  .join(sent, sent.c.edition_id == editions.c.id).order_by(editions.c.id.desc()).limit(limit))
         with self.engine.connect() as connection:

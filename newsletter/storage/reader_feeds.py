@@ -1,8 +1,10 @@
 """Each reader's private feed: its secret key, and which editions (and papers of them) reached that reader.
 
-The feed URL carries the subscriber id and a random 256-bit key stored here; rotating the key revokes every
-URL given out before. What a feed shows is read from the ledger: the reader's ``sent`` rows, newest edition
-first, and the papers of each row's variant (``variant_papers``) — exactly what that reader's emails carried.
+The manage page's feed URL carries the subscriber id and a random 256-bit key stored here; an email's carries a
+signed feed token (``rendering.links.feed_token``), made without reading this table. Rotating revokes both:
+a new key, and ``revoked_before`` (tokens issued before it are refused). What a feed shows is read from the
+ledger: the reader's ``sent`` rows, newest edition first, and the papers of each row's variant
+(``variant_papers``) — exactly what that reader's emails carried.
 """
 
 from __future__ import annotations
@@ -46,14 +48,23 @@ class ReaderFeeds:
                 sa.select(feeds.c.key).where(feeds.c.subscriber_id == subscriber_id)).scalar_one())
 
     def rotate(self, subscriber_id: int, *, now: datetime) -> str:
-        """A new key: every feed URL with the old one answers 404 from now on."""
+        """A new key, and signed tokens issued before ``now`` revoked: every feed URL given out so far answers
+        404 from now on."""
         key = secrets.token_urlsafe(32)
         with self.engine.begin() as connection:
             done = connection.execute(feeds.update().where(feeds.c.subscriber_id == subscriber_id)
-                                      .values(key=key, created=now)).rowcount
+                                      .values(key=key, created=now, revoked_before=now)).rowcount
             if not done:
-                connection.execute(feeds.insert().values(subscriber_id=subscriber_id, key=key, created=now))
+                connection.execute(feeds.insert().values(subscriber_id=subscriber_id, key=key, created=now,
+                                                         revoked_before=now))
         return key
+
+    def token_valid(self, subscriber_id: int, issued: datetime) -> bool:
+        """Whether a signed feed token issued at ``issued`` is still good: issued at or after the last rotation."""
+        with self.engine.connect() as connection:
+            revoked = connection.execute(sa.select(feeds.c.revoked_before)
+                                         .where(feeds.c.subscriber_id == subscriber_id)).scalar()
+        return revoked is None or issued >= revoked
 
     def matches(self, subscriber_id: int, key: str) -> bool:
         with self.engine.connect() as connection:

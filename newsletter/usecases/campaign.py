@@ -38,6 +38,7 @@ from newsletter.storage.install import install_id
 from newsletter.storage.ledger import Ledger, NewDelivery, StoredVariant
 from newsletter.storage.papers import PaperStore
 from newsletter.usecases.tldr_model import edition_tldrs
+from newsletter.usecases.tldrs import stored_tldrs
 from subscribers.store import SubscriberStore
 from subscribers.tokens import TokenSigner
 
@@ -134,6 +135,7 @@ def prepare(
     )
     environment = environment or RenderEnvironment(settings)
     tldrs = edition_tldrs(settings, edition) if groups else {}
+    own_tldrs = stored_tldrs(engine, edition.papers.values()) if groups else {}
     stored_keys = ledger.variant_keys(edition.id)
     by_id = {s.id: s for s in todo}
     secret = signer.keyring.secret()
@@ -144,7 +146,8 @@ def prepare(
     for number, group in enumerate(groups, start=1):
         if progress is not None:
             progress(f"variant {number}/{len(groups)}: {len(group.subscriber_ids)} readers")
-        variant = render_variant(group.selection, settings=settings, environment=environment, model_tldrs=tldrs)
+        variant = render_variant(group.selection, settings=settings, environment=environment, model_tldrs=tldrs,
+                                 stored_tldrs=own_tldrs)
         # saved even when stored: a variant stored by an older version lacks its list of papers
         ledger.save_variants(
             [StoredVariant(edition.id, variant.key, variant.subject, variant.html, variant.text, variant.nonce,
@@ -236,8 +239,10 @@ def plan(
     rendered: dict[str, RenderedVariant] = {}
     email_of = {s.id: s.email for s in todo}
     tldrs = edition_tldrs(settings, edition) if groups else {}
+    own_tldrs = stored_tldrs(engine, edition.papers.values(), save=False) if groups else {}
     for group in groups:
-        variant = render_variant(group.selection, settings=settings, environment=environment, model_tldrs=tldrs)
+        variant = render_variant(group.selection, settings=settings, environment=environment, model_tldrs=tldrs,
+                                 stored_tldrs=own_tldrs)
         rendered[variant.key] = variant
         planned.append(PlannedVariant(variant.key, variant.subject, len(group.subscriber_ids), variant.size_bytes,
                                       len(variant.paper_ids), tuple(email_of[i] for i in group.subscriber_ids)))

@@ -26,6 +26,7 @@ from newsletter.storage.editions import EditionStore
 from newsletter.storage.papers import PaperStore
 from newsletter.usecases.campaign import edition_for, papers_already_had
 from newsletter.usecases.tldr_model import model_tldrs
+from newsletter.usecases.tldrs import stored_tldrs
 from subscribers.errors import SubscribersError
 from subscribers.store import SubscriberStore
 
@@ -104,8 +105,10 @@ def preview(
         raise ConfigError(str(error)) from None
     recipient = recipient_links(settings, signer, subscriber_id=reader_id, email=email, name=name,
                                 edition_slug=edition.slug)
+    shown = [p.paper for s in selection.sections for p in s.papers]
     variant = render_variant(selection, settings=settings, environment=RenderEnvironment(settings), nonce=nonce,
-                             model_tldrs=model_tldrs(settings, (p.paper for s in selection.sections for p in s.papers)))
+                             model_tldrs=model_tldrs(settings, shown),
+                             stored_tldrs=stored_tldrs(engine, shown, save=False))  # a preview records nothing
     html_text, plain_text = variant.personalise(recipient)
     template = message_template(settings, key=variant.key, subject=variant.subject, html=variant.html,
                                 text=variant.text, nonce=variant.nonce, edition_slug=edition.slug,

@@ -197,6 +197,10 @@ def _deliver_by_workers(
     result.enqueued = run.enqueued
     result.requeued = run.requeued
     result.waited = run.finished
+    # As in-process: after the emails (all tried, or handed over with --no-wait), never after a halt or a stop.
+    # This process posts (one request per channel), under the same ledger rows and claims.
+    if run.halt is None and not stop.is_set() and (run.finished or not wait):
+        result.channels = post_edition(settings, engine, prepared.edition, clock=clock)
     return result
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
@@ -30,7 +30,8 @@ from newsletter.records.text import collapse_whitespace
 from newsletter.rendering.templating import RenderEnvironment
 from newsletter.storage.erasure import forget_subscriber_rows
 from subscribers.csvio import import_csv
-from subscribers.models import Frequency, ImportReport, Subscriber
+from subscribers.csvtext import delimiter_name
+from subscribers.models import STATUSES, Frequency, ImportReport, Source, Subscriber
 from subscribers.rate_limit_store import CONFIRMATION_WINDOW, CONFIRMATIONS_PER_ADDRESS, RateLimits
 from subscribers.store import SubscriberStore
 from subscribers.tokens import MAX_AGE, TokenSigner
@@ -142,12 +143,14 @@ def add_subscriber(
     frequency: Frequency | None,
     pending: bool,
     force: bool,
+    source: Source = "cli",
 ) -> tuple[str, Subscriber]:
-    """Add or update one subscriber the operator vouches for (active, or pending to be confirmed)."""
+    """Add or update one subscriber the operator vouches for (active, or pending to be confirmed); ``source``
+    records how the operator did it (``cli``, ``api``)."""
     store = subscriber_store(settings, engine)
     with engine.begin() as connection:
         return store.put(connection, email, now=now, name=name, topics=topics, frequency=frequency, pending=pending,
-                         source="cli", force=force)
+                         source=source, force=force)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,10 +187,12 @@ def import_subscribers(
     force: bool = False,
     dry_run: bool = False,
     encoding: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
-    """CSV import (``subscribers.csvio``) with this newsletter's topics; see ``send_confirmations`` for --confirm."""
+    """CSV import (``subscribers.csvio``) with this newsletter's topics; see ``send_confirmations`` for --confirm.
+    ``progress`` is called with (rows done, rows in all) after each chunk."""
     return import_csv(subscriber_store(settings, engine), stream, now=now, confirm=confirm, force=force,
-                      dry_run=dry_run, encoding=encoding)
+                      dry_run=dry_run, encoding=encoding, progress=progress)
 
 
 def subscriber_json(subscriber: Subscriber) -> dict[str, object]:
@@ -212,3 +217,28 @@ def subscriber_json(subscriber: Subscriber) -> dict[str, object]:
         "created": when(subscriber.created),
         "updated": when(subscriber.updated),
     }
+
+
+def kept_by_status(report: ImportReport) -> dict[str, list[str]]:
+    """Imported readers left not active, by status: what the import kept of their recorded consent."""
+    kept: dict[str, list[str]] = {}
+    for subscriber in sorted(report.kept, key=lambda s: STATUSES.index(s.status)):
+        kept.setdefault(subscriber.status, []).append(subscriber.email)
+    return kept
+
+
+def import_lines(report: ImportReport) -> list[str]:
+    """The import's report in words, line by line (`subscribers import` prints it, the console shows it)."""
+    prefix = "dry run, nothing changed: " if report.dry_run else ""
+    lines = []
+    if report.encoding != "utf-8" or report.delimiter != ",":
+        lines.append(f"read as {report.encoding}, columns separated by {delimiter_name(report.delimiter)}")
+    lines.append(f"{prefix}{report.rows} row{'' if report.rows == 1 else 's'}: {len(report.added)} added, "
+                 f"{len(report.updated)} updated, {len(report.unchanged)} unchanged, {len(report.errors)} not imported")
+    kept = kept_by_status(report)
+    if kept:
+        lines.append("kept not active, as recorded: " + ", ".join(f"{len(emails)} {status}"
+                                                                  for status, emails in kept.items())
+                     + " (they get no email; --force makes an imported row's status win)")
+    lines.extend(str(error) for error in report.errors)
+    return lines

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,7 +35,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, TemplateError
@@ -45,6 +45,9 @@ from newsletter.storage.editions import EditionStore
 from newsletter.storage.outbox import ConfirmationOutbox, OutboxItem
 from newsletter.storage.reader_feeds import ReaderFeeds
 from newsletter.usecases.subscribe import subscriber_store
+from newsletter.usecases.webhooks import attach, check_secrets, run_webhooks
+from newsletter.web.admin import admin_routes
+from newsletter.web.api import api_app
 from newsletter.web.archive_pages import SMALL_NUMBER, ArchivePages
 from newsletter.web.feedback import feedback_routes
 from newsletter.web.guards import BodyDeadline
@@ -399,6 +402,8 @@ def create_app(
             signer = signer_from_settings(settings)
         except SubscribersError as error:
             raise ConfigError(str(error)) from None
+    check_secrets(settings)  # a webhook without its signing secret fails `serve` and `web` at start
+    attach(settings, engine)
     web = WebApp(settings, engine, signer=signer, clock=clock or (lambda: datetime.now(UTC)))
     try:
         web.environment.template("web/base.html.j2")
@@ -422,8 +427,10 @@ def create_app(
         route("/topics/{slug}.atom", web.topic_feed, "GET"),
         *feedback_routes(web, route),
         *reader_feed_routes(web, route),
+        *admin_routes(web, route),
         route("/healthz", web.healthz, "GET"),
         route("/static/web.css", web.stylesheet, "GET"),
+        Mount("/api/v1", app=api_app(settings, engine, clock=web.clock)),
     ]
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -441,16 +448,22 @@ def create_app(
         return web.error_page(request, PageError(500, "Something went wrong", "The request failed; please try "
                                                  "again later."))
 
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = [web.sender.run]  # what runs as long as the server
+    if settings.webhooks:  # the webhook outbox's delivery loop (docs/webhooks.md)
+        background.append(lambda: run_webhooks(settings, engine))
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        """The background sender of confirmation emails lives as long as the server (any ASGI server)."""
-        sender = asyncio.create_task(web.sender.run())
+        """The background sender of confirmation emails (and the webhooks' delivery loop) live as long as the
+        server (any ASGI server)."""
+        tasks = [asyncio.create_task(job()) for job in background]
         try:
             yield
         finally:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(BodyDeadline, seconds=settings.web.body_timeout_seconds),
@@ -461,4 +474,5 @@ def create_app(
                     exception_handlers={HTTPException: http_error, Exception: server_error})
     app.router.redirect_slashes = False  # no redirects at all: nothing to turn into an open redirect
     app.state.web = web
+    app.state.background = background
     return app

@@ -47,6 +47,7 @@ def stand_in_reader(settings: Settings, edition: Edition) -> dict[str, str]:
         "unsubscribe_url": f"{base}/",
         "view_url": edition_url(settings, edition.slug),
         "feedback_url": "",  # no reader on the web: no "more/less like this" links (they would lead nowhere)
+        "feed_url": "",  # nor a private feed
     }
     assert set(values) == set(PERSONAL_FIELDS)  # a new personal field must get a neutral value here
     return values

@@ -2,8 +2,10 @@
 
 ``/feed/<subscriber id>.<key>.atom`` and ``.json``, where the key is the random secret of
 ``storage/reader_feeds.py``: the manage page shows the URL and can rotate the key (the old URL then answers
-404). An unsubscribed, bounced or complained reader's feed answers 410. Each entry is one paper as the reader's
-email had it: in its section (the reader's topics, in the reader's order), with its one-line TL;DR, abstract
+404). An email's footer links ``/feed/<signed feed token>.atom`` (``rendering.links.feed_token``: made per
+message without a database read); rotating refuses every token issued before it, with a 404 too. An
+unsubscribed, bounced or complained reader's feed answers 410. Each entry is one paper as the reader's email
+had it: in its section (the reader's topics, in the reader's order), with its one-line TL;DR, abstract
 and the reasons it matched. Served from stored data (the ledger, the variant's papers, the edition snapshots
 of the newest ``FEED_EDITIONS`` editions) with an ETag over the reader's sent rows, so a poll that finds
 nothing new costs one indexed query and answers 304.
@@ -28,7 +30,7 @@ from newsletter.config import Settings
 from newsletter.delivery.channels.message import one_line_tldr
 from newsletter.records.editions import Edition
 from newsletter.rendering.context import display_title, safe_url
-from newsletter.rendering.links import edition_url
+from newsletter.rendering.links import edition_url, read_feed_token
 from newsletter.rendering.reasons import reason_in_words
 from newsletter.storage.editions import EditionStore
 from newsletter.storage.reader_feeds import ReaderFeeds
@@ -36,6 +38,7 @@ from newsletter.web.archive import xml_text
 from newsletter.web.caching import etag_of, not_modified, not_modified_response, validator_headers
 from newsletter.web.pages import PageError
 from subscribers.store import SubscriberStore
+from subscribers.tokens import TokenSigner
 
 
 class WebApp(Protocol):
@@ -45,6 +48,7 @@ class WebApp(Protocol):
     engine: Engine
     editions: EditionStore
     store: SubscriberStore
+    signer: TokenSigner
 
 FEED_EDITIONS = 30
 """A private feed holds the reader's newest this many editions."""
@@ -158,16 +162,27 @@ class ReaderFeedPages:
         self.web = web
         self.feeds = ReaderFeeds(web.engine)
 
-    def _reader(self, token: str) -> tuple[int, str, tuple[str, ...]]:
+    def _reader_id(self, token: str) -> int | None:
+        """The subscriber of a current feed address: a stored key, or a signed token issued since the last
+        rotation."""
         match = _TOKEN.fullmatch(token)
-        if match is None or not self.feeds.matches(int(match.group(1)), match.group(2)):
+        if match is not None:
+            return int(match.group(1)) if self.feeds.matches(int(match.group(1)), match.group(2)) else None
+        signed = read_feed_token(self.web.signer.keyring, token)
+        if signed is None or not self.feeds.token_valid(*signed):
+            return None
+        return signed[0]
+
+    def _reader(self, token: str) -> tuple[int, str, tuple[str, ...]]:
+        subscriber_id = self._reader_id(token)
+        if subscriber_id is None:
             raise PageError(404, "This feed address is not valid", "It may have been replaced by a new one.")
-        subscriber = self.web.store.get(int(match.group(1)))
+        subscriber = self.web.store.get(subscriber_id)
         if subscriber is None:
             raise PageError(404, "This feed address is not valid", "There is no subscription for it any more.")
         if subscriber.status in STOPPED:
             raise PageError(410, "This feed has ended", "The subscription it belonged to has ended.")
-        return subscriber.id, match.group(2), subscriber.topics
+        return subscriber.id, token, subscriber.topics
 
     async def serve(self, request: Request) -> Response:
         token, kind = request.path_params["token"], request.path_params["kind"]
@@ -181,7 +196,7 @@ class ReaderFeedPages:
             return not_modified_response(headers)
         entries = await run_in_threadpool(_entries, self.web, subscriber_id, topics)
         base = self.web.settings.newsletter.base_url.rstrip("/")
-        feed_url = f"{base}{feed_path(subscriber_id, key, kind)}"
+        feed_url = f"{base}/feed/{key}.{kind}"
         title = xml_text(f"{self.web.settings.newsletter.name}: your papers")
         home = f"{base}/archive"
         if kind == "json":

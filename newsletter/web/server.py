@@ -47,12 +47,14 @@ async def run_server(
     quiet_accept_errors(asyncio.get_running_loop())
     # The sender is run here, not by the lifespan: a cancelled serve() (``serve`` stopping) skips uvicorn's
     # lifespan shutdown, and the sender must stop with the server, giving back the rows it had taken.
-    sender = asyncio.create_task(app.state.web.sender.run())
+    # (and so is the webhooks' delivery loop: every job of ``app.state.background``)
+    tasks = [asyncio.create_task(job()) for job in app.state.background]
 
     async def stop_sender() -> None:
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     server = _Server(config, on_shutdown=stop_sender) if handle_signals else _EmbeddedServer(config,
                                                                                              on_shutdown=stop_sender)

@@ -12,16 +12,17 @@ import re
 from dataclasses import dataclass
 
 from newsletter.records.editions import Edition, EditionPaper
-from newsletter.records.summaries import extractive_tldr, fit_summary, split_sentences
+from newsletter.records.summaries import split_sentences
 from newsletter.rendering.context import display_title, trend_phrase
+from newsletter.rendering.tldr import card_tldr
 
 _MARKDOWN = re.compile(r"([\\`*_\[\]<>|#])")
 
 
 def one_line_tldr(paper: EditionPaper) -> str:
     """The paper in one line: the first sentence of its TL;DR as the email's card shows it (Hugging Face's AI
-    summary when there is one, else the abstract's contribution sentence; records/summaries.py)."""
-    tldr = fit_summary(paper.ai_summary) if paper.ai_summary else extractive_tldr(paper.abstract or "")
+    summary when there is one, else the abstract's contribution sentence; ``rendering.tldr.card_tldr``)."""
+    tldr = card_tldr(paper)
     sentences = split_sentences(tldr)
     return sentences[0] if sentences else tldr
 

@@ -1,4 +1,5 @@
-"""What `papers` and `topics` show, as plain data: the CLI prints it as tables or as stable JSON.
+"""What `papers` and `topics` show, as plain data: the CLI prints it as tables or as stable JSON, and
+``GET /api/v1/papers`` answers the same JSON.
 
 The JSON shapes are documented in docs/cli.md; add keys freely, never rename or remove one.
 """
