@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from subscribers import changes as change_listeners
 from subscribers.addresses import address_hash
 from subscribers.consent_store import EVENT_FIELDS
 from subscribers.import_plan import Plan
@@ -72,6 +73,12 @@ def apply(connection: Connection, plans: Sequence[Plan]) -> dict[str, Subscriber
               for plan in live if plan.events and plan.row.email in inserted for event in plan.events]
     if events:
         connection.execute(subscriber_events.insert(), events)
+    if change_listeners.listening(connection):  # webhook events, in this chunk's transaction like the row writes
+        for plan in live:
+            if plan.existing is None and plan.row.email in inserted:
+                change_listeners.notify(connection, None, inserted[plan.row.email])
+            elif plan.existing is not None and plan.changes:
+                change_listeners.notify(connection, plan.existing, plan.result())
     return inserted
 
 

@@ -3,9 +3,11 @@
 This package knows nothing of webhooks (it never imports ``newsletter``). A caller that wants to act on a
 change — the newsletter writes webhook events into its outbox — registers a ``Listener`` for an engine
 with ``listen``. Every row ``SubscriberStore`` inserts or updates one at a time (``_insert``, ``_update``:
-the CLI, the import, the web pages and the mail-back evidence all write through them) calls the listeners
-with the row before and after, on the same connection: what a listener writes commits or rolls back with the
-change. Bulk topic renames (``replace_topics``) and erasure (``delete_personal_data``) are not reported.
+the CLI, the web pages, single mail-back reports) and every row the bulk writers change (the CSV import's
+chunks in ``bulk_store.apply``, mail-back evidence in batches in ``EvidenceStore.apply_many``) calls the
+listeners with the row before and after, on the same connection: what a listener writes commits or rolls back
+with the change. Bulk topic renames (``replace_topics``) and erasure (``delete_personal_data``) are not
+reported.
 
 Listeners are keyed by the engine's connection pool (held weakly), so engines made from one another with
 ``execution_options`` share them and a disposed engine drops them. Without a listener nothing extra is read.

@@ -11,13 +11,14 @@ seen the message in the same transaction, so a message handed over twice acts on
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from subscribers import changes as change_listeners
 from subscribers.addresses import address_hash
 from subscribers.models import Subscriber, SuppressionReason
 from subscribers.schema import subscriber_events, subscribers, suppressions
@@ -175,6 +176,9 @@ class EvidenceStore:
             })
             actions.append(action)
         _write(connection, changes, suppress, events, now)
+        if changes and change_listeners.listening(connection):  # in the batch's transaction, like the writes
+            for reader_id, change in changes.items():
+                change_listeners.notify(connection, readers[reader_id], replace(readers[reader_id], **change))
         return actions
 
     @staticmethod

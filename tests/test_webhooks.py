@@ -181,3 +181,26 @@ def test_only_the_events_an_endpoint_asks_for_are_written_and_deliver_retries_la
     assert WebhookOutbox(engine).rows() == []
     assert receiver.events[0].data["previous_status"] == "active"
     receiver.down()
+
+
+@pytest.mark.usefixtures("database_url")  # SQLite and the PostgreSQL server
+def test_a_csv_import_writes_one_event_per_subscriber_it_adds_or_moves(
+        tmp_path: Path, sink: MailSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bulk import writes a chunk in a few statements: its rows still tell the webhooks, in the same transaction."""
+    signing = new_secret()
+    monkeypatch.setenv(SECRET_ENV, signing)
+    receiver = Receiver(signing)  # down: the events wait in the outbox
+    config = webhook_config(tmp_path, sink, receiver)
+    assert run(config, "subscribers", "add", "left@example.org")[0] == 0
+    assert run(config, "subscribers", "remove", "left@example.org")[0] == 0
+    rows = tmp_path / "readers.csv"
+    rows.write_text("email,topics\nnew1@example.org,agents\nnew2@example.org,retrieval\nnot-an-address,agents\n"
+                    "left@example.org,agents\n", encoding="utf-8")
+    code, output = run(config, "subscribers", "import", str(rows), "--force")
+    assert code != 0 or "not-an-address" in output, output
+    listed = json.loads(run(config, "webhooks", "list", "--state", "pending", "--json")[1])
+    events = Counter((d["type"], d["subject"]) for d in listed["deliveries"])
+    created = [subject for (kind, subject) in events if kind == "subscriber.created"]
+    assert len(created) == 3, events  # left@ first, then the two new rows of the import
+    assert sum(n for (kind, _), n in events.items() if kind == "subscriber.resubscribed") == 1, events
+    assert all(n == 1 for n in events.values()), events
