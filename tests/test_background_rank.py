@@ -101,3 +101,20 @@ def test_embedding_defaults_match_fewer_off_topic_papers_and_keep_the_closed_wor
     assert closed >= old_closed
     assert closed >= 0.78
     assert open_f1 >= 0.55
+
+
+def test_with_tfidf_a_topic_absorbs_no_area_that_shares_no_word_with_it() -> None:
+    """The example server's topics: every astrophysics area scores 0 against all of them, and the first topic
+    ("Efficient training") used to absorb them all, so they never competed with it."""
+    from newsletter.config import load_settings
+    from newsletter.matching.background import absorbed, arxiv_areas, topic_area_similarity
+    from tests.conftest import ROOT
+
+    topics = load_settings(ROOT / "examples" / "offline.toml").topics
+    similarity = topic_area_similarity(topics, build_matcher(MatchingSettings(method="tfidf")))
+    own = absorbed(similarity)
+    codes = [area.code for area in arxiv_areas()]
+    taken = {codes[i] for i in own.any(axis=0).nonzero()[0]}
+    assert not {c for c in taken if c.startswith(("astro-ph", "cond-mat", "hep-", "q-fin"))}
+    assert {"cs.IR", "cs.CV", "cs.MA"} <= taken  # retrieval, vision, agents still take their own areas
+    assert all(similarity[t, a] > 0 for t, a in zip(*own.nonzero(), strict=True))

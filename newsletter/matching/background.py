@@ -9,7 +9,8 @@ method exactly as the topics are (same facets, same similarity).
 The rule, per paper and topic:
 
 1. **Absorbed areas.** An area stands for a topic's own subject when the topic is the area's nearest topic and
-   the area is within ``ABSORB_DELTA`` of the topic's nearest area (topic text against area text). Those areas
+   the area is within ``ABSORB_DELTA`` and ``ABSORB_SHARE`` of the topic's nearest area (topic text against
+   area text). Those areas
    do not compete with the topic: a "Computer vision" topic is not beaten by the ``cs.CV`` area, nor a
    "Mathematics" topic by ``math.NT``, when the topic is their nearest.
 2. **Joint self-training.** Topics and areas are self-trained together on the reference corpus (the batch and
@@ -54,6 +55,10 @@ process does not spend ~25 CPU-seconds embedding ~900 facets; a facet whose text
 SHIPPED_MODEL = "all-MiniLM-L6-v2@"
 ABSORB_DELTA = 0.2
 """An area within this similarity of a topic's nearest area (and nearest to that topic) is the topic's own."""
+ABSORB_SHARE = 0.5
+"""...and at least this share of the topic's similarity to its nearest area. TF-IDF cosines of short texts are
+small, so "within ``ABSORB_DELTA``" alone let a topic absorb areas that share no word with any topic (an
+"Efficient training" topic absorbed every astrophysics area, being the first topic of a tie at zero)."""
 AREA_SLUG_PREFIX = "arxiv-"
 
 
@@ -159,7 +164,8 @@ def absorbed(topic_area: np.ndarray, *, delta: float = ABSORB_DELTA) -> np.ndarr
     if topic_area.size == 0:
         return np.zeros(topic_area.shape, dtype=bool)
     nearest_topic = topic_area.argmax(axis=0)
-    own = topic_area >= topic_area.max(axis=1, keepdims=True) - delta
+    best = topic_area.max(axis=1, keepdims=True)
+    own = (topic_area >= best - delta) & (topic_area >= ABSORB_SHARE * best) & (topic_area > 0)
     result: np.ndarray = own & (nearest_topic[np.newaxis, :] == np.arange(topic_area.shape[0])[:, np.newaxis])
     return result
 
