@@ -41,8 +41,10 @@ from tests.test_send import SECRET
 from tests.web_support import confirm_link, csrf_token
 
 FEEDS = ROOT / "examples" / "feeds"
+# UTC-12 then UTC+14: 26 hours apart, so the second round's local date is always later than the first's,
+# whatever the hour the test runs at (UTC then Kiritimati gave one date between 00:00 and 10:00 UTC)
 ROUNDS = (
-    ("UTC", {"distill_rss_cs.AI_2026-04-27.xml"}),
+    ("Etc/GMT+12", {"distill_rss_cs.AI_2026-04-27.xml"}),
     ("Pacific/Kiritimati", {"distill_rss_cs.AI_2026-04-27.xml", "distill_rss_cs.LG_2026-04-27.xml",
                             "distill_rss_cs.CL_2026-04-27.xml"}),
 )
