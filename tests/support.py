@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter.cli.main import cli
+from subscribers.store import SubscriberStore
 
 
 def run(config: Path | None, *args: str, stdin: str | None = None) -> tuple[int, str]:
@@ -61,3 +62,20 @@ def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def subscriber_snapshot(store: SubscriberStore) -> dict[str, tuple[object, ...]]:
+    """Every stored fact of every subscriber (consent, suppression entry, evidence), by address: what an
+    export followed by an import must give back unchanged."""
+    from subscribers.evidence import EvidenceStore
+
+    evidence = EvidenceStore(store.engine)
+    result: dict[str, tuple[object, ...]] = {}
+    for s in store.list_all():
+        entry = store.suppression(s.email)
+        events = tuple((e.kind, e.action, e.status, e.diagnostic, e.message_id, e.created)
+                       for e in evidence.events(s.id))
+        result[s.email] = (s.status, s.name, s.topics, s.frequency, s.source, s.consent_at, s.consent_ip,
+                           s.confirmed_at, s.confirmed_ip, s.unsubscribed_at, s.created,
+                           (entry.reason, entry.created) if entry else None, events)
+    return result

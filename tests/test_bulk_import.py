@@ -25,6 +25,7 @@ from subscribers.errors import InvalidAddressError
 from subscribers.evidence import EvidenceStore
 from subscribers.store import SubscriberStore
 from tests.conftest import write_config
+from tests.support import subscriber_snapshot
 
 T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 ROWS = 2 * bulk_store.CHUNK + 500  # three chunks, the last one short
@@ -139,16 +140,7 @@ def _history(store: SubscriberStore) -> None:
 
 
 def _snapshot(store: SubscriberStore) -> dict[str, tuple[object, ...]]:
-    evidence = EvidenceStore(store.engine)
-    result: dict[str, tuple[object, ...]] = {}
-    for s in store.list_all():
-        entry = store.suppression(s.email)
-        events = tuple((e.kind, e.action, e.status, e.diagnostic, e.message_id, e.created)
-                       for e in evidence.events(s.id))
-        result[s.email] = (s.status, s.name, s.topics, s.frequency, s.source, s.consent_at, s.consent_ip,
-                           s.confirmed_at, s.confirmed_ip, s.unsubscribed_at, s.created,
-                           (entry.reason, entry.created) if entry else None, events)
-    return result
+    return subscriber_snapshot(store)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from newsletter.storage.db import open_database
 from subscribers.evidence import EvidenceStore
 from subscribers.store import SubscriberStore
 from tests.conftest import write_config
+from tests.support import subscriber_snapshot
 
 SECRET = "k1:consent-test-secret-0123456789"
 T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
@@ -62,16 +63,7 @@ def _a_list_with_history(config: Path) -> None:
 
 def _snapshot(config: Path) -> dict[str, tuple[object, ...]]:
     store = _store(config)
-    evidence = EvidenceStore(store.engine)
-    result: dict[str, tuple[object, ...]] = {}
-    for s in store.list_all():
-        entry = store.suppression(s.email)
-        events = tuple((e.kind, e.action, e.status, e.diagnostic, e.message_id, e.created)
-                       for e in evidence.events(s.id))
-        result[s.email] = (s.status, s.name, s.topics, s.frequency, s.source, s.consent_at, s.consent_ip,
-                           s.confirmed_at, s.confirmed_ip, s.unsubscribed_at, s.created,
-                           (entry.reason, entry.created) if entry else None, events)
-    return result
+    return subscriber_snapshot(store)
 
 
 def test_export_then_import_into_a_fresh_database_restores_status_consent_and_evidence(

@@ -47,8 +47,9 @@ def _topics(value: str | None) -> list[str] | None:
 
 
 def _one_line(subscriber: Subscriber) -> str:
-    topics = ", ".join(subscriber.topics) or "no topics"
-    return f"{subscriber.email} ({subscriber.status}; {topics}; {subscriber.frequency})"
+    from newsletter.usecases.subscribe import reader_line
+
+    return reader_line(subscriber)
 
 
 def _audit(app: _App, action: str, detail: str) -> None:
@@ -117,15 +118,7 @@ def remove(app: _App, email: str, topic: str | None, delete: bool) -> None:
     if delete and topic:
         raise click.UsageError("--delete and --topic do not go together")
     result = remove_subscriber(app.settings, _engine(app), email, now=app.now(), topic=topic, delete=delete)
-    address = result.subscriber.email
-    if result.deleted:
-        done = f"deleted the personal data of {address}; kept a suppression entry"
-    elif not result.changed:
-        done = f"{address}: nothing to change ({_one_line(result.subscriber)})"
-    elif topic and result.subscriber.status != "unsubscribed":
-        done = f"{address}: removed from {topic}; now {_one_line(result.subscriber)}"
-    else:
-        done = f"unsubscribed {address}"
+    done = result.summary()
     click.echo(done)
     if result.changed:
         _audit(app, "reader.delete" if delete else "reader.remove_topic" if topic else "reader.remove", done)

@@ -153,11 +153,29 @@ def add_subscriber(
                          source=source, force=force)
 
 
+def reader_line(subscriber: Subscriber) -> str:
+    """A reader in one line, as `subscribers add` and `remove` and the console print it."""
+    topics = ", ".join(subscriber.topics) or "no topics"
+    return f"{subscriber.email} ({subscriber.status}; {topics}; {subscriber.frequency})"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Removal:
     subscriber: Subscriber
     changed: bool
     deleted: bool = False
+    topic: str | None = None
+
+    def summary(self) -> str:
+        """What the removal did, in the words the CLI and the console both print."""
+        address = self.subscriber.email
+        if self.deleted:
+            return f"deleted the personal data of {address}; kept a suppression entry"
+        if not self.changed:
+            return f"{address}: nothing to change ({reader_line(self.subscriber)})"
+        if self.topic and self.subscriber.status != "unsubscribed":
+            return f"{address}: removed from {self.topic}; now {reader_line(self.subscriber)}"
+        return f"unsubscribed {address}"
 
 
 def remove_subscriber(
@@ -174,7 +192,7 @@ def remove_subscriber(
         return Removal(subscriber=subscriber, changed=True, deleted=True)
     changed = store.unsubscribe(subscriber.id, now=now, topic=topic)
     after = store.get(subscriber.id)
-    return Removal(subscriber=after or subscriber, changed=changed)
+    return Removal(subscriber=after or subscriber, changed=changed, topic=topic)
 
 
 def import_subscribers(

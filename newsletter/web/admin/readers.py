@@ -24,6 +24,7 @@ from newsletter.usecases.subscribe import (
     add_subscriber,
     import_lines,
     import_subscribers,
+    reader_line,
     remove_subscriber,
     send_confirmations,
     subscriber_store,
@@ -40,10 +41,7 @@ from subscribers.models import STATUSES, Subscriber
 PER_PAGE = 50
 
 
-def one_line(subscriber: Subscriber) -> str:
-    """A reader in one line, as `subscribers add` and `remove` print it."""
-    topics = ", ".join(subscriber.topics) or "no topics"
-    return f"{subscriber.email} ({subscriber.status}; {topics}; {subscriber.frequency})"
+one_line = reader_line
 
 
 def _choice(value: str | None, allowed: tuple[str, ...] | list[str]) -> str | None:
@@ -140,14 +138,7 @@ class ReaderPages:
                 topic = str(form.get("topic", "")) if action == "remove_topic" else None
                 result = await run_in_threadpool(lambda: remove_subscriber(
                     console.settings, console.engine, reader.email, now=now, topic=topic, delete=action == "delete"))
-                if result.deleted:
-                    done = f"deleted the personal data of {reader.email}; kept a suppression entry"
-                elif not result.changed:
-                    done = f"{reader.email}: nothing to change ({one_line(result.subscriber)})"
-                elif topic and result.subscriber.status != "unsubscribed":
-                    done = f"{reader.email}: removed from {topic}; now {one_line(result.subscriber)}"
-                else:
-                    done = f"unsubscribed {reader.email}"
+                done = result.summary()
             elif action == "resubscribe":
                 what, after = await run_in_threadpool(lambda: add_subscriber(
                     console.settings, console.engine, reader.email, now=now, name=None, topics=None, frequency=None,
