@@ -28,7 +28,8 @@ OTHER = ROOT / "bench" / "data" / "topics-other"
 def _load(name: str) -> ModuleType:
     sys.path.insert(0, str(ROOT / "bench"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault(name, module)
     spec.loader.exec_module(module)
@@ -43,7 +44,8 @@ def test_the_shipped_set_reads_whole_with_its_ten_areas() -> None:
     rows = open_sets.read_labelled_set(OTHER / "papers.csv", areas)
     assert [a.code for a in areas] == sorted(["cs.AI", "cs.CL", "cs.CR", "cs.CV", "cs.IR", "cs.LG", "cs.NI",
                                               "cs.RO", "cs.SD", "cs.SE"])
-    assert len(rows) == 174 and {r.primary for r in rows} == {a.code for a in areas}
+    assert len(rows) == 174
+    assert {r.primary for r in rows} == {a.code for a in areas}
     assert all(r.paper.categories == () for r in rows)  # hidden from the matcher
     halves = [open_sets.read_labelled_set(OTHER / "papers.csv", areas, half) for half in (0, 1)]
     assert sorted(r.paper.paper_id for h in halves for r in h) == sorted(r.paper.paper_id for r in rows)
@@ -53,7 +55,7 @@ def test_bad_tables_and_sets_are_named_with_the_line(tmp_path: Path) -> None:
     table = tmp_path / "topics.json"
     table.write_text(json.dumps({"cs.RO": {"slug": "robotics", "name": "Robotics"},
                                  "cs.SD": {"slug": "audio", "name": "Audio", "description": "Sound."}}))
-    with pytest.raises(open_sets.OpenSetError, match="'cs.RO' needs a non-empty slug, name and description"):
+    with pytest.raises(open_sets.OpenSetError, match=r"'cs\.RO' needs a non-empty slug, name and description"):
         open_sets.read_topic_table(table)
     table.write_text(json.dumps({"cs.RO": {"slug": "r", "name": "Robotics", "description": "Robots."},
                                  "cs.SD": {"slug": "a", "name": "Audio", "description": "Sound."}}))
@@ -71,7 +73,9 @@ def test_bad_tables_and_sets_are_named_with_the_line(tmp_path: Path) -> None:
 def test_ten_areas_sample_35_combinations_the_same_way_and_seven_give_all_35() -> None:
     ten = [f"cs.{c}" for c in "ABCDEFGHIJ"]
     drawn = open_sets.combinations(ten)
-    assert len(drawn) == 35 and len(set(drawn)) == 35 and drawn == open_sets.combinations(list(reversed(ten)))
+    assert len(drawn) == 35
+    assert len(set(drawn)) == 35
+    assert drawn == open_sets.combinations(list(reversed(ten)))
     assert len(open_sets.combinations(ten[:7])) == 35
 
 
