@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -125,12 +126,20 @@ def tfidf_score(
     rows, topic_rows = matrix[:count], matrix[count:]
     similarities = np.asarray((rows @ topic_rows.T).toarray(), dtype=np.float32)
     facets = [topic_facets(t) for t in topics]
-    closest = np.zeros(similarities.shape, dtype=np.int64)
+    closest = closest_facets(rows, facets, vectorizer.transform)
+    return Scored(similarities=similarities, features=rows, facets=facets, closest_facet=closest), vectorizer
+
+
+def closest_facets(rows: Any, facets: Sequence[Sequence[tuple[str, str]]],
+                   transform: Callable[[list[str]], Any]) -> np.ndarray:
+    """Rows × topics: the index of the facet a reason may name (``reason_span``) that each TF-IDF row is closest to;
+    ``transform`` turns facet texts into rows of the same space."""
+    closest = np.zeros((rows.shape[0], len(facets)), dtype=np.int64)
     for column, facet_list in enumerate(facets):
         start, end = reason_span(facet_list)
-        facet_rows = vectorizer.transform([text for _, text in facet_list[start:end]])
+        facet_rows = transform([text for _, text in facet_list[start:end]])
         closest[:, column] = np.asarray((rows @ facet_rows.T).toarray()).argmax(axis=1) + start
-    return Scored(similarities=similarities, features=rows, facets=facets, closest_facet=closest), vectorizer
+    return closest
 
 
 def apply_rules(
