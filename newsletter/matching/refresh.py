@@ -7,33 +7,23 @@ feedback votes and example papers), which the pure matchers never do; `fetch`, b
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
 
 from newsletter.config import Settings
 from newsletter.matching.chunked import match_in_chunks
 from newsletter.matching.examples import resolve_examples, with_feedback
 from newsletter.matching.matcher import TfidfMatcher, build_matcher
+from newsletter.matching.pending import end_pending, pending_since
 from newsletter.records.papers import Paper
 from newsletter.storage.embeddings import EmbeddingStore
 from newsletter.storage.papers import PaperStore
 from subscribers.feedback import FeedbackStore
 
 FINGERPRINT_KEY = "topics_fingerprint"
-PENDING_KEY = "matching_pending_since"
-"""Set (to the fetch's time) before a fetch stores papers, removed once they are matched: while it is there, the
-papers changed since that time may have no matches yet, and the next ``refresh_matches`` matches them too."""
 IDF_BACKGROUND_PAPERS = 2000
 """Recent stored papers that lend their words to the IDF weights when only a few papers are matched."""
 MATCH_CHUNK = 5000
 """Papers read from the store and matched at a time (`tfidf`): the matches are those of the whole batch."""
-
-
-def begin_storing(store: PaperStore, *, now: datetime) -> None:
-    """Before papers are stored: remember that papers changed from ``now`` on wait for matching. An older mark,
-    left by a fetch that stopped before its matching ended, is kept, so its papers are matched too."""
-    if store.get_meta(PENDING_KEY) is None:
-        store.set_meta(PENDING_KEY, now.isoformat())
 
 
 def refresh_matches(
@@ -42,18 +32,18 @@ def refresh_matches(
     """Match the given (just stored) papers; every stored paper instead when the topics or the method changed.
 
     ``paper_ids`` names stored papers without holding them: they are read a chunk at a time. Papers a stopped
-    fetch stored but did not match (``begin_storing``) are matched too. Uses the matcher of ``[matching]
+    fetch stored but did not match (``pending.begin_storing``) are matched too. Uses the matcher of ``[matching]
     method``; the `embedding` one reuses stored paper vectors. Returns how many papers were matched.
     """
     cache = EmbeddingStore(store.engine)
     matcher = build_matcher(settings.matching, cache=cache, config_path=str(settings.config_path))
     fingerprint = matcher.fingerprint(settings.topics)
-    pending = store.get_meta(PENDING_KEY)
+    pending = pending_since(store)
     given = {p.paper_id: p for p in papers}
     ids = list(dict.fromkeys([*given, *paper_ids]))
     if pending is not None:
         listed = set(ids)
-        ids += [i for i in store.paper_ids(updated_since=datetime.fromisoformat(pending)) if i not in listed]
+        ids += [i for i in store.paper_ids(updated_since=pending) if i not in listed]
     background: list[Paper] = []
     if store.get_meta(FINGERPRINT_KEY) != fingerprint:
         ids, given = store.paper_ids(), {}
@@ -61,28 +51,28 @@ def refresh_matches(
         background = store.papers(limit=IDF_BACKGROUND_PAPERS) if matcher.uses_background else []
     if not ids:
         if pending is not None:
-            store.delete_meta(PENDING_KEY)
+            end_pending(store)
         return 0
     votes = FeedbackStore(store.engine).topic_votes(min_readers=settings.feedback.shared_min_readers)
     examples = with_feedback(store, resolve_examples(store, settings.topics), votes)
 
-    def load(chunk: Sequence[str]) -> Mapping[str, Paper]:
+    def load(chunk: Sequence[str], read: Callable[[Sequence[str]], dict[str, Paper]]) -> Mapping[str, Paper]:
         found = {i: given[i] for i in chunk if i in given}
         missing = [i for i in chunk if i not in found]
-        return {**found, **store.get_many(missing)} if missing else found
+        return {**found, **read(missing)} if missing else found
 
     if isinstance(matcher, TfidfMatcher):
-        count = match_in_chunks(matcher, (ids[i : i + MATCH_CHUNK] for i in range(0, len(ids), MATCH_CHUNK)), load,
-                                settings.topics, write=store.replace_matches, background=background,
-                                examples=examples)
+        count = match_in_chunks(matcher, (ids[i : i + MATCH_CHUNK] for i in range(0, len(ids), MATCH_CHUNK)),
+                                lambda chunk: load(chunk, store.get_for_matching), settings.topics,
+                                write=store.replace_matches, background=background, examples=examples)
     else:  # the embedding method matches the batch at once (its vectors are stored; its memory is not bounded)
-        found = load(ids)
+        found = load(ids, store.get_many)
         batch = [found[i] for i in ids if i in found]
         store.replace_matches(ids, matcher.match(batch, settings.topics, background=background, examples=examples))
         count = len(batch)
     store.set_meta(FINGERPRINT_KEY, fingerprint)
     if pending is not None:
-        store.delete_meta(PENDING_KEY)
+        end_pending(store)
     return count
 
 

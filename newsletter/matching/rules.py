@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from newsletter.config import TopicSettings
-from newsletter.matching.evidence import Scored, reason_span, shared_terms, topic_facets
+from newsletter.matching.evidence import Scored, reason_span, shared_terms, topic_facets, word_set
 from newsletter.records.papers import Paper, TopicMatch
 
 PRIMARY_CATEGORY_BONUS = 0.3
@@ -168,6 +168,7 @@ def apply_rules(
     for row, paper in enumerate(papers):
         text = paper_text(paper)
         found = index.find(text)
+        words: frozenset[str] | None = None
         for column, topic in enumerate(topics):
             similarity = float(similarities[row, column])
             categories = tuple(c for c in paper.categories if c in topic.categories)
@@ -182,7 +183,8 @@ def apply_rules(
                 bonus += PRIMARY_CATEGORY_BONUS if primary else OTHER_CATEGORY_BONUS
             kind, closest = scored.closest(row, column) if scored is not None else ("", "")
             said = " ".join(normalise_keyword(k) for k in keywords)
-            terms = tuple(t for t in shared_terms(text, texts[column]) if t.rstrip("s") not in said)
+            words = word_set(text) if words is None else words
+            terms = tuple(t for t in shared_terms(text, texts[column], paper_words=words) if t.rstrip("s") not in said)
             matches.append(
                 TopicMatch(
                     paper_id=paper.paper_id,

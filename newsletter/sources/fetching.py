@@ -115,10 +115,16 @@ async def fetch_all(
         except SourceError as exc:
             return exc
 
+    async def gathered(client: httpx.AsyncClient) -> list[FetchResponse | SourceError]:
+        results = await asyncio.gather(*(one(r, client) for r in requests))
+        answers = list(results)
+        results.clear()  # the gathering future outlives this call: it must not keep every document alive
+        return answers
+
     if client is not None:
-        return list(await asyncio.gather(*(one(r, client) for r in requests)))
+        return await gathered(client)
     async with new_client(settings) as own:
-        return list(await asyncio.gather(*(one(r, own) for r in requests)))
+        return await gathered(own)
 
 
 async def fetch_one(

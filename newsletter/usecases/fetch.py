@@ -9,7 +9,8 @@ since the last run, every paper is matched again.
 A document is parsed, stored and matched a chunk of papers at a time (issue 30: a 100,000-item listing), so its
 papers are never all held: the parser hands on ``FETCH_CHUNK`` papers at a time and the store merges them;
 the matching then reads the changed papers back by id (``refresh_matches``). Papers stored before a crash are
-not lost to the matching: ``begin_storing`` marks the store first, and the next run matches what the mark covers.
+not lost to the matching: ``pending.begin_storing`` marks the store first, and the next run matches what the
+mark covers.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import httpx
 
 from newsletter.config import Settings, SourceSettings
 from newsletter.errors import SourceError
-from newsletter.matching.refresh import begin_storing, refresh_matches
+from newsletter.matching.pending import begin_storing
 from newsletter.records.papers import SourceReport
 from newsletter.sources.fetching import FetchRequest, FetchResponse, fetch_all
 from newsletter.sources.parsing import FeedChunk, parse_feed_chunks
@@ -65,6 +66,9 @@ async def fetch_sources(
         report, changed_ids = _store_response(store, source, state, responses.pop(), now=now)
         reports.append(report)
         changed.update(dict.fromkeys(changed_ids))
+    # imported only now, with every document let go: scikit-learn is a large part of a fetch's memory
+    from newsletter.matching.refresh import refresh_matches
+
     refresh_matches(settings, store, paper_ids=list(changed))
     return reports
 
