@@ -88,10 +88,15 @@ def parse_feed_chunks(
 ) -> Iterator[FeedChunk]:
     """``parse_feed`` a chunk of at most ``size`` papers at a time; together, the chunks hold what it returns.
 
-    A large arXiv RSS listing is read item by item (``streaming``), so its papers are never all held at once;
-    any other document is parsed whole, as by ``parse_feed``, and handed on in chunks. Raises what ``parse_feed``
+    A large arXiv RSS listing is read item by item (``streaming``), so its papers are never all held at once; a
+    Hugging Face listing is decoded whole, then its items are made papers (and let go) a chunk at a time; any
+    other document is parsed whole, as by ``parse_feed``, and handed on in chunks. Raises what ``parse_feed``
     raises, before the first chunk.
     """
+    if kind == "hf-daily":
+        expect_feed(kind, data, source=source, content_type=content_type)
+        yield from _hf_chunks(data, source=source, size=size)
+        return
     if kind != "arxiv-rss":
         yield from _in_chunks(parse_feed(kind, data, source=source, include_cross=include_cross,
                                          content_type=content_type), size)
@@ -368,25 +373,46 @@ def _rss_entry(entry: Mapping[str, Any], source: str) -> Paper | None:
 
 
 def parse_hf_daily(data: bytes, *, source: str) -> ParsedFeed:
+    papers: list[Paper] = []
+    skipped = 0
+    warnings: tuple[str, ...] = ()
+    for chunk in _hf_chunks(data, source=source, size=None):
+        papers += chunk.papers
+        skipped += chunk.skipped
+        warnings += chunk.warnings
+    return ParsedFeed(tuple(papers), skipped=skipped, warnings=warnings)
+
+
+def _hf_chunks(data: bytes, *, source: str, size: int | None) -> Iterator[FeedChunk]:
+    """The papers of a Hugging Face listing, ``size`` items at a time (None: all at once); each chunk's items
+    are let go once read, so the document's objects and its papers are not all held together."""
     items = load_json(data, source=source)
     if not isinstance(items, list):
         raise SourceError(source, f"expected a JSON array of papers, found {type(items).__name__}")
-    papers: list[Paper] = []
-    skipped = broken = 0
-    for item in items:
-        try:
-            paper = _hf_item(item, source) if isinstance(item, dict) else None
-            if paper is not None:
-                paper = _storable(paper)
-        except _ENTRY_ERRORS as exc:
-            log.info("source %r: skipped an item: %s: %s", source, type(exc).__name__, _said(exc))
-            paper = None
-            broken += 1
-        if paper is None:
-            skipped += 1
-        else:
-            papers.append(paper)
-    return ParsedFeed(tuple(papers), skipped=skipped, warnings=(_broken_warning(broken),) if broken else ())
+    broken = 0
+    while True:
+        part = items[:size] if size is not None else items
+        items = items[len(part):] if size is not None else []
+        papers: list[Paper] = []
+        skipped = 0
+        for item in part:
+            try:
+                paper = _hf_item(item, source) if isinstance(item, dict) else None
+                if paper is not None:
+                    paper = _storable(paper)
+            except _ENTRY_ERRORS as exc:
+                log.info("source %r: skipped an item: %s: %s", source, type(exc).__name__, _said(exc))
+                paper = None
+                broken += 1
+            if paper is None:
+                skipped += 1
+            else:
+                papers.append(paper)
+        del part
+        yield FeedChunk(tuple(papers), skipped=skipped,
+                        warnings=(_broken_warning(broken),) if broken and not items else ())
+        if not items:
+            return
 
 
 def _hf_time(value: Any) -> datetime | None:
