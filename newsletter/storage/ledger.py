@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 from newsletter.storage import db
 from newsletter.storage import ledger_tallies as tallies
-from newsletter.storage.bulk import BulkStatement, BulkStatements
+from newsletter.storage.bulk import BulkStatement, BulkStatements, insert_new_many
 from newsletter.storage.ledger_reads import HALTED_PHASE as HALTED_PHASE
 from newsletter.storage.ledger_reads import STATES as STATES
 from newsletter.storage.ledger_reads import State as State
@@ -178,7 +178,7 @@ class Ledger(tallies.TallyReads):
     @staticmethod
     def _add(connection: sa.Connection, edition_id: int, values: list[dict[str, Any]]) -> int:
         tallies.open_editions(connection, [edition_id])
-        added = db.insert_new(connection, deliveries, values)
+        added = insert_new_many(connection, deliveries, values)
         changes = tallies.TallyChanges()
         changes.add(edition_id, "pending", added)
         changes.write(connection)
