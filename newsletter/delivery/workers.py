@@ -273,6 +273,7 @@ class Dispatcher:
         started = self.clock()
         self.ledger.release_expired(edition_id, now=started)
         run = WorkerRun(before=self.ledger.counts(edition_id))
+        halts = self.ledger.tallies(edition_id)[HALTS]  # before the first batch is enqueued: it may halt at once
         ids = self.ledger.due_ids(edition_id, now=started)
         if wait and ids:
             run.workers = self.ping()
@@ -282,7 +283,6 @@ class Dispatcher:
         run.enqueued = len(ids)
         run.batches = self.enqueue(edition_id, ids)
         total = self.ledger.outstanding(edition_id, due_by=started)
-        halts = self.ledger.tallies(edition_id)[HALTS]
         quiet_since: float | None = None
         fruitless, left_at_requeue = 0, -1
         drifted = False
