@@ -136,3 +136,17 @@ def test_pruned_editions_lose_their_tallies_and_an_edition_without_any_is_counte
         connection.execute(ledger_tallies.delete())
     assert ledger.tallies(new) == {**ledger.counts(new), HALTS: 0}
     assert ledger.tallies(new)["pending"] == 2
+
+
+def test_a_claim_takes_the_first_due_rows_by_id_whether_pending_or_deferred(engine: Engine) -> None:
+    ledger = Ledger(engine)
+    ledger.add(1, rows(1, range(6)), now=NOW)
+    ids = sorted(row["id"] for row in ledger.rows(1, state="pending"))
+    taken = ledger.claim(1, limit=2, now=NOW, lease=LEASE, only=ids[1:3])
+    ledger.record(data_phase=[], now=NOW, outcomes=[
+        Outcome(delivery_id=d.id, state="deferred", phase="rcpt", next_attempt_at=NOW, claim_token=d.claim_token)
+        for d in taken])
+    # due now: pending ids[0], ids[3:]; deferred ids[1], ids[2]
+    assert [d.id for d in ledger.claim(1, limit=2, now=NOW, lease=LEASE)] == ids[:2]
+    assert [d.id for d in ledger.claim(1, limit=3, now=NOW, lease=LEASE)] == [ids[2], ids[3], ids[4]]
+    check(ledger, 1, pending=1, deferred=0, claimed=5)

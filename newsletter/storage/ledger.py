@@ -311,7 +311,8 @@ class Ledger(tallies.TallyReads):
                 # first UPDATE left room for. Each UPDATE reads its rows by id (no state test on the UPDATE itself:
                 # with one, the planner may read every such row through the state index, ix_deliveries_state).
                 both = sa.union_all(*(sa.select(part.subquery().c.id) for part in parts)).subquery()
-                last = sa.select(sa.func.max(both.c.id)).scalar_subquery()
+                first = sa.select(both.c.id).order_by(both.c.id).limit(limit).subquery()
+                last = sa.select(sa.func.max(first.c.id)).scalar_subquery()
                 from_pending = connection.execute(
                     deliveries.update().where(deliveries.c.id.in_(pending_part.where(deliveries.c.id <= last)))
                     .values(**claimed)
