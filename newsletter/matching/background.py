@@ -150,12 +150,10 @@ def topic_area_similarity(topics: Sequence[TopicSettings], matcher: Any) -> np.n
         matrix = np.vstack(vectors)
         product: np.ndarray = matrix[: len(topics)] @ matrix[len(topics):].T
         return product
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    from newsletter.matching.rules import topic_text
+    from newsletter.matching.rules import tfidf_vectorizer, topic_text
 
     texts = [topic_text(t) for t in (*topics, *areas)]
-    rows = TfidfVectorizer(stop_words="english", sublinear_tf=True, dtype=np.float32).fit_transform(texts)
+    rows = tfidf_vectorizer().fit_transform(texts)
     return np.asarray((rows[: len(topics)] @ rows[len(topics):].T).toarray(), dtype=np.float32)
 
 
