@@ -24,7 +24,7 @@ STEM_CACHE_SIZE = 1 << 17
 
 def _shape(word: str) -> str:
     """"c" or "v" per letter: a, e, i, o, u are vowels, and y after a consonant ("syzygy" → "cvcvcv")."""
-    letters = []
+    letters: list[str] = []
     for i, char in enumerate(word):
         vowel = char in _VOWELS or (char == "y" and i > 0 and letters[-1] == "c")
         letters.append("v" if vowel else "c")
