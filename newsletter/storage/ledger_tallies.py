@@ -29,6 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from newsletter.storage import db
+from newsletter.storage.bulk import BulkStatements
 from newsletter.storage.ledger_reads import STATES, LedgerReads
 
 HALTS = "halts"
@@ -41,6 +42,13 @@ ledger_tallies = sa.Table(
     sa.Column("key", sa.String(16), primary_key=True),
     sa.Column("n", sa.Integer, nullable=False),
 )
+
+_ADD_BULK = BulkStatements(
+    ledger_tallies.update()
+    .where(ledger_tallies.c.edition_id == sa.bindparam("edition"), ledger_tallies.c.key == sa.bindparam("tally"))
+    .values(n=ledger_tallies.c.n + sa.bindparam("delta", type_=sa.Integer))
+)
+"""Run at the end of every transaction that moves rows (a few per message sent): compiled once, not per call."""
 
 
 class TallyChanges:
@@ -65,19 +73,14 @@ class TallyChanges:
             self.move(int(edition_id), source, target, rows)
 
     def write(self, connection: sa.Connection) -> None:
-        """Add the differences (call last in the transaction: see the module's docstring)."""
-        by_edition: dict[int, dict[str, int]] = {}
-        for (edition_id, key), delta in sorted(self.deltas.items()):
-            if delta:
-                by_edition.setdefault(edition_id, {})[key] = delta
-        for edition_id, deltas in by_edition.items():
-            keys = sorted(deltas)
-            connection.execute(
-                ledger_tallies.update()
-                .where(ledger_tallies.c.edition_id == edition_id, ledger_tallies.c.key.in_(keys))
-                .values(n=ledger_tallies.c.n + sa.case(
-                    {key: sa.literal(deltas[key]) for key in keys}, value=ledger_tallies.c.key, else_=0))
-            )
+        """Add the differences (call last in the transaction: see the module's docstring).
+
+        One executemany of a statement compiled once per dialect (``storage.bulk``), rows in (edition, key)
+        order, so every transaction takes the tally rows' locks in the same order.
+        """
+        rows = [{"edition": edition_id, "tally": key, "delta": delta}
+                for (edition_id, key), delta in sorted(self.deltas.items()) if delta]
+        _ADD_BULK.for_dialect(connection.dialect).run(connection, rows)
         self.deltas.clear()
 
 
