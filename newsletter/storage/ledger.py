@@ -180,7 +180,6 @@ class Ledger(tallies.TallyReads):
 
     @staticmethod
     def _add(connection: sa.Connection, edition_id: int, values: list[dict[str, Any]]) -> int:
-        tallies.open_editions(connection, [edition_id])
         added = insert_new_many(connection, deliveries, values)
         changes = tallies.TallyChanges()
         changes.add(edition_id, "pending", added)
