@@ -62,13 +62,16 @@ def test_every_state_change_moves_the_tallies_by_the_rows_it_changed(engine: Eng
     later = NOW + timedelta(minutes=5)
     ledger.record(data_phase=[(a, tokens[a]), (b, tokens[b])], now=NOW, outcomes=[
         Outcome(delivery_id=a, state="sent", phase="data", code=250, claim_token=tokens[a]),
-        Outcome(delivery_id=c, state="deferred", phase="rcpt", code=451, next_attempt_at=later,
-                claim_token=tokens[c]),
         Outcome(delivery_id=d, state="failed", phase="rcpt", code=550, claim_token=tokens[d]),
         Outcome(delivery_id=e, state="pending", phase=HALTED_PHASE, message="535 authentication failed",
                 count_attempt=False, claim_token=tokens[e]),
         Outcome(delivery_id=f, state="sent", phase="data", code=250, claim_token="not-the-token"),  # fenced
     ])
+    check(ledger, 1, pending=7, claimed=3, sent=1, deferred=0, failed=1, halts=1)
+    # an outcome stored by another ledger than the one that claimed the row (its edition read from the row)
+    Ledger(engine).record(data_phase=[], now=NOW, outcomes=[
+        Outcome(delivery_id=c, state="deferred", phase="rcpt", code=451, next_attempt_at=later,
+                claim_token=tokens[c])])
     check(ledger, 1, pending=7, claimed=2, sent=1, deferred=1, failed=1, halts=1)
     check(ledger, 2, pending=5, claimed=0, halts=0)
 

@@ -121,6 +121,9 @@ class Ledger(tallies.TallyReads):
     def __init__(self, engine: Engine, *, worker: str = "") -> None:
         self.engine = engine
         self.worker = worker
+        self._claimed_editions: dict[int, int] = {}
+        """Row id → edition of the rows this ledger claimed and has stored no outcome for: the tallies of an
+        outcome need its row's edition, which is then known without a read."""
 
     # --- filling ------------------------------------------------------------------------------------------
 
@@ -177,7 +180,6 @@ class Ledger(tallies.TallyReads):
 
     @staticmethod
     def _add(connection: sa.Connection, edition_id: int, values: list[dict[str, Any]]) -> int:
-        tallies.open_editions(connection, [edition_id])
         added = insert_new_many(connection, deliveries, values)
         changes = tallies.TallyChanges()
         changes.add(edition_id, "pending", added)
@@ -326,6 +328,7 @@ class Ledger(tallies.TallyReads):
             rows = connection.execute(  # the token is new: every row with it is one this transaction claimed
                 sa.select(*_DELIVERY_COLUMNS).where(deliveries.c.claim_token == token).order_by(deliveries.c.id)
             ).all()
+            self._claimed_editions.update(dict.fromkeys((row.id for row in rows), edition_id))
             changes = tallies.TallyChanges()
             changes.move(edition_id, "pending", "claimed", int(from_pending or 0))
             changes.move(edition_id, "deferred", "claimed", int(from_deferred or 0))
@@ -413,18 +416,18 @@ class Ledger(tallies.TallyReads):
             self._store_outcomes(connection, outcomes, now=now)
         return lost
 
-    @staticmethod
-    def _store_outcomes(connection: sa.Connection, outcomes: Sequence[Outcome], *, now: datetime) -> None:
+    def _store_outcomes(self, connection: sa.Connection, outcomes: Sequence[Outcome], *, now: datetime) -> None:
         """Store the outcomes (fenced by their claim token) and move the tallies by the rows really stored.
 
         Run as one executemany per (edition, new state, halted or not), each one's row count being how many of
         its rows were still claimed under their token: usually one group per call.
         """
         statement = _STORE_OUTCOME_BULK.for_dialect(connection.dialect)
-        editions = dict(connection.execute(  # a row's edition never changes: read without a lock
-            sa.select(deliveries.c.id, deliveries.c.edition_id).where(
-                deliveries.c.id.in_([o.delivery_id for o in outcomes]))
-        ).all())
+        known = self._claimed_editions
+        editions = {o.delivery_id: known.pop(o.delivery_id) for o in outcomes if o.delivery_id in known}
+        if unknown := [o.delivery_id for o in outcomes if o.delivery_id not in editions]:  # claimed elsewhere
+            editions.update((int(i), int(e)) for i, e in connection.execute(  # an edition never changes: no lock
+                sa.select(deliveries.c.id, deliveries.c.edition_id).where(deliveries.c.id.in_(unknown))))
         groups: dict[tuple[int, str, bool], list[dict[str, Any]]] = {}
         for o in outcomes:
             edition_id = editions.get(o.delivery_id)

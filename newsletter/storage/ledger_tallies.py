@@ -3,8 +3,8 @@
 Why: `send --workers` follows an edition until every row was tried, and at every poll it asked the ledger for
 the edition's counts by state, the rows still outstanding and whether a sender halted; each of those read the
 whole edition (100,000 rows at 100,000 readers, every half second), so following a send cost PostgreSQL work
-that grew with the list *and* with the send's duration (docs/scale-out.md). A tally is one row per (edition,
-state): reading an edition's counts is an eight-row primary-key read, whatever the list's size.
+that grew with the list *and* with the send's duration (docs/scale-out.md). A tally is a few rows per (edition,
+state) (``STRIPES``): reading an edition's counts is a primary-key range read, whatever the list's size.
 
 How: every statement of the ledger that moves rows between states (``ledger.py``, ``erasure.py``) counts the
 rows it really changed (its rowcount, or RETURNING, never an assumption) and adds the differences here, in
@@ -15,32 +15,55 @@ anything after taking it, no two can deadlock over it. Besides the states, ``hal
 sender stopped on (a refusal by policy, a session error): the dispatcher looks for the reason only once it
 grew.
 
-The rows of an edition are created (all zero) when its first ledger rows are added; migration
-0015_ledger_tallies filled them for the editions that existed before.
+A tally's rows are created by their first change (a missing one is zero); migration 0015_ledger_tallies
+filled them for the editions that existed before.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.storage import db
+from newsletter.storage.bulk import BulkStatements
 from newsletter.storage.ledger_reads import STATES, LedgerReads
 
 HALTS = "halts"
 KEYS: tuple[str, ...] = (*STATES, HALTS)
+
+STRIPES = 16
+"""Each (edition, key) is kept as this many rows whose sum is the tally; a transaction adds to one of them,
+drawn at random: two senders committing at once rarely wait for the same row (a single row per tally made every
+commit of every worker wait for the previous one's, the lock being held until that commit's WAL flush)."""
 
 ledger_tallies = sa.Table(
     "ledger_tallies",
     db.metadata,
     sa.Column("edition_id", sa.Integer, primary_key=True),
     sa.Column("key", sa.String(16), primary_key=True),
+    sa.Column("stripe", sa.Integer, primary_key=True),
     sa.Column("n", sa.Integer, nullable=False),
 )
+
+
+def _add_statement(insert: Any) -> Any:
+    statement = insert(ledger_tallies).values(
+        edition_id=sa.bindparam("edition"), key=sa.bindparam("tally"), stripe=sa.bindparam("stripe"),
+        n=sa.bindparam("delta"))
+    return statement.on_conflict_do_update(index_elements=["edition_id", "key", "stripe"],
+                                           set_={"n": ledger_tallies.c.n + statement.excluded.n})
+
+
+_ADD_BULK = {"postgresql": BulkStatements(_add_statement(postgresql.insert)),
+             "sqlite": BulkStatements(_add_statement(sqlite.insert))}
+"""Run at the end of every transaction that moves rows (a few per message sent): compiled once, not per call;
+the row of a stripe is created by its first addition."""
 
 
 class TallyChanges:
@@ -65,33 +88,23 @@ class TallyChanges:
             self.move(int(edition_id), source, target, rows)
 
     def write(self, connection: sa.Connection) -> None:
-        """Add the differences (call last in the transaction: see the module's docstring)."""
-        by_edition: dict[int, dict[str, int]] = {}
-        for (edition_id, key), delta in sorted(self.deltas.items()):
-            if delta:
-                by_edition.setdefault(edition_id, {})[key] = delta
-        for edition_id, deltas in by_edition.items():
-            keys = sorted(deltas)
-            connection.execute(
-                ledger_tallies.update()
-                .where(ledger_tallies.c.edition_id == edition_id, ledger_tallies.c.key.in_(keys))
-                .values(n=ledger_tallies.c.n + sa.case(
-                    {key: sa.literal(deltas[key]) for key in keys}, value=ledger_tallies.c.key, else_=0))
-            )
+        """Add the differences (call last in the transaction: see the module's docstring).
+
+        One executemany of a statement compiled once per dialect (``storage.bulk``), rows in (edition, key)
+        order, so every transaction takes the tally rows' locks in the same order.
+        """
+        stripe = secrets.randbelow(STRIPES)
+        rows = [{"edition": edition_id, "tally": key, "stripe": stripe, "delta": delta}
+                for (edition_id, key), delta in sorted(self.deltas.items()) if delta]
+        _ADD_BULK[connection.dialect.name].for_dialect(connection.dialect).run(connection, rows)
         self.deltas.clear()
-
-
-def open_editions(connection: sa.Connection, edition_ids: Iterable[int]) -> None:
-    """Create the (zero) tallies of these editions, unless they exist."""
-    rows = [{"edition_id": e, "key": key, "n": 0} for e in sorted(set(edition_ids)) for key in KEYS]
-    if rows:
-        connection.execute(db.insert_ignoring_duplicates(connection.engine, ledger_tallies), rows)
 
 
 def read(connection: sa.Connection, edition_id: int) -> dict[str, int] | None:
     """The edition's tallies (every key), or None when the edition has none (no ledger row was ever added)."""
     rows = connection.execute(
-        sa.select(ledger_tallies.c.key, ledger_tallies.c.n).where(ledger_tallies.c.edition_id == edition_id)
+        sa.select(ledger_tallies.c.key, sa.func.sum(ledger_tallies.c.n))
+        .where(ledger_tallies.c.edition_id == edition_id).group_by(ledger_tallies.c.key)
     ).all()
     if not rows:
         return None
@@ -109,7 +122,7 @@ class TallyReads(LedgerReads):
     """What following a send reads at every poll: the tallies, and the few rows no tally can say."""
 
     def tallies(self, edition_id: int) -> dict[str, int]:
-        """The edition's rows per state, and ``halts``, from its tallies (eight rows whatever the list's size).
+        """The edition's rows per state, and ``halts``, from its tallies (a few rows whatever the list's size).
 
         An edition without tallies (none of its rows was added through the ledger) is counted from its rows.
         """

@@ -1,5 +1,6 @@
 """The ledger's tallies: per edition, its rows in each state (and the halts), kept by every state change, so
-that following a send reads eight rows instead of counting the edition's (``storage/ledger_tallies.py``).
+that following a send reads a few rows instead of counting the edition's (``storage/ledger_tallies.py``); each
+tally is split in stripes (rows whose sum it is) so that concurrent senders rarely wait for one row.
 Filled here from the rows of every edition already in the ledger.
 
 Revision ID: 0015_ledger_tallies
@@ -22,6 +23,7 @@ def upgrade() -> None:
         "ledger_tallies",
         sa.Column("edition_id", sa.Integer, primary_key=True),
         sa.Column("key", sa.String(16), primary_key=True),
+        sa.Column("stripe", sa.Integer, primary_key=True),
         sa.Column("n", sa.Integer, nullable=False),
     )
     deliveries = sa.table("deliveries", sa.column("edition_id", sa.Integer), sa.column("state", sa.String))
@@ -32,7 +34,8 @@ def upgrade() -> None:
             .group_by(deliveries.c.edition_id, deliveries.c.state))
     }
     editions = sorted({edition_id for edition_id, _ in counts})
-    rows = [{"edition_id": e, "key": key, "n": counts.get((e, key), 0)} for e in editions for key in KEYS]
+    rows = [{"edition_id": e, "key": key, "stripe": 0, "n": counts.get((e, key), 0)}
+            for e in editions for key in KEYS]
     if rows:
         op.bulk_insert(tallies, rows)
 
