@@ -25,8 +25,12 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from newsletter.config import TopicSettings
 from newsletter.matching.evidence import Scored, reason_span, shared_terms, topic_facets, word_set
+from newsletter.matching.stemming import stemmed_words
 from newsletter.records.papers import Paper, TopicMatch
 
+TFIDF_TERMS = "porter-stems"
+"""What TF-IDF counts (``tfidf_vectorizer``); part of the TF-IDF matcher's fingerprint, so stored matches made
+over other terms (whole words, before) are recomputed."""
 PRIMARY_CATEGORY_BONUS = 0.3
 OTHER_CATEGORY_BONUS = 0.2
 KEYWORD_BONUS = 0.15
@@ -65,6 +69,15 @@ class KeywordIndex:
         return frozenset(
             k for k, pattern in zip(self.keywords, self._single, strict=True) if any(pattern.search(s) for s in spans)
         )
+
+
+def tfidf_vectorizer() -> TfidfVectorizer:
+    """The TF-IDF space of matching: sublinear term counts of Porter stems, English stop words dropped.
+
+    Stems rather than words (``newsletter.matching.stemming``): a one-sentence topic and an abstract often use the
+    same word in different forms ("auctions", "auction"); docs/benchmarks.md measures the difference.
+    """
+    return TfidfVectorizer(analyzer=stemmed_words, sublinear_tf=True, dtype=np.float32)
 
 
 def topic_text(topic: TopicSettings) -> str:
@@ -118,7 +131,7 @@ def tfidf_score(
     """Similarities of the papers and then the background papers, each topic's closest facet, and the vectorizer
     (which turns example papers into rows of the same space)."""
     texts = [paper_text(p) for p in papers]
-    vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True, dtype=np.float32)
+    vectorizer = tfidf_vectorizer()
     seen = {p.paper_id for p in papers}
     extra = [paper_text(p) for p in background if p.paper_id not in seen]
     matrix = vectorizer.fit_transform(texts + extra + [topic_text(t) for t in topics])
