@@ -4,9 +4,9 @@ Why: matching the 100,000 papers of one large feed held every paper, its text an
 word at once (issue 30: 1.4 GB). Here the terms of each chunk are counted as it comes (the analyzer of
 ``rules.tfidf_vectorizer``, word stems; terms numbered in the order first seen, as ``CountVectorizer`` does), and
 only the counts are kept; ``fit`` then sorts the vocabulary and weighs the counts exactly as
-``TfidfVectorizer.fit_transform`` does (sublinear term frequency, smoothed IDF, L2 rows, float32). The rows are the same bit for bit whatever the
-chunks (``tests/test_matching_chunks.py`` compares them with scikit-learn's), so similarities — and matches —
-do not depend on how the corpus was cut.
+``TfidfVectorizer.fit_transform`` does (sublinear term frequency, smoothed IDF, L2 rows, float32). The rows are
+the same bit for bit whatever the chunks (``tests/test_matching_chunks.py`` compares them with scikit-learn's),
+so similarities — and matches — do not depend on how the corpus was cut.
 """
 
 from __future__ import annotations
