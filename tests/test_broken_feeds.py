@@ -185,14 +185,14 @@ def test_an_unforeseen_exception_is_that_sources_error_and_saves_no_state(
     source (every other source parses for real) becomes one line for it, and the fetch goes on."""
     import newsletter.usecases.fetch as ingest
 
-    real = ingest.parse_feed
+    real = ingest.parse_feed_chunks
 
     def faulty(kind: str, data: bytes, *, source: str, **options: object) -> object:
         if source == "bad":
             raise RecursionError("maximum recursion depth exceeded\nwhile parsing \x00 \ud800")
         return real(kind, data, source=source, **options)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ingest, "parse_feed", faulty)
+    monkeypatch.setattr(ingest, "parse_feed_chunks", faulty)
     config = write_config(tmp_path, [("bad", "arxiv-rss", GOOD[2]), GOOD])
     code, output = run(config, "fetch")
     assert code == 0, output

@@ -1,12 +1,12 @@
 """A TF-IDF space fitted on a corpus read a chunk at a time, with the very rows ``TfidfVectorizer`` would give.
 
 Why: matching the 100,000 papers of one large feed held every paper, its text and scikit-learn's lists of every
-word at once (issue 30: 1.4 GB). Here the words of each chunk are counted as it comes (scikit-learn's own
-analyzer, words numbered in the order first seen, as ``CountVectorizer`` does), and only the counts are kept;
-``fit`` then sorts the vocabulary and weighs the counts exactly as ``TfidfVectorizer.fit_transform`` does
-(sublinear term frequency, smoothed IDF, L2 rows, float32). The rows are the same bit for bit whatever the
-chunks (``tests/test_matching_chunks.py`` compares them with scikit-learn's), so similarities — and matches —
-do not depend on how the corpus was cut.
+word at once (issue 30: 1.4 GB). Here the terms of each chunk are counted as it comes (the analyzer of
+``rules.tfidf_vectorizer``, word stems; terms numbered in the order first seen, as ``CountVectorizer`` does), and
+only the counts are kept; ``fit`` then sorts the vocabulary and weighs the counts exactly as
+``TfidfVectorizer.fit_transform`` does (sublinear term frequency, smoothed IDF, L2 rows, float32). The rows are
+the same bit for bit whatever the chunks (``tests/test_matching_chunks.py`` compares them with scikit-learn's),
+so similarities — and matches — do not depend on how the corpus was cut.
 """
 
 from __future__ import annotations
@@ -16,13 +16,9 @@ from collections.abc import Iterable
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
-
-def new_vectorizer() -> TfidfVectorizer:
-    """The TF-IDF settings of the `tfidf` method (``rules.tfidf_score``)."""
-    return TfidfVectorizer(stop_words="english", sublinear_tf=True, dtype=np.float32)
+from newsletter.matching.rules import tfidf_vectorizer
 
 
 class TfidfSpace:
@@ -30,7 +26,7 @@ class TfidfSpace:
     other texts (facets, example papers) into rows of the same space (``transform``)."""
 
     def __init__(self) -> None:
-        self._analyze = new_vectorizer().build_analyzer()
+        self._analyze = tfidf_vectorizer().build_analyzer()
         self._vocabulary: dict[str, int] = {}
         self._blocks: list[sp.csr_array] = []
         self._idf: np.ndarray | None = None
