@@ -11,13 +11,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from newsletter.config import MatchingSettings, TopicSettings
 from newsletter.matching import chunked
 from newsletter.matching.chunked import match_in_chunks
 from newsletter.matching.matcher import build_matcher
-from newsletter.matching.rules import paper_text, topic_text
+from newsletter.matching.rules import paper_text, tfidf_vectorizer, topic_text
 from newsletter.matching.space import TfidfSpace
 from newsletter.records.papers import Paper, TopicMatch
 from newsletter.sources.parsing import parse_feed
@@ -68,7 +67,7 @@ def _chunked(matching: MatchingSettings, papers: Sequence[Paper], size: int, **o
 
 def test_the_space_gives_scikit_learns_rows_bit_for_bit() -> None:
     texts = [paper_text(p) for p in PAPERS] + [topic_text(t) for t in TOPICS]
-    vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True, dtype=np.float32)
+    vectorizer = tfidf_vectorizer()  # the matching's own: Porter stems, sublinear tf
     whole = vectorizer.fit_transform(texts).tocsr()
     space = TfidfSpace()
     for start in range(0, len(texts), 13):

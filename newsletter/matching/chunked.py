@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from newsletter.config import TopicSettings
-from newsletter.matching.background import absorbed, area_topics, topic_area_similarity
+from newsletter.matching.background import area_topics, topic_absorption
 from newsletter.matching.calibration import (
     BASELINE_WEIGHT,
     CONFIDENT_SHARE,
@@ -94,7 +94,7 @@ def match_in_chunks(
     learned = similarities[:, :count].copy()
     beats = None
     if open_world:
-        own = absorbed(topic_area_similarity(topics, matcher))
+        own = topic_absorption(topics, matcher)
         if rule.self_training:
             _self_train(similarities, corpus)
         beats = _beats(similarities, count, own, margin=rule.background_margin, rank=rule.background_rank)

@@ -1,8 +1,9 @@
 """A TF-IDF space fitted on a corpus read a chunk at a time, with the very rows ``TfidfVectorizer`` would give.
 
 Why: matching the 100,000 papers of one large feed held every paper, its text and scikit-learn's lists of every
-word at once (issue 30: 1.4 GB). Here the words of each chunk are counted as it comes (scikit-learn's own
-analyzer, words numbered in the order first seen, as ``CountVectorizer`` does), and only the counts are kept;
+word at once (issue 30: 1.4 GB). Here the words of each chunk are counted as it comes (the matching vectorizer's
+own analyzer, Porter stems: ``rules.tfidf_vectorizer``; words numbered in the order first seen, as
+``CountVectorizer`` does), and only the counts are kept;
 ``fit`` then sorts the vocabulary and weighs the counts exactly as ``TfidfVectorizer.fit_transform`` does
 (sublinear term frequency, smoothed IDF, L2 rows, float32). The rows are the same bit for bit whatever the
 chunks (``tests/test_matching_chunks.py`` compares them with scikit-learn's), so similarities — and matches —
@@ -21,8 +22,10 @@ from sklearn.preprocessing import normalize
 
 
 def new_vectorizer() -> TfidfVectorizer:
-    """The TF-IDF settings of the `tfidf` method (``rules.tfidf_score``)."""
-    return TfidfVectorizer(stop_words="english", sublinear_tf=True, dtype=np.float32)
+    """The TF-IDF settings of the `tfidf` method (``rules.tfidf_vectorizer``: Porter stems, sublinear tf)."""
+    from newsletter.matching.rules import tfidf_vectorizer
+
+    return tfidf_vectorizer()
 
 
 class TfidfSpace:
