@@ -100,6 +100,9 @@ def test_a_reason_is_the_topic_and_at_most_two_telling_terms() -> None:
         "Reasoning: chain of thought"
     assert reason_terms("Vision", ["listed in cs.CV", "similar to the topic description: 0.04"]) == \
         "Vision: listed in cs.CV"
+    # a phrase longer than a term (here 65 characters) is not shown in the matcher's words either
+    assert reason_terms("Retrieval and RAG", ["closest to ‘embeddings and retrieval-augmented generation for "
+                                              "language models’"]) == "Retrieval and RAG"
 
 
 def test_the_email_gives_reasons_in_human_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

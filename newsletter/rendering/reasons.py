@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable
 
 QUOTED = re.compile(r"‘([^’]{1,60})’")
+ANY_QUOTE = re.compile(r"‘[^’]*’")
+"""A quoted term of any length: a reason with one is the matcher's wording, never shown as it is."""
 MENTIONS = re.compile(r"mentions? ((?:‘[^’]{1,60}’(?:, )?)+)")
 CLOSEST = re.compile(r"closest to ‘([^’]{1,80})’")
 BARE_SCORE = re.compile(r"\s*[:=]\s*[-+]?\d+(?:\.\d+)?\s*$")
@@ -78,5 +80,5 @@ def reason_terms(topic: str, reasons: Iterable[str]) -> str:
             terms.append(term)
     if terms:
         return f"{topic}: {', '.join(terms)}"
-    unquoted = [r for r in reasons if not QUOTED.search(r)]
+    unquoted = [r for r in reasons if not ANY_QUOTE.search(r)]
     return f"{topic}: {unquoted[0]}" if unquoted else topic
