@@ -17,7 +17,7 @@ from newsletter.config import Settings
 from newsletter.delivery.mime import MessageTemplate, RecipientHeaders
 from newsletter.records.text import collapse_whitespace
 from newsletter.rendering.links import Recipient
-from newsletter.rendering.render import personal_values, placeholder_pattern
+from newsletter.rendering.personal import personal_values, placeholder_pattern
 
 
 def list_id(settings: Settings) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -352,6 +352,7 @@ done. ``key`` (a hash of its Message-ID and recipients, or of its bytes) makes a
 def insert_ignoring_duplicates(engine: Engine, table: sa.Table) -> Any:
     """INSERT that skips rows whose key exists, in each supported dialect (resumed runs insert again)."""
     if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql  # not loaded by every SQLite command (a sending child)
         return postgresql.insert(table).on_conflict_do_nothing()
     if engine.dialect.name == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing()
