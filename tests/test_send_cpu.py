@@ -264,6 +264,47 @@ def test_the_ledger_writes_the_bytes_sqlalchemy_would(ledger: Ledger) -> None:
     assert stored[rows[2].id][:2] == ("deferred", "rcpt")
 
 
+def test_a_commit_tried_on_the_loop_writes_the_rows_record_writes_without_sqlalchemys_execution(
+    ledger: Ledger,
+) -> None:
+    """The ledger writer's commits on the loop (``QuickRecorder``) run the compiled statements on a DBAPI connection
+    held for the run: no SQLAlchemy execution, pool checkout or PRAGMA per commit (each cost more than SQLite's own
+    work on a few rows), and the same rows as ``Ledger.record``, a taken-over claim reported lost."""
+    if ledger.engine.dialect.name != "sqlite":  # a connection to a server can always wait: commits go to the thread
+        assert ledger.quick_recorder() is None
+        return
+    fill(ledger, 6)
+    at = datetime(2026, 4, 27, 7, 0, 2, tzinfo=UTC)
+    later = datetime(2026, 4, 27, 9, 30, 0, 123456, tzinfo=UTC)
+    rows = ledger.claim(EDITION, limit=6, now=at, lease=timedelta(minutes=5))
+    executed: list[str] = []
+    sa.event.listen(ledger.engine, "before_cursor_execute", lambda *args: executed.append(args[2]))
+    recorder = ledger.quick_recorder()
+    assert recorder is not None
+    for first, second in ((0, 1), (3, 4)):
+        deferred = Outcome(delivery_id=rows[second + 1].id, state="deferred", phase="rcpt", code=451,
+                           message="451 4.7.1 later", next_attempt_at=later, claim_token=rows[second + 1].claim_token)
+        marks = [(rows[first].id, rows[first].claim_token), (rows[second].id, "not-the-token")]
+        if first == 0:
+            lost = recorder.try_record(data_phase=marks, outcomes=[deferred], now=at)
+        else:
+            lost = ledger.record(data_phase=marks, outcomes=[deferred], now=at)
+        assert lost == {rows[second].id}
+        if first == 0:
+            assert executed == []  # nothing went through SQLAlchemy's execution
+    recorder.close()
+    with ledger.engine.connect() as connection:
+        stored = {row[0]: row[1:] for row in connection.exec_driver_sql(
+            "SELECT id, state, phase, updated, next_attempt_at, last_code, last_message, claim_token IS NULL, "
+            "attempts FROM deliveries").all()}
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar_one() == 30_000
+    assert stored[rows[0].id] == stored[rows[3].id]  # marked for DATA
+    assert stored[rows[2].id] == stored[rows[5].id]  # deferred
+    assert stored[rows[1].id] == stored[rows[4].id]  # untouched: the wrong claim token matched nothing
+    assert stored[rows[0].id][:2] == ("claimed", "data")
+    assert stored[rows[2].id][:2] == ("deferred", "rcpt")
+
+
 def test_the_claim_time_consent_check_looks_up_each_row_not_the_whole_list(tmp_path: Path) -> None:
     """Each claimed batch re-checks that its readers are still active. As ``NOT IN (SELECT … active)`` SQLite read
     every active subscriber per batch (500 rows): at 100,000 readers, 200 batches × 100,000. Counted here in

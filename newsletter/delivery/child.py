@@ -2,8 +2,8 @@
 
 A module of its own, started with ``-m``, so a child imports only what sending needs (no topic matcher,
 no scikit-learn, no Jinja or Premailer, no chat clients, no dkimpy unless messages are signed, no alembic):
-what a child costs before its first message is paid once per process and send (tests/test_send_cpu.py). It prints its counts as one JSON
-line on stdout; SIGTERM/SIGINT stop it cleanly, like `send` itself.
+what a child costs before its first message is paid once per process and send (tests/test_send.py). It
+prints its counts as one JSON line on stdout; SIGTERM/SIGINT stop it cleanly, like `send` itself.
 """
 
 from __future__ import annotations

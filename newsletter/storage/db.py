@@ -6,10 +6,8 @@ automatically when a store is opened, so an operator never runs a migration by h
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import weakref
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -372,28 +370,14 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite statement waits for another process's write lock before failing."""
 
 
-@contextlib.contextmanager
-def sqlite_lock_wait(connection: sa.Connection, milliseconds: int) -> Iterator[None]:
-    """SQLite only: in this block, wait at most ``milliseconds`` for another writer's lock (0: fail at once).
-
-    Set on the driver's connection directly: through SQLAlchemy the two statements cost more than the
-    ledger writer's commit they guard (about 50 µs a message in bench/send.py).
-    """
-    driver = connection.connection.driver_connection
-    assert driver is not None
-    driver.execute(f"PRAGMA busy_timeout={int(milliseconds)}")
-    try:
-        yield
-    finally:
-        driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-
-
 def is_sqlite_busy(error: SQLAlchemyError) -> bool:
     """Whether SQLite refused because another connection holds the write lock ("database is locked")."""
-    orig = getattr(error, "orig", None)
-    if not isinstance(orig, sqlite3.OperationalError):
-        return False
-    return getattr(orig, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED")
+    return is_sqlite_busy_error(getattr(error, "orig", None))
+
+
+def is_sqlite_busy_error(error: BaseException | None) -> bool:
+    """``is_sqlite_busy`` of the driver's own exception."""
+    return isinstance(error, sqlite3.OperationalError) and error.sqlite_errorname in ("SQLITE_BUSY", "SQLITE_LOCKED")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:

@@ -15,6 +15,7 @@ Every statement is portable SQL (SQLite by default, PostgreSQL later).
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
 
 from newsletter.storage import db
 from newsletter.storage.bulk import BulkStatements
@@ -64,6 +65,8 @@ _STORE_OUTCOME = (
 _MARK_DATA_BULK = BulkStatements(_MARK_DATA)
 _STORE_OUTCOME_BULK = BulkStatements(_STORE_OUTCOME)
 """Both run for every few messages sent: compiled once, run as one driver executemany (``storage.bulk``)."""
+_HELD_FOR_DATA_BULK = BulkStatements(sa.select(deliveries.c.claim_token).where(
+    deliveries.c.id == sa.bindparam("row_id"), deliveries.c.state == "claimed", deliveries.c.phase == DATA_PHASE))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -339,20 +342,19 @@ class Ledger(LedgerReads):
         """``record`` without waiting: None, with nothing written, when it cannot commit at once (then call
         ``record`` where waiting blocks nothing). On SQLite that is when another process holds the write
         lock; any other database is reached over a connection that can always wait, so it is always None.
-
-        The ledger writer commits on the event loop's own thread this way: a local SQLite commit of a few
-        rows takes well under a millisecond, less than handing it to a thread, and a commit that would
-        wait for a lock is not tried there.
+        One commit; the ledger writer keeps a ``quick_recorder`` for the whole run instead.
         """
-        if self.engine.dialect.name != "sqlite":
+        recorder = self.quick_recorder()
+        if recorder is None:
             return None
         try:
-            with self.engine.begin() as connection, db.sqlite_lock_wait(connection, 0):
-                return self._record(connection, data_phase=data_phase, outcomes=outcomes, now=now)
-        except sa.exc.OperationalError as error:
-            if db.is_sqlite_busy(error):
-                return None
-            raise
+            return recorder.try_record(data_phase=data_phase, outcomes=outcomes, now=now)
+        finally:
+            recorder.close()
+
+    def quick_recorder(self) -> QuickRecorder | None:
+        """SQLite: a ``QuickRecorder`` on a connection of its own (close it); None on any other database."""
+        return QuickRecorder(self.engine) if self.engine.dialect.name == "sqlite" else None
 
     def _record(self, connection: sa.Connection, *, data_phase: Sequence[tuple[int, str]],
                 outcomes: Sequence[Outcome], now: datetime) -> set[int]:
@@ -364,16 +366,7 @@ class Ledger(LedgerReads):
             if not (dialect.supports_sane_multi_rowcount and marked == len(data_phase)):
                 lost = self._not_marked(connection, data_phase)
         if outcomes:
-            _STORE_OUTCOME_BULK.for_dialect(dialect).run(
-                connection,
-                [
-                    {"row_id": o.delivery_id, "token": o.claim_token, "new_state": o.state, "new_phase": o.phase,
-                     "attempt": 1 if o.count_attempt else 0, "next_at": o.next_attempt_at, "code": o.code,
-                     "msg": o.message[:1000], "sent": now if o.state == "sent" else None}
-                    for o in outcomes
-                ],
-                {"now": now},
-            )
+            _STORE_OUTCOME_BULK.for_dialect(dialect).run(connection, _outcome_rows(outcomes, now), {"now": now})
         return lost
 
     @staticmethod
@@ -409,3 +402,83 @@ class Ledger(LedgerReads):
             connection.execute(variants.delete().where(variants.c.edition_id.in_(old)))
             connection.execute(variant_papers.delete().where(variant_papers.c.edition_id.in_(old)))
         return int(removed or 0)
+
+
+class QuickRecorder:
+    """``Ledger.record`` for commits that must never wait (SQLite): the ledger writer's, on the event loop.
+
+    A local SQLite commit of a few rows takes well under a millisecond, less than handing it to a thread, so
+    the writer tries each one on the loop, and only one that finds another process holding the write lock
+    goes to its thread (``Ledger.record``, which waits). This holds one DBAPI connection from the engine's pool
+    for the run, with SQLite's busy_timeout 0 (set once, restored by ``close``), and runs the same compiled
+    statements (``storage.bulk``) on it: through SQLAlchemy each commit also paid a pool checkout and return,
+    two PRAGMAs and the execution machinery of both statements, more CPU than SQLite's own work on the rows.
+    Errors are raised as SQLAlchemy's (``DBAPIError.instance``), like every other ledger write.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._dialect = engine.dialect
+        self._pooled = engine.raw_connection()
+        driver = self._pooled.driver_connection
+        if not isinstance(driver, sqlite3.Connection):  # pragma: no cover - Ledger.quick_recorder checks
+            self._pooled.close()
+            raise TypeError("QuickRecorder needs a SQLite connection")
+        self._driver = driver
+        driver.execute("PRAGMA busy_timeout=0")
+
+    def try_record(self, *, data_phase: Sequence[tuple[int, str]], outcomes: Sequence[Outcome],
+                   now: datetime) -> set[int] | None:
+        """``Ledger.record`` in one transaction; None, with nothing written, if another process holds the lock."""
+        driver = self._driver
+        sql = ""
+        try:
+            lost: set[int] = set()
+            if data_phase:
+                mark = _MARK_DATA_BULK.for_dialect(self._dialect)
+                sql = mark.sql
+                rows = mark.parameters([{"row_id": i, "token": t} for i, t in data_phase], {"now": now})
+                if driver.executemany(sql, rows).rowcount != len(data_phase):
+                    sql = _HELD_FOR_DATA_BULK.for_dialect(self._dialect).sql
+                    lost = _unmarked(driver, self._dialect, data_phase)
+            if outcomes:
+                store = _STORE_OUTCOME_BULK.for_dialect(self._dialect)
+                sql = store.sql
+                driver.executemany(sql, store.parameters(_outcome_rows(outcomes, now), {"now": now}))
+            sql = "COMMIT"
+            driver.commit()
+            return lost
+        except sqlite3.Error as error:
+            driver.rollback()
+            if db.is_sqlite_busy_error(error):
+                return None
+            raise sa.exc.DBAPIError.instance(sql, None, error, sqlite3.Error) from error
+
+    def close(self) -> None:
+        """Give the connection back to the pool, waiting for locks again like every other (or drop it)."""
+        try:
+            self._driver.execute(f"PRAGMA busy_timeout={db.SQLITE_BUSY_TIMEOUT_MS}")
+        except sqlite3.Error:
+            self._pooled.invalidate()  # never back in the pool as a connection that does not wait
+            return
+        self._pooled.close()
+
+
+def _unmarked(driver: sqlite3.Connection, dialect: Dialect, data_phase: Sequence[tuple[int, str]]) -> set[int]:
+    """``Ledger._not_marked`` on a DBAPI connection, in its transaction: rows just marked for DATA that another
+    claim token holds (this process's claim was taken over). Rare: one primary-key read per row."""
+    held = _HELD_FOR_DATA_BULK.for_dialect(dialect)
+    lost = set()
+    for row_id, token in data_phase:
+        found = driver.execute(held.sql, held.parameters([{"row_id": row_id}], {})[0]).fetchone()
+        if found is None or found[0] != token:
+            lost.add(row_id)
+    return lost
+
+
+def _outcome_rows(outcomes: Sequence[Outcome], now: datetime) -> list[dict[str, Any]]:
+    return [
+        {"row_id": o.delivery_id, "token": o.claim_token, "new_state": o.state, "new_phase": o.phase,
+         "attempt": 1 if o.count_attempt else 0, "next_at": o.next_attempt_at, "code": o.code,
+         "msg": o.message[:1000], "sent": now if o.state == "sent" else None}
+        for o in outcomes
+    ]
