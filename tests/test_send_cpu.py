@@ -9,8 +9,11 @@ the pool no longer starts asyncio tasks per message while a stop still hands bac
 from __future__ import annotations
 
 import asyncio
+import base64
 import email
 import email.policy
+import hashlib
+import hmac
 import html
 import re
 from collections.abc import Callable, Coroutine, Mapping
@@ -31,6 +34,8 @@ from newsletter.delivery import mime
 from newsletter.delivery.dkim import OVERSIGNED_HEADERS, SIGNED_HEADERS, DkimSigner
 from newsletter.delivery.mime import CRLF, SOFT_BREAK, MessageTemplate, RecipientHeaders, _qp_text, _qp_value
 from newsletter.delivery.sending import deliver
+from newsletter.delivery.verp import sign_token, verify_token
+from newsletter.rendering.links import feed_token, read_feed_token
 from newsletter.storage import db
 from newsletter.storage.db import open_database
 from newsletter.storage.ledger import _MARK_DATA, _STORE_OUTCOME, Ledger, NewDelivery, Outcome
@@ -156,6 +161,23 @@ def test_link_tokens_are_itsdangerous_tokens_and_verify() -> None:
             assert TokenSigner(keyring).verify(purpose, token) == subscriber_id  # type: ignore[arg-type]
     confirm = signer.sign("confirm", 5)  # timed tokens still go through itsdangerous' TimestampSigner
     assert TimestampSigner(keyring.keys["k2"], salt="newsletter-token:confirm").unsign(confirm[3:]) == b"5"
+
+
+def test_feed_tokens_and_verp_addresses_keep_their_signatures() -> None:
+    """Made per message with one OpenSSL HMAC call each: still HMAC-SHA256 of the salt and the body, so the feed
+    links and bounce addresses already in readers' mailboxes and on remote servers keep verifying."""
+    keyring = Keyring.parse("k2:abcdefghijklmnopqrstuvwxyz")
+    secret = keyring.keys["k2"].encode()
+    issued = datetime(2026, 4, 27, 7, 0, 0, 250_000, tzinfo=UTC)
+    token = feed_token(keyring, 1234, issued)
+    body = f"1234.{int(issued.timestamp() * 1000):x}"
+    mac = hmac.new(secret, b"newsletter-feed:" + body.encode(), hashlib.sha256).digest()[:16]
+    assert token == f"k2.{body}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
+    assert read_feed_token(keyring, token) == (1234, issued.replace(microsecond=250_000))
+    verp = sign_token(keyring, edition_id=9, subscriber_id=1234)
+    mac = hmac.new(secret, b"newsletter-verp:9-1234", hashlib.sha256).digest()
+    assert verp == f"k2-9-1234-{base64.b32encode(mac).decode().lower()[:16]}"
+    assert verify_token(keyring, verp).subscriber_id == 1234
 
 
 @pytest.fixture
