@@ -11,7 +11,7 @@ import base64
 import hmac
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from itsdangerous import BadSignature, SignatureExpired, Signer, TimestampSigner
 from itsdangerous.signer import HMACAlgorithm
@@ -67,8 +67,8 @@ class TokenSigner:
     def __init__(self, keyring: Keyring) -> None:
         self.keyring = keyring
         self._signers: dict[tuple[str, str], Signer] = {}
-        self._keys: dict[tuple[str, str], tuple[bytes, Any]] = {}
-        """The key each plain (untimed) signer derives, with its digest: see ``sign``."""
+        self._macs: dict[tuple[str, str], hmac.HMAC] = {}
+        """HMACs keyed with what the plain (untimed) signers derive, copied per token: see ``sign``."""
 
     def _signer(self, key_id: str, purpose: str) -> Signer:
         """A bare HMAC signer over the id (no JSON, no compression: every email signs two of these)."""
@@ -82,24 +82,25 @@ class TokenSigner:
         """``<key id>.<id>[.<timestamp>].<signature>``.
 
         A send signs three links per reader, so the untimed tokens skip itsdangerous' per-call work (a key
-        derivation and an HMAC set-up each time): the key it derives is kept, and each token is one
-        ``hmac.digest`` (OpenSSL's one-shot HMAC) with the same algorithm (HMAC-SHA1, its default) and encoding,
-        so the token is byte for byte itsdangerous' and ``verify`` reads it with itsdangerous.
+        derivation and an HMAC set-up each time): an HMAC keyed with the key it derives is kept and copied per
+        token, with the same algorithm (HMAC-SHA1, its default) and encoding, so the token is byte for byte
+        itsdangerous' and ``verify`` reads it with itsdangerous.
         """
         if purpose not in PURPOSES:
             raise TokenError(f"unknown token purpose {purpose!r}")
         key_id = self.keyring.current
         value = str(subscriber_id)
         cache_key = (key_id, purpose)
-        keyed = self._keys.get(cache_key)
-        if keyed is None:
+        mac = self._macs.get(cache_key)
+        if mac is None:
             signer = self._signer(key_id, purpose)
             algorithm = signer.algorithm
             if isinstance(signer, TimestampSigner) or type(algorithm) is not HMACAlgorithm:
                 return f"{key_id}.{signer.sign(value).decode('ascii')}"
-            keyed = self._keys[cache_key] = (signer.derive_key(), algorithm.digest_method)
-        digest = hmac.digest(keyed[0], value.encode("ascii"), keyed[1])
-        signature = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+            mac = self._macs[cache_key] = hmac.new(signer.derive_key(), digestmod=algorithm.digest_method)
+        token = mac.copy()
+        token.update(value.encode("ascii"))
+        signature = base64.urlsafe_b64encode(token.digest()).rstrip(b"=").decode("ascii")
         return f"{key_id}.{value}.{signature}"
 
     def verify(self, purpose: Purpose, token: str) -> int:

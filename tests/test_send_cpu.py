@@ -164,8 +164,8 @@ def test_link_tokens_are_itsdangerous_tokens_and_verify() -> None:
 
 
 def test_feed_tokens_and_verp_addresses_keep_their_signatures() -> None:
-    """Made per message with one OpenSSL HMAC call each: still HMAC-SHA256 of the salt and the body, so the feed
-    links and bounce addresses already in readers' mailboxes and on remote servers keep verifying."""
+    """Made per message from a kept HMAC state: still HMAC-SHA256 of the salt and the body, so the feed links and
+    bounce addresses already in readers' mailboxes and on remote servers keep verifying."""
     keyring = Keyring.parse("k2:abcdefghijklmnopqrstuvwxyz")
     secret = keyring.keys["k2"].encode()
     issued = datetime(2026, 4, 27, 7, 0, 0, 250_000, tzinfo=UTC)

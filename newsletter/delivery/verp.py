@@ -35,14 +35,16 @@ class VerpTarget:
 
 
 @functools.lru_cache(maxsize=16)
-def _key(secret: str) -> bytes:
-    return secret.encode()
+def _keyed(secret: str) -> hmac.HMAC:
+    """The HMAC keyed with one secret and fed the salt: every message of a send copies it (cheaper than a new
+    HMAC per message, ~1,000,000 of them for a large list)."""
+    return hmac.new(secret.encode(), _SALT, hashlib.sha256)
 
 
 def _signature(secret: str, edition_id: int, subscriber_id: int) -> str:
-    """HMAC-SHA256 of the salt and the ids: one ``hmac.digest`` (OpenSSL's one-shot) per message of a send."""
-    mac = hmac.digest(_key(secret), _SALT + f"{edition_id}-{subscriber_id}".encode(), hashlib.sha256)
-    return base64.b32encode(mac).decode("ascii").lower()[:_SIG_CHARS]
+    mac = _keyed(secret).copy()
+    mac.update(f"{edition_id}-{subscriber_id}".encode())
+    return base64.b32encode(mac.digest()).decode("ascii").lower()[:_SIG_CHARS]
 
 
 def sign_token(keyring: Keyring, *, edition_id: int, subscriber_id: int) -> str:

@@ -46,14 +46,15 @@ LATEST_ISSUE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
 @functools.lru_cache(maxsize=16)
-def _feed_key(secret: str) -> bytes:
-    return secret.encode()
+def _feed_keyed(secret: str) -> hmac.HMAC:
+    """The HMAC keyed with one secret and fed the salt; every message of a send copies it (issue 30)."""
+    return hmac.new(secret.encode(), _FEED_SALT.encode(), hashlib.sha256)
 
 
 def _feed_mac(secret: str, body: str) -> str:
-    """HMAC-SHA256 of the salt and the body: one ``hmac.digest`` (OpenSSL's one-shot) per message of a send."""
-    mac = hmac.digest(_feed_key(secret), (_FEED_SALT + body).encode(), hashlib.sha256)
-    return base64.urlsafe_b64encode(mac[:16]).decode("ascii").rstrip("=")
+    mac = _feed_keyed(secret).copy()
+    mac.update(body.encode())
+    return base64.urlsafe_b64encode(mac.digest()[:16]).decode("ascii").rstrip("=")
 
 
 def feed_token(keyring: Keyring, subscriber_id: int, issued: datetime) -> str:
