@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
+from urllib.parse import quote
 
 import dkim
 import pytest
@@ -36,6 +37,7 @@ from newsletter.delivery.mime import CRLF, SOFT_BREAK, MessageTemplate, Recipien
 from newsletter.delivery.sending import deliver
 from newsletter.delivery.verp import sign_token, verify_token
 from newsletter.rendering.links import feed_token, read_feed_token
+from newsletter.rendering.personal import safe_url
 from newsletter.storage import db
 from newsletter.storage.db import open_database
 from newsletter.storage.ledger import _MARK_DATA, _STORE_OUTCOME, Ledger, NewDelivery, Outcome
@@ -137,6 +139,29 @@ def test_a_value_is_encoded_as_quoted_printable_would_encode_it(value: str, in_t
     value: "=", a leading "." or space, a trailing space, 76 or 77 characters, HTML specials, non-ASCII."""
     assert mime._value_encodings(value, in_text=in_text, in_html=in_html) == (
         _qp_value(value) if in_text else b"", _qp_value(html.escape(value, quote=True)) if in_html else b"")
+
+
+def reference_safe_url(url: str | None) -> str | None:
+    """``safe_url`` before its shortcut for plain URLs."""
+    if not url:
+        return None
+    url = url.strip()
+    if not re.match(r"https?://", url, re.IGNORECASE):
+        return None
+    return quote(url, safe=":/?#[]@!$&'()*+,;=%~")
+
+
+url_tails = st.text(alphabet=st.sampled_from([*"aZ09_.-~:/?#[]@!$&'()*+,;=% \"<>\\^`{|}\té", "\u212a", "\u017f",
+                                                "\u0131"]), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(scheme=st.sampled_from(["http://", "https://", "HTTPS://", "http\u017f://", " https://", "ftp://", ""]),
+       tail=url_tails)
+def test_a_link_is_made_safe_as_quote_would_make_it(scheme: str, tail: str) -> None:
+    """``safe_url`` returns a plain http(s) URL as it is without calling ``quote`` (five links a message): the
+    same result for anything, including the Kelvin sign and the long s that Unicode case rules match to k and s."""
+    assert safe_url(scheme + tail) == reference_safe_url(scheme + tail)
 
 
 def test_a_percent_sign_in_the_subject_or_body_survives_the_format() -> None:
