@@ -32,6 +32,15 @@ papers of the other 3 labelled with no topic; *closed* — all 7 configured. The
 whose SHA-1 of the id is even; figures are reported on the held-out odd half (``--dev-half``). Measured per
 method with the arXiv background at the defaults, at the other background rank (embedding: rank 1 with margin 0.1,
 the rule before; TF-IDF: rank 2 with margin 0), and without a background (``background = "none"``).
+
+**Another set** (``--dev-topics``): a set of the same columns with its own topic table, e.g.
+``bench/data/topics-other/`` (174 papers of June–November 2025, ten areas; nothing tuned on it: ``--dev-half all``).
+Open = 4 of its N areas (every combination up to 35, as for topics-dev's 7 areas; else 35 drawn with a fixed
+seed), the hidden set's analogue (cs.RO, cs.SD, cs.CR, cs.SE) and all N, each scored strictly (primary category)
+and leniently (a cross-listed configured area is a fair answer): ``bench/open_sets.py``.
+
+    python bench/topics.py --dev-set bench/data/topics-other/papers.csv \\
+        --dev-topics bench/data/topics-other/topics.json --dev-half all
 """
 
 from __future__ import annotations
@@ -53,6 +62,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+import open_sets  # noqa: E402  (bench/open_sets.py: the other labelled sets and their lenient scores)
+
 FIXTURES = ROOT / "tests" / "fixtures"
 TARGET_SECONDS = 30.0
 SPEED_PAPERS = 1000
@@ -325,7 +337,7 @@ def _background_variants(rule: Any) -> list[tuple[str, dict[str, Any]]]:
 
 
 def measure(method: str, max_tokens: int, model2vec: Path | None, papers: int, started: float,
-            dev_path: Path | None = None, dev_half: int = 1) -> dict[str, Any]:
+            dev_path: Path | None = None, dev_half: int | None = 1, dev_topics: Path | None = None) -> dict[str, Any]:
     from newsletter.config import MatchingSettings
     from newsletter.matching.embeddings import EmbeddingMatcher
     from newsletter.matching.matcher import Matcher, TfidfMatcher, build_matcher, decision_rule
@@ -362,7 +374,9 @@ def measure(method: str, max_tokens: int, model2vec: Path | None, papers: int, s
     worlds: dict[str, Any] = {}
     if dev_path is not None and dev_path.is_file():
         start = time.perf_counter()
-        rows = dev_set(dev_path, dev_half)
+        areas = open_sets.read_topic_table(dev_topics) if dev_topics is not None else None
+        rows: Any = (open_sets.read_labelled_set(dev_path, areas, dev_half) if areas is not None
+                     else dev_set(dev_path, dev_half if dev_half is not None else 1))
         for background, changes in _background_variants(matcher.rule):
             rule = dataclasses.replace(matcher.rule, **changes)
             if isinstance(matcher, EmbeddingMatcher):
@@ -370,7 +384,8 @@ def measure(method: str, max_tokens: int, model2vec: Path | None, papers: int, s
                                                    cache=matcher.cache, rule=rule)
             else:
                 judged = TfidfMatcher(threshold=matcher.threshold, rule=rule)
-            worlds[background] = open_world(rows, judged)
+            worlds[background] = (open_sets.open_world_scores(rows, areas, judged) if areas is not None
+                                  else open_world(rows, judged))
         seconds["open-world sets"] = time.perf_counter() - start
     if isinstance(matcher, EmbeddingMatcher):
         matcher.cache = None
@@ -435,9 +450,12 @@ def _torch_threads() -> int | None:
 # --- parent ----------------------------------------------------------------------------------------------------
 
 
-def _run_child(args: list[str], cpus: int, papers: int, threads: int, dev: Path, half: int) -> dict[str, Any]:
+def _run_child(args: list[str], cpus: int, papers: int, threads: int, dev: Path, half: str,
+               dev_topics: Path | None = None) -> dict[str, Any]:
     command = [sys.executable, str(Path(__file__).resolve()), "--papers", str(papers), "--threads", str(threads),
-               "--dev-set", str(dev), "--dev-half", str(half), "--child", *args]
+               "--dev-set", str(dev), "--dev-half", half, "--child", *args]
+    if dev_topics is not None:
+        command[-4:-4] = ["--dev-topics", str(dev_topics)]
     env = dict(os.environ, BENCH_TOPICS_CPUS=str(cpus))
     done = subprocess.run(command, stdout=subprocess.PIPE, env=env, check=False, text=True)
     if done.returncode != 0:
@@ -493,7 +511,8 @@ def open_world_report(results: Sequence[dict[str, Any]]) -> str:
              "|---|---|---|---:|---:|---:|---:|"]
     for result in results:
         for background, world in result.get("open_world", {}).items():
-            for shape, label in (("open", "4 of 7 (mean of 35)"), ("closed", "all 7")):
+            labels = world.get("labels", {"open": "4 of 7 (mean of 35)", "closed": "all 7"})
+            for shape, label in (("open", labels["open"]), ("closed", labels["closed"])):
                 row = world[shape]
                 worst = (f" (worst {row['worst_macro_f1']:.3f})" if "worst_macro_f1" in row else "")
                 off = (f"{row['off_topic_matched']:.1%}" + (f" (worst {row['worst_off_topic_matched']:.1%})"
@@ -546,10 +565,20 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-check", action="store_true", help="always exit 0")
     parser.add_argument("--dev-set", type=Path, default=DEV_SET, help="the labelled open-world set (default "
                         "../shared/topics-dev/papers.csv; skipped when missing)")
-    parser.add_argument("--dev-half", type=int, choices=(0, 1), default=1, help="which half of it to report on "
-                        "(1, the default: the held-out half; 0: the half the rule was tuned on)")
+    parser.add_argument("--dev-half", choices=("0", "1", "all"), default="1", help="which half of it to report "
+                        "on (1, the default: the held-out half of topics-dev; 0: the half the rule was tuned on; all: "
+                        "every paper, for a set nothing was tuned on)")
+    parser.add_argument("--dev-topics", type=Path, help="the topic table of --dev-set, a JSON file {category: {slug, "
+                        "name, description}} (e.g. bench/data/topics-other/topics.json); measures 4 of its areas "
+                        "(up to 35 combinations), the hidden set's analogue and all, strict and lenient. Default: "
+                        "topics-dev's seven areas (DEV_TOPICS), strict only")
     parser.add_argument("--child", nargs=3, metavar=("METHOD", "TOKENS", "MODEL2VEC"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def _half(value: str) -> int | None:
+    """``--dev-half``: 0 or 1, or None for every paper."""
+    return None if value == "all" else int(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -565,19 +594,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             torch.set_num_threads(args.threads)
         result = measure(method, int(tokens), Path(model2vec) if model2vec != "-" else None, args.papers, started,
-                         args.dev_set, args.dev_half)
+                         args.dev_set, _half(args.dev_half), args.dev_topics)
         print(json.dumps(result))
         return 0
     if args.distill:
         distill(args.distill)
         return 0
+    if args.dev_topics is not None:
+        try:  # fail before the measured processes start
+            open_sets.read_labelled_set(args.dev_set, open_sets.read_topic_table(args.dev_topics),
+                                        _half(args.dev_half))
+        except open_sets.OpenSetError as error:
+            print(f"bench/topics.py: {error}", file=sys.stderr)
+            return 2
     runs = [["tfidf", "128", "-"]] + [["embedding", str(t), "-"] for t in args.max_tokens]
     if args.speed_only:
         runs = runs[1:]
     if args.model2vec:
         runs.append(["model2vec", "128", str(args.model2vec)])
     load = os.getloadavg()[0]
-    results = [_run_child(run, args.cpus, args.papers, args.threads, args.dev_set, args.dev_half) for run in runs]
+    results = [_run_child(run, args.cpus, args.papers, args.threads, args.dev_set, args.dev_half, args.dev_topics)
+               for run in runs]
     print(f"{os.cpu_count()} CPUs, torch threads: {[r['torch_threads'] for r in results]}; "
           f"labelled sets: {results[0]['fixtures']['papers']} papers of the arXiv API fixtures and "
           f"{results[0]['larger']['papers']} arXiv papers of all feed fixtures, "
@@ -588,6 +625,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nopen world: {results[0]['open_world']['arxiv']['papers']} papers of {args.dev_set} "
               f"(half {args.dev_half})")
         print(open_world_report(results))
+        if args.dev_topics is not None:
+            print(f"\nstrict (primary category) against lenient (a cross-listed configured area is a fair answer), "
+                  f"topics of {args.dev_topics}")
+            print(open_sets.lenient_report(results))
     if args.sweep:
         for result in results:
             cells = " ".join(f"{t:.2f}:{_fmt(f)}" for t, f in result["sweep"])

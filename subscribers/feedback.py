@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from subscribers.errors import SubscribersError
 from subscribers.schema import VOTES, paper_feedback, subscribers
+from subscribers.store_reads import ids_in
 
 
 @dataclass(frozen=True)
@@ -68,14 +69,15 @@ class FeedbackStore:
         query = (sa.select(table.c.subscriber_id, table.c.paper_id, table.c.topic, table.c.vote, subscribers.c.topics)
                  .join(subscribers, subscribers.c.id == table.c.subscriber_id)
                  .where(subscribers.c.status == "active"))
-        chunks = [None] if subscriber_ids is None else [subscriber_ids[i : i + 500]
-                                                       for i in range(0, len(subscriber_ids), 500)]
+        ordered = sorted(set(subscriber_ids or ()))
+        chunks = [None] if subscriber_ids is None else [ordered[i : i + 500] for i in range(0, len(ordered), 500)]
         result: list[tuple[int, str, str, int]] = []
         with self.engine.connect() as connection:
             for chunk in chunks:
-                chosen = query if chunk is None else query.where(table.c.subscriber_id.in_(chunk))
+                chosen = query if chunk is None else query.where(ids_in(table.c.subscriber_id, chunk))
+                keep = None if chunk is None else set(chunk)
                 for reader, paper_id, topic, vote, topics in connection.execute(chosen):
-                    if topic in (topics or ()):
+                    if topic in (topics or ()) and (keep is None or reader in keep):
                         result.append((int(reader), str(paper_id), str(topic), int(vote)))
         return result
 

@@ -19,6 +19,17 @@ from subscribers.models import FREQUENCIES, STATUSES, Frequency, Status, Subscri
 from subscribers.schema import subscribers, suppressions
 
 _IDS_PER_QUERY = 500
+
+
+def ids_in(column: sa.ColumnElement[int], chunk: Sequence[int]) -> sa.ColumnElement[bool]:
+    """Rows whose ``column`` is one of ``chunk`` (ids in ascending order), *or more*: the caller keeps the ids it
+    wants. A dense chunk (its ids span less than twice its size: a list's readers, mostly) is read as the range
+    ``first … last``, two bound values instead of hundreds; psycopg parses each placeholder of a statement in
+    Python, and at 100,000 readers the 200 statements of 500 placeholders each were seconds of a ledger fill.
+    """
+    if chunk[-1] - chunk[0] < 2 * len(chunk):
+        return column.between(chunk[0], chunk[-1])
+    return column.in_(chunk)
 """Ids per ``IN (...)`` list: well under SQLite's and PostgreSQL's parameter limits."""
 
 
@@ -172,8 +183,9 @@ class SubscriberReads:
         with self.engine.connect() as connection:
             for start in range(0, len(wanted), _IDS_PER_QUERY):
                 chunk = wanted[start : start + _IDS_PER_QUERY]
-                query = sa.select(subscribers).where(subscribers.c.id.in_(chunk)).order_by(subscribers.c.id)
-                found += [_row_to_subscriber(row) for row in connection.execute(query).mappings()]
+                query = sa.select(subscribers).where(ids_in(subscribers.c.id, chunk)).order_by(subscribers.c.id)
+                keep = set(chunk)
+                found += [_row_to_subscriber(row) for row in connection.execute(query).mappings() if row["id"] in keep]
         return found
 
     def active_ids(self) -> sa.Select[tuple[int]]:

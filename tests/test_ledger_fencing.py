@@ -1,6 +1,7 @@
 """Two senders' interleavings over one ledger (claim after freeing lapsed claims, renew, mark DATA, record,
 release, stall, crash):
-a Hypothesis state machine looks for a schedule that transmits a row twice. Real SQLite file, real ledger."""
+a Hypothesis state machine looks for a schedule that transmits a row twice, or after which the ledger's tallies
+differ from its rows. Real SQLite file, real ledger."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from newsletter.storage import db
 from newsletter.storage.db import open_database
 from newsletter.storage.ledger import Ledger, NewDelivery, Outcome
+from newsletter.storage.ledger_tallies import ledger_tallies
 
 LEASE = timedelta(seconds=30)
 ROWS = 2
@@ -35,6 +37,7 @@ def test_no_interleaving_of_two_senders_transmits_a_row_twice(tmp_path: Path) ->
             super().__init__()
             with engine.begin() as connection:
                 connection.execute(db.deliveries.delete())
+                connection.execute(ledger_tallies.delete())
             self.ledgers = [Ledger(engine, worker="host:1"), Ledger(engine, worker="host:2")]
             self.now = datetime(2026, 4, 27, 7, 0, tzinfo=UTC)
             self.ledgers[0].add(1, [NewDelivery(subscriber_id=i, email=f"r{i}@example.com", name="", variant_key="v",
@@ -97,6 +100,11 @@ def test_no_interleaving_of_two_senders_transmits_a_row_twice(tmp_path: Path) ->
         @invariant()
         def never_twice(self) -> None:
             assert all(n <= 1 for n in self.transmitted.values()), self.transmitted
+
+        @invariant()
+        def tallies_count_the_rows(self) -> None:
+            tallies, counts = self.ledgers[0].tallies(1), self.ledgers[0].counts(1)
+            assert {state: tallies[state] for state in counts} == counts, (tallies, counts)
 
         @invariant()
         def sent_rows_were_transmitted(self) -> None:

@@ -135,3 +135,38 @@ def test_memory_is_bounded_by_the_document_not_by_the_items(tmp_path: Path) -> N
     # beyond the papers it returns, reading the listing holds a few items at a time: well under the document
     # (feedparser held every entry's dictionary at once: over three times the document's size beyond the papers)
     assert peak - kept < len(data) // 4, (peak - kept, len(data))
+
+
+def _joined(chunks: list[parsing.FeedChunk]) -> ParsedFeed:
+    """The chunks read as `fetch` reads them: a restart drops what came before."""
+    papers: list[object] = []
+    skipped, warnings = 0, []
+    for chunk in chunks:
+        if chunk.restart:
+            papers, skipped, warnings = [], 0, []
+        papers += chunk.papers
+        skipped += chunk.skipped
+        warnings += chunk.warnings
+    return ParsedFeed(tuple(papers), skipped=skipped, warnings=tuple(warnings))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [1, 7, 1000, 10**6])
+def test_the_chunks_of_a_document_hold_what_parse_feed_returns(size: int) -> None:
+    half_way = _listing(STREAM_FROM_ITEMS + 5)
+    position = half_way.index(b"<item>", len(half_way) // 2)
+    other_shape = half_way[:position] + half_way[position:].replace(b"</item>", b"<comments>x</comments></item>", 1)
+    cases = [
+        ("arxiv-rss", _listing(STREAM_FROM_ITEMS + 24)),  # item by item
+        ("arxiv-rss", other_shape),  # item by item, then again with feedparser
+        ("arxiv-rss", _listing(STREAM_FROM_ITEMS + 1).replace(b"&amp; more", b"& more", 1)),  # ill-formed
+        ("arxiv-rss", fixture_path("arxiv_rss/distill_rss_cs.AI_2026-04-27.xml").read_bytes()),
+        ("arxiv-api", fixture_path("arxiv_api/d00ksky_AI_25.xml").read_bytes()),
+        ("hf-daily", fixture_path("hf_daily_papers/sotawhat_hf_daily_papers_2026-06-12.json").read_bytes()),
+        ("hf-daily", b'[{"paper": {"id": "2604.00001", "title": "A"}}, 3, {"paper": {"id": "x"}}]'),
+    ]
+    for kind, data in cases:
+        chunks = list(parsing.parse_feed_chunks(kind, data, source="cs.AI", size=size))
+        assert all(len(chunk.papers) <= size for chunk in chunks)
+        assert _joined(chunks) == parsing.parse_feed(kind, data, source="cs.AI"), kind
+    restarted = list(parsing.parse_feed_chunks("arxiv-rss", other_shape, source="cs.AI", size=size))
+    assert [chunk.restart for chunk in restarted].count(True) == 1  # counts so far are dropped once

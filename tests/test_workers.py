@@ -33,6 +33,7 @@ from newsletter.errors import DeliveryError
 from newsletter.rendering.links import signer_from_settings
 from newsletter.storage.db import open_database
 from newsletter.storage.ledger import Ledger
+from newsletter.storage.ledger_tallies import ledger_tallies
 from newsletter.usecases.campaign import prepare
 from subscribers.store import SubscriberStore
 from tests.conftest import ROOT
@@ -144,6 +145,22 @@ def test_rows_whose_tasks_are_lost_are_enqueued_again_then_reported(ledger: Ledg
         dispatcher.run(EDITION, poll_seconds=0.01, settle_seconds=0)
     ids = ledger.due_ids(EDITION, now=START)
     assert broker.sent == [ids] * 6  # once, then again after each quiet spell
+
+
+def test_tallies_that_say_every_row_was_tried_are_checked_against_the_rows(
+        ledger: Ledger, tmp_path: Path, sink: MailSink, database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The dispatcher follows the edition's tallies; their "nothing left" ends a run only once the rows agree."""
+    fill(ledger, 5)
+    with ledger.engine.begin() as connection:  # tallies gone wrong: no pending row, by their count
+        connection.execute(ledger_tallies.update().where(ledger_tallies.c.edition_id == EDITION,
+                                                         ledger_tallies.c.key == "pending").values(n=0))
+    settings = load_settings(worker_config(tmp_path, sink, database_url=database_url, broker="redis://127.0.0.1:1/0"))
+    dispatcher = Dispatcher(settings, ledger.engine, app=LostTasks(), clock=Clock())
+    dispatcher.waiting = lambda: 0  # type: ignore[method-assign]
+    dispatcher.ping = lambda **_: ["a-worker@host"]  # type: ignore[method-assign]
+    with pytest.raises(DeliveryError, match=r"5 rows of edition 1 stay pending although they were enqueued"):
+        dispatcher.run(EDITION, poll_seconds=0.01, settle_seconds=0)
+    assert "the ledger's tallies of edition 1 say every row was tried, but 5 rows are left" in caplog.text
 
 
 class InlineWorker:

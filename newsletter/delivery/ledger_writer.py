@@ -4,7 +4,7 @@ a few transactions, written by one task so that connections never wait on each o
 A commit that may wait runs in one thread of the writer's own, never on the event loop: a write that waits
 for a lock (SQLite's busy_timeout is 30 s) would otherwise stop every SMTP session, timeout and lease
 renewal with it. On SQLite a commit is first tried on the loop without waiting for any lock, on a connection
-the writer holds for the run (``storage.ledger.QuickRecorder``), which is cheaper than the thread hop; if
+the writer holds for the run (``storage.ledger_quick``), which is cheaper than the thread hop; if
 another process holds the lock, nothing is written and the thread does it.
 """
 
@@ -20,7 +20,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.clock import Clock
 from newsletter.errors import ClaimLostError, LedgerWriteError
-from newsletter.storage.ledger import Delivery, Ledger, Outcome, QuickRecorder
+from newsletter.storage.ledger import Delivery, Ledger, Outcome
+from newsletter.storage.ledger_quick import QuickRecorder
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class LedgerWriter:
         self._timer: asyncio.TimerHandle | None = None
         """The pending wake-up for outcomes (``outcome_delay`` after the first one not yet committed)."""
         self._quick: QuickRecorder | None = None
-        """SQLite: the connection the commits tried on the loop use, held for the run (``Ledger.quick_recorder``)."""
+        """SQLite: the connection the commits tried on the loop use, held for the run (``storage.ledger_quick``)."""
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.failure: LedgerWriteError | None = None
@@ -56,7 +57,7 @@ class LedgerWriter:
 
     def start(self) -> None:
         try:
-            self._quick = self.ledger.quick_recorder()
+            self._quick = QuickRecorder.open(self.ledger)
         except SQLAlchemyError as error:  # every commit goes to the thread, where a failure ends the run as usual
             log.info("ledger commits cannot be tried on the event loop: %s", one_line(error))
         self._task = asyncio.create_task(self._run())

@@ -44,7 +44,8 @@ from newsletter.records.editions import Edition
 from newsletter.rendering.links import signer_from_settings
 from newsletter.storage.db import open_database
 from newsletter.storage.editions import EditionStore
-from newsletter.storage.ledger import Ledger
+from newsletter.storage.ledger import STATES, Ledger
+from newsletter.storage.ledger_tallies import HALTS
 from newsletter.storage.webhook_events import attach as attach_webhooks
 
 log = logging.getLogger(__name__)
@@ -272,6 +273,7 @@ class Dispatcher:
         started = self.clock()
         self.ledger.release_expired(edition_id, now=started)
         run = WorkerRun(before=self.ledger.counts(edition_id))
+        halts = self.ledger.tallies(edition_id)[HALTS]  # before the first batch is enqueued: it may halt at once
         ids = self.ledger.due_ids(edition_id, now=started)
         if wait and ids:
             run.workers = self.ping()
@@ -283,17 +285,27 @@ class Dispatcher:
         total = self.ledger.outstanding(edition_id, due_by=started)
         quiet_since: float | None = None
         fruitless, left_at_requeue = 0, -1
+        drifted = False
         while wait and not stop.is_set():
             now = self.clock()
             self.ledger.release_expired(edition_id, now=now)
-            counts = self.ledger.counts(edition_id)
-            left = self.ledger.outstanding(edition_id, due_by=started)
+            # The edition's tallies, not its rows: a poll reads the same few rows at 100 readers or 1,000,000.
+            tallies = self.ledger.tallies(edition_id)
+            counts: dict[str, int] = {state: tallies[state] for state in STATES}
+            left = counts["pending"] + counts["claimed"] + self.ledger.deferred_due(edition_id, due_by=started)
+            if left == 0:  # the tallies' word, checked against the rows (once: it is the end of the run)
+                left = self.ledger.outstanding(edition_id, due_by=started)
+                if left and not drifted:
+                    drifted = True
+                    log.warning("the ledger's tallies of edition %s say every row was tried, but %d rows are left: "
+                                "following them by their rows", edition_id, left)
             if on_progress is not None:
                 on_progress(max(0, total - left), total, counts)
             if left == 0:
                 run.finished = True
                 break
-            run.halt = self.ledger.halt_reason(edition_id, since=started)
+            if tallies[HALTS] > halts:  # a sender halted on a row since the run began: the reason is on the row
+                run.halt = self.ledger.halt_reason(edition_id, since=started)
             if run.halt is not None:
                 log.warning("a worker stopped sending edition %s: %s", edition_id, run.halt)
                 break

@@ -95,11 +95,25 @@ def topic_facets(topic: TopicSettings) -> list[tuple[str, str]]:
     return unique
 
 
-def shared_terms(paper_text: str, topic_text: str, *, limit: int = MAX_TERMS) -> tuple[str, ...]:
-    """Words of the topic that the paper uses too (a plural "s" accepted), most specific (longest) first."""
-    paper_words = set(_words(paper_text))
+def word_set(text: str) -> frozenset[str]:
+    """The words of a text that ``shared_terms`` compares (lower case, no stop words)."""
+    return frozenset(_words(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _topic_words(topic_text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(_words(topic_text)))
+
+
+def shared_terms(paper_text: str, topic_text: str, *, limit: int = MAX_TERMS,
+                 paper_words: frozenset[str] | None = None) -> tuple[str, ...]:
+    """Words of the topic that the paper uses too (a plural "s" accepted), most specific (longest) first.
+
+    ``paper_words`` (``word_set(paper_text)``) saves reading the paper again for each of its topics."""
+    if paper_words is None:
+        paper_words = word_set(paper_text)
     found: list[str] = []
-    for word in dict.fromkeys(_words(topic_text)):
+    for word in _topic_words(topic_text):
         if word in paper_words or word + "s" in paper_words or (word.endswith("s") and word[:-1] in paper_words):
             found.append(word)
     found.sort(key=len, reverse=True)

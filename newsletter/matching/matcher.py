@@ -23,7 +23,7 @@ from newsletter.errors import ConfigError
 from newsletter.matching.calibration import DecisionRule
 from newsletter.matching.embeddings import INSTALL_HINT, EmbeddingMatcher, MiniLMEncoder, VectorCache, missing_extra
 from newsletter.matching.evidence import Scored, TopicExamples
-from newsletter.matching.rules import paper_text, tfidf_score, topics_fingerprint
+from newsletter.matching.rules import TFIDF_TERMS, paper_text, tfidf_score, topics_fingerprint
 from newsletter.matching.scoring import ScoringMatcher, attach_examples
 from newsletter.records.papers import Paper, TopicMatch
 
@@ -83,7 +83,7 @@ class TfidfMatcher(ScoringMatcher):
                                                                self_training=False)
 
     def fingerprint(self, topics: Sequence[TopicSettings]) -> str:
-        return f"{topics_fingerprint(topics, self.threshold)}:{self.rule}"
+        return f"{topics_fingerprint(topics, self.threshold)}:{self.rule}:{TFIDF_TERMS}"
 
     def similarities(
         self, papers: Sequence[Paper], topics: Sequence[TopicSettings], *, background: Sequence[Paper] = ()

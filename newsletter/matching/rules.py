@@ -16,16 +16,21 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from newsletter.config import TopicSettings
-from newsletter.matching.evidence import Scored, reason_span, shared_terms, topic_facets
+from newsletter.matching.evidence import Scored, reason_span, shared_terms, topic_facets, word_set
+from newsletter.matching.stemming import stemmed_words
 from newsletter.records.papers import Paper, TopicMatch
 
+TFIDF_TERMS = "porter-stems"
+"""What TF-IDF counts (``tfidf_vectorizer``); part of the TF-IDF matcher's fingerprint, so stored matches made
+over other terms (whole words, before) are recomputed."""
 PRIMARY_CATEGORY_BONUS = 0.3
 OTHER_CATEGORY_BONUS = 0.2
 KEYWORD_BONUS = 0.15
@@ -64,6 +69,15 @@ class KeywordIndex:
         return frozenset(
             k for k, pattern in zip(self.keywords, self._single, strict=True) if any(pattern.search(s) for s in spans)
         )
+
+
+def tfidf_vectorizer() -> TfidfVectorizer:
+    """The TF-IDF space of matching: sublinear term counts of Porter stems, English stop words dropped.
+
+    Stems rather than words (``newsletter.matching.stemming``): a one-sentence topic and an abstract often use the
+    same word in different forms ("auctions", "auction"); docs/benchmarks.md measures the difference.
+    """
+    return TfidfVectorizer(analyzer=stemmed_words, sublinear_tf=True, dtype=np.float32)
 
 
 def topic_text(topic: TopicSettings) -> str:
@@ -117,7 +131,7 @@ def tfidf_score(
     """Similarities of the papers and then the background papers, each topic's closest facet, and the vectorizer
     (which turns example papers into rows of the same space)."""
     texts = [paper_text(p) for p in papers]
-    vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True, dtype=np.float32)
+    vectorizer = tfidf_vectorizer()
     seen = {p.paper_id for p in papers}
     extra = [paper_text(p) for p in background if p.paper_id not in seen]
     matrix = vectorizer.fit_transform(texts + extra + [topic_text(t) for t in topics])
@@ -125,12 +139,20 @@ def tfidf_score(
     rows, topic_rows = matrix[:count], matrix[count:]
     similarities = np.asarray((rows @ topic_rows.T).toarray(), dtype=np.float32)
     facets = [topic_facets(t) for t in topics]
-    closest = np.zeros(similarities.shape, dtype=np.int64)
+    closest = closest_facets(rows, facets, vectorizer.transform)
+    return Scored(similarities=similarities, features=rows, facets=facets, closest_facet=closest), vectorizer
+
+
+def closest_facets(rows: Any, facets: Sequence[Sequence[tuple[str, str]]],
+                   transform: Callable[[list[str]], Any]) -> np.ndarray:
+    """Rows × topics: the index of the facet a reason may name (``reason_span``) that each TF-IDF row is closest to;
+    ``transform`` turns facet texts into rows of the same space."""
+    closest = np.zeros((rows.shape[0], len(facets)), dtype=np.int64)
     for column, facet_list in enumerate(facets):
         start, end = reason_span(facet_list)
-        facet_rows = vectorizer.transform([text for _, text in facet_list[start:end]])
+        facet_rows = transform([text for _, text in facet_list[start:end]])
         closest[:, column] = np.asarray((rows @ facet_rows.T).toarray()).argmax(axis=1) + start
-    return Scored(similarities=similarities, features=rows, facets=facets, closest_facet=closest), vectorizer
+    return closest
 
 
 def apply_rules(
@@ -159,6 +181,7 @@ def apply_rules(
     for row, paper in enumerate(papers):
         text = paper_text(paper)
         found = index.find(text)
+        words: frozenset[str] | None = None
         for column, topic in enumerate(topics):
             similarity = float(similarities[row, column])
             categories = tuple(c for c in paper.categories if c in topic.categories)
@@ -173,7 +196,8 @@ def apply_rules(
                 bonus += PRIMARY_CATEGORY_BONUS if primary else OTHER_CATEGORY_BONUS
             kind, closest = scored.closest(row, column) if scored is not None else ("", "")
             said = " ".join(normalise_keyword(k) for k in keywords)
-            terms = tuple(t for t in shared_terms(text, texts[column]) if t.rstrip("s") not in said)
+            words = word_set(text) if words is None else words
+            terms = tuple(t for t in shared_terms(text, texts[column], paper_words=words) if t.rstrip("s") not in said)
             matches.append(
                 TopicMatch(
                     paper_id=paper.paper_id,

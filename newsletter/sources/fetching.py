@@ -109,16 +109,26 @@ async def fetch_all(
     """Fetch every source at once; a failed source leaves its SourceError in its slot, in request order."""
     pacer = HostPacer(settings.per_host_delay_seconds)
 
-    async def one(request: FetchRequest, client: httpx.AsyncClient) -> FetchResponse | SourceError:
+    answers: list[FetchResponse | SourceError] = []
+
+    async def one(request: FetchRequest, client: httpx.AsyncClient) -> int:
         try:
-            return await fetch_one(request, settings=settings, client=client, pacer=pacer)
+            answers.append(await fetch_one(request, settings=settings, client=client, pacer=pacer))
         except SourceError as exc:
-            return exc
+            answers.append(exc)
+        return len(answers) - 1
+
+    async def gathered(client: httpx.AsyncClient) -> list[FetchResponse | SourceError]:
+        # the answers are handed back in a list of their own, the tasks keep only an index: the caller's task
+        # holds the gathering future (and so its tasks' results) until the caller's next await, which for
+        # `fetch` comes after every document was parsed; it must not keep every document alive meanwhile
+        slots = await asyncio.gather(*(one(r, client) for r in requests))
+        return [answers[slot] for slot in slots]
 
     if client is not None:
-        return list(await asyncio.gather(*(one(r, client) for r in requests)))
+        return await gathered(client)
     async with new_client(settings) as own:
-        return list(await asyncio.gather(*(one(r, own) for r in requests)))
+        return await gathered(own)
 
 
 async def fetch_one(

@@ -16,7 +16,8 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,6 +66,69 @@ def parse_feed(
         log.warning("source %r: %s", source, trimmed)
         feed = dataclasses.replace(feed, warnings=(trimmed, *feed.warnings))
     return feed
+
+
+@dataclass(frozen=True)
+class FeedChunk:
+    """Consecutive papers of one document, with the entries skipped among them and warnings.
+
+    ``restart``: the document is being read again from its start (the item-by-item reader met a shape it does not
+    know and feedparser reads it instead), so the counts and warnings of the chunks before no longer hold; their
+    papers, read the same way by both readers, may come again."""
+
+    papers: tuple[Paper, ...]
+    skipped: int = 0
+    warnings: tuple[str, ...] = ()
+    restart: bool = False
+
+
+def parse_feed_chunks(
+    kind: str, data: bytes, *, source: str, include_cross: bool = True, content_type: str | None = None,
+    size: int = 5000,
+) -> Iterator[FeedChunk]:
+    """``parse_feed`` a chunk of at most ``size`` papers at a time; together, the chunks hold what it returns.
+
+    A large arXiv RSS listing is read item by item (``streaming``), so its papers are never all held at once; a
+    Hugging Face listing is decoded whole, then its items are made papers (and let go) a chunk at a time; any
+    other document is parsed whole, as by ``parse_feed``, and handed on in chunks. Raises what ``parse_feed``
+    raises, before the first chunk.
+    """
+    if kind == "hf-daily":
+        expect_feed(kind, data, source=source, content_type=content_type)
+        yield from _hf_chunks(data, source=source, size=size)
+        return
+    if kind != "arxiv-rss":
+        yield from _in_chunks(parse_feed(kind, data, source=source, include_cross=include_cross,
+                                         content_type=content_type), size)
+        return
+    expect_feed(kind, data, source=source, content_type=content_type)
+    data, trimmed = bound_xml(data)
+    if trimmed:
+        log.warning("source %r: %s", source, trimmed)
+    first = (trimmed,) if trimmed else ()
+    restart = False
+    if data.count(b"<item", 0, None) >= STREAM_FROM_ITEMS:
+        entries = arxiv_rss_entries(data)
+        try:
+            for papers, skipped, broken, last in _convert_entries(
+                    entries, source, lambda e: _arxiv_rss_entry(e, source, include_cross), size):
+                warnings = (*first, *((_broken_warning(broken),) if last and broken else ()))
+                yield FeedChunk(tuple(papers), skipped=skipped, warnings=warnings)
+                first = ()
+            return
+        except NotStreamable as why:
+            log.info("source %r: read with feedparser (%s)", source, _said(why))
+            first, restart = (trimmed,) if trimmed else (), True
+    feed = _collect(_feedparse(data, source=source), source, lambda e: _arxiv_rss_entry(e, source, include_cross))
+    yield from _in_chunks(dataclasses.replace(feed, warnings=(*first, *feed.warnings)), size, restart=restart)
+
+
+def _in_chunks(feed: ParsedFeed, size: int, *, restart: bool = False) -> Iterator[FeedChunk]:
+    """A parsed document as chunks: its skipped count and warnings on the first."""
+    for start in range(0, max(len(feed.papers), 1), size):
+        first = start == 0
+        yield FeedChunk(feed.papers[start : start + size], skipped=feed.skipped if first else 0,
+                        warnings=feed.warnings if first else (), restart=restart and first)
 
 
 _CHAR_REF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
@@ -151,6 +215,16 @@ def _collect(parsed: Any, source: str, convert: Callable[[Any], Paper | None]) -
 
 def _collect_entries(entries: Iterable[Mapping[str, Any]], source: str, convert: Callable[[Any], Paper | None], *,
                      warnings: list[str]) -> ParsedFeed:
+    papers, skipped, broken, _ = next(_convert_entries(entries, source, convert, None))
+    if broken:
+        warnings.append(_broken_warning(broken))
+    return ParsedFeed(tuple(papers), skipped=skipped, warnings=tuple(warnings))
+
+
+def _convert_entries(entries: Iterable[Mapping[str, Any]], source: str, convert: Callable[[Any], Paper | None],
+                     size: int | None) -> Iterator[tuple[list[Paper], int, int, bool]]:
+    """Papers of the entries, ``size`` at a time (None: all at once), as (papers, entries skipped among them,
+    malformed entries since the start, whether it is the last chunk)."""
     papers: list[Paper] = []
     skipped = broken = 0
     for entry in entries:
@@ -166,9 +240,10 @@ def _collect_entries(entries: Iterable[Mapping[str, Any]], source: str, convert:
             skipped += 1
         else:
             papers.append(paper)
-    if broken:
-        warnings.append(_broken_warning(broken))
-    return ParsedFeed(tuple(papers), skipped=skipped, warnings=tuple(warnings))
+            if size is not None and len(papers) >= size:
+                yield papers, skipped, broken, False
+                papers, skipped = [], 0
+    yield papers, skipped, broken, True
 
 
 _ENTRY_ERRORS = (ValueError, TypeError, OverflowError, AttributeError, KeyError, IndexError, RecursionError)
@@ -298,25 +373,46 @@ def _rss_entry(entry: Mapping[str, Any], source: str) -> Paper | None:
 
 
 def parse_hf_daily(data: bytes, *, source: str) -> ParsedFeed:
+    papers: list[Paper] = []
+    skipped = 0
+    warnings: tuple[str, ...] = ()
+    for chunk in _hf_chunks(data, source=source, size=None):
+        papers += chunk.papers
+        skipped += chunk.skipped
+        warnings += chunk.warnings
+    return ParsedFeed(tuple(papers), skipped=skipped, warnings=warnings)
+
+
+def _hf_chunks(data: bytes, *, source: str, size: int | None) -> Iterator[FeedChunk]:
+    """The papers of a Hugging Face listing, ``size`` items at a time (None: all at once); each chunk's items
+    are let go once read, so the document's objects and its papers are not all held together."""
     items = load_json(data, source=source)
     if not isinstance(items, list):
         raise SourceError(source, f"expected a JSON array of papers, found {type(items).__name__}")
-    papers: list[Paper] = []
-    skipped = broken = 0
-    for item in items:
-        try:
-            paper = _hf_item(item, source) if isinstance(item, dict) else None
-            if paper is not None:
-                paper = _storable(paper)
-        except _ENTRY_ERRORS as exc:
-            log.info("source %r: skipped an item: %s: %s", source, type(exc).__name__, _said(exc))
-            paper = None
-            broken += 1
-        if paper is None:
-            skipped += 1
-        else:
-            papers.append(paper)
-    return ParsedFeed(tuple(papers), skipped=skipped, warnings=(_broken_warning(broken),) if broken else ())
+    broken = 0
+    while True:
+        part = items[:size] if size is not None else items
+        items = items[len(part):] if size is not None else []
+        papers: list[Paper] = []
+        skipped = 0
+        for item in part:
+            try:
+                paper = _hf_item(item, source) if isinstance(item, dict) else None
+                if paper is not None:
+                    paper = _storable(paper)
+            except _ENTRY_ERRORS as exc:
+                log.info("source %r: skipped an item: %s: %s", source, type(exc).__name__, _said(exc))
+                paper = None
+                broken += 1
+            if paper is None:
+                skipped += 1
+            else:
+                papers.append(paper)
+        del part
+        yield FeedChunk(tuple(papers), skipped=skipped,
+                        warnings=(_broken_warning(broken),) if broken and not items else ())
+        if not items:
+            return
 
 
 def _hf_time(value: Any) -> datetime | None:

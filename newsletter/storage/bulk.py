@@ -1,4 +1,5 @@
-"""A statement compiled once per database dialect and run as one DBAPI ``executemany``.
+"""Statements over many rows: one compiled once per database dialect and run as one DBAPI ``executemany``, and
+an insert of many new rows as one statement on PostgreSQL (``insert_new_many``).
 
 Why: the ledger writer runs two UPDATEs for every few messages a send delivers. Through SQLAlchemy each run
 looked the statement up in the compiled cache, built every row's parameters (``construct_params``) and ran
@@ -15,8 +16,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
+
+from newsletter.storage import db
 
 
 class BulkStatement:
@@ -92,3 +96,32 @@ class BulkStatements:
         if found is None:
             found = self._compiled[key] = BulkStatement(self.statement, dialect)
         return found
+
+
+def insert_new_many(connection: sa.Connection, table: sa.Table, values: Sequence[Mapping[str, Any]]) -> int:
+    """Insert many rows (all with the same keys), skipping those whose key exists; returns how many were added.
+
+    On PostgreSQL one statement whatever the number of rows: each column that varies is one array parameter,
+    ``INSERT … SELECT … FROM unnest(arrays) ON CONFLICT DO NOTHING``, and a value shared by every row (the
+    edition, the time) one scalar. The portable form (``db.insert_new``: SQLAlchemy's multi-row VALUES, a
+    thousand rows a statement) wrote a statement of 11,000 placeholders per thousand ledger rows, which psycopg
+    parses in Python before sending it: at 100,000 readers that parsing was most of the ledger fill's time
+    (docs/benchmarks.md). Elsewhere (SQLite) the portable form.
+    """
+    if not values:
+        return 0
+    if connection.dialect.name != "postgresql":
+        return db.insert_new(connection, table, [dict(row) for row in values])
+    first = values[0]
+    names = list(first)
+    shared = {name for name in names if all(row[name] == first[name] for row in values)}
+    varying = [name for name in names if name not in shared]
+    if not varying:  # one row, or every row the same: the portable form is as good
+        return db.insert_new(connection, table, [dict(row) for row in values])
+    arrays = [sa.bindparam(f"each_{name}", [row[name] for row in values], type_=postgresql.ARRAY(table.c[name].type))
+              for name in varying]
+    each = sa.func.unnest(*arrays).table_valued(*varying).render_derived(name="each")
+    columns = [sa.bindparam(f"all_{name}", first[name], type_=table.c[name].type) if name in shared
+               else each.c[name] for name in names]
+    statement = postgresql.insert(table).from_select(names, sa.select(*columns)).on_conflict_do_nothing()
+    return int(connection.execute(statement.execution_options(preserve_rowcount=True)).rowcount)

@@ -372,12 +372,10 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 def is_sqlite_busy(error: SQLAlchemyError) -> bool:
     """Whether SQLite refused because another connection holds the write lock ("database is locked")."""
-    return is_sqlite_busy_error(getattr(error, "orig", None))
-
-
-def is_sqlite_busy_error(error: BaseException | None) -> bool:
-    """``is_sqlite_busy`` of the driver's own exception."""
-    return isinstance(error, sqlite3.OperationalError) and error.sqlite_errorname in ("SQLITE_BUSY", "SQLITE_LOCKED")
+    orig = getattr(error, "orig", None)
+    if not isinstance(orig, sqlite3.OperationalError):
+        return False
+    return getattr(orig, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:

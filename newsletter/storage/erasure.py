@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from newsletter.storage import db
+from newsletter.storage import ledger_tallies as tallies
 
 
 def forget_subscriber_rows(engine: Engine, subscriber_id: int, *, connection: sa.Connection | None = None) -> int:
@@ -29,15 +30,19 @@ def forget_subscriber_rows(engine: Engine, subscriber_id: int, *, connection: sa
         with engine.begin() as own:
             return forget_subscriber_rows(engine, subscriber_id, connection=own)
     deliveries = db.deliveries
-    connection.execute(
-        deliveries.update()
-        .where(deliveries.c.subscriber_id == subscriber_id, deliveries.c.state.in_(("pending", "deferred")))
-        .values(state="suppressed")
-    )
+    changes = tallies.TallyChanges()
+    for state in ("pending", "deferred"):  # one UPDATE per state: the editions it returns move that state's tally
+        changes.move_each(connection.execute(
+            deliveries.update()
+            .where(deliveries.c.subscriber_id == subscriber_id, deliveries.c.state == state)
+            .values(state="suppressed")
+            .returning(deliveries.c.edition_id)
+        ).scalars().all(), state, "suppressed")
     result = connection.execute(
         deliveries.update()
         .where(deliveries.c.subscriber_id == subscriber_id)
         .values(email="", name="", last_message="personal data deleted on request")
     )
     connection.execute(sa.delete(db.sent_papers).where(db.sent_papers.c.subscriber_id == subscriber_id))
+    changes.write(connection)
     return int(cast(Any, result).rowcount or 0)

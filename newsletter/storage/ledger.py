@@ -15,7 +15,6 @@ Every statement is portable SQL (SQLite by default, PostgreSQL later).
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,13 +22,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Engine
 
 from newsletter.storage import db
-from newsletter.storage.bulk import BulkStatements
+from newsletter.storage import ledger_tallies as tallies
+from newsletter.storage.bulk import BulkStatement, BulkStatements, insert_new_many
 from newsletter.storage.ledger_reads import HALTED_PHASE as HALTED_PHASE
 from newsletter.storage.ledger_reads import STATES as STATES
-from newsletter.storage.ledger_reads import LedgerReads, due_rows
 from newsletter.storage.ledger_reads import State as State
 
 FINAL_STATES = frozenset({"sent", "failed", "ambiguous", "suppressed"})
@@ -65,8 +64,6 @@ _STORE_OUTCOME = (
 _MARK_DATA_BULK = BulkStatements(_MARK_DATA)
 _STORE_OUTCOME_BULK = BulkStatements(_STORE_OUTCOME)
 """Both run for every few messages sent: compiled once, run as one driver executemany (``storage.bulk``)."""
-_HELD_FOR_DATA_BULK = BulkStatements(sa.select(deliveries.c.claim_token).where(
-    deliveries.c.id == sa.bindparam("row_id"), deliveries.c.state == "claimed", deliveries.c.phase == DATA_PHASE))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,7 +117,7 @@ class StoredVariant:
     """The papers its email carries: they count as sent to a reader once that reader's row is ``sent``."""
 
 
-class Ledger(LedgerReads):
+class Ledger(tallies.TallyReads):
     def __init__(self, engine: Engine, *, worker: str = "") -> None:
         self.engine = engine
         self.worker = worker
@@ -174,9 +171,18 @@ class Ledger(LedgerReads):
         if not values:
             return 0
         if connection is not None:
-            return db.insert_new(connection, deliveries, values)
+            return self._add(connection, edition_id, values)
         with self.engine.begin() as own:
-            return db.insert_new(own, deliveries, values)
+            return self._add(own, edition_id, values)
+
+    @staticmethod
+    def _add(connection: sa.Connection, edition_id: int, values: list[dict[str, Any]]) -> int:
+        tallies.open_editions(connection, [edition_id])
+        added = insert_new_many(connection, deliveries, values)
+        changes = tallies.TallyChanges()
+        changes.add(edition_id, "pending", added)
+        changes.write(connection)
+        return added
 
     # --- claiming -----------------------------------------------------------------------------------------
 
@@ -205,6 +211,10 @@ class Ledger(LedgerReads):
             released = connection.execute(
                 deliveries.update().where(expired).values(state="pending", claim_token=None, phase="", updated=now)
             ).rowcount
+            changes = tallies.TallyChanges()
+            changes.move(edition_id, "claimed", "ambiguous", int(ambiguous or 0))
+            changes.move(edition_id, "claimed", "pending", int(released or 0))
+            changes.write(connection)
         return int(released or 0), int(ambiguous or 0)
 
     def claim_holders(self, edition_id: int) -> set[str]:
@@ -235,11 +245,15 @@ class Ledger(LedgerReads):
         with self.engine.begin() as connection:
             found = set(connection.execute(sa.select(deliveries.c.id).where(inactive)).scalars())
             if found:
-                connection.execute(
+                moved = connection.execute(
                     deliveries.update()
                     .where(inactive, deliveries.c.id.in_(found))
                     .values(state="suppressed", claim_token=None, updated=now, last_message="subscriber is not active")
-                )
+                    .returning(deliveries.c.edition_id)
+                ).scalars().all()
+                changes = tallies.TallyChanges()
+                changes.move_each(moved, "claimed", "suppressed")
+                changes.write(connection)
         return found
 
     def claim(self, edition_id: int, *, limit: int, now: datetime, lease: timedelta,
@@ -250,7 +264,6 @@ class Ledger(LedgerReads):
         for each other and never take the same row.
         """
         token = uuid.uuid4().hex
-        due = due_rows(now)
         # The first ``limit`` due rows by id are the first ``limit`` of (the first ``limit`` pending rows) and (the
         # first ``limit`` deferred rows now due): each of those reads an (edition, state, id) index in order and
         # stops after ``limit`` rows. One query with the OR read and sorted every row of the edition instead, on
@@ -263,34 +276,60 @@ class Ledger(LedgerReads):
         if only is not None:
             parts = [part.where(deliveries.c.id.in_(list(only))) for part in parts]
         parts = [part.order_by(deliveries.c.id).limit(limit) for part in parts]
+        claimed = {"state": "claimed", "claim_token": token, "lease_until": now + lease, "phase": "",
+                   "worker": self.worker, "updated": now}
+        pending_part, deferred_part = parts
         with self.engine.begin() as connection:
-            chosen: Any
+            # Two UPDATEs, one per source state, so that each one's row count says how many rows left that state
+            # (the tallies, ``ledger_tallies``); together they claim the same rows as the first ``limit`` due ones.
             if self.engine.dialect.name == "postgresql":
                 # Lock the candidates first, in statements of their own: a LIMIT … SKIP LOCKED subquery inside
                 # the UPDATE may be run more than once by PostgreSQL and then claim more than ``limit`` rows (and
                 # FOR UPDATE is not allowed on a UNION). Rows locked here but not chosen are free at commit.
-                locked = {i for part in parts
-                          for i in connection.execute(part.with_for_update(skip_locked=True)).scalars()}
-                chosen = sorted(locked)[:limit]
+                locked_pending = set(connection.execute(pending_part.with_for_update(skip_locked=True)).scalars())
+                locked_deferred = set(connection.execute(deferred_part.with_for_update(skip_locked=True)).scalars())
+                chosen = sorted(locked_pending | locked_deferred)[:limit]
                 if not chosen:
                     return []
-                still_due = due  # locked, but re-checked: another claim may have taken them before the lock
+                from_pending = from_deferred = 0
+                # locked, but re-checked: another claim may have taken them before the lock
+                if chosen_pending := [i for i in chosen if i in locked_pending]:
+                    from_pending = connection.execute(
+                        deliveries.update().where(deliveries.c.id.in_(chosen_pending), deliveries.c.state == "pending")
+                        .values(**claimed)
+                    ).rowcount
+                if chosen_deferred := [i for i in chosen if i in locked_deferred]:
+                    from_deferred = connection.execute(
+                        deliveries.update()
+                        .where(deliveries.c.id.in_(chosen_deferred), deliveries.c.state == "deferred",
+                               deliveries.c.next_attempt_at <= now)
+                        .values(**claimed)
+                    ).rowcount
             else:
+                # SQLite has one writer: from the first UPDATE on, nothing else changes the rows. The first ``limit``
+                # due rows by id are the pending ones up to the last of them, then as many deferred ones as the
+                # first UPDATE left room for. Each UPDATE reads its rows by id (no state test on the UPDATE itself:
+                # with one, the planner may read every such row through the state index, ix_deliveries_state).
                 both = sa.union_all(*(sa.select(part.subquery().c.id) for part in parts)).subquery()
-                chosen = sa.select(both.c.id).order_by(both.c.id).limit(limit).scalar_subquery()
-                # One statement, and SQLite has one writer: the rows chosen are still due when updated. Without the
-                # redundant test the planner looks the ids up by primary key; with it, it may read every pending
-                # row through the state index (ix_deliveries_state) on every batch.
-                still_due = sa.true()
-            connection.execute(
-                deliveries.update()
-                .where(deliveries.c.id.in_(chosen), still_due)
-                .values(state="claimed", claim_token=token, lease_until=now + lease, phase="", worker=self.worker,
-                        updated=now)
-            )
+                first = sa.select(both.c.id).order_by(both.c.id).limit(limit).subquery()
+                last = sa.select(sa.func.max(first.c.id)).scalar_subquery()
+                from_pending = connection.execute(
+                    deliveries.update().where(deliveries.c.id.in_(pending_part.where(deliveries.c.id <= last)))
+                    .values(**claimed)
+                ).rowcount
+                from_deferred = 0
+                if from_pending < limit:
+                    from_deferred = connection.execute(
+                        deliveries.update()
+                        .where(deliveries.c.id.in_(deferred_part.limit(limit - from_pending))).values(**claimed)
+                    ).rowcount
             rows = connection.execute(  # the token is new: every row with it is one this transaction claimed
                 sa.select(*_DELIVERY_COLUMNS).where(deliveries.c.claim_token == token).order_by(deliveries.c.id)
             ).all()
+            changes = tallies.TallyChanges()
+            changes.move(edition_id, "pending", "claimed", int(from_pending or 0))
+            changes.move(edition_id, "deferred", "claimed", int(from_deferred or 0))
+            changes.write(connection)
         names = _DELIVERY_NAMES  # not Row._asdict() per row: it works its keys out again for each (claims are hot)
         return [Delivery(**dict(zip(names, row, strict=True))) for row in rows]
 
@@ -311,13 +350,17 @@ class Ledger(LedgerReads):
         if not claims:
             return 0
         with self.engine.begin() as connection:
-            result = connection.execute(
+            moved = connection.execute(
                 deliveries.update()
                 .where(deliveries.c.id.in_(list(claims)), deliveries.c.state == "claimed",
                        deliveries.c.claim_token.in_(set(claims.values())), deliveries.c.phase != DATA_PHASE)
                 .values(state="pending", claim_token=None, phase="", updated=now)
-            )
-        return int(result.rowcount or 0)
+                .returning(deliveries.c.edition_id)
+            ).scalars().all()
+            changes = tallies.TallyChanges()
+            changes.move_each(moved, "claimed", "pending")
+            changes.write(connection)
+        return len(moved)
 
     # --- recording ----------------------------------------------------------------------------------------
 
@@ -337,24 +380,10 @@ class Ledger(LedgerReads):
         with self.engine.begin() as connection:
             return self._record(connection, data_phase=data_phase, outcomes=outcomes, now=now)
 
-    def try_record(self, *, data_phase: Sequence[tuple[int, str]], outcomes: Sequence[Outcome],
-                   now: datetime) -> set[int] | None:
-        """``record`` without waiting: None, with nothing written, when it cannot commit at once (then call
-        ``record`` where waiting blocks nothing). On SQLite that is when another process holds the write
-        lock; any other database is reached over a connection that can always wait, so it is always None.
-        One commit; the ledger writer keeps a ``quick_recorder`` for the whole run instead.
-        """
-        recorder = self.quick_recorder()
-        if recorder is None:
-            return None
-        try:
-            return recorder.try_record(data_phase=data_phase, outcomes=outcomes, now=now)
-        finally:
-            recorder.close()
-
-    def quick_recorder(self) -> QuickRecorder | None:
-        """SQLite: a ``QuickRecorder`` on a connection of its own (close it); None on any other database."""
-        return QuickRecorder(self.engine) if self.engine.dialect.name == "sqlite" else None
+    def record_in(self, connection: sa.Connection, *, data_phase: Sequence[tuple[int, str]],
+                  outcomes: Sequence[Outcome], now: datetime) -> set[int]:
+        """``record`` in the caller's transaction (``ledger_quick.QuickRecorder``'s, on a connection it holds)."""
+        return self._record(connection, data_phase=data_phase, outcomes=outcomes, now=now)
 
     def _record(self, connection: sa.Connection, *, data_phase: Sequence[tuple[int, str]],
                 outcomes: Sequence[Outcome], now: datetime) -> set[int]:
@@ -366,8 +395,38 @@ class Ledger(LedgerReads):
             if not (dialect.supports_sane_multi_rowcount and marked == len(data_phase)):
                 lost = self._not_marked(connection, data_phase)
         if outcomes:
-            _STORE_OUTCOME_BULK.for_dialect(dialect).run(connection, _outcome_rows(outcomes, now), {"now": now})
+            self._store_outcomes(connection, outcomes, now=now)
         return lost
+
+    @staticmethod
+    def _store_outcomes(connection: sa.Connection, outcomes: Sequence[Outcome], *, now: datetime) -> None:
+        """Store the outcomes (fenced by their claim token) and move the tallies by the rows really stored.
+
+        Run as one executemany per (edition, new state, halted or not), each one's row count being how many of
+        its rows were still claimed under their token: usually one group per call.
+        """
+        statement = _STORE_OUTCOME_BULK.for_dialect(connection.dialect)
+        editions = dict(connection.execute(  # a row's edition never changes: read without a lock
+            sa.select(deliveries.c.id, deliveries.c.edition_id).where(
+                deliveries.c.id.in_([o.delivery_id for o in outcomes]))
+        ).all())
+        groups: dict[tuple[int, str, bool], list[dict[str, Any]]] = {}
+        for o in outcomes:
+            edition_id = editions.get(o.delivery_id)
+            if edition_id is None:  # no such row: its outcome stores nothing
+                continue
+            halted = o.state == "pending" and o.phase == HALTED_PHASE
+            groups.setdefault((int(edition_id), o.state, halted), []).append(
+                {"row_id": o.delivery_id, "token": o.claim_token, "new_state": o.state, "new_phase": o.phase,
+                 "attempt": 1 if o.count_attempt else 0, "next_at": o.next_attempt_at, "code": o.code,
+                 "msg": o.message[:1000], "sent": now if o.state == "sent" else None})
+        changes = tallies.TallyChanges()
+        for (edition_id, state, halted), rows in groups.items():
+            stored = _run_counted(statement, connection, rows, {"now": now})
+            changes.move(edition_id, "claimed", state, stored)
+            if halted:
+                changes.add(edition_id, tallies.HALTS, stored)
+        changes.write(connection)
 
     @staticmethod
     def _not_marked(connection: sa.Connection, data_phase: Sequence[tuple[int, str]]) -> set[int]:
@@ -387,12 +446,18 @@ class Ledger(LedgerReads):
         where = sa.and_(deliveries.c.edition_id == edition_id, deliveries.c.state.in_(list(states)))
         if email is not None:
             where = sa.and_(where, sa.func.lower(deliveries.c.email) == email.lower())
+        moved = 0
         with self.engine.begin() as connection:
-            result = connection.execute(
-                deliveries.update().where(where).values(
-                    state="pending", phase="", claim_token=None, attempts=0, next_attempt_at=None, updated=now)
-            )
-        return int(result.rowcount or 0)
+            changes = tallies.TallyChanges()
+            for state in sorted(set(states)):  # one UPDATE per state: each one's row count moves its tally
+                result = connection.execute(
+                    deliveries.update().where(where, deliveries.c.state == state).values(
+                        state="pending", phase="", claim_token=None, attempts=0, next_attempt_at=None, updated=now)
+                )
+                changes.move(edition_id, state, "pending", int(result.rowcount or 0))
+                moved += int(result.rowcount or 0)
+            changes.write(connection)
+        return moved
 
     def prune(self, *, before: datetime) -> int:
         """Forget the delivery rows and rendered variants of editions built before ``before``."""
@@ -401,84 +466,14 @@ class Ledger(LedgerReads):
             removed = connection.execute(deliveries.delete().where(deliveries.c.edition_id.in_(old))).rowcount
             connection.execute(variants.delete().where(variants.c.edition_id.in_(old)))
             connection.execute(variant_papers.delete().where(variant_papers.c.edition_id.in_(old)))
+            tallies.forget(connection, old)
         return int(removed or 0)
 
 
-class QuickRecorder:
-    """``Ledger.record`` for commits that must never wait (SQLite): the ledger writer's, on the event loop.
-
-    A local SQLite commit of a few rows takes well under a millisecond, less than handing it to a thread, so
-    the writer tries each one on the loop, and only one that finds another process holding the write lock
-    goes to its thread (``Ledger.record``, which waits). This holds one DBAPI connection from the engine's pool
-    for the run, with SQLite's busy_timeout 0 (set once, restored by ``close``), and runs the same compiled
-    statements (``storage.bulk``) on it: through SQLAlchemy each commit also paid a pool checkout and return,
-    two PRAGMAs and the execution machinery of both statements, more CPU than SQLite's own work on the rows.
-    Errors are raised as SQLAlchemy's (``DBAPIError.instance``), like every other ledger write.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self._dialect = engine.dialect
-        self._pooled = engine.raw_connection()
-        driver = self._pooled.driver_connection
-        if not isinstance(driver, sqlite3.Connection):  # pragma: no cover - Ledger.quick_recorder checks
-            self._pooled.close()
-            raise TypeError("QuickRecorder needs a SQLite connection")
-        self._driver = driver
-        driver.execute("PRAGMA busy_timeout=0")
-
-    def try_record(self, *, data_phase: Sequence[tuple[int, str]], outcomes: Sequence[Outcome],
-                   now: datetime) -> set[int] | None:
-        """``Ledger.record`` in one transaction; None, with nothing written, if another process holds the lock."""
-        driver = self._driver
-        sql = ""
-        try:
-            lost: set[int] = set()
-            if data_phase:
-                mark = _MARK_DATA_BULK.for_dialect(self._dialect)
-                sql = mark.sql
-                rows = mark.parameters([{"row_id": i, "token": t} for i, t in data_phase], {"now": now})
-                if driver.executemany(sql, rows).rowcount != len(data_phase):
-                    sql = _HELD_FOR_DATA_BULK.for_dialect(self._dialect).sql
-                    lost = _unmarked(driver, self._dialect, data_phase)
-            if outcomes:
-                store = _STORE_OUTCOME_BULK.for_dialect(self._dialect)
-                sql = store.sql
-                driver.executemany(sql, store.parameters(_outcome_rows(outcomes, now), {"now": now}))
-            sql = "COMMIT"
-            driver.commit()
-            return lost
-        except sqlite3.Error as error:
-            driver.rollback()
-            if db.is_sqlite_busy_error(error):
-                return None
-            raise sa.exc.DBAPIError.instance(sql, None, error, sqlite3.Error) from error
-
-    def close(self) -> None:
-        """Give the connection back to the pool, waiting for locks again like every other (or drop it)."""
-        try:
-            self._driver.execute(f"PRAGMA busy_timeout={db.SQLITE_BUSY_TIMEOUT_MS}")
-        except sqlite3.Error:
-            self._pooled.invalidate()  # never back in the pool as a connection that does not wait
-            return
-        self._pooled.close()
-
-
-def _unmarked(driver: sqlite3.Connection, dialect: Dialect, data_phase: Sequence[tuple[int, str]]) -> set[int]:
-    """``Ledger._not_marked`` on a DBAPI connection, in its transaction: rows just marked for DATA that another
-    claim token holds (this process's claim was taken over). Rare: one primary-key read per row."""
-    held = _HELD_FOR_DATA_BULK.for_dialect(dialect)
-    lost = set()
-    for row_id, token in data_phase:
-        found = driver.execute(held.sql, held.parameters([{"row_id": row_id}], {})[0]).fetchone()
-        if found is None or found[0] != token:
-            lost.add(row_id)
-    return lost
-
-
-def _outcome_rows(outcomes: Sequence[Outcome], now: datetime) -> list[dict[str, Any]]:
-    return [
-        {"row_id": o.delivery_id, "token": o.claim_token, "new_state": o.state, "new_phase": o.phase,
-         "attempt": 1 if o.count_attempt else 0, "next_at": o.next_attempt_at, "code": o.code,
-         "msg": o.message[:1000], "sent": now if o.state == "sent" else None}
-        for o in outcomes
-    ]
+def _run_counted(statement: BulkStatement, connection: sa.Connection, rows: Sequence[Mapping[str, Any]],
+                 shared: Mapping[str, Any]) -> int:
+    """Run ``statement`` for every row; returns how many rows it changed in all (one by one where the driver
+    cannot sum an executemany's row counts)."""
+    if connection.dialect.supports_sane_multi_rowcount:
+        return statement.run(connection, rows, shared)
+    return sum(statement.run(connection, [row], shared) for row in rows)

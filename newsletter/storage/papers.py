@@ -29,6 +29,8 @@ class UpsertCounts:
     updated: int = 0
     unchanged: int = 0
     changed: dict[str, Paper] = field(default_factory=dict)
+    inserted: set[str] = field(default_factory=set)
+    """The ids of ``changed`` that were not stored before."""
 
 @dataclass(frozen=True)
 class SourceState:
@@ -91,6 +93,7 @@ class PaperStore:
                 counts.changed[paper_id] = merged
                 if before is None:
                     counts.new += 1
+                    counts.inserted.add(paper_id)
                     inserts.append(_paper_to_row(merged))
                 else:
                     counts.updated += 1
@@ -123,6 +126,20 @@ class PaperStore:
     def get_many(self, paper_ids: Sequence[str]) -> dict[str, Paper]:
         with self.engine.connect() as connection:
             return self._load(connection, paper_ids)
+
+    def get_for_matching(self, paper_ids: Sequence[str]) -> dict[str, Paper]:
+        """The papers with only what topic matching reads (id, title, abstract, categories): a fraction of the
+        cost of ``get_many`` when a large batch is read back to be matched."""
+        columns = [db.papers.c.paper_id, db.papers.c.title, db.papers.c.abstract, db.papers.c.categories,
+                   db.papers.c.primary_category]
+        found: dict[str, Paper] = {}
+        with self.engine.connect() as connection:
+            for chunk in _chunks(paper_ids):
+                for paper_id, title, abstract, categories, primary in connection.execute(
+                        sa.select(*columns).where(db.papers.c.paper_id.in_(chunk))):
+                    found[paper_id] = Paper(paper_id=paper_id, title=title, abstract=abstract,
+                                            categories=tuple(categories or ()), primary_category=primary)
+        return found
 
     def by_titles(self, titles: Sequence[str]) -> dict[str, Paper]:
         """``{title: paper}`` of the stored papers with exactly these titles (case and spacing ignored)."""
@@ -159,6 +176,15 @@ class PaperStore:
             query = query.where(db.papers.c.paper_id.in_(matched))
         with self.engine.connect() as connection:
             return [_row_to_paper(row) for row in connection.execute(query).mappings()]
+
+    def paper_ids(self, *, updated_since: datetime | None = None) -> list[str]:
+        """The ids of ``papers()`` in its order (newest first), optionally of papers changed at or after a time."""
+        query = sa.select(db.papers.c.paper_id).order_by(
+            db.papers.c.first_seen.desc(), db.papers.c.published.desc().nulls_last(), db.papers.c.paper_id)
+        if updated_since is not None:
+            query = query.where(db.papers.c.updated >= updated_since)
+        with self.engine.connect() as connection:
+            return [str(paper_id) for paper_id in connection.execute(query).scalars()]
 
     def count_papers(self) -> int:
         with self.engine.connect() as connection:
@@ -238,6 +264,10 @@ class PaperStore:
             updated = connection.execute(db.meta.update().where(db.meta.c.key == key).values(value=value))
             if updated.rowcount == 0:
                 connection.execute(db.meta.insert().values(key=key, value=value))
+
+    def delete_meta(self, key: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(db.meta.delete().where(db.meta.c.key == key))
 
     # --- source state -----------------------------------------------------------------------------------
 
