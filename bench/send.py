@@ -875,9 +875,10 @@ def main_run(args: argparse.Namespace, folder: Path) -> tuple[list[Check], dict[
                    args.latency_concurrency, args.latency) for p in args.processes]
     # With --baseline, each configuration runs with the other checkout's code, then with this one, --repeat times
     # (alternating, so both see the same machine); the targets are checked on this tree's best run.
-    trees: list[tuple[str, Path | None]] = [("", None)]
-    if args.baseline is not None:
-        trees = [("baseline: ", args.baseline.resolve()), ("", None)]
+    trees: list[tuple[str, Path | None]] = [
+        (f"baseline {tree.resolve().name}: " if len(args.baseline) > 1 else "baseline: ", tree.resolve())
+        for tree in args.baseline]
+    trees.append(("", None))
     number = 0
     for name, processes, concurrency, latency in plans:
         for repeat in range(args.repeat):
@@ -926,7 +927,7 @@ def main_run(args: argparse.Namespace, folder: Path) -> tuple[list[Check], dict[
     naive_cpu = naive.cpu / naive.sent
     say(f"naive CPU per message {1e6 * naive_cpu:,.0f} µs; CPU ratio (load-independent): "
         + ", ".join(f"{r.name}: {naive_cpu / (r.cpu / r.sent):.0f}×" for r in sink_rows))
-    library_rows = [r for r in rows[1:] if r.name.startswith(("library", "baseline: library"))]
+    library_rows = [r for r in rows[1:] if r.name.startswith(("library", "baseline"))]
     all_ok = all(r.sent == prepared.recipients == r.received for r in library_rows)
     checks = [Check("every recipient sent once (ledger sent == sink count == recipients)",
                     "yes" if all_ok else "NO: see the sent / sink got columns", all_ok)]
@@ -1075,9 +1076,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sinks", type=lambda s: s.split(","), default=["sink", "latency"],
                         help="which sinks to send to, comma-separated: sink (smtp-sink), latency (the 20 ms "
                              "aiosmtpd sink); default both")
-    parser.add_argument("--baseline", type=Path, metavar="TREE",
+    parser.add_argument("--baseline", type=Path, metavar="TREE", action="append", default=[],
                         help="also run every library configuration with the code of this checkout (e.g. a git "
-                             "worktree of main), alternating with this tree's, in the same run")
+                             "worktree of main), alternating with this tree's, in the same run; may be repeated")
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs of each library configuration (per tree with --baseline); default 1")
     parser.add_argument("--plain-aiosmtplib", action="store_true",
