@@ -2,7 +2,7 @@
 
 Every database call of a send that can wait runs in a thread: a write that waits for the lock (busy_timeout
 is 30 s) would otherwise freeze every SMTP session, timeout and lease renewal of the process. The ledger
-writer's commits are first tried on the loop without waiting (``Ledger.try_record``). A ticker coroutine on
+writer's commits are first tried on the loop without waiting (``ledger_quick.QuickRecorder``). A ticker coroutine on
 the sender's loop records the longest gap between its ticks while a plain sqlite3 connection holds
 ``BEGIN IMMEDIATE`` for a few seconds; real SQLite file, real SMTP relay (``tests.mailsink``) in its own thread.
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 from newsletter.delivery.sending import deliver
 from newsletter.storage.db import open_database
 from newsletter.storage.ledger import Ledger, NewDelivery
+from newsletter.storage.ledger_quick import QuickRecorder
 from subscribers.store import SubscriberStore
 from tests.mailsink import Fault, MailSink
 from tests.test_delivery import EDITION, START, Clock, build, fill, received, settings_for
@@ -141,11 +142,14 @@ def test_a_commit_tried_without_waiting_writes_nothing_while_another_program_hol
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     started = time.monotonic()
-    assert ledger.try_record(data_phase=[(first.id, first.claim_token)], outcomes=[], now=START) is None
+    recorder = QuickRecorder.open(ledger)
+    assert recorder is not None
+    assert recorder.try_record(data_phase=[(first.id, first.claim_token)], outcomes=[], now=START) is None
     assert time.monotonic() - started < 0.5  # it did not wait out busy_timeout
     other.execute("ROLLBACK")
     other.close()
-    assert ledger.try_record(data_phase=[(second.id, second.claim_token)], outcomes=[], now=START) == set()
+    assert recorder.try_record(data_phase=[(second.id, second.claim_token)], outcomes=[], now=START) == set()
+    recorder.close()
     with engine.connect() as connection:
         phases = dict(connection.exec_driver_sql("SELECT id, phase FROM deliveries").all())
     assert phases == {first.id: "", second.id: "data"}

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
+import os
 import signal
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,8 +18,10 @@ from click.testing import CliRunner
 
 from newsletter.cli.main import cli
 from newsletter.config import load_settings
+from newsletter.rendering.links import signer_from_settings
 from newsletter.storage.db import open_database
 from newsletter.storage.ledger import Ledger
+from newsletter.usecases.campaign import prepare
 from subscribers.store import SubscriberStore
 from tests.conftest import ROOT, spawn
 from tests.mailsink import Fault, MailSink
@@ -224,6 +229,33 @@ def test_to_sends_one_test_copy_outside_the_ledger(tmp_path: Path, sink: MailSin
     code, output = cli_run(config, "send")
     assert code == 0
     assert len(sink.messages) == 1 + 5  # the real send is unaffected by the test copy
+
+
+CHILD_NEEDS_NONE_OF = ("premailer", "jinja2", "cssutils", "requests", "apprise", "dkim", "alembic")
+
+
+def test_a_sending_child_starts_without_what_only_rendering_posting_or_migrating_need(
+    tmp_path: Path, sink: MailSink
+) -> None:
+    """Each child of `send --processes N` pays its start before its first message, once per send: the variants
+    are rendered already (no Jinja, no Premailer), chat posts are the parent's (no apprise or requests), no
+    dkimpy without [delivery.dkim], and the parent migrated the database (no alembic)."""
+    config = make_config(tmp_path, sink)
+    assert cli_run(config, "fetch")[0] == 0
+    add_subscribers(config, 4)
+    settings = load_settings(config)
+    prepared = prepare(settings, open_database(settings.newsletter.database_url), frequency="daily",
+                       now=datetime.now(UTC), day=None, signer=signer_from_settings(settings))
+    completed = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "newsletter.delivery.child", str(config), str(prepared.edition.id),
+         "2"], capture_output=True, text=True, timeout=120, check=False, env=dict(os.environ))
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert json.loads(completed.stdout.strip().splitlines()[-1])["sent"] == 2
+    assert len(sink.messages) == 2
+    imported = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in completed.stderr.splitlines()
+                if line.startswith("import time:") and "|" in line}
+    assert "sqlalchemy" in imported
+    assert imported & set(CHILD_NEEDS_NONE_OF) == set()
 
 
 @pytest.mark.slow

@@ -6,9 +6,10 @@ import asyncio
 import ssl
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
-from aiosmtplib.errors import SMTPServerDisconnected
+from aiosmtplib.errors import SMTPReadTimeoutError, SMTPServerDisconnected
 
 from newsletter.config import DeliverySettings
 from newsletter.delivery.sending import deliver
@@ -120,6 +121,37 @@ def test_replies_split_across_packets_and_multiline_replies_are_reassembled() ->
         return [(r.code, r.message) for r in replies]
 
     assert asyncio.run(scenario()) == [(250, "2.1.0 Ok"), (250, "first\nsecond\nlast"), (354, "go ahead")]
+
+
+def test_a_connection_keeps_one_timer_for_its_waits_and_each_wait_still_times_out_at_its_deadline() -> None:
+    """Two waits for replies a message, each with a timeout: one timer per connection, re-armed only when it fires
+    before the current wait's deadline, instead of a timer set and cancelled per wait (a heap push each)."""
+    async def scenario() -> tuple[int, float]:
+        reader = ReplyReader()
+        loop = asyncio.get_running_loop()
+        scheduled = 0
+        call_at = loop.call_at
+
+        def counting(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+            nonlocal scheduled
+            scheduled += 1
+            return call_at(when, callback, *args, **kwargs)
+
+        loop.call_at = counting  # type: ignore[method-assign]
+        for _ in range(40):  # quick replies, as from a local relay
+            loop.call_soon(reader.data_received, b"250 2.0.0 Ok\r\n")
+            await reader.replies(1, timeout=0.3)
+        await asyncio.sleep(0.2)  # the timer set for the first wait is still ahead
+        started = loop.time()
+        with pytest.raises(SMTPReadTimeoutError):
+            await reader.replies(1, timeout=0.3)  # nothing comes: it fails at its own deadline, not the first's
+        waited = loop.time() - started
+        reader.stop_timer()
+        return scheduled, waited
+
+    scheduled, waited = asyncio.run(scenario())
+    assert scheduled <= 3  # the first wait's timer, re-armed once or twice (it was 41)
+    assert 0.28 <= waited < 0.6
 
 
 def test_a_dropped_connection_fails_the_waiting_reader() -> None:

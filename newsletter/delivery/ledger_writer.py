@@ -3,8 +3,9 @@ a few transactions, written by one task so that connections never wait on each o
 
 A commit that may wait runs in one thread of the writer's own, never on the event loop: a write that waits
 for a lock (SQLite's busy_timeout is 30 s) would otherwise stop every SMTP session, timeout and lease
-renewal with it. On SQLite a commit is first tried on the loop without waiting for any lock, which is
-cheaper than the thread hop; if another process holds the lock, nothing is written and the thread does it.
+renewal with it. On SQLite a commit is first tried on the loop without waiting for any lock, on a connection
+the writer holds for the run (``storage.ledger_quick``), which is cheaper than the thread hop; if
+another process holds the lock, nothing is written and the thread does it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from newsletter.clock import Clock
 from newsletter.errors import ClaimLostError, LedgerWriteError
 from newsletter.storage.ledger import Delivery, Ledger, Outcome
+from newsletter.storage.ledger_quick import QuickRecorder
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ class LedgerWriter:
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         """The pending wake-up for outcomes (``outcome_delay`` after the first one not yet committed)."""
+        self._quick: QuickRecorder | None = None
+        """SQLite: the connection the commits tried on the loop use, held for the run (``storage.ledger_quick``)."""
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.failure: LedgerWriteError | None = None
@@ -52,6 +56,10 @@ class LedgerWriter:
         self.on_failure: Callable[[LedgerWriteError], None] | None = None
 
     def start(self) -> None:
+        try:
+            self._quick = QuickRecorder.open(self.ledger)
+        except SQLAlchemyError as error:  # every commit goes to the thread, where a failure ends the run as usual
+            log.info("ledger commits cannot be tried on the event loop: %s", one_line(error))
         self._task = asyncio.create_task(self._run())
 
     async def mark_data(self, delivery: Delivery) -> None:
@@ -90,7 +98,9 @@ class LedgerWriter:
                 try:
                     # On the loop only when it cannot wait (a local SQLite commit, well under a millisecond:
                     # a thread hop for every one cost 13 % of two processes' throughput, docs/benchmarks.md).
-                    lost = self.ledger.try_record(data_phase=data, outcomes=outcomes, now=self.clock())
+                    lost = None
+                    if self._quick is not None:
+                        lost = self._quick.try_record(data_phase=data, outcomes=outcomes, now=self.clock())
                     if lost is None:
                         write = functools.partial(self.ledger.record, data_phase=data, outcomes=outcomes,
                                                   now=self.clock())
@@ -129,6 +139,9 @@ class LedgerWriter:
                 await self._task
         finally:
             self._thread.shutdown(wait=False)  # idle by now (or the task was cancelled): never join on the loop
+            if self._quick is not None:
+                self._quick.close()
+                self._quick = None
 
 
 def one_line(error: BaseException) -> str:

@@ -17,7 +17,7 @@ from newsletter.config import Settings
 from newsletter.delivery.mime import MessageTemplate, RecipientHeaders
 from newsletter.records.text import collapse_whitespace
 from newsletter.rendering.links import Recipient
-from newsletter.rendering.render import personal_values, placeholder_pattern
+from newsletter.rendering.personal import personal_values, placeholder_pattern
 
 
 def list_id(settings: Settings) -> str:
@@ -35,7 +35,13 @@ def unsubscribe_mailto(settings: Settings, unsubscribe_url: str) -> str:
     address = settings.newsletter.from_address
     if inbound.domain:
         address = f"{inbound.unsubscribe_local_part}@{inbound.domain}"
+    if _QUOTE_SAFE.fullmatch(token):  # a signed token: nothing for quote() to encode (one per message of a send)
+        return f"mailto:{address}?subject=unsubscribe%20{token}"
     return f"mailto:{address}?subject={quote('unsubscribe ' + token)}"
+
+
+_QUOTE_SAFE = re.compile(r"[A-Za-z0-9_.~/-]*", re.ASCII)
+"""What ``quote`` leaves as it is (its always-safe characters and its default safe "/")."""
 
 
 def feedback_id(settings: Settings, *, edition_slug: str, frequency: str) -> str:

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from newsletter.config import Settings
-from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.message import message_template, sendable_message
 from newsletter.delivery.mime import MessageTemplate
 from newsletter.records.editions import Edition
 from newsletter.rendering.links import recipient_links
 from newsletter.storage.ledger import Delivery, Ledger, StoredVariant
 from subscribers.tokens import TokenSigner
+
+if TYPE_CHECKING:
+    from newsletter.delivery.dkim import DkimSigner
 
 
 class MessageFactory:

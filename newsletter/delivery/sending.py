@@ -13,15 +13,13 @@ import os
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.clock import Clock, utcnow
 from newsletter.config import DeliverySettings, Settings
-from newsletter.delivery.channels.post import ChannelResult
-from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.envelope import verp_sender
 from newsletter.delivery.ledger_writer import one_line
 from newsletter.delivery.outgoing import MessageFactory
@@ -33,6 +31,9 @@ from newsletter.rendering.links import signer_from_settings
 from newsletter.storage.ledger import Ledger
 from newsletter.storage.webhook_events import edition_sent_if_done
 from subscribers.store import SubscriberStore
+
+if TYPE_CHECKING:  # a sending child (`delivery.child`) imports this module: no chat clients, no dkimpy unless signing
+    from newsletter.delivery.channels.post import ChannelResult
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,11 @@ def smtp_password(settings: Settings) -> str | None:
 
 
 def message_factory(settings: Settings, engine: Engine, edition: Edition, *, clock: Clock) -> MessageFactory:
-    dkim = DkimSigner(settings.delivery.dkim) if settings.delivery.dkim else None
+    dkim = None
+    if settings.delivery.dkim:
+        from newsletter.delivery.dkim import DkimSigner  # dkimpy and its DNS resolver: only when signing
+
+        dkim = DkimSigner(settings.delivery.dkim)
     return MessageFactory(settings=settings, ledger=Ledger(engine), signer=signer_from_settings(settings),
                           edition=edition, clock=clock, dkim=dkim)
 

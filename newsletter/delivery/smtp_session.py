@@ -45,6 +45,10 @@ class ReplyReader(asyncio.Protocol):
         self._replies: deque[SMTPResponse] = deque()
         self._wanted = 0
         self._waiter: asyncio.Future[None] | None = None
+        self._deadline = 0.0
+        """When the current wait for replies times out (loop time)."""
+        self._timer: asyncio.TimerHandle | None = None
+        """One timer per connection, re-armed only when it fires early (see ``replies``)."""
         self._error: Exception | None = None
         self.transport: asyncio.Transport | None = None
 
@@ -83,6 +87,7 @@ class ReplyReader(asyncio.Protocol):
         self._fail(SMTPServerDisconnected(f"Connection lost: {exc}" if exc else "Connection lost"))
 
     def _fail(self, error: Exception) -> None:
+        self.stop_timer()
         if self._error is None:
             self._error = error
         if self._waiter is not None and not self._waiter.done():
@@ -92,26 +97,48 @@ class ReplyReader(asyncio.Protocol):
             self.transport.close()
 
     async def replies(self, count: int, timeout: float) -> list[SMTPResponse]:
-        """The next ``count`` replies; SMTPReadTimeoutError if they take longer than ``timeout`` seconds."""
+        """The next ``count`` replies; SMTPReadTimeoutError if they take longer than ``timeout`` seconds.
+
+        Two waits a message, each with a timeout: a timer set and cancelled per wait cost a heap push (Python
+        comparisons), a cancel and the heap's clean-up, per wait. Instead the connection keeps one timer, left
+        running between waits; when it fires before the current wait's deadline it is set again for that
+        deadline, so it runs about once per ``timeout`` per connection, and a wait still ends at its deadline.
+        """
         if len(self._replies) < count:
             if self._error is not None:
                 raise self._error
             loop = asyncio.get_running_loop()
             waiter = self._waiter = loop.create_future()
             self._wanted = count
-            expire = loop.call_later(timeout, _expire, waiter)
+            self._deadline = deadline = loop.time() + timeout
+            timer = self._timer
+            if timer is None or timer.when() > deadline:  # none yet, or one for a longer timeout (QUIT's is shorter)
+                if timer is not None:
+                    timer.cancel()
+                self._timer = loop.call_at(deadline, self._check_deadline)
             try:
                 await waiter
             finally:
-                expire.cancel()
                 self._waiter = None
         return [self._replies.popleft() for _ in range(count)]
 
+    def _check_deadline(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # nothing waits: the next wait sets a timer again
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._deadline:
+            waiter.set_exception(SMTPReadTimeoutError("Timed out waiting for server response"))
+            waiter.exception()
+        else:
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
 
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(SMTPReadTimeoutError("Timed out waiting for server response"))
-        waiter.exception()
+    def stop_timer(self) -> None:
+        """The connection is done with: its timer must not keep it (and the loop) alive."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def envelope_address(address: str, *, smtputf8: bool) -> bytes:
@@ -219,6 +246,7 @@ class SmtpSession:
             self.close()
 
     def close(self) -> None:
+        self._reader.stop_timer()
         if not self._transport.is_closing():
             self._transport.close()
 

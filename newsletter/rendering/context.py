@@ -10,7 +10,6 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
-from urllib.parse import quote
 
 from newsletter.config import Settings
 from newsletter.editions.relevance import is_relevant
@@ -21,11 +20,14 @@ from newsletter.records.text import collapse_whitespace, short_authors, shorten
 from newsletter.rendering.inbox import lead_papers, lead_phrase, preheader_text, weekly_prefix
 from newsletter.rendering.latex import latex_to_text
 from newsletter.rendering.links import edition_url
+from newsletter.rendering.personal import PERSONAL_FIELDS as PERSONAL_FIELDS
+from newsletter.rendering.personal import placeholder as placeholder
+from newsletter.rendering.personal import placeholder_pattern as placeholder_pattern
+from newsletter.rendering.personal import placeholder_prefix as placeholder_prefix
+from newsletter.rendering.personal import safe_url as safe_url
 from newsletter.rendering.reasons import reason_in_words, reason_terms
 from newsletter.rendering.tldr import card_tldr, tldr_source
 
-PERSONAL_FIELDS = ("name", "greeting", "email", "manage_url", "unsubscribe_url", "view_url", "feedback_url",
-                   "feed_url")
 THUMBNAIL_SIZE = (536, 281)
 SUBJECT_TOPICS = 3
 MAX_SUBJECT_CHARS = 200
@@ -36,30 +38,6 @@ BLURB_CHARS = 120
 """A top pick's one line: the first sentence of its TL;DR, cut to this."""
 WORDS_PER_MINUTE = 230
 QUIET_LABELS = {"Abstract": "Abstract", "PDF": "PDF", "Hugging Face": "Hugging Face", "Project page": "Project"}
-
-
-def placeholder_prefix(nonce: str) -> str:
-    return f"__nl{nonce}_"
-
-
-def placeholder(nonce: str, name: str) -> str:
-    """Letters, digits and ``_`` only: HTML escaping, URL escaping and Premailer leave it as it is."""
-    return f"{placeholder_prefix(nonce)}{name}__"
-
-
-def placeholder_pattern(nonce: str) -> re.Pattern[str]:
-    """Finds the placeholders of one render; the group ``name`` is the personal field."""
-    return re.compile(rf"{re.escape(placeholder_prefix(nonce))}(?P<name>[a-z]+(?:_[a-z]+)*)__")
-
-
-def safe_url(url: str | None) -> str | None:
-    """http(s) URLs only, with characters that could leave an attribute percent-encoded."""
-    if not url:
-        return None
-    url = url.strip()
-    if not re.match(r"https?://", url, re.IGNORECASE):
-        return None
-    return quote(url, safe=":/?#[]@!$&'()*+,;=%~")
 
 
 def _links(paper: EditionPaper) -> list[dict[str, str]]:

@@ -86,7 +86,13 @@ def signer_from_settings(settings: Settings) -> TokenSigner:
 
 
 def edition_url(settings: Settings, edition_slug: str) -> str:
-    return f"{settings.newsletter.base_url.rstrip('/')}/archive/{quote(edition_slug)}"
+    return _edition_url(settings.newsletter.base_url, edition_slug)
+
+
+@functools.lru_cache(maxsize=64)
+def _edition_url(base_url: str, edition_slug: str) -> str:
+    """Every reader's web-view link of a send is the same: quoted once."""
+    return f"{base_url.rstrip('/')}/archive/{quote(edition_slug)}"
 
 
 def recipient_links(

@@ -28,7 +28,6 @@ from functools import cached_property
 from newsletter.config import Settings
 from newsletter.editions.selection import Selection
 from newsletter.errors import TemplateError
-from newsletter.records.text import collapse_whitespace
 from newsletter.rendering.context import (
     email_context,
     placeholder_pattern,
@@ -37,6 +36,7 @@ from newsletter.rendering.context import (
     subject_line,
 )
 from newsletter.rendering.links import TEXT_ALLOWANCE, Recipient, personal_allowances
+from newsletter.rendering.personal import personal_values
 from newsletter.rendering.templating import HTML_TEMPLATE, TEXT_TEMPLATE, RenderEnvironment, default_template_dir
 
 # Premailer sizes its shared parse cache from this variable when it is first imported; 128 entries thrash
@@ -101,34 +101,6 @@ def inline_css(document: str) -> str:
 
 
 # --- placeholders and personalisation -------------------------------------------------------------------
-
-
-def personal_values(recipient: Recipient) -> dict[str, str]:
-    """The raw values of the personal fields (one line each; links http(s) only)."""
-    name = collapse_whitespace(recipient.name)
-    first = first_name(name)
-    return {
-        "name": name,
-        "greeting": f"Hi {first}," if first else "Hello,",
-        "email": collapse_whitespace(recipient.email),
-        "manage_url": safe_url(recipient.manage_url) or "",
-        "unsubscribe_url": safe_url(recipient.unsubscribe_url) or "",
-        "view_url": safe_url(recipient.view_url) or "",
-        "feedback_url": safe_url(recipient.feedback_url) or "",
-        "feed_url": safe_url(recipient.feed_url) or "",
-    }
-
-
-TITLES = frozenset({"dr", "prof", "mr", "mrs", "ms", "mx", "sir", "dame"})
-
-
-def first_name(name: str) -> str:
-    """The word a greeting uses ("Ada" of "Ada Lovelace"; "" for an address-like or empty name): a full
-    name reads like a form letter."""
-    words = [w for w in name.split() if w.rstrip(".").lower() not in TITLES]
-    if not words or "@" in words[0]:
-        return ""
-    return words[0].rstrip(",")
 
 
 def _split(document: str, pattern: re.Pattern[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -53,13 +53,14 @@ class BulkStatement:
         fixed = dict(self._fixed)
         for name, value in shared.items():
             fixed[name] = processors[name](value) if name in processors else value
-        per_row = [(name, processors.get(name)) for name in dict.fromkeys(self.order) if name not in fixed]
-        last: dict[str, tuple[Any, Any]] = {}
-        """Per name, the last value processed and the result: rows often share one (the same datetime)."""
+        names = tuple(dict.fromkeys(self.order)) if not self.positional else self.order
+        template = [fixed.get(name) for name in names]  # each row starts as a copy: fixed and shared values in place
+        per_row = [(slot, name, processors.get(name)) for slot, name in enumerate(names) if name not in fixed]
+        last: dict[str, tuple[Any, Any]] = {}  # per name, the last value processed and its result (rows share some)
         out: list[Any] = []
         for row in rows:
-            values = dict(fixed)
-            for name, processor in per_row:
+            values = template.copy()
+            for slot, name, processor in per_row:
                 value = row[name]
                 if processor is not None and value is not None:
                     seen = last.get(name)
@@ -69,8 +70,8 @@ class BulkStatement:
                         processed = processor(value)
                         last[name] = (value, processed)
                         value = processed
-                values[name] = value
-            out.append(tuple(values[name] for name in self.order) if self.positional else values)
+                values[slot] = value
+            out.append(tuple(values) if self.positional else dict(zip(names, values, strict=True)))
         return out
 
     def run(self, connection: sa.Connection, rows: Sequence[Mapping[str, Any]],

@@ -6,15 +6,13 @@ automatically when a store is opened, so an operator never runs a migration by h
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import weakref
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -352,6 +350,7 @@ done. ``key`` (a hash of its Message-ID and recipients, or of its bytes) makes a
 def insert_ignoring_duplicates(engine: Engine, table: sa.Table) -> Any:
     """INSERT that skips rows whose key exists, in each supported dialect (resumed runs insert again)."""
     if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql  # not loaded by every SQLite command (a sending child)
         return postgresql.insert(table).on_conflict_do_nothing()
     if engine.dialect.name == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing()
@@ -369,22 +368,6 @@ def insert_new(connection: sa.Connection, table: sa.Table, values: list[dict[str
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite statement waits for another process's write lock before failing."""
-
-
-@contextlib.contextmanager
-def sqlite_lock_wait(connection: sa.Connection, milliseconds: int) -> Iterator[None]:
-    """SQLite only: in this block, wait at most ``milliseconds`` for another writer's lock (0: fail at once).
-
-    Set on the driver's connection directly: through SQLAlchemy the two statements cost more than the
-    ledger writer's commit they guard (about 50 µs a message in bench/send.py).
-    """
-    driver = connection.connection.driver_connection
-    assert driver is not None
-    driver.execute(f"PRAGMA busy_timeout={int(milliseconds)}")
-    try:
-        yield
-    finally:
-        driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def is_sqlite_busy(error: SQLAlchemyError) -> bool:

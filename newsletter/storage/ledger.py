@@ -383,25 +383,10 @@ class Ledger(tallies.TallyReads):
         with self.engine.begin() as connection:
             return self._record(connection, data_phase=data_phase, outcomes=outcomes, now=now)
 
-    def try_record(self, *, data_phase: Sequence[tuple[int, str]], outcomes: Sequence[Outcome],
-                   now: datetime) -> set[int] | None:
-        """``record`` without waiting: None, with nothing written, when it cannot commit at once (then call
-        ``record`` where waiting blocks nothing). On SQLite that is when another process holds the write
-        lock; any other database is reached over a connection that can always wait, so it is always None.
-
-        The ledger writer commits on the event loop's own thread this way: a local SQLite commit of a few
-        rows takes well under a millisecond, less than handing it to a thread, and a commit that would
-        wait for a lock is not tried there.
-        """
-        if self.engine.dialect.name != "sqlite":
-            return None
-        try:
-            with self.engine.begin() as connection, db.sqlite_lock_wait(connection, 0):
-                return self._record(connection, data_phase=data_phase, outcomes=outcomes, now=now)
-        except sa.exc.OperationalError as error:
-            if db.is_sqlite_busy(error):
-                return None
-            raise
+    def record_in(self, connection: sa.Connection, *, data_phase: Sequence[tuple[int, str]],
+                  outcomes: Sequence[Outcome], now: datetime) -> set[int]:
+        """``record`` in the caller's transaction (``ledger_quick.QuickRecorder``'s, on a connection it holds)."""
+        return self._record(connection, data_phase=data_phase, outcomes=outcomes, now=now)
 
     def _record(self, connection: sa.Connection, *, data_phase: Sequence[tuple[int, str]],
                 outcomes: Sequence[Outcome], now: datetime) -> set[int]:
