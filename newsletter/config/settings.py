@@ -160,19 +160,22 @@ class MatchingSettings:
         "categories the topics do not cover score above the topic for it (1: the topic must beat them all).",
         check=check_positive)
     embedding_background_rank: int = setting(
-        2, "`embedding`, `background = \"arxiv\"`: a paper joins a topic only when fewer than this many arXiv "
+        3, "`embedding`, `background = \"arxiv\"`: a paper joins a topic only when fewer than this many arXiv "
         "categories the topics do not cover score above the topic for it (1: the topic must beat them all).",
         check=check_positive)
     tfidf_background_margin: float = setting(0.05, "`tfidf`, `background = \"arxiv\"`: a category counts as "
                                              "scoring above a topic only when it beats it by more than this.",
                                              check=check_unit_interval)
-    embedding_background_margin: float = setting(0.01, "`embedding`, `background = \"arxiv\"`: a category counts "
+    embedding_background_margin: float = setting(0.0, "`embedding`, `background = \"arxiv\"`: a category counts "
                                                  "as scoring above a topic only when it beats it by more than this.",
                                                  check=check_unit_interval)
     embedding_background_neighbours: int = setting(
-        10, "`embedding`, `background = \"arxiv\"`: before the rank, each paper's scores against the topics and the "
+        0, "`embedding`, `background = \"arxiv\"`: before the rank, each paper's scores against the topics and the "
         "arXiv categories are averaged with the mean scores of this many of its nearest stored papers (by embedding), "
-        "so a paper is judged together with the papers that read like it (0: off).",
+        "so a paper is judged together with the papers that read like it (0: off). An opt-in for servers with "
+        "narrow topics and thousands of stored papers, best with `embedding_background_rank = 2` and "
+        "`embedding_background_margin = 0.01`: fewer off-topic papers at a higher macro-F1 there, but broad topics "
+        "on a small store lose papers (docs/benchmarks.md).",
         check=check_non_negative)
     embedding_max_tokens: int = setting(
         128,
