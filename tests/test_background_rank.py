@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from newsletter.config import MatchingSettings
-from newsletter.matching.background import beats_background
+from newsletter.matching.background import beats_background, neighbour_smoothed
 from newsletter.matching.evaluate import LabelledPaper, evaluate
 from newsletter.matching.matcher import build_matcher
 from tests.conftest import write_config
@@ -55,12 +55,58 @@ def test_a_topic_passes_when_fewer_than_rank_uncovered_areas_score_above_it() ->
     assert passes(1) == [True, False, True]
 
 
+def _cluster(rows: int, seed: int, centre: int) -> np.ndarray:
+    """``rows`` unit vectors close to one axis of 8 dimensions."""
+    vectors = np.random.default_rng(seed).normal(0.0, 0.05, (rows, 8)).astype(np.float32)
+    vectors[:, centre] += 1.0
+    normalised: np.ndarray = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return normalised
+
+
+def test_a_paper_with_ambiguous_scores_follows_the_papers_that_read_like_it() -> None:
+    """Eleven papers of the topic and one more like them whose own scores put two areas above the topic; then the
+    same twelve for a cluster of papers about the areas. Only the neighbourhood tells the two twelfth papers apart."""
+    features = np.vstack([_cluster(12, 1, 0), _cluster(12, 2, 1)])
+    topic = np.full((24, 1), 0.60, dtype=np.float32)
+    areas = np.full((24, 2), 0.30, dtype=np.float32)
+    topic[12:], areas[12:] = 0.30, 0.60  # the second cluster is about the areas
+    topic[[11, 23]], areas[[11, 23]] = 0.45, [0.50, 0.48]  # the same ambiguous scores in both clusters
+    own = np.zeros((1, 2), dtype=bool)
+
+    def passes(neighbours: int) -> list[bool]:
+        result = beats_background(topic, areas, features, own, margin=0.0, rank=2, self_training=False,
+                                  neighbours=neighbours)
+        return [bool(result[11, 0]), bool(result[23, 0])]
+
+    assert passes(0) == [False, False]
+    assert passes(10) == [True, False]
+    smoothed = neighbour_smoothed(np.hstack([topic, areas]), features, neighbours=10)
+    assert smoothed[11, 0] == pytest.approx(0.5 * 0.45 + 0.5 * 0.60)  # its 10 neighbours are topic papers
+    assert smoothed[23, 0] == pytest.approx(0.5 * 0.45 + 0.5 * 0.30)
+
+
+def test_neighbours_come_from_a_bounded_pool_and_never_the_paper_itself() -> None:
+    angles = 0.1 * np.arange(9)  # papers on an arc: the nearer the index, the nearer the paper
+    features = np.column_stack([np.cos(angles), np.sin(angles)]).astype(np.float32)
+    scores = np.arange(9, dtype=np.float32)[:, np.newaxis]
+    every = neighbour_smoothed(scores, features, neighbours=8)  # all 8 others: the mean of the rest
+    assert every[:, 0] == pytest.approx(0.5 * scores[:, 0] + 0.5 * (36.0 - scores[:, 0]) / 8)
+    pooled = neighbour_smoothed(scores, features, neighbours=2, pool=3)  # rows 0, 4, 8 are the pool
+    assert pooled[0, 0] == pytest.approx(0.5 * 0 + 0.5 * (4 + 8) / 2)
+    assert pooled[5, 0] == pytest.approx(0.5 * 5 + 0.5 * (4 + 8) / 2)  # the nearest two of the pool
+    assert neighbour_smoothed(scores, features, neighbours=9) is scores  # too few papers: unchanged
+    assert build_matcher(MatchingSettings(method="tfidf")).rule.background_neighbours == 0
+
+
 def test_the_rank_is_a_documented_setting_and_must_be_positive(tmp_path: Path) -> None:
     from newsletter.config import load_settings
     from newsletter.errors import ConfigError
 
     defaults = MatchingSettings()
     assert (defaults.embedding_background_rank, defaults.embedding_background_margin) == (3, 0.0)
+    assert defaults.embedding_background_neighbours == 0  # an opt-in: it costs broad topics on a small store
+    assert build_matcher(MatchingSettings(method="embedding", embedding_background_neighbours=10)
+                         ).rule.background_neighbours == 10
     assert (defaults.tfidf_background_rank, defaults.tfidf_background_margin) == (1, 0.05)
     assert build_matcher(MatchingSettings(method="tfidf", tfidf_background_rank=2)).rule.background_rank == 2
     config = write_config(tmp_path, SOURCES, extra="[matching]\nembedding_background_rank = 0")

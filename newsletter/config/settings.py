@@ -169,6 +169,14 @@ class MatchingSettings:
     embedding_background_margin: float = setting(0.0, "`embedding`, `background = \"arxiv\"`: a category counts "
                                                  "as scoring above a topic only when it beats it by more than this.",
                                                  check=check_unit_interval)
+    embedding_background_neighbours: int = setting(
+        0, "`embedding`, `background = \"arxiv\"`: before the rank, each paper's scores against the topics and the "
+        "arXiv categories are averaged with the mean scores of this many of its nearest stored papers (by embedding), "
+        "so a paper is judged together with the papers that read like it (0: off). An opt-in for servers with "
+        "narrow topics and thousands of stored papers, best with `embedding_background_rank = 2` and "
+        "`embedding_background_margin = 0.01`: fewer off-topic papers at a higher macro-F1 there, but broad topics "
+        "on a small store lose papers (docs/benchmarks.md).",
+        check=check_non_negative)
     embedding_max_tokens: int = setting(
         128,
         "`embedding` only: a paper's title and abstract are cut after this many tokens (at most 256) before "

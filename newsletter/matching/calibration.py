@@ -50,7 +50,7 @@ NOT_EXAMPLE_WEIGHT = 0.5
 @dataclass(frozen=True, kw_only=True)
 class DecisionRule:
     """How similarities become matches (``[matching] decision``, ``margin``, ``*_floor``, ``self_training``,
-    ``background``, ``*_background_rank``, ``*_background_margin``)."""
+    ``background``, ``*_background_rank``, ``*_background_margin``, ``embedding_background_neighbours``)."""
 
     calibrated: bool = True
     """False: the old rule, ``similarity >= threshold`` per topic."""
@@ -64,6 +64,8 @@ class DecisionRule:
     background_rank: int = 1
     """A topic passes the background when fewer than this many uncovered areas score above it."""
     background_margin: float = 0.0
+    background_neighbours: int = 0
+    """Nearest corpus papers whose scores each paper's are averaged with before the rank (0: none; embeddings)."""
 
 
 def _rows(features: Any, index: np.ndarray) -> np.ndarray:

@@ -117,6 +117,7 @@ def decision_rule(matching: MatchingSettings) -> DecisionRule:
         background=matching.background != "none",
         background_rank=matching.tfidf_background_rank if tfidf else matching.embedding_background_rank,
         background_margin=matching.tfidf_background_margin if tfidf else matching.embedding_background_margin,
+        background_neighbours=0 if tfidf else matching.embedding_background_neighbours,
     )
 
 
