@@ -35,7 +35,7 @@ method with the arXiv background at the defaults, at the opt-in or the other ran
 (``background = "none"``).
 
 **Another set** (``--dev-topics``): a set of the same columns with its own topic table, e.g.
-``bench/data/topics-other/`` (174 papers of June–November 2025, ten areas; nothing tuned on it: ``--dev-half all``).
+``bench/data/topics-other/`` (1,006 papers of June–November 2025, ten areas; nothing tuned on it: ``--dev-half all``).
 Open = 4 of its N areas (every combination up to 35, as for topics-dev's 7 areas; else 35 drawn with a fixed
 seed), the hidden set's analogue (cs.RO, cs.SD, cs.CR, cs.SE) and all N, each scored strictly (primary category)
 and leniently (a cross-listed configured area is a fair answer): ``bench/open_sets.py``.
