@@ -384,35 +384,25 @@ def parse_hf_daily(data: bytes, *, source: str) -> ParsedFeed:
 
 
 def _hf_chunks(data: bytes, *, source: str, size: int | None) -> Iterator[FeedChunk]:
-    """The papers of a Hugging Face listing, ``size`` items at a time (None: all at once); each chunk's items
-    are let go once read, so the document's objects and its papers are not all held together."""
+    """The papers of a Hugging Face listing, ``size`` papers at a time (None: all at once); each item is let
+    go once read, so the document's objects and its papers are not all held together."""
     items = load_json(data, source=source)
     if not isinstance(items, list):
         raise SourceError(source, f"expected a JSON array of papers, found {type(items).__name__}")
-    broken = 0
-    while True:
-        part = items[:size] if size is not None else items
-        items = items[len(part):] if size is not None else []
-        papers: list[Paper] = []
-        skipped = 0
-        for item in part:
-            try:
-                paper = _hf_item(item, source) if isinstance(item, dict) else None
-                if paper is not None:
-                    paper = _storable(paper)
-            except _ENTRY_ERRORS as exc:
-                log.info("source %r: skipped an item: %s: %s", source, type(exc).__name__, _said(exc))
-                paper = None
-                broken += 1
-            if paper is None:
-                skipped += 1
-            else:
-                papers.append(paper)
-        del part
+
+    def convert(item: Any) -> Paper | None:
+        return _hf_item(item, source) if isinstance(item, dict) else None
+
+    for papers, skipped, broken, last in _convert_entries(_let_go(items), source, convert, size):
         yield FeedChunk(tuple(papers), skipped=skipped,
-                        warnings=(_broken_warning(broken),) if broken and not items else ())
-        if not items:
-            return
+                        warnings=(_broken_warning(broken),) if broken and last else ())
+
+
+def _let_go(items: list[Any]) -> Iterator[Any]:
+    """The items in order, each dropped from the list as it is handed out, so a read item can be freed."""
+    items.reverse()
+    while items:
+        yield items.pop()
 
 
 def _hf_time(value: Any) -> datetime | None:
