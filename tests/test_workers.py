@@ -106,15 +106,17 @@ def test_the_task_retries_while_another_claim_holds_rows_of_its_batch(tmp_path: 
                        signer=signer_from_settings(settings))
     ledger = Ledger(engine)
     ids = ledger.due_ids(prepared.edition.id, now=datetime.now(UTC))
-    Ledger(engine, worker="dead:1").claim(prepared.edition.id, limit=1, now=datetime.now(UTC),
-                                          lease=timedelta(seconds=1))
     from celery.exceptions import Retry  # the scale extra: imported by the tests that run, never at collection
 
+    # the task is made first, so the held row's lease (3 s) cannot lapse while the worker's parts load
     task = register_tasks(make_app(settings), BatchSender(settings, engine))
+    held_until = time.monotonic() + 3.0
+    Ledger(engine, worker="dead:1").claim(prepared.edition.id, limit=1, now=datetime.now(UTC),
+                                          lease=timedelta(seconds=3))
     with pytest.raises(Retry):  # one row is held: the task sends the rest and asks to run again
         task.run(prepared.edition.id, ids)
     assert ledger.counts(prepared.edition.id)["sent"] == 7
-    time.sleep(1.1)
+    time.sleep(max(0.0, held_until - time.monotonic()) + 0.2)
     assert task.run(prepared.edition.id, ids)["sent"] == 1  # the lease lapsed: the retry completes the batch
     assert task.run(prepared.edition.id, ids)["sent"] == 0  # and a redelivery sends nothing
     assert len(sink.messages) == 8
